@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+import SwitchyardCore
+
+/// `switchyard config check FILE`: validate and print the effective configuration.
+struct ConfigCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config",
+        abstract: "Work with configuration files.",
+        subcommands: [Check.self]
+    )
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate a configuration and print the effective settings; exits 1 on any invalid field."
+        )
+
+        @Argument(help: "YAML configuration file.")
+        var file: String
+
+        func run() async throws {
+            let config: GatewayConfig
+            do {
+                config = try ConfigCommand.load(file)
+            } catch let error as ConfigError {
+                FileHandle.standardError.write(Data("\(file): \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+            print(EffectiveConfig.render(config))
+        }
+    }
+
+    static func load(_ path: String) throws -> GatewayConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("cannot read configuration file '\(path)'")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ValidationError("configuration file '\(path)' is not UTF-8")
+        }
+        return try ConfigLoader.load(yaml: text)
+    }
+}
+
+/// The human-readable effective configuration printed by `config check`.
+public enum EffectiveConfig {
+    public static func render(_ c: GatewayConfig) -> String {
+        var lines: [String] = []
+        lines.append("configuration OK")
+        lines.append("server: listen \(c.server.host):\(c.server.port), max body \(c.server.maxBodyBytes) bytes, shutdown grace \(c.server.shutdownGrace.formatted)")
+        let t = c.upstream.timeouts
+        lines.append("upstream: connect timeout \(c.upstream.connectTimeout.formatted), first byte \(t.firstByte.formatted), idle \(t.idle.formatted), total \(t.total.formatted), max connections/backend \(c.upstream.maxConnectionsPerBackend)")
+        lines.append(c.health.enabled
+            ? "health: GET \(c.health.path) every \(c.health.interval.formatted) (timeout \(c.health.timeout.formatted)), healthy after \(c.health.healthyThreshold), unhealthy after \(c.health.unhealthyThreshold)"
+            : "health: active checks disabled (backends are assumed healthy)")
+        lines.append("outlier ejection: after \(c.outlier.consecutiveFailures) consecutive failures, for \(c.outlier.baseEjection.formatted) doubling up to \(c.outlier.maxEjection.formatted); one probe request re-admits")
+        lines.append("retry: at most \(c.retry.maxAttempts) attempts per pool, budget \(Int(c.retry.budgetRatio * 100))% of requests per \(c.retry.budgetWindow.formatted) (min \(c.retry.minRetriesPerWindow)), honour Retry-After up to \(c.retry.maxRetryAfter.formatted); only before the first byte, only connection failures and 429/503")
+        lines.append("")
+        lines.append("models:")
+        for model in c.models {
+            let mt = model.timeouts ?? c.upstream.timeouts
+            var routing = model.routing.policy.rawValue
+            if model.routing.policy == .prefixAffinity {
+                routing += " (first \(model.routing.prefixChars) chars, bound (1+\(model.routing.balanceFactor))× average load)"
+            }
+            lines.append("  \(model.name): routing \(routing); fallback \(model.fallback.isEmpty ? "none" : model.fallback.joined(separator: " → ")); queue timeout \(model.queueTimeout.formatted); timeouts first byte \(mt.firstByte.formatted), idle \(mt.idle.formatted), total \(mt.total.formatted)")
+            lines.append("    " + pad("backend", 40) + pad("upstream model", 24) + pad("weight", 8) + "max in-flight")
+            for b in model.backends {
+                lines.append("    " + pad(b.url, 40) + pad(b.upstreamModel ?? model.name, 24) + pad(trim(b.weight), 8) + (b.maxInflight == 0 ? "unlimited" : String(b.maxInflight)))
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func pad(_ s: String, _ width: Int) -> String {
+        s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
+    }
+
+    static func trim(_ d: Double) -> String { d.rounded() == d ? String(Int(d)) : String(d) }
+}

@@ -1,0 +1,34 @@
+import ArgumentParser
+
+/// The `switchyard` command: the serving path and the tools that prove a platform is ready.
+@available(macOS 10.15, *)
+public struct Switchyard: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "switchyard",
+        abstract: "SLO-aware OpenAI-compatible gateway and readiness tooling for model serving.",
+        version: SwitchyardVersion.current,
+        subcommands: [ServeCommand.self, ConfigCommand.self]
+    )
+
+    public init() {}
+}
+
+public enum SwitchyardVersion {
+    public static let current = "0.1.0"
+}
+
+extension Switchyard {
+    /// Parses the command line and runs the chosen subcommand (async ones included), then exits.
+    public static func runMain(_ arguments: [String]? = nil) async {
+        do {
+            var command = try parseAsRoot(arguments)
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+}

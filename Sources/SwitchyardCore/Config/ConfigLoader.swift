@@ -1,0 +1,172 @@
+import Yams
+
+/// Turns YAML text into a validated ``GatewayConfig``, reporting every invalid field by path.
+///
+/// ```yaml
+/// server: { host: 127.0.0.1, port: 8080 }
+/// models:
+///   - name: smollm2
+///     backends:
+///       - { url: http://127.0.0.1:8000/v1, max_inflight: 4 }
+/// ```
+public enum ConfigLoader {
+    public static func load(yaml text: String) throws(ConfigError) -> GatewayConfig {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigError(issues: [ConfigIssue(path: "", message: "not valid YAML: \(error)")])
+        }
+        var config = GatewayConfig()
+        var reader = YAMLReader()
+        if let root {
+            decode(root, into: &config, reader: &reader)
+        }
+        reader.issues += validate(config)
+        if !reader.issues.isEmpty { throw ConfigError(issues: reader.issues) }
+        return config
+    }
+
+    /// Checks that need the whole config: unique names, fallbacks that exist, at least one model.
+    public static func validate(_ config: GatewayConfig) -> [ConfigIssue] {
+        var issues: [ConfigIssue] = []
+        var seen: Set<String> = []
+        for (i, model) in config.models.enumerated() {
+            if !seen.insert(model.name).inserted {
+                issues.append(ConfigIssue(path: "models[\(i)].name", message: "duplicate model name '\(model.name)'"))
+            }
+            if model.backends.isEmpty {
+                issues.append(ConfigIssue(path: "models[\(i)].backends", message: "a model needs at least one backend"))
+            }
+        }
+        let names = Set(config.models.map(\.name))
+        for (i, model) in config.models.enumerated() {
+            for (j, fallback) in model.fallback.enumerated() {
+                if !names.contains(fallback) {
+                    issues.append(ConfigIssue(path: "models[\(i)].fallback[\(j)]", message: "unknown model '\(fallback)'; defined: \(names.sorted().joined(separator: ", "))"))
+                } else if fallback == model.name {
+                    issues.append(ConfigIssue(path: "models[\(i)].fallback[\(j)]", message: "a model cannot fall back to itself"))
+                }
+            }
+        }
+        return issues
+    }
+
+    static func decode(_ root: Node, into config: inout GatewayConfig, reader r: inout YAMLReader) {
+        guard let top = r.mapping(root, "", allowed: ["server", "upstream", "health", "outlier", "retry", "models"]) else { return }
+        if let node = top["server"], let m = r.mapping(node, "server", allowed: ["host", "port", "max_body_bytes", "shutdown_grace"]) {
+            if let n = m["host"], let v = r.string(n, "server.host") { config.server.host = v }
+            if let n = m["port"], let v = r.int(n, "server.port", min: 0, max: 65535) { config.server.port = v }
+            if let n = m["max_body_bytes"], let v = r.int(n, "server.max_body_bytes", min: 1024) { config.server.maxBodyBytes = v }
+            if let n = m["shutdown_grace"], let v = r.duration(n, "server.shutdown_grace", allowZero: true) { config.server.shutdownGrace = v }
+        }
+        if let node = top["upstream"], let m = r.mapping(node, "upstream", allowed: ["connect_timeout", "timeouts", "max_connections_per_backend"]) {
+            if let n = m["connect_timeout"], let v = r.duration(n, "upstream.connect_timeout") { config.upstream.connectTimeout = v }
+            if let n = m["timeouts"] { decodeTimeouts(n, "upstream.timeouts", into: &config.upstream.timeouts, reader: &r) }
+            if let n = m["max_connections_per_backend"], let v = r.int(n, "upstream.max_connections_per_backend", min: 1) {
+                config.upstream.maxConnectionsPerBackend = v
+            }
+        }
+        if let node = top["health"], let m = r.mapping(node, "health", allowed: ["enabled", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "path"]) {
+            if let n = m["enabled"], let v = r.bool(n, "health.enabled") { config.health.enabled = v }
+            if let n = m["interval"], let v = r.duration(n, "health.interval") { config.health.interval = v }
+            if let n = m["timeout"], let v = r.duration(n, "health.timeout") { config.health.timeout = v }
+            if let n = m["healthy_threshold"], let v = r.int(n, "health.healthy_threshold", min: 1, max: 100) { config.health.healthyThreshold = v }
+            if let n = m["unhealthy_threshold"], let v = r.int(n, "health.unhealthy_threshold", min: 1, max: 100) { config.health.unhealthyThreshold = v }
+            if let n = m["path"], let v = r.string(n, "health.path") { config.health.path = v }
+        }
+        if let node = top["outlier"], let m = r.mapping(node, "outlier", allowed: ["consecutive_failures", "base_ejection", "max_ejection"]) {
+            if let n = m["consecutive_failures"], let v = r.int(n, "outlier.consecutive_failures", min: 1) { config.outlier.consecutiveFailures = v }
+            if let n = m["base_ejection"], let v = r.duration(n, "outlier.base_ejection") { config.outlier.baseEjection = v }
+            if let n = m["max_ejection"], let v = r.duration(n, "outlier.max_ejection") { config.outlier.maxEjection = v }
+            if config.outlier.maxEjection < config.outlier.baseEjection {
+                r.fail("outlier.max_ejection", "must be ≥ base_ejection (\(config.outlier.baseEjection.formatted))", m["max_ejection"])
+            }
+        }
+        if let node = top["retry"], let m = r.mapping(node, "retry", allowed: ["max_attempts", "budget_ratio", "budget_window", "min_retries_per_window", "max_retry_after"]) {
+            if let n = m["max_attempts"], let v = r.int(n, "retry.max_attempts", min: 1, max: 10) { config.retry.maxAttempts = v }
+            if let n = m["budget_ratio"], let v = r.double(n, "retry.budget_ratio", min: 0, max: 1) { config.retry.budgetRatio = v }
+            if let n = m["budget_window"], let v = r.duration(n, "retry.budget_window") { config.retry.budgetWindow = v }
+            if let n = m["min_retries_per_window"], let v = r.int(n, "retry.min_retries_per_window", min: 0) { config.retry.minRetriesPerWindow = v }
+            if let n = m["max_retry_after"], let v = r.duration(n, "retry.max_retry_after", allowZero: true) { config.retry.maxRetryAfter = v }
+        }
+        if let node = top["models"], let list = r.sequence(node, "models") {
+            for (i, item) in list.enumerated() {
+                if let model = decodeModel(item, "models[\(i)]", reader: &r) { config.models.append(model) }
+            }
+        }
+    }
+
+    static func decodeTimeouts(_ node: Node, _ path: String, into t: inout TimeoutConfig, reader r: inout YAMLReader) {
+        guard let m = r.mapping(node, path, allowed: ["first_byte", "idle", "total"]) else { return }
+        if let n = m["first_byte"], let v = r.duration(n, "\(path).first_byte") { t.firstByte = v }
+        if let n = m["idle"], let v = r.duration(n, "\(path).idle") { t.idle = v }
+        if let n = m["total"], let v = r.duration(n, "\(path).total") { t.total = v }
+    }
+
+    static func decodeModel(_ node: Node, _ path: String, reader r: inout YAMLReader) -> ModelConfig? {
+        guard let m = r.mapping(node, path, allowed: ["name", "backends", "routing", "fallback", "timeouts", "queue_timeout"]) else { return nil }
+        guard let nameNode = m["name"] else {
+            r.fail("\(path).name", "required", node)
+            return nil
+        }
+        guard let name = r.string(nameNode, "\(path).name") else { return nil }
+        var model = ModelConfig(name: name, backends: [])
+        if let n = m["backends"], let list = r.sequence(n, "\(path).backends") {
+            for (j, item) in list.enumerated() {
+                if let backend = decodeBackend(item, "\(path).backends[\(j)]", reader: &r) { model.backends.append(backend) }
+            }
+        } else if m["backends"] == nil {
+            r.fail("\(path).backends", "required", node)
+        }
+        if let n = m["routing"], let rm = r.mapping(n, "\(path).routing", allowed: ["policy", "prefix_chars", "balance_factor"]) {
+            if let p = rm["policy"], let v = r.oneOf(p, "\(path).routing.policy", RoutingPolicy.self) { model.routing.policy = v }
+            if let p = rm["prefix_chars"], let v = r.int(p, "\(path).routing.prefix_chars", min: 1) { model.routing.prefixChars = v }
+            if let p = rm["balance_factor"], let v = r.double(p, "\(path).routing.balance_factor", min: 0, max: 10) { model.routing.balanceFactor = v }
+        }
+        if let n = m["fallback"], let list = r.sequence(n, "\(path).fallback") {
+            for (j, item) in list.enumerated() {
+                if let v = r.string(item, "\(path).fallback[\(j)]") { model.fallback.append(v) }
+            }
+        }
+        if let n = m["timeouts"] {
+            var t = TimeoutConfig()
+            decodeTimeouts(n, "\(path).timeouts", into: &t, reader: &r)
+            model.timeouts = t
+        }
+        if let n = m["queue_timeout"], let v = r.duration(n, "\(path).queue_timeout", allowZero: true) { model.queueTimeout = v }
+        return model
+    }
+
+    static func decodeBackend(_ node: Node, _ path: String, reader r: inout YAMLReader) -> BackendConfig? {
+        guard let m = r.mapping(node, path, allowed: ["url", "model", "weight", "max_inflight"]) else { return nil }
+        guard let urlNode = m["url"] else {
+            r.fail("\(path).url", "required", node)
+            return nil
+        }
+        guard let url = r.httpURL(urlNode, "\(path).url") else { return nil }
+        var backend = BackendConfig(url: url)
+        if let n = m["model"], let v = r.string(n, "\(path).model") { backend.upstreamModel = v }
+        if let n = m["weight"], let v = r.double(n, "\(path).weight", min: 0, max: 1000, exclusiveMin: true) { backend.weight = v }
+        if let n = m["max_inflight"], let v = r.int(n, "\(path).max_inflight", min: 0) { backend.maxInflight = v }
+        return backend
+    }
+
+    /// Parses a quick-start flag `MODEL=URL[,URL…]`.
+    public static func parseUpstreamFlag(_ text: String) throws(ConfigError) -> ModelConfig {
+        guard let eq = text.firstIndex(of: "="), eq != text.startIndex else {
+            throw ConfigError(issues: [ConfigIssue(path: "--upstream", message: "expected MODEL=URL[,URL…], got '\(text)'")])
+        }
+        let name = String(text[..<eq])
+        let urls = text[text.index(after: eq)...].split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        var issues: [ConfigIssue] = []
+        if urls.isEmpty { issues.append(ConfigIssue(path: "--upstream \(name)", message: "no URL given")) }
+        for url in urls where HTTPURL(url) == nil {
+            issues.append(ConfigIssue(path: "--upstream \(name)", message: "not a valid http(s) URL: '\(url)'"))
+        }
+        if !issues.isEmpty { throw ConfigError(issues: issues) }
+        return ModelConfig(name: name, backends: urls.map { BackendConfig(url: $0) })
+    }
+}
+
+import Foundation

@@ -1,0 +1,125 @@
+/// The whole gateway configuration, as decoded from YAML and validated by ``ConfigLoader``.
+///
+/// Every field has a default, so an empty file (or only `--upstream` flags) is a valid config.
+public struct GatewayConfig: Sendable, Equatable {
+    public var server = ServerConfig()
+    public var upstream = UpstreamConfig()
+    public var health = HealthCheckConfig()
+    public var outlier = OutlierConfig()
+    public var retry = RetryConfig()
+    public var models: [ModelConfig] = []
+
+    public init() {}
+
+    public func model(named name: String) -> ModelConfig? {
+        models.first { $0.name == name }
+    }
+}
+
+public struct ServerConfig: Sendable, Equatable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// Largest accepted request body; larger bodies get 413.
+    public var maxBodyBytes = 4 * 1024 * 1024
+    /// How long in-flight requests may run on after SIGTERM/SIGINT.
+    public var shutdownGrace: Duration = .seconds(30)
+    public init() {}
+}
+
+public struct TimeoutConfig: Sendable, Equatable {
+    /// Request sent → response head received.
+    public var firstByte: Duration = .seconds(60)
+    /// Longest gap between two body chunks of a response.
+    public var idle: Duration = .seconds(30)
+    /// Whole request, retries included.
+    public var total: Duration = .seconds(600)
+    public init() {}
+}
+
+public struct UpstreamConfig: Sendable, Equatable {
+    public var connectTimeout: Duration = .seconds(2)
+    public var timeouts = TimeoutConfig()
+    /// Upper bound on pooled HTTP/1.1 connections per backend.
+    public var maxConnectionsPerBackend = 1024
+    public init() {}
+}
+
+public struct HealthCheckConfig: Sendable, Equatable {
+    public var enabled = true
+    public var interval: Duration = .seconds(5)
+    public var timeout: Duration = .seconds(2)
+    public var healthyThreshold = 1
+    public var unhealthyThreshold = 2
+    /// Path probed on the backend's origin (scheme://host:port), e.g. `/health` (vLLM, llama.cpp,
+    /// SGLang, TGI). A path that does not start with `/` is resolved against the OpenAI base URL.
+    public var path = "/health"
+    public init() {}
+}
+
+public struct OutlierConfig: Sendable, Equatable {
+    /// Consecutive request failures that eject a backend.
+    public var consecutiveFailures = 3
+    public var baseEjection: Duration = .seconds(5)
+    public var maxEjection: Duration = .seconds(300)
+    public init() {}
+}
+
+public struct RetryConfig: Sendable, Equatable {
+    /// Attempts per request on one model pool, the first included.
+    public var maxAttempts = 3
+    /// Retries may add at most this fraction of extra requests over `budgetWindow`.
+    public var budgetRatio = 0.2
+    public var budgetWindow: Duration = .seconds(10)
+    /// Retries always allowed per window, so a quiet gateway can still retry.
+    public var minRetriesPerWindow = 3
+    /// Longest `Retry-After` from a backend that is honoured by waiting; longer → next replica.
+    public var maxRetryAfter: Duration = .seconds(2)
+    public init() {}
+}
+
+public enum RoutingPolicy: String, Sendable, Equatable, CaseIterable {
+    case leastOutstanding = "least_outstanding"
+    case prefixAffinity = "prefix_affinity"
+}
+
+public struct RoutingConfig: Sendable, Equatable {
+    public var policy: RoutingPolicy = .leastOutstanding
+    /// Characters of the prompt (or of the messages' contents) hashed for prefix affinity.
+    public var prefixChars = 512
+    /// ε of bounded-load affinity: a replica above (1+ε)× the average load is skipped.
+    public var balanceFactor = 0.25
+    public init() {}
+}
+
+public struct BackendConfig: Sendable, Equatable {
+    /// The server's OpenAI base URL, e.g. `http://127.0.0.1:8000/v1`.
+    public var url: String
+    /// Model name sent upstream; defaults to the public name.
+    public var upstreamModel: String?
+    public var weight: Double = 1
+    /// Requests in flight at most (0 = unlimited). For llama.cpp, its slot count.
+    public var maxInflight = 0
+
+    public init(url: String, upstreamModel: String? = nil, weight: Double = 1, maxInflight: Int = 0) {
+        self.url = url
+        self.upstreamModel = upstreamModel
+        self.weight = weight
+        self.maxInflight = maxInflight
+    }
+}
+
+public struct ModelConfig: Sendable, Equatable {
+    public var name: String
+    public var backends: [BackendConfig]
+    public var routing = RoutingConfig()
+    /// Models tried in order when every replica of this pool failed.
+    public var fallback: [String] = []
+    public var timeouts: TimeoutConfig?
+    /// How long a request may wait for a free slot when every replica is at `max_inflight`.
+    public var queueTimeout: Duration = .seconds(30)
+
+    public init(name: String, backends: [BackendConfig]) {
+        self.name = name
+        self.backends = backends
+    }
+}

@@ -1,0 +1,70 @@
+/// An error returned to API clients, in OpenAI's shape:
+/// `{"error":{"message":…,"type":…,"param":…,"code":…}}`.
+///
+/// A struct with a code rather than an enum, so new cases never break callers.
+public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var status: Int
+    public var message: String
+    public var type: String
+    public var param: String?
+    public var code: String?
+    /// Seconds after which a retry may succeed (sent as `Retry-After`).
+    public var retryAfterSeconds: Int?
+
+    public init(status: Int, message: String, type: String, param: String? = nil, code: String? = nil, retryAfterSeconds: Int? = nil) {
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.retryAfterSeconds = retryAfterSeconds
+    }
+
+    public var description: String { "\(status) \(code ?? type): \(message)" }
+
+    public var json: JSONValue {
+        .object([
+            ("error", .object([
+                ("message", .string(message)),
+                ("type", .string(type)),
+                ("param", param.map(JSONValue.string) ?? .null),
+                ("code", code.map(JSONValue.string) ?? .null),
+            ])),
+        ])
+    }
+
+    public static func invalidRequest(_ message: String, param: String? = nil, code: String? = nil) -> APIError {
+        APIError(status: 400, message: message, type: "invalid_request_error", param: param, code: code)
+    }
+
+    public static func modelNotFound(_ model: String) -> APIError {
+        APIError(status: 404, message: "The model '\(model)' does not exist or you do not have access to it.",
+                 type: "invalid_request_error", param: "model", code: "model_not_found")
+    }
+
+    public static func notFound(_ path: String) -> APIError {
+        APIError(status: 404, message: "Unknown request URL: \(path).", type: "invalid_request_error", code: "unknown_url")
+    }
+
+    public static func payloadTooLarge(limit: Int) -> APIError {
+        APIError(status: 413, message: "Request body exceeds the limit of \(limit) bytes.",
+                 type: "invalid_request_error", code: "request_too_large")
+    }
+
+    public static func unsupportedMediaType(_ contentType: String?) -> APIError {
+        APIError(status: 415, message: "Content-Type must be application/json, got '\(contentType ?? "none")'.",
+                 type: "invalid_request_error", code: "unsupported_media_type")
+    }
+
+    public static func unavailable(_ message: String, code: String, retryAfterSeconds: Int? = 1) -> APIError {
+        APIError(status: 503, message: message, type: "server_error", code: code, retryAfterSeconds: retryAfterSeconds)
+    }
+
+    public static func upstream(_ message: String, status: Int = 502, code: String = "upstream_error") -> APIError {
+        APIError(status: status, message: message, type: "server_error", code: code)
+    }
+
+    public static func timeout(_ message: String) -> APIError {
+        APIError(status: 504, message: message, type: "server_error", code: "timeout")
+    }
+}

@@ -1,0 +1,177 @@
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import UnixSignals
+import Synchronization
+import SwitchyardCore
+
+/// The OpenAI-compatible gateway: routes, pools, health checks and graceful shutdown.
+///
+/// ```swift
+/// let gateway = Gateway(config: config, logger: logger)
+/// try await gateway.run(signals: [.sigterm, .sigint]) { port in print("listening on \(port)") }
+/// ```
+public final class Gateway: Sendable {
+    public let config: GatewayConfig
+    public let metrics: GatewayMetrics
+    public let pools: [String: ModelPool]
+    let client: UpstreamClient
+    let proxy: Proxy
+    let logger: Logger
+    private let draining = Atomic<Bool>(false)
+
+    public init(config: GatewayConfig, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) {
+        self.config = config
+        self.logger = logger
+        self.metrics = metrics
+        client = UpstreamClient(config: config.upstream)
+        var pools: [String: ModelPool] = [:]
+        for model in config.models {
+            pools[model.name] = ModelPool(config: model, health: config.health, outlier: config.outlier)
+        }
+        self.pools = pools
+        proxy = Proxy(config: config, pools: pools, client: client, metrics: metrics, watch: ClientConnectionWatch())
+    }
+
+    /// True once shutdown began: `/readyz` answers 503 so load balancers stop sending traffic.
+    public var isDraining: Bool { draining.load(ordering: .relaxed) }
+
+    public var isReady: Bool {
+        !isDraining && !pools.isEmpty && pools.values.allSatisfy(\.isReady)
+    }
+
+    public var healthChecker: HealthChecker {
+        HealthChecker(pools: config.models.compactMap { pools[$0.name] }, client: client, config: config.health, metrics: metrics, logger: logger)
+    }
+
+    func makeRouter() -> Router<GatewayContext> {
+        let router = Router(context: GatewayContext.self)
+        router.add(middleware: OpenAIErrorMiddleware())
+        for endpoint in Endpoint.allCases {
+            router.post(RouterPath("/v1" + endpoint.rawValue)) { [self] request, context in
+                await self.proxyRoute(endpoint, request: request, context: context)
+            }
+        }
+        router.get("/v1/models") { [self] _, _ in
+            let data = config.models.map { model in
+                JSONValue.object([("id", .string(model.name)), ("object", .string("model")), ("created", .number(0)),
+                                  ("owned_by", .string("switchyard"))])
+            }
+            return GatewayResponses.json(.object([("object", .string("list")), ("data", .array(data))]))
+        }
+        router.get("/healthz") { _, _ in
+            GatewayResponses.json(.object([("status", .string("ok"))]))
+        }
+        router.get("/readyz") { [self] _, _ in readiness() }
+        router.get("/metrics") { [self] _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                     body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
+        }
+        return router
+    }
+
+    func readiness() -> Response {
+        var models: [(String, JSONValue)] = []
+        for model in config.models {
+            guard let pool = pools[model.name] else { continue }
+            let replicas = pool.snapshot().map { r in
+                JSONValue.object([("url", .string(r.backend.id)), ("healthy", .bool(r.healthy)), ("ejected", .bool(r.ejected)),
+                                  ("inflight", .number(r.inflight)), ("error", r.lastError.map(JSONValue.string) ?? .null)])
+            }
+            models.append((model.name, .object([("ready", .bool(pool.isReady)), ("backends", .array(replicas))])))
+        }
+        let ready = isReady
+        let status = isDraining ? "draining" : (ready ? "ready" : "not_ready")
+        return GatewayResponses.json(.object([("status", .string(status)), ("models", .object(models))]),
+                                     status: ready ? .ok : .serviceUnavailable)
+    }
+
+    func proxyRoute(_ endpoint: Endpoint, request: Request, context: GatewayContext) async -> Response {
+        let requestID = Self.requestID(from: request.headers[GatewayHeaders.requestID])
+        var logger = context.logger
+        logger[metadataKey: "request_id"] = "\(requestID)"
+        var errorHeaders = HTTPFields()
+        errorHeaders[GatewayHeaders.requestID] = requestID
+        if let contentType = request.headers[.contentType], !contentType.lowercased().hasPrefix("application/json") {
+            return GatewayResponses.error(.unsupportedMediaType(contentType), headers: errorHeaders)
+        }
+        var request = request
+        let bytes: ByteBuffer
+        do {
+            bytes = try await request.collectBody(upTo: config.server.maxBodyBytes)
+        } catch {
+            let apiError: APIError = (error as? HTTPError)?.status == .contentTooLarge
+                ? .payloadTooLarge(limit: config.server.maxBodyBytes)
+                : .invalidRequest("Could not read the request body: \(error)")
+            return GatewayResponses.error(apiError, headers: errorHeaders)
+        }
+        let parsed: ProxyRequest
+        do {
+            parsed = try ProxyRequest.parse(endpoint: endpoint, bytes: bytes.readableBytesView, requestID: requestID)
+        } catch {
+            logger.info("rejected request", metadata: ["status": "\(error.status)", "error": "\(error.message)"])
+            return GatewayResponses.error(error, headers: errorHeaders)
+        }
+        return await proxy.handle(parsed, channel: context.channel, logger: logger)
+    }
+
+    /// Keeps a client's id when it is short and printable, else makes one.
+    static func requestID(from header: String?) -> String {
+        if let header, !header.isEmpty, header.count <= 128,
+           header.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.:".unicodeScalars.contains($0)) }) {
+            return header
+        }
+        var rng = SystemRandomNumberGenerator()
+        let high = rng.next() as UInt64
+        let low = rng.next() as UInt64
+        return String(format: "%016llx%016llx", high, low)
+    }
+
+    /// Serves until SIGTERM/SIGINT (or cancellation), then drains for `shutdown_grace`.
+    /// - Parameter onListening: called with the bound port once the server accepts connections.
+    public func run(signals: [UnixSignal] = [.sigterm, .sigint], onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let app = Application(
+            router: makeRouter(),
+            configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "switchyard"),
+            onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
+            logger: logger
+        )
+        let drain = DrainSignal { [self] in
+            draining.store(true, ordering: .relaxed)
+            logger.info("shutting down: readiness off, draining in-flight requests", metadata: ["grace": "\(config.server.shutdownGrace.formatted)"])
+        }
+        var configuration = ServiceGroupConfiguration(
+            services: [
+                .init(service: app),
+                .init(service: healthChecker, successTerminationBehavior: .ignore),
+                .init(service: drain, successTerminationBehavior: .ignore),
+            ],
+            gracefulShutdownSignals: signals,
+            cancellationSignals: [],
+            logger: logger
+        )
+        configuration.maximumGracefulShutdownDuration = config.server.shutdownGrace
+        let group = ServiceGroup(configuration: configuration)
+        do {
+            try await group.run()
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+    }
+}
+
+/// Flips readiness off the moment graceful shutdown starts (it is shut down first: last in the group).
+struct DrainSignal: Service {
+    let onShutdown: @Sendable () -> Void
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        onShutdown()
+    }
+}
+
+import Foundation

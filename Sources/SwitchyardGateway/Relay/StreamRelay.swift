@@ -1,0 +1,129 @@
+import SwitchyardCore
+
+/// Rewrites an upstream OpenAI SSE stream for the client, event by event, and measures it.
+///
+/// - Restores the public model name in every chunk.
+/// - Drops the usage-only chunk when the gateway (not the client) asked for it.
+/// - Notes when the first and last token-bearing chunks passed (role-only chunks, keep-alives
+///   and the usage chunk do not count, per the evidence metric definitions).
+/// - Stops at malformed data or an in-band error event.
+public struct StreamRelay: Sendable {
+    public enum Stop: Sendable, Equatable {
+        case malformed(String)
+        /// The upstream sent `{"error":…}` inside the 200 stream; it was forwarded.
+        case inBandError(String)
+    }
+
+    let publicModel: String
+    let forwardUsage: Bool
+    var decoder = SSEDecoder()
+
+    public private(set) var tokenChunks = 0
+    public private(set) var sawDone = false
+    public private(set) var promptTokens: Int?
+    public private(set) var completionTokens: Int?
+    public private(set) var stop: Stop?
+    /// Events forwarded to the client so far.
+    public private(set) var eventsOut = 0
+
+    public init(publicModel: String, forwardUsage: Bool) {
+        self.publicModel = publicModel
+        self.forwardUsage = forwardUsage
+    }
+
+    /// Bytes to send to the client for these upstream bytes, and whether a token arrived.
+    public mutating func process(_ bytes: some Sequence<UInt8>) -> (output: [UInt8], sawToken: Bool) {
+        var out: [UInt8] = []
+        var sawToken = false
+        guard stop == nil else { return (out, false) }
+        for event in decoder.feed(bytes) {
+            if handle(event, into: &out) { sawToken = true }
+            if stop != nil { break }
+        }
+        return (out, sawToken)
+    }
+
+    /// Called at the end of the upstream body: flushes an unterminated last event.
+    public mutating func finish() -> [UInt8] {
+        var out: [UInt8] = []
+        if stop == nil, let event = decoder.finish() { _ = handle(event, into: &out) }
+        return out
+    }
+
+    /// Returns true when the event carried a token.
+    private mutating func handle(_ event: SSEEvent, into out: inout [UInt8]) -> Bool {
+        if event.isComment {
+            out.append(contentsOf: ": keep-alive\n\n".utf8)
+            return false
+        }
+        if event.data == "[DONE]" {
+            sawDone = true
+            emit(event.data, into: &out)
+            return false
+        }
+        var json: JSONValue
+        do {
+            json = try JSONParser.parse(Array(event.data.utf8))
+        } catch {
+            stop = .malformed("upstream sent an event that is not JSON: \(error)")
+            return false
+        }
+        guard json.isObject else {
+            stop = .malformed("upstream sent an event that is not a JSON object")
+            return false
+        }
+        if let error = json["error"], error != .null {
+            stop = .inBandError(error["message"]?.stringValue ?? error.serializedString)
+            emit(json.serializedString, into: &out)
+            return false
+        }
+        var changed = false
+        var isUsageOnly = false
+        if let usage = json["usage"], usage.isObject {
+            promptTokens = usage["prompt_tokens"]?.intValue ?? promptTokens
+            completionTokens = usage["completion_tokens"]?.intValue ?? completionTokens
+            let choices = json["choices"]?.arrayValue ?? []
+            isUsageOnly = choices.isEmpty
+            if !forwardUsage {
+                if isUsageOnly { return false }
+                json.remove("usage")
+                changed = true
+            }
+        }
+        let token = !isUsageOnly && Self.carriesToken(json)
+        if token { tokenChunks += 1 }
+        if let model = json["model"], model.stringValue != publicModel {
+            json.set("model", .string(publicModel))
+            changed = true
+        }
+        emit(changed ? json.serializedString : event.data, into: &out)
+        return token
+    }
+
+    private mutating func emit(_ data: String, into out: inout [UInt8]) {
+        out.append(contentsOf: "data: ".utf8)
+        out.append(contentsOf: data.utf8)
+        out.append(contentsOf: "\n\n".utf8)
+        eventsOut += 1
+    }
+
+    /// Non-empty `content`, `reasoning_content` or `tool_calls` in a chat delta, or `text` in a
+    /// completion choice.
+    static func carriesToken(_ chunk: JSONValue) -> Bool {
+        for choice in chunk["choices"]?.arrayValue ?? [] {
+            if let delta = choice["delta"] {
+                for key in ["content", "reasoning_content"] {
+                    if let s = delta[key]?.stringValue, !s.isEmpty { return true }
+                }
+                if let calls = delta["tool_calls"]?.arrayValue, !calls.isEmpty { return true }
+            }
+            if let text = choice["text"]?.stringValue, !text.isEmpty { return true }
+        }
+        return false
+    }
+
+    /// An SSE error event in OpenAI's error shape, for ending a stream that cannot go on.
+    public static func errorEvent(_ error: APIError) -> [UInt8] {
+        Array("data: \(error.json.serializedString)\n\n".utf8)
+    }
+}

@@ -1,0 +1,47 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import SwitchyardCore
+
+public enum GatewayHeaders {
+    public static let requestID = HTTPField.Name("x-request-id")!
+    public static let backend = HTTPField.Name("x-switchyard-backend")!
+    public static let attempts = HTTPField.Name("x-switchyard-attempts")!
+    public static let retryAfter = HTTPField.Name("retry-after")!
+}
+
+enum GatewayResponses {
+    static func error(_ error: APIError, headers: HTTPFields = [:]) -> Response {
+        var headers = headers
+        headers[.contentType] = "application/json"
+        if let seconds = error.retryAfterSeconds { headers[GatewayHeaders.retryAfter] = String(seconds) }
+        return Response(status: .init(code: error.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: error.json.serialized())))
+    }
+
+    static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: value.serialized())))
+    }
+}
+
+/// Turns every error that escapes a route (unknown URL, wrong method, framework errors) into
+/// OpenAI's error shape, and stamps `x-request-id` on every response.
+struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPResponseError {
+            let status = Int(error.status.code)
+            let apiError: APIError
+            switch status {
+            case 404: apiError = .notFound("\(request.method) \(request.uri.path)")
+            case 405: apiError = APIError(status: 405, message: "Method \(request.method) is not allowed on \(request.uri.path).",
+                                          type: "invalid_request_error", code: "method_not_allowed")
+            case 413: apiError = APIError(status: 413, message: "Request body too large.", type: "invalid_request_error", code: "request_too_large")
+            default: apiError = APIError(status: status, message: "\(error)", type: status >= 500 ? "server_error" : "invalid_request_error")
+            }
+            return GatewayResponses.error(apiError)
+        } catch {
+            return GatewayResponses.error(APIError(status: 500, message: "Internal error: \(error)", type: "server_error"))
+        }
+    }
+}

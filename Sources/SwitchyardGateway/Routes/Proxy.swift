@@ -1,0 +1,463 @@
+import AsyncHTTPClient
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import Synchronization
+import SwitchyardCore
+import SwitchyardScheduling
+
+/// Sends a validated request to a backend of its model pool and relays the answer: routing,
+/// retries within the retry budget, fallback models, timeouts and the streaming relay.
+///
+/// Retries happen only while no byte has reached the client, and only for connection-level
+/// failures and backend 429/503; a stream that fails after its first byte ends with an SSE error
+/// event instead.
+public final class Proxy: Sendable {
+    let pools: [String: ModelPool]
+    let client: UpstreamClient
+    let metrics: GatewayMetrics
+    let config: GatewayConfig
+    let watch: ClientConnectionWatch
+    private let budget: Mutex<RetryBudget>
+    private let origin = ContinuousClock.now
+
+    init(config: GatewayConfig, pools: [String: ModelPool], client: UpstreamClient, metrics: GatewayMetrics, watch: ClientConnectionWatch) {
+        self.config = config
+        self.pools = pools
+        self.client = client
+        self.metrics = metrics
+        self.watch = watch
+        budget = Mutex(RetryBudget(ratio: config.retry.budgetRatio, window: config.retry.budgetWindow,
+                                   minPerWindow: config.retry.minRetriesPerWindow))
+    }
+
+    /// A failed attempt that another replica may fix.
+    struct RetryableFailure {
+        var reason: String
+        var message: String
+        var status: Int?
+        var retryAfter: Duration?
+    }
+
+    enum AttemptResult {
+        case done(Response)
+        case retry(RetryableFailure)
+        case fail(APIError)
+    }
+
+    /// Everything the access log and metrics need about one request.
+    struct Record: Sendable {
+        let start: ContinuousClock.Instant
+        let request: ProxyRequestSummary
+        var model: String
+        var backend: String?
+        var attempts = 0
+        var status = 0
+        var firstToken: ContinuousClock.Instant?
+        var lastToken: ContinuousClock.Instant?
+        var promptTokens: Int?
+        var completionTokens: Int?
+        var error: String?
+    }
+
+    struct ProxyRequestSummary: Sendable {
+        let id: String
+        let model: String
+        let lane: String
+        let stream: Bool
+    }
+
+    public func handle(_ request: ProxyRequest, channel: (any Channel)?, logger: Logger) async -> Response {
+        let start = ContinuousClock.now
+        var record = Record(start: start,
+                            request: ProxyRequestSummary(id: request.requestID, model: request.model, lane: request.lane, stream: request.stream),
+                            model: request.model)
+        guard let primary = pools[request.model] else {
+            return finish(error: .modelNotFound(request.model), record: &record, logger: logger)
+        }
+        let timeouts = primary.config.timeouts ?? config.upstream.timeouts
+        let deadline = start + timeouts.total
+        budget.withLock { $0.recordRequest(now: ContinuousClock.now - origin) }
+
+        var lastFailure: RetryableFailure?
+        var queueTimedOut = false
+        let chain = [request.model] + primary.config.fallback
+        modelLoop: for (modelIndex, modelName) in chain.enumerated() {
+            guard let pool = pools[modelName] else { continue }
+            if modelIndex > 0 {
+                guard acquireRetry(reason: "fallback", logger: logger) else { break modelLoop }
+                logger.info("falling back", metadata: ["from": "\(chain[modelIndex - 1])", "to": "\(modelName)"])
+            }
+            record.model = modelName
+            let affinity = pool.config.routing.policy == .prefixAffinity ? request.affinityKey(prefixChars: pool.config.routing.prefixChars) : nil
+            var tried: Set<Int> = []
+            var attemptsHere = 0
+            while attemptsHere < config.retry.maxAttempts {
+                if attemptsHere > 0, let failure = lastFailure {
+                    guard acquireRetry(reason: failure.reason, logger: logger) else { break modelLoop }
+                }
+                let lease: ModelPool.Lease
+                do {
+                    lease = try await pool.acquire(excluding: tried, affinityKey: affinity,
+                                                   deadline: min(deadline, .now + pool.config.queueTimeout))
+                } catch ModelPool.AcquireError.noReplica {
+                    // Every replica tried: honour a short Retry-After by waiting for the same ones.
+                    if let wait = lastFailure?.retryAfter, !tried.isEmpty, wait <= config.retry.maxRetryAfter,
+                       ContinuousClock.now + wait < deadline {
+                        try? await Task.sleep(for: wait)
+                        tried = []
+                        lastFailure?.retryAfter = nil
+                        continue
+                    }
+                    break
+                } catch {
+                    queueTimedOut = true
+                    break modelLoop
+                }
+                attemptsHere += 1
+                record.attempts += 1
+                record.backend = lease.backend.id
+                tried.insert(lease.index)
+                var attemptLogger = logger
+                attemptLogger[metadataKey: "backend"] = "\(lease.backend.id)"
+                switch await attempt(request, pool: pool, lease: lease, timeouts: timeouts, deadline: deadline,
+                                     channel: channel, record: record, logger: attemptLogger) {
+                case .done(let response):
+                    return response
+                case .retry(let failure):
+                    attemptLogger.warning("upstream attempt failed", metadata: ["reason": "\(failure.reason)", "error": "\(failure.message)"])
+                    lastFailure = failure
+                case .fail(let error):
+                    return finish(error: error, record: &record, logger: logger)
+                }
+            }
+        }
+        let error: APIError
+        if queueTimedOut {
+            error = .unavailable("Every replica of '\(record.model)' stayed at its concurrency limit for the queue timeout.", code: "queue_timeout")
+        } else if let failure = lastFailure, let status = failure.status {
+            let seconds = failure.retryAfter.map { max(1, Int($0.seconds.rounded(.up))) } ?? 1
+            error = APIError(status: status, message: "Backends of '\(record.model)' are overloaded: \(failure.message)",
+                             type: "server_error", code: status == 429 ? "rate_limit_exceeded" : "backend_overloaded", retryAfterSeconds: seconds)
+        } else if let failure = lastFailure {
+            error = .upstream("All attempts failed; last error: \(failure.message)")
+        } else {
+            error = .unavailable("No healthy backend for model '\(request.model)'.", code: "no_healthy_backend")
+        }
+        return finish(error: error, record: &record, logger: logger)
+    }
+
+    private func acquireRetry(reason: String, logger: Logger) -> Bool {
+        let granted = budget.withLock { $0.tryAcquireRetry(now: ContinuousClock.now - origin) }
+        if granted {
+            metrics.retry(reason: reason)
+        } else {
+            logger.warning("retry budget exhausted; not retrying", metadata: ["reason": "\(reason)"])
+            metrics.retry(reason: "budget_exhausted")
+        }
+        return granted
+    }
+
+    private func subscriber(_ channel: (any Channel)?) -> ((@escaping @Sendable () -> Void) -> ClientConnectionWatch.Subscription)? {
+        guard let channel else { return nil }
+        return { [watch] callback in watch.subscribe(channel, onClose: callback) }
+    }
+
+    private func attempt(
+        _ request: ProxyRequest, pool: ModelPool, lease: ModelPool.Lease, timeouts: TimeoutConfig,
+        deadline: ContinuousClock.Instant, channel: (any Channel)?, record: Record, logger: Logger
+    ) async -> AttemptResult {
+        let backend = lease.backend
+        metrics.inflight(backend: backend.id, pool.inflight(lease.index))
+        let body = request.upstreamBody(model: backend.upstreamModel)
+        let progress = Watchdog.Progress()
+        let response: HTTPClientResponse
+        do {
+            response = try await Watchdog.run(progress: progress, idle: timeouts.firstByte, idleReason: .firstByteTimeout,
+                                              deadline: deadline, cancelOnClose: subscriber(channel)) { [client] in
+                try await client.post(backend, endpoint: request.endpoint, body: body, requestID: request.requestID, stream: request.stream)
+            }
+        } catch {
+            if let stop = (error as? Watchdog.Stopped)?.reason ?? progress.stopReason {
+                return stopped(stop, pool: pool, lease: lease, beforeHead: true)
+            }
+            let kind = UpstreamFailure.kind(of: error)
+            metrics.upstreamError(backend: backend.id, kind: kind)
+            release(pool, lease, .failure)
+            return .retry(RetryableFailure(reason: kind.rawValue, message: "\(backend.id): \(error)"))
+        }
+
+        let status = Int(response.status.code)
+        if status == 429 || status == 503 {
+            let retryAfter = response.headers.first(name: "retry-after").flatMap { Int($0) }.map { Duration.seconds($0) }
+            let text = await collectText(response, limit: 64 * 1024)
+            metrics.upstreamError(backend: backend.id, kind: status == 429 ? .status429 : .status503)
+            pool.coolDown(lease.index, for: retryAfter ?? .seconds(1))
+            release(pool, lease, status == 503 ? .failure : .neutral)
+            return .retry(RetryableFailure(reason: "status_\(status)", message: "\(backend.id) answered \(status): \(text.prefix(200))",
+                                           status: status, retryAfter: retryAfter))
+        }
+        var record = record
+        record.backend = backend.id
+        if request.stream, status == 200,
+           response.headers.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") == true {
+            return await relayStream(request, response: response, pool: pool, lease: lease, timeouts: timeouts,
+                                     deadline: deadline, channel: channel, record: record, logger: logger)
+        }
+        return await relayWhole(request, response: response, pool: pool, lease: lease, timeouts: timeouts,
+                                deadline: deadline, channel: channel, record: record, logger: logger)
+    }
+
+    private func stopped(_ reason: StopReason, pool: ModelPool, lease: ModelPool.Lease, beforeHead: Bool) -> AttemptResult {
+        switch reason {
+        case .clientClosed:
+            release(pool, lease, .neutral)
+            return .fail(APIError(status: 499, message: "Client closed the connection.", type: "client_closed", code: "client_closed"))
+        case .firstByteTimeout, .idleTimeout, .totalTimeout:
+            let kind: UpstreamErrorKind = reason == .totalTimeout ? .totalTimeout : (reason == .idleTimeout ? .idleTimeout : .firstByteTimeout)
+            metrics.upstreamError(backend: lease.backend.id, kind: kind)
+            release(pool, lease, .failure)
+            let what = reason == .totalTimeout ? "the total timeout" : (reason == .idleTimeout ? "the idle timeout" : "the first-byte timeout")
+            return .fail(.timeout("The backend \(lease.backend.id) did not answer within \(what)."))
+        }
+    }
+
+    private func release(_ pool: ModelPool, _ lease: ModelPool.Lease, _ outcome: AttemptOutcome) {
+        if pool.release(lease, outcome: outcome) {
+            metrics.healthy(backend: lease.backend.id, false)
+        }
+        metrics.inflight(backend: lease.backend.id, pool.inflight(lease.index))
+    }
+
+    private func collectText(_ response: HTTPClientResponse, limit: Int) async -> String {
+        guard let buffer = try? await response.body.collect(upTo: limit) else { return "" }
+        return String(buffer: buffer)
+    }
+
+    /// Non-streaming answers (and error statuses): read whole, restore the model name, relay.
+    private func relayWhole(
+        _ request: ProxyRequest, response: HTTPClientResponse, pool: ModelPool, lease: ModelPool.Lease, timeouts: TimeoutConfig,
+        deadline: ContinuousClock.Instant, channel: (any Channel)?, record: Record, logger: Logger
+    ) async -> AttemptResult {
+        let progress = Watchdog.Progress()
+        let limit = 64 * 1024 * 1024
+        let buffer: ByteBuffer
+        do {
+            buffer = try await Watchdog.run(progress: progress, idle: timeouts.idle, deadline: deadline, cancelOnClose: subscriber(channel)) {
+                var collected = ByteBuffer()
+                for try await chunk in response.body {
+                    progress.touch()
+                    guard collected.readableBytes + chunk.readableBytes <= limit else { throw APIError.upstream("response larger than \(limit) bytes") }
+                    collected.writeImmutableBuffer(chunk)
+                }
+                return collected
+            }
+        } catch {
+            if let stop = (error as? Watchdog.Stopped)?.reason ?? progress.stopReason {
+                return stopped(stop, pool: pool, lease: lease, beforeHead: false)
+            }
+            metrics.upstreamError(backend: lease.backend.id, kind: .reset)
+            release(pool, lease, .failure)
+            return .fail(.upstream("The backend \(lease.backend.id) closed the connection mid-response: \(error)"))
+        }
+        let status = Int(response.status.code)
+        var record = record
+        record.status = status
+        var bytes = Array(buffer.readableBytesView)
+        if status >= 200, status < 300, var json = try? JSONParser.parse(bytes), json.isObject {
+            if let usage = json["usage"] {
+                record.promptTokens = usage["prompt_tokens"]?.intValue
+                record.completionTokens = usage["completion_tokens"]?.intValue
+            }
+            if let model = json["model"], model.stringValue != request.model {
+                json.set("model", .string(request.model))
+                bytes = json.serialized()
+            }
+        }
+        if status >= 500 {
+            metrics.upstreamError(backend: lease.backend.id, kind: .status5xx)
+        }
+        release(pool, lease, status >= 500 ? .failure : .success)
+        var headers = HTTPFields()
+        headers[.contentType] = response.headers.first(name: "content-type") ?? "application/json"
+        addGatewayHeaders(&headers, record: record)
+        log(&record, logger: logger)
+        return .done(Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes))))
+    }
+
+    private func addGatewayHeaders(_ headers: inout HTTPFields, record: Record) {
+        headers[GatewayHeaders.requestID] = record.request.id
+        if let backend = record.backend { headers[GatewayHeaders.backend] = backend }
+        headers[GatewayHeaders.attempts] = String(record.attempts)
+    }
+
+    /// Streams: wait for the first event (still retryable), then commit a 200 and pump the rest.
+    private func relayStream(
+        _ request: ProxyRequest, response: HTTPClientResponse, pool: ModelPool, lease: ModelPool.Lease, timeouts: TimeoutConfig,
+        deadline: ContinuousClock.Instant, channel: (any Channel)?, record: Record, logger: Logger
+    ) async -> AttemptResult {
+        let stream = UpstreamStream(body: response.body, relay: StreamRelay(
+            publicModel: request.model, forwardUsage: request.clientWantsUsage))
+        let tokens = TokenTimes()
+        let progress = Watchdog.Progress()
+        let first: [UInt8]
+        do {
+            first = try await Watchdog.run(progress: progress, idle: timeouts.firstByte, idleReason: .firstByteTimeout,
+                                           deadline: deadline, cancelOnClose: subscriber(channel)) {
+                await stream.readSome(progress: progress, onToken: tokens.record)
+            }
+        } catch {
+            return stopped((error as? Watchdog.Stopped)?.reason ?? progress.stopReason ?? .clientClosed, pool: pool, lease: lease, beforeHead: false)
+        }
+        if first.isEmpty {
+            // Nothing reached the client: a connection lost now is still retryable.
+            let kind: UpstreamErrorKind = stream.relay.stop == nil ? .reset : .malformed
+            metrics.upstreamError(backend: lease.backend.id, kind: kind)
+            release(pool, lease, .failure)
+            if case .malformed(let message) = stream.relay.stop {
+                return .fail(.upstream("The backend \(lease.backend.id) sent a malformed stream: \(message)"))
+            }
+            return .retry(RetryableFailure(reason: "reset", message: "\(lease.backend.id) closed the stream before the first event: \(stream.readError.map { "\($0)" } ?? "no data")"))
+        }
+
+        var record = record
+        record.status = 200
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-cache"
+        addGatewayHeaders(&headers, record: record)
+        let committed = record
+        let body = ResponseBody { [self] writer in
+            var record = committed
+            try? await writer.write(ByteBuffer(bytes: first))
+            let (pieces, continuation) = AsyncStream<[UInt8]>.makeStream()
+            let pumpProgress = Watchdog.Progress()
+            async let pumped: StopReason? = {
+                defer { continuation.finish() }
+                do {
+                    try await Watchdog.run(progress: pumpProgress, idle: timeouts.idle, deadline: deadline, cancelOnClose: self.subscriber(channel)) {
+                        while true {
+                            let out = await stream.readSome(progress: pumpProgress, onToken: tokens.record)
+                            if !out.isEmpty { continuation.yield(out) }
+                            if stream.ended || stream.relay.stop != nil { return }
+                        }
+                    }
+                    return nil
+                } catch {
+                    return (error as? Watchdog.Stopped)?.reason ?? pumpProgress.stopReason ?? .clientClosed
+                }
+            }()
+            var clientGone = false
+            for await piece in pieces where !clientGone {
+                do {
+                    try await writer.write(ByteBuffer(bytes: piece))
+                } catch {
+                    clientGone = true
+                }
+            }
+            let stop = await pumped
+            // Ends that are not a clean [DONE] get an error event: never a silent truncation.
+            var outcome: AttemptOutcome = .success
+            var endError: APIError?
+            switch stop {
+            case .some(.clientClosed):
+                clientGone = true
+                outcome = .neutral
+            case .some(.idleTimeout), .some(.firstByteTimeout):
+                endError = .timeout("The backend stopped sending for longer than the idle timeout (\(timeouts.idle.formatted)).")
+                self.metrics.upstreamError(backend: lease.backend.id, kind: .idleTimeout)
+                outcome = .failure
+            case .some(.totalTimeout):
+                endError = .timeout("The request exceeded the total timeout (\(timeouts.total.formatted)).")
+                self.metrics.upstreamError(backend: lease.backend.id, kind: .totalTimeout)
+                outcome = .failure
+            case .none:
+                if case .malformed(let message) = stream.relay.stop {
+                    endError = .upstream("The backend sent a malformed stream: \(message)")
+                    self.metrics.upstreamError(backend: lease.backend.id, kind: .malformed)
+                    outcome = .failure
+                } else if case .inBandError(let message) = stream.relay.stop {
+                    record.error = message
+                    self.metrics.upstreamError(backend: lease.backend.id, kind: .inBandError)
+                } else if let readError = stream.readError {
+                    endError = .upstream("The connection to the backend was lost mid-stream: \(readError)", code: "upstream_reset")
+                    self.metrics.upstreamError(backend: lease.backend.id, kind: .reset)
+                    outcome = .failure
+                } else if !stream.relay.sawDone {
+                    endError = .upstream("The backend ended the stream without [DONE].", code: "upstream_truncated")
+                    outcome = .failure
+                }
+            }
+            if let endError {
+                record.error = endError.message
+                if !clientGone { try? await writer.write(ByteBuffer(bytes: StreamRelay.errorEvent(endError))) }
+            }
+            if clientGone { record.status = 499 }
+            self.release(pool, lease, outcome)
+            (record.firstToken, record.lastToken) = tokens.times
+            record.promptTokens = stream.relay.promptTokens
+            record.completionTokens = stream.relay.completionTokens
+            self.log(&record, logger: logger)
+            try? await writer.finish(nil)
+        }
+        return .done(Response(status: .ok, headers: headers, body: body))
+    }
+
+    func finish(error: APIError, record: inout Record, logger: Logger) -> Response {
+        record.status = error.status
+        record.error = error.message
+        log(&record, logger: logger)
+        var headers = HTTPFields()
+        addGatewayHeaders(&headers, record: record)
+        return GatewayResponses.error(error, headers: headers)
+    }
+
+    /// Metrics and the one access-log line per request.
+    func log(_ record: inout Record, logger: Logger) {
+        let end = ContinuousClock.now
+        let total = (end - record.start).seconds
+        let lane = record.request.lane
+        metrics.requestFinished(model: record.request.model, lane: lane, code: record.status, duration: total)
+        var ttftMs: String = "-"
+        if let first = record.firstToken {
+            let ttft = (first - record.start).seconds
+            metrics.ttft(model: record.request.model, lane: lane, seconds: ttft)
+            ttftMs = String(Int((ttft * 1000).rounded()))
+            if let last = record.lastToken, let n = record.completionTokens, n >= 2 {
+                metrics.tpot(model: record.request.model, lane: lane, seconds: (last - first).seconds / Double(n - 1))
+            }
+        }
+        if let n = record.completionTokens, n > 0 { metrics.outputTokens(model: record.request.model, n) }
+        var metadata: Logger.Metadata = [
+            "request_id": "\(record.request.id)",
+            "model": "\(record.request.model)",
+            "lane": "\(lane)",
+            "backend": "\(record.backend ?? "-")",
+            "status": "\(record.status)",
+            "attempts": "\(record.attempts)",
+            "queue_ms": "0",
+            "ttft_ms": "\(ttftMs)",
+            "total_ms": "\(Int((total * 1000).rounded()))",
+            "prompt_tokens": "\(record.promptTokens.map(String.init) ?? "-")",
+            "completion_tokens": "\(record.completionTokens.map(String.init) ?? "-")",
+        ]
+        if record.model != record.request.model { metadata["served_by_model"] = "\(record.model)" }
+        if let error = record.error { metadata["error"] = "\(error)" }
+        logger.info("request", metadata: metadata)
+    }
+}
+
+/// First and last token times of a stream, shared between the handler and the body pump.
+final class TokenTimes: Sendable {
+    private let state = Mutex<(ContinuousClock.Instant?, ContinuousClock.Instant?)>((nil, nil))
+
+    @Sendable func record(_ time: ContinuousClock.Instant) {
+        state.withLock { s in
+            if s.0 == nil { s.0 = time }
+            s.1 = time
+        }
+    }
+
+    var times: (ContinuousClock.Instant?, ContinuousClock.Instant?) { state.withLock { $0 } }
+}

@@ -1,0 +1,135 @@
+import SwitchyardCore
+import SwitchyardScheduling
+
+/// The OpenAI endpoints the gateway proxies.
+public enum Endpoint: String, Sendable, CaseIterable {
+    case chatCompletions = "/chat/completions"
+    case completions = "/completions"
+    case embeddings = "/embeddings"
+}
+
+/// A validated client request: the parsed body plus what routing needs from it.
+public struct ProxyRequest: Sendable {
+    public let endpoint: Endpoint
+    public var body: JSONValue
+    public let model: String
+    public let stream: Bool
+    /// The client asked for `stream_options.include_usage`.
+    public let clientWantsUsage: Bool
+    public let requestID: String
+
+    /// `streaming` for `"stream": true`, else `realtime` (lanes come with the scheduler).
+    public var lane: String { stream ? "streaming" : "realtime" }
+
+    /// Validates the body of a request to `endpoint`; the error names the offending field.
+    public static func parse(endpoint: Endpoint, bytes: some Collection<UInt8>, requestID: String) throws(APIError) -> ProxyRequest {
+        let body: JSONValue
+        do {
+            body = try JSONParser.parse(bytes)
+        } catch {
+            throw APIError.invalidRequest("We could not parse the JSON body of your request: \(error).", code: "invalid_json")
+        }
+        guard body.isObject else {
+            throw APIError.invalidRequest("The request body must be a JSON object.", code: "invalid_json")
+        }
+        guard let modelValue = body["model"] else {
+            throw APIError.invalidRequest("Missing required parameter: 'model'.", param: "model", code: "missing_required_parameter")
+        }
+        guard let model = modelValue.stringValue, !model.isEmpty else {
+            throw APIError.invalidRequest("Invalid type for 'model': expected a non-empty string.", param: "model", code: "invalid_type")
+        }
+        switch endpoint {
+        case .chatCompletions:
+            guard let messages = body["messages"] else {
+                throw APIError.invalidRequest("Missing required parameter: 'messages'.", param: "messages", code: "missing_required_parameter")
+            }
+            guard let list = messages.arrayValue, !list.isEmpty else {
+                throw APIError.invalidRequest("Invalid 'messages': expected a non-empty array.", param: "messages", code: "invalid_type")
+            }
+            for (i, message) in list.enumerated() {
+                guard message.isObject, message["role"]?.stringValue != nil else {
+                    throw APIError.invalidRequest("Invalid 'messages[\(i)]': expected an object with a string 'role'.",
+                                                  param: "messages[\(i)]", code: "invalid_type")
+                }
+            }
+        case .completions:
+            guard let prompt = body["prompt"] else {
+                throw APIError.invalidRequest("Missing required parameter: 'prompt'.", param: "prompt", code: "missing_required_parameter")
+            }
+            guard prompt.stringValue != nil || prompt.arrayValue != nil else {
+                throw APIError.invalidRequest("Invalid type for 'prompt': expected a string or an array.", param: "prompt", code: "invalid_type")
+            }
+        case .embeddings:
+            guard let input = body["input"] else {
+                throw APIError.invalidRequest("Missing required parameter: 'input'.", param: "input", code: "missing_required_parameter")
+            }
+            guard input.stringValue != nil || input.arrayValue != nil else {
+                throw APIError.invalidRequest("Invalid type for 'input': expected a string or an array.", param: "input", code: "invalid_type")
+            }
+        }
+        var stream = false
+        if let value = body["stream"], value != .null {
+            guard let flag = value.boolValue else {
+                throw APIError.invalidRequest("Invalid type for 'stream': expected a boolean.", param: "stream", code: "invalid_type")
+            }
+            stream = flag
+        }
+        if stream, endpoint == .embeddings {
+            throw APIError.invalidRequest("Streaming is not supported for embeddings.", param: "stream", code: "invalid_value")
+        }
+        var wantsUsage = false
+        if let options = body["stream_options"], options != .null {
+            guard options.isObject else {
+                throw APIError.invalidRequest("Invalid type for 'stream_options': expected an object.", param: "stream_options", code: "invalid_type")
+            }
+            if let include = options["include_usage"], include != .null {
+                guard let flag = include.boolValue else {
+                    throw APIError.invalidRequest("Invalid type for 'stream_options.include_usage': expected a boolean.",
+                                                  param: "stream_options.include_usage", code: "invalid_type")
+                }
+                wantsUsage = flag
+            }
+        }
+        return ProxyRequest(endpoint: endpoint, body: body, model: model, stream: stream, clientWantsUsage: wantsUsage, requestID: requestID)
+    }
+
+    /// The body sent to a backend: its model name, and usage always requested on streams so the
+    /// gateway knows real token counts. Every other field passes through untouched.
+    public func upstreamBody(model upstreamModel: String) -> [UInt8] {
+        var body = self.body
+        body.set("model", .string(upstreamModel))
+        if stream {
+            var options = body["stream_options"] ?? .object([])
+            if !options.isObject { options = .object([]) }
+            options.set("include_usage", .bool(true))
+            body.set("stream_options", options)
+        }
+        return body.serialized()
+    }
+
+    /// Hash of the prompt's first `chars` characters (messages' text contents, or the prompt).
+    public func affinityKey(prefixChars chars: Int) -> UInt64 {
+        var text = ""
+        func add(_ s: String) {
+            guard text.count < chars else { return }
+            text += s
+        }
+        switch endpoint {
+        case .chatCompletions:
+            for message in body["messages"]?.arrayValue ?? [] {
+                add(message["role"]?.stringValue ?? "")
+                if let content = message["content"]?.stringValue {
+                    add(content)
+                } else if let parts = message["content"]?.arrayValue {
+                    for part in parts { add(part["text"]?.stringValue ?? "") }
+                }
+                if text.count >= chars { break }
+            }
+        case .completions:
+            add(body["prompt"]?.stringValue ?? body["prompt"]?.serializedString ?? "")
+        case .embeddings:
+            add(body["input"]?.stringValue ?? body["input"]?.serializedString ?? "")
+        }
+        return Balancer.prefixHash(text.prefix(chars).utf8)
+    }
+}

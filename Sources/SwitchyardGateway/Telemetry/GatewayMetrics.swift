@@ -1,0 +1,73 @@
+import Prometheus
+
+/// The gateway's Prometheus metrics. Each gateway owns its registry (no global bootstrap), so
+/// tests read the metrics of the instance they started.
+public final class GatewayMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+
+    /// LLM latencies run from milliseconds (TTFT on a warm GPU) to minutes (long generations).
+    static let latencyBuckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
+    static let ttftBuckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 2, 5, 10, 30]
+    static let tpotBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1]
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+    }
+
+    public func requestFinished(model: String, lane: String, code: Int, duration: Double) {
+        registry.makeCounter(descriptor: .init(metricName: "switchyard_requests_total", unitName: "", helpText: "Requests answered, by public model, lane and HTTP status."), labels: [("model", model), ("lane", lane), ("code", String(code))]).increment()
+        registry.makeValueHistogram(descriptor: .init(metricName: "switchyard_request_duration_seconds", unitName: "", helpText: "Time from request arrival to the last byte of the response."), labels: [("model", model), ("lane", lane)], buckets: Self.latencyBuckets)
+            .record(duration)
+    }
+
+    public func ttft(model: String, lane: String, seconds: Double) {
+        registry.makeValueHistogram(descriptor: .init(metricName: "switchyard_ttft_seconds", unitName: "", helpText: "Time from request arrival to the first token-bearing chunk (streaming)."), labels: [("model", model), ("lane", lane)], buckets: Self.ttftBuckets)
+            .record(seconds)
+    }
+
+    public func tpot(model: String, lane: String, seconds: Double) {
+        registry.makeValueHistogram(descriptor: .init(metricName: "switchyard_tpot_seconds", unitName: "", helpText: "Time per output token after the first: (t_last - t_first) / (n_out - 1)."), labels: [("model", model), ("lane", lane)], buckets: Self.tpotBuckets)
+            .record(seconds)
+    }
+
+    public func upstreamError(backend: String, kind: UpstreamErrorKind) {
+        registry.makeCounter(descriptor: .init(metricName: "switchyard_upstream_errors_total", unitName: "", helpText: "Failed upstream attempts, by backend and kind."), labels: [("backend", backend), ("kind", kind.rawValue)]).increment()
+    }
+
+    public func retry(reason: String) {
+        registry.makeCounter(descriptor: .init(metricName: "switchyard_retries_total", unitName: "", helpText: "Upstream attempts beyond the first, by reason."), labels: [("reason", reason)]).increment()
+    }
+
+    public func inflight(backend: String, _ value: Int) {
+        registry.makeGauge(descriptor: .init(metricName: "switchyard_backend_inflight", unitName: "", helpText: "Requests in flight to a backend."), labels: [("backend", backend)]).set(to: Double(value))
+    }
+
+    public func healthy(backend: String, _ value: Bool) {
+        registry.makeGauge(descriptor: .init(metricName: "switchyard_backend_healthy", unitName: "", helpText: "1 when the backend passes active checks and is not ejected."), labels: [("backend", backend)]).set(to: value ? 1.0 : 0.0)
+    }
+
+    public func outputTokens(model: String, _ count: Int) {
+        registry.makeCounter(descriptor: .init(metricName: "switchyard_output_tokens_total", unitName: "", helpText: "Completion tokens served, from the backend's usage."), labels: [("model", model)]).increment(by: Int64(count))
+    }
+
+    public func render() -> [UInt8] {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(16 * 1024)
+        registry.emit(into: &buffer)
+        return buffer
+    }
+}
+
+/// Why an upstream attempt failed, as the `kind` label of `switchyard_upstream_errors_total`.
+public enum UpstreamErrorKind: String, Sendable {
+    case connect
+    case reset
+    case firstByteTimeout = "first_byte_timeout"
+    case idleTimeout = "idle_timeout"
+    case totalTimeout = "total_timeout"
+    case status429 = "status_429"
+    case status503 = "status_503"
+    case status5xx = "status_5xx"
+    case malformed
+    case inBandError = "in_band_error"
+}

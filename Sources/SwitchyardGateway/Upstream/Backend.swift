@@ -1,0 +1,29 @@
+import SwitchyardCore
+
+/// One replica of a model pool: where it is and how much it may take. Mutable health and load
+/// live in ``ModelPool``'s lock so one snapshot covers the whole pool.
+public struct Backend: Sendable {
+    /// Label used in metrics and logs: the OpenAI base URL.
+    public let id: String
+    public let url: HTTPURL
+    public let upstreamModel: String
+    public let weight: Double
+    public let maxInflight: Int
+
+    public init(config: BackendConfig, publicModel: String) {
+        url = HTTPURL(config.url)!
+        id = url.description
+        upstreamModel = config.upstreamModel ?? publicModel
+        weight = config.weight
+        maxInflight = config.maxInflight
+    }
+}
+
+/// What became of an attempt on a backend, for passive health.
+public enum AttemptOutcome: Sendable {
+    case success
+    /// Counted against the backend's outlier detector.
+    case failure
+    /// Says nothing about the backend (client went away, client error).
+    case neutral
+}

@@ -1,0 +1,54 @@
+import Logging
+import ServiceLifecycle
+import SwitchyardCore
+
+/// Active health checks: probes every backend each `interval` and feeds ``ModelPool``.
+public struct HealthChecker: Service {
+    let pools: [ModelPool]
+    let client: UpstreamClient
+    let config: HealthCheckConfig
+    let metrics: GatewayMetrics
+    let logger: Logger
+
+    public func run() async throws {
+        guard config.enabled else { return }
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await checkAll()
+                try await Task.sleep(for: config.interval)
+            }
+        }
+    }
+
+    /// Runs one round of checks, all backends in parallel.
+    public func checkAll() async {
+        await withTaskGroup(of: Void.self) { group in
+            for pool in pools {
+                for (index, backend) in pool.backends.enumerated() {
+                    group.addTask { await check(pool: pool, index: index, backend: backend) }
+                }
+            }
+        }
+    }
+
+    func check(pool: ModelPool, index: Int, backend: Backend) async {
+        let url = config.path.hasPrefix("/") ? backend.url.origin + config.path : backend.url.appending(config.path)
+        var passed = false
+        var problem: String?
+        do {
+            let (status, _) = try await client.get(url, timeout: config.timeout)
+            passed = (200..<300).contains(status)
+            if !passed { problem = "GET \(url) answered \(status)" }
+        } catch {
+            problem = "GET \(url) failed: \(error)"
+        }
+        if pool.recordHealthCheck(index, passed: passed, error: problem) {
+            if passed {
+                logger.info("backend healthy", metadata: ["model": "\(pool.name)", "backend": "\(backend.id)"])
+            } else {
+                logger.warning("backend unhealthy", metadata: ["model": "\(pool.name)", "backend": "\(backend.id)", "error": "\(problem ?? "")"])
+            }
+        }
+        metrics.healthy(backend: backend.id, passed)
+    }
+}

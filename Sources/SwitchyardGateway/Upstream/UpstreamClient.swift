@@ -1,0 +1,53 @@
+import AsyncHTTPClient
+import NIOCore
+import NIOHTTP1
+import SwitchyardCore
+
+/// The HTTP client used for every backend: pooled keep-alive connections, no redirects, no
+/// decompression (bytes are relayed as they come).
+public final class UpstreamClient: Sendable {
+    public let http: HTTPClient
+
+    public init(config: UpstreamConfig) {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout.connect = .nanoseconds(Int64(config.connectTimeout.seconds * 1e9))
+        configuration.connectionPool = .init(idleTimeout: .seconds(60),
+                                             concurrentHTTP1ConnectionsPerHostSoftLimit: config.maxConnectionsPerBackend)
+        configuration.decompression = .disabled
+        configuration.redirectConfiguration = .disallow
+        http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }
+
+    public func shutdown() async throws {
+        try await http.shutdown()
+    }
+
+    /// POSTs a JSON body to `endpoint` under the backend's OpenAI base URL.
+    func post(_ backend: Backend, endpoint: Endpoint, body: [UInt8], requestID: String, stream: Bool) async throws -> HTTPClientResponse {
+        var request = HTTPClientRequest(url: backend.url.appending(endpoint.rawValue))
+        request.method = .POST
+        request.headers.add(name: "content-type", value: "application/json")
+        request.headers.add(name: "accept", value: stream ? "text/event-stream" : "application/json")
+        request.headers.add(name: "x-request-id", value: requestID)
+        request.body = .bytes(ByteBuffer(bytes: body))
+        return try await http.execute(request, deadline: .distantFuture)
+    }
+
+    /// GET for health checks and `/v1/models`; returns status and body.
+    func get(_ url: String, timeout: Duration) async throws -> (status: Int, body: ByteBuffer) {
+        let request = HTTPClientRequest(url: url)
+        let response = try await http.execute(request, timeout: .nanoseconds(Int64(timeout.seconds * 1e9)))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        return (Int(response.status.code), body)
+    }
+}
+
+/// Classifies an error thrown before a response head arrived.
+enum UpstreamFailure {
+    static func kind(of error: any Error) -> UpstreamErrorKind {
+        if let e = error as? HTTPClientError, e == .connectTimeout { return .connect }
+        let text = String(describing: error).lowercased()
+        if text.contains("refused") || text.contains("connect") || text.contains("resolve") { return .connect }
+        return .reset
+    }
+}

@@ -1,0 +1,99 @@
+/// Chooses a replica for a request. Pure: the caller passes a snapshot of the replicas and a
+/// random number generator, so tests can pin every decision.
+///
+/// - Least outstanding requests, weighted: the score is `(inflight + 1) / weight`; among replicas
+///   with equal best score two are drawn at random and the first drawn wins (power of two choices
+///   among equals, which spreads ties without herding).
+/// - Prefix affinity with bounded load: rendezvous hashing of the prompt's leading part picks a
+///   home replica; when its load exceeds `(1 + ε) ×` the pool's average load (this request
+///   included), the least loaded replica is taken instead.
+public enum Balancer {
+    public struct Replica: Sendable, Equatable {
+        public var id: Int
+        public var weight: Double
+        public var inflight: Int
+        /// 0 = unlimited.
+        public var maxInflight: Int
+
+        public init(id: Int, weight: Double = 1, inflight: Int = 0, maxInflight: Int = 0) {
+            self.id = id
+            self.weight = weight
+            self.inflight = inflight
+            self.maxInflight = maxInflight
+        }
+
+        public var hasRoom: Bool { maxInflight == 0 || inflight < maxInflight }
+        var score: Double { Double(inflight + 1) / weight }
+    }
+
+    public enum Choice: Sendable, Equatable {
+        case replica(id: Int, affinity: Bool)
+        /// Every eligible replica is at its in-flight limit.
+        case full
+        /// No eligible replica at all.
+        case none
+    }
+
+    /// - Parameters:
+    ///   - replicas: the eligible replicas (healthy, not ejected, not excluded by this request).
+    ///   - affinityKey: hash of the request's prefix; nil routes by least load.
+    public static func choose(
+        _ replicas: [Replica],
+        affinityKey: UInt64? = nil,
+        balanceFactor: Double = 0.25,
+        using rng: inout some RandomNumberGenerator
+    ) -> Choice {
+        guard !replicas.isEmpty else { return .none }
+        let open = replicas.filter(\.hasRoom)
+        guard !open.isEmpty else { return .full }
+
+        if let key = affinityKey {
+            let home = open.max { rendezvous(key, $0) < rendezvous(key, $1) }!
+            let total = replicas.reduce(0) { $0 + $1.inflight } + 1
+            let average = Double(total) / Double(replicas.count)
+            let bound = (1 + balanceFactor) * average
+            if Double(home.inflight + 1) <= bound.rounded(.up) {
+                return .replica(id: home.id, affinity: true)
+            }
+        }
+        return .replica(id: leastLoaded(open, using: &rng).id, affinity: false)
+    }
+
+    static func leastLoaded(_ open: [Replica], using rng: inout some RandomNumberGenerator) -> Replica {
+        let best = open.map(\.score).min()!
+        let ties = open.filter { $0.score <= best * (1 + 1e-9) }
+        if ties.count == 1 { return ties[0] }
+        let a = Int.random(in: 0..<ties.count, using: &rng)
+        var b = Int.random(in: 0..<(ties.count - 1), using: &rng)
+        if b >= a { b += 1 }
+        // Equal scores: the lower in-flight count breaks the tie (heavier weight), else the first draw.
+        return ties[b].inflight < ties[a].inflight ? ties[b] : ties[a]
+    }
+
+    /// Weighted rendezvous (highest random weight) score of `key` on `replica`.
+    static func rendezvous(_ key: UInt64, _ replica: Replica) -> Double {
+        let h = mix(key ^ (UInt64(truncatingIfNeeded: replica.id) &* 0x9E37_79B9_7F4A_7C15))
+        let unit = (Double(h >> 11) + 0.5) / Double(1 << 53)
+        return -replica.weight / log(unit)
+    }
+
+    /// SplitMix64 finalizer.
+    static func mix(_ value: UInt64) -> UInt64 {
+        var z = value &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// FNV-1a 64 of the leading bytes of a prompt: the affinity key.
+    public static func prefixHash(_ text: Substring.UTF8View) -> UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in text {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01B3
+        }
+        return hash
+    }
+}
+
+import Foundation
