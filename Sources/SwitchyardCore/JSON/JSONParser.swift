@@ -83,8 +83,12 @@ public struct JSONParser {
         }
 
         mutating func expectLiteral(_ literal: String) throws(JSONParseError) {
+            let start = index
             for byte in literal.utf8 {
-                guard index < bytes.count, bytes[index] == byte else { throw error("invalid literal (expected '\(literal)')") }
+                guard index < bytes.count, bytes[index] == byte else {
+                    index = start
+                    throw error("invalid literal (expected '\(literal)')")
+                }
                 index += 1
             }
         }

@@ -1,0 +1,89 @@
+import Testing
+@testable import SwitchyardCore
+
+@Suite struct ConfigLoaderTests {
+    @Test func fullConfigDecodes() throws {
+        let config = try ConfigLoader.load(yaml: """
+            server: { host: 0.0.0.0, port: 9000, max_body_bytes: 1048576, shutdown_grace: 10s }
+            upstream: { connect_timeout: 500ms, timeouts: { first_byte: 5s, idle: 2s, total: 1m } }
+            health: { interval: 1s, timeout: 250ms, healthy_threshold: 2, unhealthy_threshold: 3, path: /health }
+            outlier: { consecutive_failures: 2, base_ejection: 1s, max_ejection: 1m }
+            retry: { max_attempts: 4, budget_ratio: 0.1, budget_window: 5s, min_retries_per_window: 1 }
+            models:
+              - name: smollm2
+                routing: { policy: prefix_affinity, prefix_chars: 128, balance_factor: 0.5 }
+                fallback: [backup]
+                backends:
+                  - { url: "http://127.0.0.1:8000/v1", model: SmolLM2, weight: 2, max_inflight: 4 }
+                  - { url: "http://127.0.0.1:8001/v1" }
+              - name: backup
+                backends: [{ url: "http://[::1]:8002/v1" }]
+            """)
+        #expect(config.server.port == 9000)
+        #expect(config.server.shutdownGrace == .seconds(10))
+        #expect(config.upstream.connectTimeout == .milliseconds(500))
+        #expect(config.upstream.timeouts.total == .seconds(60))
+        #expect(config.retry.maxAttempts == 4)
+        #expect(config.models.count == 2)
+        #expect(config.models[0].routing.policy == .prefixAffinity)
+        #expect(config.models[0].backends[0] == BackendConfig(url: "http://127.0.0.1:8000/v1", upstreamModel: "SmolLM2", weight: 2, maxInflight: 4))
+        #expect(HTTPURL(config.models[1].backends[0].url)?.host == "::1")
+    }
+
+    @Test func everyInvalidFieldIsReportedWithItsPath() {
+        #expect {
+            try ConfigLoader.load(yaml: """
+                server: { port: 70000, colour: blue }
+                retry: { budget_ratio: 2 }
+                models:
+                  - name: a
+                    backends: [{ url: "http://127.0.0.1:8000/v1" }]
+                  - name: b
+                    fallback: [nope]
+                    backends:
+                      - { url: "ftp://x" }
+                      - { url: "http://h:1/v1", weight: 0, max_inflight: -1 }
+                    routing: { policy: random }
+                    timeouts: { idle: soon }
+                """)
+        } throws: { error in
+            let paths = Set((error as! ConfigError).issues.map(\.path))
+            return paths == [
+                "server.port", "server.colour", "retry.budget_ratio",
+                "models[1].backends[0].url", "models[1].backends[1].weight", "models[1].backends[1].max_inflight",
+                "models[1].routing.policy", "models[1].timeouts.idle", "models[1].fallback[0]",
+            ]
+        }
+    }
+
+    @Test func messagesSayWhatIsAllowed() throws {
+        let error = try #require(throws: ConfigError.self) {
+            try ConfigLoader.load(yaml: "models:\n  - name: a\n    backends: [{ url: 'localhost:8000' }]\n")
+        }
+        #expect(error.description.contains("models[0].backends[0].url: not a valid http(s) URL: 'localhost:8000' (line 3)"))
+    }
+
+    @Test func duplicateNamesAndEmptyPools() throws {
+        let error = try #require(throws: ConfigError.self) {
+            try ConfigLoader.load(yaml: "models:\n  - { name: a, backends: [] }\n  - { name: a, backends: [{url: 'http://x:1'}] }\n")
+        }
+        #expect(Set(error.issues.map(\.path)) == ["models[0].backends", "models[1].name"])
+    }
+
+    @Test func upstreamFlag() throws {
+        let model = try ConfigLoader.parseUpstreamFlag("smol=http://127.0.0.1:1/v1,http://127.0.0.1:2/v1")
+        #expect(model.name == "smol")
+        #expect(model.backends.map(\.url) == ["http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1"])
+        #expect(throws: ConfigError.self) { try ConfigLoader.parseUpstreamFlag("http://x") }
+        #expect(throws: ConfigError.self) { try ConfigLoader.parseUpstreamFlag("m=notaurl") }
+    }
+
+    @Test func durations() {
+        #expect(Duration.parse("250ms") == .milliseconds(250))
+        #expect(Duration.parse("1.5s") == .milliseconds(1500))
+        #expect(Duration.parse("2m") == .seconds(120))
+        #expect(Duration.parse("3") == .seconds(3))
+        #expect(Duration.parse("-1s") == nil)
+        #expect(Duration.parse("soon") == nil)
+    }
+}
