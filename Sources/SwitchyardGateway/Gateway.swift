@@ -21,6 +21,7 @@ public final class Gateway: Sendable {
     let proxy: Proxy
     let logger: Logger
     private let draining = Atomic<Bool>(false)
+    private let group = Mutex<ServiceGroup?>(nil)
 
     public init(config: GatewayConfig, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) {
         self.config = config
@@ -102,7 +103,7 @@ public final class Gateway: Sendable {
         do {
             bytes = try await request.collectBody(upTo: config.server.maxBodyBytes)
         } catch {
-            let apiError: APIError = (error as? HTTPError)?.status == .contentTooLarge
+            let apiError: APIError = (error as? any HTTPResponseError)?.status == .contentTooLarge
                 ? .payloadTooLarge(limit: config.server.maxBodyBytes)
                 : .invalidRequest("Could not read the request body: \(error)")
             return GatewayResponses.error(apiError, headers: errorHeaders)
@@ -154,6 +155,8 @@ public final class Gateway: Sendable {
         )
         configuration.maximumGracefulShutdownDuration = config.server.shutdownGrace
         let group = ServiceGroup(configuration: configuration)
+        self.group.withLock { $0 = group }
+        defer { self.group.withLock { $0 = nil } }
         do {
             try await group.run()
         } catch {
@@ -161,6 +164,13 @@ public final class Gateway: Sendable {
             throw error
         }
         try await client.shutdown()
+    }
+}
+
+extension Gateway {
+    /// Starts the same graceful shutdown as SIGTERM: readiness off, drain, then `run` returns.
+    public func shutdown() async {
+        await group.withLock { $0 }?.triggerGracefulShutdown()
     }
 }
 

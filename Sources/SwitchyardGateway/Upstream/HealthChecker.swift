@@ -12,10 +12,10 @@ public struct HealthChecker: Service {
 
     public func run() async throws {
         guard config.enabled else { return }
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 await checkAll()
-                try await Task.sleep(for: config.interval)
+                try? await Task.sleep(for: config.interval)
             }
         }
     }
@@ -49,6 +49,7 @@ public struct HealthChecker: Service {
                 logger.warning("backend unhealthy", metadata: ["model": "\(pool.name)", "backend": "\(backend.id)", "error": "\(problem ?? "")"])
             }
         }
-        metrics.healthy(backend: backend.id, passed)
+        let replica = pool.snapshot()[index]
+        metrics.healthy(backend: backend.id, replica.healthy && !replica.ejected)
     }
 }

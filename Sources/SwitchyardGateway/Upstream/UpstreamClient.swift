@@ -45,9 +45,15 @@ public final class UpstreamClient: Sendable {
 /// Classifies an error thrown before a response head arrived.
 enum UpstreamFailure {
     static func kind(of error: any Error) -> UpstreamErrorKind {
-        if let e = error as? HTTPClientError, e == .connectTimeout { return .connect }
-        let text = String(describing: error).lowercased()
-        if text.contains("refused") || text.contains("connect") || text.contains("resolve") { return .connect }
+        if let e = error as? HTTPClientError {
+            if e == .connectTimeout { return .connect }
+            if e == .remoteConnectionClosed { return .reset }
+        }
+        // Connection refused and resolution failures surface as NIOConnectionError / IOError.
+        let text = String(reflecting: error).lowercased()
+        if text.contains("refused") || text.contains("nioconnectionerror") || text.contains("connecttimeout") || text.contains("resolve") {
+            return .connect
+        }
         return .reset
     }
 }

@@ -1,0 +1,93 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import SwitchyardCore
+@testable import SwitchyardGateway
+
+/// Starts a gateway on port 0 for one test and shuts it down afterwards.
+enum GatewayHarness {
+    static func config(models: [ModelConfig], tweak: (inout GatewayConfig) -> Void = { _ in }) -> GatewayConfig {
+        var config = GatewayConfig()
+        config.server.port = 0
+        config.server.shutdownGrace = .seconds(5)
+        config.health.enabled = false
+        config.models = models
+        tweak(&config)
+        return config
+    }
+
+    static func model(_ name: String, _ urls: [String], weights: [Double]? = nil, fallback: [String] = [], upstreamModel: String? = "upstream-model") -> ModelConfig {
+        var model = ModelConfig(name: name, backends: urls.enumerated().map { i, url in
+            BackendConfig(url: url, upstreamModel: upstreamModel, weight: weights?[i] ?? 1)
+        })
+        model.fallback = fallback
+        return model
+    }
+
+    static func with<T: Sendable>(_ config: GatewayConfig, _ body: @escaping @Sendable (Gateway, String) async throws -> T) async throws -> T {
+        var logger = Logger(label: "test-gateway")
+        logger.logLevel = ProcessInfo.processInfo.environment["SWITCHYARD_TEST_LOG"] == nil ? .critical : .debug
+        let gateway = Gateway(config: config, logger: logger)
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                try await gateway.run(signals: []) { continuation.yield($0) }
+                return nil
+            }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else { throw CancellationError() }
+            do {
+                let result = try await body(gateway, "http://127.0.0.1:\(port)")
+                await gateway.shutdown()
+                try await group.waitForAll()
+                return result
+            } catch {
+                group.cancelAll()
+                throw error
+            }
+        }
+    }
+}
+
+/// A small HTTP client for tests.
+struct TestClient {
+    static let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+
+    struct Reply {
+        var status: Int
+        var headers: [String: String]
+        var body: String
+        var json: JSONValue? { try? JSONParser.parse(body) }
+    }
+
+    static func post(_ url: String, _ body: String, contentType: String? = "application/json", headers: [String: String] = [:]) async throws -> Reply {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        if let contentType { request.headers.add(name: "content-type", value: contentType) }
+        for (k, v) in headers { request.headers.add(name: k, value: v) }
+        request.body = .bytes(ByteBuffer(string: body))
+        let response = try await http.execute(request, timeout: .seconds(30))
+        let bytes = try await response.body.collect(upTo: 16 << 20)
+        var h: [String: String] = [:]
+        for field in response.headers { h[field.name.lowercased()] = field.value }
+        return Reply(status: Int(response.status.code), headers: h, body: String(buffer: bytes))
+    }
+
+    static func get(_ url: String) async throws -> Reply {
+        let response = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
+        let bytes = try await response.body.collect(upTo: 16 << 20)
+        return Reply(status: Int(response.status.code), headers: [:], body: String(buffer: bytes))
+    }
+
+    static func chat(stream: Bool = false, model: String = "m", extra: String = "") -> String {
+        #"{"model":"\#(model)","messages":[{"role":"user","content":"hello"}],"stream":\#(stream)\#(extra)}"#
+    }
+
+    /// `data:` payloads of an SSE body.
+    static func events(_ body: String) -> [String] {
+        body.components(separatedBy: "\n\n").compactMap { block in
+            block.hasPrefix("data: ") ? String(block.dropFirst(6)) : nil
+        }
+    }
+}

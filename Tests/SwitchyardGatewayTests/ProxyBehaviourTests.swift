@@ -1,0 +1,244 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import Testing
+import SwitchyardCore
+@testable import SwitchyardGateway
+
+@Suite(.serialized) struct ProxyBehaviourTests {
+    @Test func rewritesModelAndPassesUnknownFieldsThrough() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])])
+            try await GatewayHarness.with(config) { _, base in
+                let extra = #","temperature":0.70,"tools":[{"type":"function","function":{"name":"f"}}],"logprobs":true,"n":2,"top_k":40,"response_format":{"type":"json_object"}"#
+                let reply = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(extra: extra), headers: ["x-request-id": "abc-123"])
+                #expect(reply.status == 200)
+                #expect(reply.headers["x-request-id"] == "abc-123")
+                let json = try #require(reply.json)
+                #expect(json["model"] == .string("m"), "public model name restored")
+                let sent = try #require(json["echo"])
+                #expect(sent["model"] == .string("upstream-model"))
+                #expect(sent["temperature"] == .number("0.70"), "number text kept exactly")
+                #expect(sent["top_k"] == .number("40"))
+                #expect(sent["n"] == .number("2"))
+                #expect(sent["logprobs"] == .bool(true))
+                #expect(sent["tools"]?.arrayValue?.count == 1)
+                #expect(sent["response_format"]?["type"] == .string("json_object"))
+            }
+        }
+    }
+
+    @Test func streamRestoresModelAndHidesUsageUnlessAsked() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])])
+            try await GatewayHarness.with(config) { gateway, base in
+                let plain = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(stream: true))
+                #expect(plain.headers["content-type"] == "text/event-stream")
+                let events = TestClient.events(plain.body)
+                #expect(events.last == "[DONE]")
+                #expect(events.count == 5, "role + 3 tokens + [DONE], usage chunk hidden: \(events)")
+                #expect(events.dropLast().allSatisfy { $0.contains(#""model":"m""#) })
+                #expect(upstream.lastRequestBody?["stream_options"]?["include_usage"] == .bool(true), "usage requested upstream")
+
+                let withUsage = try await TestClient.post("\(base)/v1/chat/completions",
+                                                          TestClient.chat(stream: true, extra: #","stream_options":{"include_usage":true}"#))
+                let usageEvents = TestClient.events(withUsage.body)
+                #expect(usageEvents.count == 6)
+                #expect(usageEvents[4].contains(#""completion_tokens":3"#))
+                let metrics = String(decoding: gateway.metrics.render(), as: UTF8.self)
+                #expect(metrics.contains(#"switchyard_output_tokens_total{model="m"} 6"#))
+                #expect(metrics.contains("switchyard_ttft_seconds_count{model=\"m\",lane=\"streaming\"} 2"))
+            }
+        }
+    }
+
+    @Test func connectionResetBeforeResponseIsRetriedOnAnotherReplica() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            // The failing replica weighs 100, so it is always tried first.
+            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/reset-before/v1", "http://127.0.0.1:\(port)/ok/v1"], weights: [100, 1])])
+            try await GatewayHarness.with(config) { gateway, base in
+                for stream in [false, true] {
+                    let reply = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(stream: stream))
+                    #expect(reply.status == 200)
+                    #expect(reply.headers["x-switchyard-attempts"] == "2")
+                    #expect(reply.headers["x-switchyard-backend"] == "http://127.0.0.1:\(port)/ok/v1")
+                }
+                #expect(upstream.count("reset-before") == 2)
+                let metrics = String(decoding: gateway.metrics.render(), as: UTF8.self)
+                #expect(metrics.contains(#"switchyard_retries_total{reason="reset"} 2"#))
+            }
+        }
+    }
+
+    @Test func overloadedBackendIsAvoidedAndItsRetryAfterRelayed() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [
+                GatewayHarness.model("m", ["http://127.0.0.1:\(port)/status503/v1", "http://127.0.0.1:\(port)/ok/v1"], weights: [100, 1]),
+                GatewayHarness.model("only429", ["http://127.0.0.1:\(port)/status429/v1"]),
+            ]) { $0.retry.maxRetryAfter = .zero }
+            try await GatewayHarness.with(config) { _, base in
+                let ok = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat())
+                #expect(ok.status == 200)
+                #expect(ok.headers["x-switchyard-attempts"] == "2")
+                // The 503 replica is cooling down for its Retry-After: the next request goes straight to the other.
+                let next = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat())
+                #expect(next.headers["x-switchyard-attempts"] == "1")
+                #expect(upstream.count("status503") == 1)
+
+                let limited = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(model: "only429"))
+                #expect(limited.status == 429)
+                #expect(limited.headers["retry-after"] == "1")
+                #expect(limited.json?["error"]?["code"] == .string("rate_limit_exceeded"))
+            }
+        }
+    }
+
+    @Test func fallbackModelServesWhenThePoolFails() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [
+                GatewayHarness.model("m", ["http://127.0.0.1:\(port)/reset-before/v1"], fallback: ["backup"]),
+                GatewayHarness.model("backup", ["http://127.0.0.1:\(port)/ok/v1"], upstreamModel: "backup-upstream"),
+            ])
+            try await GatewayHarness.with(config) { _, base in
+                let reply = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat())
+                #expect(reply.status == 200)
+                #expect(reply.json?["model"] == .string("m"), "the client sees the model it asked for")
+                #expect(reply.json?["echo"]?["model"] == .string("backup-upstream"))
+            }
+        }
+    }
+
+    @Test func neverRetriesAfterTheFirstByte() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/reset-mid/v1", "http://127.0.0.1:\(port)/ok/v1"], weights: [100, 1])])
+            try await GatewayHarness.with(config) { _, base in
+                let reply = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(stream: true))
+                #expect(reply.status == 200)
+                let events = TestClient.events(reply.body)
+                #expect(events.count == 4, "role, a, b, then the error event: \(events)")
+                let last = try JSONParser.parse(try #require(events.last))
+                #expect(last["error"]?["code"] == .string("upstream_reset"))
+                #expect(upstream.count("ok") == 0, "no retry once bytes reached the client")
+            }
+        }
+    }
+
+    @Test func malformedStreamAndInBandErrorsEndTheStreamVisibly() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [
+                GatewayHarness.model("bad", ["http://127.0.0.1:\(port)/malformed/v1"]),
+                GatewayHarness.model("inband", ["http://127.0.0.1:\(port)/inband-error/v1"]),
+            ])
+            try await GatewayHarness.with(config) { gateway, base in
+                let bad = TestClient.events(try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(stream: true, model: "bad")).body)
+                #expect(bad.count == 3)
+                #expect(try JSONParser.parse(bad[2])["error"]?["message"]?.stringValue?.contains("malformed") == true)
+                let inband = TestClient.events(try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(stream: true, model: "inband")).body)
+                #expect(inband.count == 3)
+                #expect(try JSONParser.parse(inband[2])["error"]?["message"] == .string("engine fell over"))
+                let metrics = String(decoding: gateway.metrics.render(), as: UTF8.self)
+                #expect(metrics.contains(#"kind="malformed""#))
+                #expect(metrics.contains(#"kind="in_band_error""#))
+            }
+        }
+    }
+
+    @Test func idleAndFirstByteTimeouts() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [
+                GatewayHarness.model("trickle", ["http://127.0.0.1:\(port)/trickle/v1"]),
+                GatewayHarness.model("slow", ["http://127.0.0.1:\(port)/slow-head/v1"]),
+            ]) { $0.upstream.timeouts.idle = .milliseconds(300); $0.upstream.timeouts.firstByte = .milliseconds(300) }
+            try await GatewayHarness.with(config) { _, base in
+                let trickle = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(stream: true, model: "trickle"))
+                let events = TestClient.events(trickle.body)
+                #expect(events.count == 3, "role, a, timeout error: \(events)")
+                #expect(try JSONParser.parse(events[2])["error"]?["code"] == .string("timeout"))
+
+                let slow = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(model: "slow"))
+                #expect(slow.status == 504)
+                #expect(slow.json?["error"]?["code"] == .string("timeout"))
+                #expect(upstream.count("slow-head") == 1, "a timeout after sending is not retried")
+            }
+        }
+    }
+
+    @Test func clientDisconnectCancelsTheUpstreamStream() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/endless/v1"])])
+            try await GatewayHarness.with(config) { _, base in
+                var request = HTTPClientRequest(url: "\(base)/v1/chat/completions")
+                request.method = .POST
+                request.headers.add(name: "content-type", value: "application/json")
+                request.body = .bytes(ByteBuffer(string: TestClient.chat(stream: true)))
+                // A dedicated client, shut down mid-stream: its connection closes.
+                let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+                let response = try await client.execute(request, timeout: .seconds(30))
+                var received = 0
+                for try await chunk in response.body {
+                    received += chunk.readableBytes
+                    if received > 500 { break }
+                }
+                try await client.shutdown()
+                let deadline = ContinuousClock.now + .seconds(5)
+                while upstream.streamsEndedByClient == 0, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(upstream.streamsEndedByClient == 1, "the gateway closed the upstream stream")
+            }
+        }
+    }
+
+    @Test func retryBudgetStopsRetryStorms() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let model = GatewayHarness.model("m", ["a", "b", "c"].map { "http://127.0.0.1:\(port)/reset-before-\($0)/v1" })
+            let config = GatewayHarness.config(models: [model]) {
+                $0.retry.budgetRatio = 0
+                $0.retry.minRetriesPerWindow = 2
+                $0.outlier.consecutiveFailures = 100
+            }
+            try await GatewayHarness.with(config) { gateway, base in
+                for _ in 0..<5 {
+                    let reply = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat())
+                    #expect(reply.status == 502)
+                }
+                // 5 first attempts + 2 budgeted retries, not 5 × 3.
+                #expect(["a", "b", "c"].map { upstream.count("reset-before-\($0)") }.reduce(0, +) == 7)
+                let metrics = String(decoding: gateway.metrics.render(), as: UTF8.self)
+                #expect(metrics.contains(#"switchyard_retries_total{reason="budget_exhausted"}"#))
+            }
+        }
+    }
+
+    @Test func gracefulShutdownLetsStreamsFinish() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])])
+            try await GatewayHarness.with(config) { gateway, base in
+                #expect(gateway.isReady)
+                var request = HTTPClientRequest(url: "\(base)/v1/chat/completions")
+                request.method = .POST
+                request.headers.add(name: "content-type", value: "application/json")
+                request.body = .bytes(ByteBuffer(string: TestClient.chat(stream: true, extra: #","max_tokens":200"#)))
+                let response = try await TestClient.http.execute(request, timeout: .seconds(30))
+                await gateway.shutdown()
+                let deadline = ContinuousClock.now + .seconds(5)
+                while !gateway.isDraining, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+                #expect(gateway.isDraining)
+                #expect(!gateway.isReady)
+                let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
+                #expect(TestClient.events(body).last == "[DONE]", "the in-flight stream completed")
+            }
+        }
+    }
+}

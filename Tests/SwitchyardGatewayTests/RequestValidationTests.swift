@@ -1,0 +1,68 @@
+import Testing
+import SwitchyardCore
+@testable import SwitchyardGateway
+
+@Suite struct RequestValidationTests {
+    @Test func badInputGetsOpenAIErrors() async throws {
+        let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:9/v1"])]) { $0.server.maxBodyBytes = 2048 }
+        try await GatewayHarness.with(config) { _, base in
+            let url = "\(base)/v1/chat/completions"
+            let malformed = try await TestClient.post(url, #"{"model": "m", "messages": [}"#)
+            #expect(malformed.status == 400)
+            #expect(malformed.json?["error"]?["message"]?.stringValue?.contains("line 1, column 29") == true)
+            #expect(malformed.json?["error"]?["type"] == .string("invalid_request_error"))
+
+            let missing = try await TestClient.post(url, #"{"model":"m"}"#)
+            #expect(missing.status == 400)
+            #expect(missing.json?["error"]?["param"] == .string("messages"))
+
+            let wrongType = try await TestClient.post(url, #"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#)
+            #expect(wrongType.json?["error"]?["param"] == .string("stream"))
+
+            let big = try await TestClient.post(url, #"{"model":"m","messages":[{"role":"user","content":""# + String(repeating: "x", count: 4096) + #""}]}"#)
+            #expect(big.status == 413)
+            #expect(big.json?["error"]?["code"] == .string("request_too_large"))
+
+            let form = try await TestClient.post(url, "a=b", contentType: "application/x-www-form-urlencoded")
+            #expect(form.status == 415)
+
+            let unknown = try await TestClient.post(url, TestClient.chat(model: "nope"))
+            #expect(unknown.status == 404)
+            #expect(unknown.json?["error"]?["code"] == .string("model_not_found"))
+
+            let garbage = try await TestClient.post(url, "\u{0}\u{1}\u{2}\u{ff}")
+            #expect(garbage.status == 400)
+
+            let noRoute = try await TestClient.get("\(base)/v1/nothing")
+            #expect(noRoute.status == 404)
+            #expect(noRoute.json?["error"]?["code"] == .string("unknown_url"))
+
+            let models = try await TestClient.get("\(base)/v1/models")
+            #expect(models.json?["data"]?.arrayValue?.first?["id"] == .string("m"))
+            #expect(try await TestClient.get("\(base)/healthz").status == 200)
+        }
+    }
+
+    @Test func readinessFollowsActiveHealthChecks() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [
+                GatewayHarness.model("up", ["http://127.0.0.1:\(port)/ok/v1"]),
+                GatewayHarness.model("down", ["http://127.0.0.1:1/v1"]),
+            ]) { $0.health.enabled = true; $0.health.interval = .milliseconds(100); $0.health.timeout = .milliseconds(500) }
+            try await GatewayHarness.with(config) { gateway, base in
+                let deadline = ContinuousClock.now + .seconds(5)
+                while gateway.pools["up"]?.isReady != true, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(gateway.pools["up"]?.isReady == true)
+                let ready = try await TestClient.get("\(base)/readyz")
+                #expect(ready.status == 503, "one model has no healthy backend")
+                #expect(ready.json?["models"]?["down"]?["ready"] == .bool(false))
+                let reply = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(model: "down"))
+                #expect(reply.status == 503)
+                #expect(reply.json?["error"]?["code"] == .string("no_healthy_backend"))
+            }
+        }
+    }
+}

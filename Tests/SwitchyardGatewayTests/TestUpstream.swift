@@ -1,0 +1,159 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import SwitchyardCore
+
+/// An in-process OpenAI-style upstream that misbehaves on demand. The first path segment names
+/// the behaviour, so one server hosts many "backends": `http://127.0.0.1:PORT/<behaviour>/v1`.
+///
+/// - `ok`: answers normally (JSON, or an SSE stream of `tokens` chunks), echoing the request body.
+/// - `status503` / `status429`: the status with `Retry-After: 1`.
+/// - `reset-before`: reads the request, then resets the connection without a response.
+/// - `reset-mid`: streams two token chunks, then resets.
+/// - `malformed`: one good chunk, then `data: not json`.
+/// - `inband-error`: one good chunk, then an `{"error":…}` event.
+/// - `trickle`: one chunk, then silence for 5 s.
+/// - `slow-head`: waits 5 s before answering.
+/// - `endless`: a chunk every 20 ms for 10 s (to watch cancellation).
+struct TestUpstreamContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+}
+
+final class TestUpstream: Sendable {
+    private let counts = Mutex<[String: Int]>([:])
+    private let closedStreams = Atomic<Int>(0)
+    private let lastBody = Mutex<JSONValue?>(nil)
+
+    func count(_ behaviour: String) -> Int { counts.withLock { $0[behaviour] ?? 0 } }
+    var streamsEndedByClient: Int { closedStreams.load(ordering: .relaxed) }
+    var lastRequestBody: JSONValue? { lastBody.withLock { $0 } }
+
+    static func chunk(_ content: String?, model: String = "upstream-model", finish: String? = nil) -> String {
+        let delta: JSONValue = content.map { .object([("content", .string($0))]) } ?? .object([("role", .string("assistant"))])
+        let choice = JSONValue.object([("index", .number(0)), ("delta", delta), ("finish_reason", finish.map(JSONValue.string) ?? .null)])
+        let value = JSONValue.object([("id", .string("c1")), ("object", .string("chat.completion.chunk")), ("model", .string(model)),
+                                      ("choices", .array([choice]))])
+        return "data: \(value.serializedString)\n\n"
+    }
+
+    static let usageChunk = #"data: {"id":"c1","object":"chat.completion.chunk","model":"upstream-model","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}"# + "\n\n"
+
+    func router() -> Router<TestUpstreamContext> {
+        let router = Router(context: TestUpstreamContext.self)
+        router.get("/health") { _, _ in "ok" }
+        router.post("/:behaviour/v1/chat/completions") { request, context in
+            try await self.handle(request, context: context)
+        }
+        router.post("/:behaviour/v1/completions") { request, context in
+            try await self.handle(request, context: context)
+        }
+        return router
+    }
+
+    func handle(_ request: Request, context: TestUpstreamContext) async throws -> Response {
+        let behaviour = context.parameters.get("behaviour") ?? "ok"
+        counts.withLock { $0[behaviour, default: 0] += 1 }
+        var request = request
+        let bytes = try await request.collectBody(upTo: 1 << 20)
+        let body = try JSONParser.parse(bytes.readableBytesView)
+        lastBody.withLock { $0 = body }
+        let stream = body["stream"]?.boolValue ?? false
+        let channel = context.channel
+        switch behaviour {
+        case "status503", "status429":
+            return Response(status: behaviour == "status503" ? .serviceUnavailable : .tooManyRequests,
+                            headers: [.retryAfter: "1", .contentType: "application/json"],
+                            body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"busy"}}"#)))
+        case let name where name.hasPrefix("reset-before"):
+            try await Self.reset(channel)
+            throw CancellationError()
+        case "slow-head":
+            try await Task.sleep(for: .seconds(5))
+        default:
+            break
+        }
+        if !stream {
+            let reply = JSONValue.object([
+                ("id", .string("x")), ("object", .string("chat.completion")), ("model", .string("upstream-model")),
+                ("choices", .array([.object([("index", .number(0)), ("message", .object([("role", .string("assistant")), ("content", .string("hi"))])),
+                                             ("finish_reason", .string("stop"))])])),
+                ("usage", .object([("prompt_tokens", .number(5)), ("completion_tokens", .number(1)), ("total_tokens", .number(6))])),
+                ("echo", body),
+            ])
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: reply.serialized())))
+        }
+        let tokens = body["max_tokens"]?.intValue ?? 3
+        let wantsUsage = body["stream_options"]?["include_usage"]?.boolValue ?? false
+        return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: .init { writer in
+            try await writer.write(ByteBuffer(string: Self.chunk(nil)))
+            switch behaviour {
+            case "reset-mid":
+                try await writer.write(ByteBuffer(string: Self.chunk("a")))
+                try await writer.write(ByteBuffer(string: Self.chunk("b")))
+                try await Task.sleep(for: .milliseconds(50))
+                try await Self.reset(channel)
+                return
+            case "malformed":
+                try await writer.write(ByteBuffer(string: Self.chunk("a") + "data: not json\n\n"))
+            case "inband-error":
+                try await writer.write(ByteBuffer(string: Self.chunk("a") + #"data: {"error":{"message":"engine fell over","type":"server_error"}}"# + "\n\n"))
+            case "trickle":
+                try await writer.write(ByteBuffer(string: Self.chunk("a")))
+                try await Task.sleep(for: .seconds(5))
+            case "endless":
+                do {
+                    for i in 0..<500 {
+                        try await writer.write(ByteBuffer(string: Self.chunk("t\(i)")))
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                } catch {
+                    self.closedStreams.add(1, ordering: .relaxed)
+                    throw error
+                }
+            default:
+                for i in 0..<tokens {
+                    try await writer.write(ByteBuffer(string: Self.chunk("t\(i)", finish: i == tokens - 1 ? "stop" : nil)))
+                }
+                if wantsUsage { try await writer.write(ByteBuffer(string: Self.usageChunk)) }
+                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+            }
+            try await writer.finish(nil)
+        })
+    }
+
+    /// Closes with RST (SO_LINGER 0), the way a crashed server's kernel would.
+    static func reset(_ channel: any Channel) async throws {
+        if let provider = channel as? any SocketOptionProvider {
+            try? await provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).get()
+        }
+        try? await channel.close().get()
+    }
+
+    /// Runs the upstream on a free loopback port for the duration of `body`.
+    func run<T: Sendable>(_ body: @escaping @Sendable (Int) async throws -> T) async throws -> T {
+        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
+        let app = Application(router: router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                              onServerRunning: { portContinuation.yield($0.localAddress?.port ?? 0) },
+                              logger: { var l = Logger(label: "test-upstream"); l.logLevel = .critical; return l }())
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                try await app.runService()
+                return nil
+            }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else { throw CancellationError() }
+            let result = try await body(port)
+            group.cancelAll()
+            return result
+        }
+    }
+}
