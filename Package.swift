@@ -76,10 +76,21 @@ let package = Package(
             dependencies: ["SwitchyardScheduling"],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "SwitchyardTestSupport",
+            dependencies: [
+                "SwitchyardGateway",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/SwitchyardTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "SwitchyardGatewayTests",
             dependencies: [
                 "SwitchyardGateway",
+                "SwitchyardTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -92,6 +103,7 @@ let package = Package(
             name: "SwitchyardIntegrationTests",
             dependencies: [
                 "SwitchyardGateway",
+                "SwitchyardTestSupport",
                 "SwitchyardCLI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),

@@ -66,6 +66,7 @@ def main() -> None:
     p.endpoint_metrics = True
     if args.embedding:
         p.embedding = True
+        p.pooling_type = x.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
     server = x.Server(p)
     print(f"PORT {port}", flush=True)
     signal.sigwait([signal.SIGTERM, signal.SIGINT])

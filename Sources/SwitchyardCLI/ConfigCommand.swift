@@ -48,7 +48,7 @@ public enum EffectiveConfig {
         lines.append("configuration OK")
         lines.append("server: listen \(c.server.host):\(c.server.port), max body \(c.server.maxBodyBytes) bytes, shutdown grace \(c.server.shutdownGrace.formatted)")
         let t = c.upstream.timeouts
-        lines.append("upstream: connect timeout \(c.upstream.connectTimeout.formatted), first byte \(t.firstByte.formatted), idle \(t.idle.formatted), total \(t.total.formatted), max connections/backend \(c.upstream.maxConnectionsPerBackend)")
+        lines.append("upstream: connect timeout \(c.upstream.connectTimeout.formatted), first byte \(t.firstByte.formatted), idle \(t.idle.formatted), total \(t.total.formatted), max connections/backend \(c.upstream.maxConnectionsPerBackend), idle connections closed after \(c.upstream.idleConnectionTimeout.formatted)")
         lines.append(c.health.enabled
             ? "health: GET \(c.health.path) every \(c.health.interval.formatted) (timeout \(c.health.timeout.formatted)), healthy after \(c.health.healthyThreshold), unhealthy after \(c.health.unhealthyThreshold)"
             : "health: active checks disabled (backends are assumed healthy)")

@@ -4,6 +4,7 @@ import NIOCore
 import Testing
 import SwitchyardCore
 @testable import SwitchyardGateway
+import SwitchyardTestSupport
 
 @Suite(.serialized) struct ProxyBehaviourTests {
     @Test func rewritesModelAndPassesUnknownFieldsThrough() async throws {

@@ -1,6 +1,7 @@
 import Testing
 import SwitchyardCore
 @testable import SwitchyardGateway
+import SwitchyardTestSupport
 
 @Suite struct RequestValidationTests {
     @Test func badInputGetsOpenAIErrors() async throws {

@@ -60,7 +60,8 @@ public enum ConfigLoader {
             if let n = m["max_body_bytes"], let v = r.int(n, "server.max_body_bytes", min: 1024) { config.server.maxBodyBytes = v }
             if let n = m["shutdown_grace"], let v = r.duration(n, "server.shutdown_grace", allowZero: true) { config.server.shutdownGrace = v }
         }
-        if let node = top["upstream"], let m = r.mapping(node, "upstream", allowed: ["connect_timeout", "timeouts", "max_connections_per_backend"]) {
+        if let node = top["upstream"], let m = r.mapping(node, "upstream", allowed: ["connect_timeout", "timeouts", "max_connections_per_backend", "idle_connection_timeout"]) {
+            if let n = m["idle_connection_timeout"], let v = r.duration(n, "upstream.idle_connection_timeout") { config.upstream.idleConnectionTimeout = v }
             if let n = m["connect_timeout"], let v = r.duration(n, "upstream.connect_timeout") { config.upstream.connectTimeout = v }
             if let n = m["timeouts"] { decodeTimeouts(n, "upstream.timeouts", into: &config.upstream.timeouts, reader: &r) }
             if let n = m["max_connections_per_backend"], let v = r.int(n, "upstream.max_connections_per_backend", min: 1) {

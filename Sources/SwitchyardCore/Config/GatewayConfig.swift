@@ -41,6 +41,9 @@ public struct UpstreamConfig: Sendable, Equatable {
     public var timeouts = TimeoutConfig()
     /// Upper bound on pooled HTTP/1.1 connections per backend.
     public var maxConnectionsPerBackend = 1024
+    /// Idle pooled connections are closed after this; shorter than the 5 s keep-alive timeout of
+    /// uvicorn (vLLM, SGLang) and cpp-httplib (llama.cpp), so the gateway closes them first.
+    public var idleConnectionTimeout: Duration = .seconds(4)
     public init() {}
 }
 

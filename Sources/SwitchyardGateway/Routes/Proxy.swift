@@ -86,23 +86,28 @@ public final class Proxy: Sendable {
         modelLoop: for (modelIndex, modelName) in chain.enumerated() {
             guard let pool = pools[modelName] else { continue }
             if modelIndex > 0 {
-                guard acquireRetry(reason: "fallback", logger: logger) else { break modelLoop }
                 logger.info("falling back", metadata: ["from": "\(chain[modelIndex - 1])", "to": "\(modelName)"])
             }
             record.model = modelName
             let affinity = pool.config.routing.policy == .prefixAffinity ? request.affinityKey(prefixChars: pool.config.routing.prefixChars) : nil
             var tried: Set<Int> = []
             var attemptsHere = 0
+            var reusedTriedReplicas = false
             while attemptsHere < config.retry.maxAttempts {
-                if attemptsHere > 0, let failure = lastFailure {
-                    guard acquireRetry(reason: failure.reason, logger: logger) else { break modelLoop }
-                }
                 let lease: ModelPool.Lease
                 do {
                     lease = try await pool.acquire(excluding: tried, affinityKey: affinity,
                                                    deadline: min(deadline, .now + pool.config.queueTimeout))
                 } catch ModelPool.AcquireError.noReplica {
-                    // Every replica tried: honour a short Retry-After by waiting for the same ones.
+                    // Every replica tried. A connection lost before the response (a pooled
+                    // keep-alive connection the server had just closed, say) never reached the
+                    // server: the same replicas may be tried once more, on fresh connections.
+                    if let failure = lastFailure, failure.status == nil, !tried.isEmpty, !reusedTriedReplicas {
+                        reusedTriedReplicas = true
+                        tried = []
+                        continue
+                    }
+                    // Honour a short Retry-After by waiting for the same replicas.
                     if let wait = lastFailure?.retryAfter, !tried.isEmpty, wait <= config.retry.maxRetryAfter,
                        ContinuousClock.now + wait < deadline {
                         try? await Task.sleep(for: wait)
@@ -114,6 +119,14 @@ public final class Proxy: Sendable {
                 } catch {
                     queueTimedOut = true
                     break modelLoop
+                }
+                // Every attempt after the first, in this pool or a fallback, spends retry budget.
+                if record.attempts > 0 {
+                    let reason = attemptsHere == 0 ? "fallback" : lastFailure?.reason ?? "unknown"
+                    guard acquireRetry(reason: reason, logger: logger) else {
+                        pool.release(lease, outcome: .neutral)
+                        break modelLoop
+                    }
                 }
                 attemptsHere += 1
                 record.attempts += 1
@@ -175,8 +188,16 @@ public final class Proxy: Sendable {
         let response: HTTPClientResponse
         do {
             response = try await Watchdog.run(progress: progress, idle: timeouts.firstByte, idleReason: .firstByteTimeout,
-                                              deadline: deadline, cancelOnClose: subscriber(channel)) { [client] in
-                try await client.post(backend, endpoint: request.endpoint, body: body, requestID: request.requestID, stream: request.stream)
+                                              deadline: deadline, cancelOnClose: subscriber(channel)) { [client, metrics] in
+                do {
+                    return try await client.post(backend, endpoint: request.endpoint, body: body, requestID: request.requestID, stream: request.stream)
+                } catch where UpstreamFailure.isStaleConnection(error) {
+                    // A pooled keep-alive connection the server had closed (llama.cpp closes after
+                    // every stream while advertising keep-alive): the request never reached it.
+                    // Resend once on a fresh connection, as curl does; not a backend failure.
+                    metrics.retry(reason: "stale_connection")
+                    return try await client.post(backend, endpoint: request.endpoint, body: body, requestID: request.requestID, stream: request.stream)
+                }
             }
         } catch {
             if let stop = (error as? Watchdog.Stopped)?.reason ?? progress.stopReason {

@@ -11,7 +11,7 @@ public final class UpstreamClient: Sendable {
     public init(config: UpstreamConfig) {
         var configuration = HTTPClient.Configuration()
         configuration.timeout.connect = .nanoseconds(Int64(config.connectTimeout.seconds * 1e9))
-        configuration.connectionPool = .init(idleTimeout: .seconds(60),
+        configuration.connectionPool = .init(idleTimeout: .nanoseconds(Int64(config.idleConnectionTimeout.seconds * 1e9)),
                                              concurrentHTTP1ConnectionsPerHostSoftLimit: config.maxConnectionsPerBackend)
         configuration.decompression = .disabled
         configuration.redirectConfiguration = .disallow
@@ -44,6 +44,14 @@ public final class UpstreamClient: Sendable {
 
 /// Classifies an error thrown before a response head arrived.
 enum UpstreamFailure {
+    /// The connection was found closed when the request was written or right after: on a pooled
+    /// connection this means the server dropped it while idle, before seeing the request.
+    static func isStaleConnection(_ error: any Error) -> Bool {
+        if let e = error as? HTTPClientError, e == .remoteConnectionClosed { return true }
+        if let e = error as? ChannelError, e == .ioOnClosedChannel || e == .alreadyClosed { return true }
+        return false
+    }
+
     static func kind(of error: any Error) -> UpstreamErrorKind {
         if let e = error as? HTTPClientError {
             if e == .connectTimeout { return .connect }

@@ -3,11 +3,11 @@ import Foundation
 import Logging
 import NIOCore
 import SwitchyardCore
-@testable import SwitchyardGateway
+import SwitchyardGateway
 
 /// Starts a gateway on port 0 for one test and shuts it down afterwards.
-enum GatewayHarness {
-    static func config(models: [ModelConfig], tweak: (inout GatewayConfig) -> Void = { _ in }) -> GatewayConfig {
+public enum GatewayHarness {
+    public static func config(models: [ModelConfig], tweak: (inout GatewayConfig) -> Void = { _ in }) -> GatewayConfig {
         var config = GatewayConfig()
         config.server.port = 0
         config.server.shutdownGrace = .seconds(5)
@@ -17,7 +17,7 @@ enum GatewayHarness {
         return config
     }
 
-    static func model(_ name: String, _ urls: [String], weights: [Double]? = nil, fallback: [String] = [], upstreamModel: String? = "upstream-model") -> ModelConfig {
+    public static func model(_ name: String, _ urls: [String], weights: [Double]? = nil, fallback: [String] = [], upstreamModel: String? = "upstream-model") -> ModelConfig {
         var model = ModelConfig(name: name, backends: urls.enumerated().map { i, url in
             BackendConfig(url: url, upstreamModel: upstreamModel, weight: weights?[i] ?? 1)
         })
@@ -25,7 +25,7 @@ enum GatewayHarness {
         return model
     }
 
-    static func with<T: Sendable>(_ config: GatewayConfig, _ body: @escaping @Sendable (Gateway, String) async throws -> T) async throws -> T {
+    public static func with<T: Sendable>(_ config: GatewayConfig, _ body: @escaping @Sendable (Gateway, String) async throws -> T) async throws -> T {
         var logger = Logger(label: "test-gateway")
         logger.logLevel = ProcessInfo.processInfo.environment["SWITCHYARD_TEST_LOG"] == nil ? .critical : .debug
         let gateway = Gateway(config: config, logger: logger)
@@ -51,17 +51,17 @@ enum GatewayHarness {
 }
 
 /// A small HTTP client for tests.
-struct TestClient {
-    static let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+public struct TestClient {
+    public static let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
 
-    struct Reply {
-        var status: Int
-        var headers: [String: String]
-        var body: String
-        var json: JSONValue? { try? JSONParser.parse(body) }
+    public struct Reply: Sendable {
+        public var status: Int
+        public var headers: [String: String]
+        public var body: String
+        public var json: JSONValue? { try? JSONParser.parse(body) }
     }
 
-    static func post(_ url: String, _ body: String, contentType: String? = "application/json", headers: [String: String] = [:]) async throws -> Reply {
+    public static func post(_ url: String, _ body: String, contentType: String? = "application/json", headers: [String: String] = [:]) async throws -> Reply {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         if let contentType { request.headers.add(name: "content-type", value: contentType) }
@@ -74,18 +74,18 @@ struct TestClient {
         return Reply(status: Int(response.status.code), headers: h, body: String(buffer: bytes))
     }
 
-    static func get(_ url: String) async throws -> Reply {
+    public static func get(_ url: String) async throws -> Reply {
         let response = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
         let bytes = try await response.body.collect(upTo: 16 << 20)
         return Reply(status: Int(response.status.code), headers: [:], body: String(buffer: bytes))
     }
 
-    static func chat(stream: Bool = false, model: String = "m", extra: String = "") -> String {
+    public static func chat(stream: Bool = false, model: String = "m", extra: String = "") -> String {
         #"{"model":"\#(model)","messages":[{"role":"user","content":"hello"}],"stream":\#(stream)\#(extra)}"#
     }
 
     /// `data:` payloads of an SSE body.
-    static func events(_ body: String) -> [String] {
+    public static func events(_ body: String) -> [String] {
         body.components(separatedBy: "\n\n").compactMap { block in
             block.hasPrefix("data: ") ? String(block.dropFirst(6)) : nil
         }
