@@ -19,6 +19,7 @@ public final class Gateway: Sendable {
     public let pools: [String: ModelPool]
     let client: UpstreamClient
     let proxy: Proxy
+    let monitor = TimeoutMonitor()
     let logger: Logger
     private let draining = Atomic<Bool>(false)
     private let group = Mutex<ServiceGroup?>(nil)
@@ -33,7 +34,7 @@ public final class Gateway: Sendable {
             pools[model.name] = ModelPool(config: model, health: config.health, outlier: config.outlier)
         }
         self.pools = pools
-        proxy = Proxy(config: config, pools: pools, client: client, metrics: metrics, watch: ClientConnectionWatch())
+        proxy = Proxy(config: config, pools: pools, client: client, metrics: metrics, watch: ClientConnectionWatch(), monitor: monitor)
     }
 
     /// True once shutdown began: `/readyz` answers 503 so load balancers stop sending traffic.
@@ -91,8 +92,9 @@ public final class Gateway: Sendable {
 
     func proxyRoute(_ endpoint: Endpoint, request: Request, context: GatewayContext) async -> Response {
         let requestID = Self.requestID(from: request.headers[GatewayHeaders.requestID])
-        var logger = context.logger
-        logger[metadataKey: "request_id"] = "\(requestID)"
+        // Metadata is passed per call, not set on the logger: setting it re-renders the
+        // handler's metadata on every request, measurable on the hot path.
+        let logger = context.logger
         var errorHeaders = HTTPFields()
         errorHeaders[GatewayHeaders.requestID] = requestID
         if let contentType = request.headers[.contentType], !contentType.lowercased().hasPrefix("application/json") {
@@ -112,7 +114,7 @@ public final class Gateway: Sendable {
         do {
             parsed = try ProxyRequest.parse(endpoint: endpoint, bytes: bytes.readableBytesView, requestID: requestID)
         } catch {
-            logger.info("rejected request", metadata: ["status": "\(error.status)", "error": "\(error.message)"])
+            logger.info("rejected request", metadata: ["request_id": "\(requestID)", "status": "\(error.status)", "error": "\(error.message)"])
             return GatewayResponses.error(error, headers: errorHeaders)
         }
         return await proxy.handle(parsed, channel: context.channel, logger: logger)
@@ -125,9 +127,16 @@ public final class Gateway: Sendable {
             return header
         }
         var rng = SystemRandomNumberGenerator()
-        let high = rng.next() as UInt64
-        let low = rng.next() as UInt64
-        return String(format: "%016llx%016llx", high, low)
+        let digits = Array("0123456789abcdef".utf8)
+        var bytes = [UInt8](repeating: 0, count: 32)
+        for half in 0..<2 {
+            var value = rng.next() as UInt64
+            for i in 0..<16 {
+                bytes[half * 16 + 15 - i] = digits[Int(value & 0xF)]
+                value >>= 4
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Serves until SIGTERM/SIGINT (or cancellation), then drains for `shutdown_grace`.
@@ -145,6 +154,8 @@ public final class Gateway: Sendable {
         }
         var configuration = ServiceGroupConfiguration(
             services: [
+                // Shut down in reverse: readiness off first, timeouts enforced until the very end.
+                .init(service: monitor, successTerminationBehavior: .ignore),
                 .init(service: app),
                 .init(service: healthChecker, successTerminationBehavior: .ignore),
                 .init(service: drain, successTerminationBehavior: .ignore),

@@ -1,3 +1,4 @@
+import ServiceLifecycle
 import Synchronization
 
 /// Why a relay was stopped from outside.
@@ -8,22 +9,97 @@ public enum StopReason: Sendable, Equatable {
     case totalTimeout
 }
 
-/// Runs `operation` and cancels it when the client disconnects, when no progress is made for
-/// `idle`, or at `deadline`. Progress is reported with ``Progress/touch()``: an atomic store per
-/// chunk, so the hot path pays no timer work. One watcher task sleeps until the nearest deadline.
+/// Checks the deadlines of every in-flight upstream operation from one loop, so requests pay no
+/// timer of their own: registering is a lock and a dictionary insert, progress is an atomic store.
+/// Precision is `tick` (timeouts fire up to one tick late).
+public final class TimeoutMonitor: Service, Sendable {
+    struct Entry {
+        let progress: Watchdog.Progress
+        let deadline: ContinuousClock.Instant
+        let fire: @Sendable (StopReason) -> Void
+    }
+
+    private let entries = Mutex<[UInt64: Entry]>([:])
+    private let nextID = Atomic<UInt64>(0)
+    let tick: Duration
+
+    public init(tick: Duration = .milliseconds(10)) {
+        self.tick = tick
+    }
+
+    func register(_ entry: Entry) -> UInt64 {
+        let id = nextID.add(1, ordering: .relaxed).newValue
+        entries.withLock { $0[id] = entry }
+        return id
+    }
+
+    func unregister(_ id: UInt64) {
+        entries.withLock { _ = $0.removeValue(forKey: id) }
+    }
+
+    /// Fires every entry whose deadline or idle limit has passed; returns how many fired.
+    @discardableResult
+    func check(now: ContinuousClock.Instant = .now) -> Int {
+        let expired = entries.withLock { map -> [(Entry, StopReason)] in
+            var expired: [(Entry, StopReason)] = []
+            for (id, entry) in map {
+                var reason: StopReason?
+                if now >= entry.deadline {
+                    reason = .totalTimeout
+                } else if let (limit, idleReason) = entry.progress.idleLimit, now >= entry.progress.lastActivity + limit {
+                    reason = idleReason
+                }
+                if let reason {
+                    expired.append((entry, reason))
+                    map.removeValue(forKey: id)
+                }
+            }
+            return expired
+        }
+        for (entry, reason) in expired { entry.fire(reason) }
+        return expired.count
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: self.tick)
+                self.check()
+            }
+        }
+    }
+}
+
+/// Runs an upstream operation and cancels it when the client disconnects, when no progress is
+/// made for the idle limit, or at the deadline.
 public enum Watchdog {
     public final class Progress: Sendable {
-        private let lastNanos: Atomic<Int64>
+        private let lastNanos = Atomic<Int64>(0)
+        /// Current idle limit in nanoseconds (0 = none) and what its expiry means.
+        private let idleNanos = Atomic<Int64>(0)
+        private let idleIsFirstByte = Atomic<Bool>(false)
         private let origin: ContinuousClock.Instant
         private let stop = Mutex<StopReason?>(nil)
 
         public init() {
             origin = .now
-            lastNanos = Atomic(0)
         }
 
         public func touch() {
             lastNanos.store(Self.nanos(ContinuousClock.now - origin), ordering: .relaxed)
+        }
+
+        /// Sets the quiet period allowed from now on (first byte, then the gap between chunks).
+        public func setIdle(_ limit: Duration?, reason: StopReason) {
+            touch()
+            idleIsFirstByte.store(reason == .firstByteTimeout, ordering: .relaxed)
+            idleNanos.store(limit.map(Self.nanos) ?? 0, ordering: .relaxed)
+        }
+
+        var idleLimit: (Duration, StopReason)? {
+            let nanos = idleNanos.load(ordering: .relaxed)
+            guard nanos > 0 else { return nil }
+            return (.nanoseconds(nanos), idleIsFirstByte.load(ordering: .relaxed) ? .firstByteTimeout : .idleTimeout)
         }
 
         var lastActivity: ContinuousClock.Instant {
@@ -48,9 +124,11 @@ public enum Watchdog {
     }
 
     /// - Parameters:
-    ///   - idle: longest quiet period, measured from the last `touch()` (or the start).
-    ///   - idleReason: what an idle expiry means here (first byte or idle gap).
+    ///   - idle: longest quiet period, from the last `touch()` (or the start); changeable during
+    ///     the operation with ``Progress/setIdle(_:reason:)``.
+    ///   - idleReason: what an idle expiry means at the start (first byte or idle gap).
     public static func run<T: Sendable>(
+        monitor: TimeoutMonitor,
         progress: Progress,
         idle: Duration?,
         idleReason: StopReason = .idleTimeout,
@@ -58,42 +136,24 @@ public enum Watchdog {
         cancelOnClose subscribe: ((@escaping @Sendable () -> Void) -> ClientConnectionWatch.Subscription)?,
         _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
-        progress.touch()
-        let closed = OneShotSignal()
+        progress.setIdle(idle, reason: idleReason)
+        let stopped = OneShotSignal()
+        let entry = monitor.register(.init(progress: progress, deadline: deadline) { reason in
+            progress.setStop(reason)
+            stopped.fire()
+        })
+        defer { monitor.unregister(entry) }
         let subscription = subscribe? {
             progress.setStop(.clientClosed)
-            closed.fire()
+            stopped.fire()
         }
         defer { subscription?.cancel() }
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await operation() }
-            if subscription != nil {
-                group.addTask {
-                    await closed.wait()
-                    if Task.isCancelled { return nil }
-                    throw Stopped(reason: .clientClosed)
-                }
-            }
             group.addTask {
-                // Sleeps until the nearest deadline; an idle deadline that moved is slept on again.
-                while !Task.isCancelled {
-                    let now = ContinuousClock.now
-                    if now >= deadline {
-                        progress.setStop(.totalTimeout)
-                        throw Stopped(reason: .totalTimeout)
-                    }
-                    var wake = deadline
-                    if let idle {
-                        let idleDeadline = progress.lastActivity + idle
-                        if now >= idleDeadline {
-                            progress.setStop(idleReason)
-                            throw Stopped(reason: idleReason)
-                        }
-                        wake = min(wake, idleDeadline)
-                    }
-                    try? await Task.sleep(until: wake)
-                }
-                return nil
+                await stopped.wait()
+                guard !Task.isCancelled, let reason = progress.stopReason else { return nil }
+                throw Stopped(reason: reason)
             }
             defer { group.cancelAll() }
             while let result = try await group.next() {

@@ -19,11 +19,13 @@ public final class Proxy: Sendable {
     let metrics: GatewayMetrics
     let config: GatewayConfig
     let watch: ClientConnectionWatch
+    let monitor: TimeoutMonitor
     private let budget: Mutex<RetryBudget>
     private let origin = ContinuousClock.now
 
-    init(config: GatewayConfig, pools: [String: ModelPool], client: UpstreamClient, metrics: GatewayMetrics, watch: ClientConnectionWatch) {
+    init(config: GatewayConfig, pools: [String: ModelPool], client: UpstreamClient, metrics: GatewayMetrics, watch: ClientConnectionWatch, monitor: TimeoutMonitor) {
         self.config = config
+        self.monitor = monitor
         self.pools = pools
         self.client = client
         self.metrics = metrics
@@ -53,6 +55,8 @@ public final class Proxy: Sendable {
         var model: String
         var backend: String?
         var attempts = 0
+        /// Time spent waiting for a free slot on a replica.
+        var queueWait: Duration = .zero
         var status = 0
         var firstToken: ContinuousClock.Instant?
         var lastToken: ContinuousClock.Instant?
@@ -86,7 +90,7 @@ public final class Proxy: Sendable {
         modelLoop: for (modelIndex, modelName) in chain.enumerated() {
             guard let pool = pools[modelName] else { continue }
             if modelIndex > 0 {
-                logger.info("falling back", metadata: ["from": "\(chain[modelIndex - 1])", "to": "\(modelName)"])
+                logger.info("falling back", metadata: ["request_id": "\(request.requestID)", "from": "\(chain[modelIndex - 1])", "to": "\(modelName)"])
             }
             record.model = modelName
             let affinity = pool.config.routing.policy == .prefixAffinity ? request.affinityKey(prefixChars: pool.config.routing.prefixChars) : nil
@@ -95,6 +99,7 @@ public final class Proxy: Sendable {
             var reusedTriedReplicas = false
             while attemptsHere < config.retry.maxAttempts {
                 let lease: ModelPool.Lease
+                let queued = ContinuousClock.now
                 do {
                     lease = try await pool.acquire(excluding: tried, affinityKey: affinity,
                                                    deadline: min(deadline, .now + pool.config.queueTimeout))
@@ -117,13 +122,15 @@ public final class Proxy: Sendable {
                     }
                     break
                 } catch {
+                    record.queueWait += ContinuousClock.now - queued
                     queueTimedOut = true
                     break modelLoop
                 }
+                record.queueWait += ContinuousClock.now - queued
                 // Every attempt after the first, in this pool or a fallback, spends retry budget.
                 if record.attempts > 0 {
                     let reason = attemptsHere == 0 ? "fallback" : lastFailure?.reason ?? "unknown"
-                    guard acquireRetry(reason: reason, logger: logger) else {
+                    guard acquireRetry(reason: reason, requestID: request.requestID, logger: logger) else {
                         pool.release(lease, outcome: .neutral)
                         break modelLoop
                     }
@@ -132,14 +139,13 @@ public final class Proxy: Sendable {
                 record.attempts += 1
                 record.backend = lease.backend.id
                 tried.insert(lease.index)
-                var attemptLogger = logger
-                attemptLogger[metadataKey: "backend"] = "\(lease.backend.id)"
                 switch await attempt(request, pool: pool, lease: lease, timeouts: timeouts, deadline: deadline,
-                                     channel: channel, record: record, logger: attemptLogger) {
+                                     channel: channel, record: record, logger: logger) {
                 case .done(let response):
                     return response
                 case .retry(let failure):
-                    attemptLogger.warning("upstream attempt failed", metadata: ["reason": "\(failure.reason)", "error": "\(failure.message)"])
+                    logger.warning("upstream attempt failed", metadata: ["request_id": "\(request.requestID)", "backend": "\(lease.backend.id)",
+                                                                     "reason": "\(failure.reason)", "error": "\(failure.message)"])
                     lastFailure = failure
                 case .fail(let error):
                     return finish(error: error, record: &record, logger: logger)
@@ -161,12 +167,12 @@ public final class Proxy: Sendable {
         return finish(error: error, record: &record, logger: logger)
     }
 
-    private func acquireRetry(reason: String, logger: Logger) -> Bool {
+    private func acquireRetry(reason: String, requestID: String, logger: Logger) -> Bool {
         let granted = budget.withLock { $0.tryAcquireRetry(now: ContinuousClock.now - origin) }
         if granted {
             metrics.retry(reason: reason)
         } else {
-            logger.warning("retry budget exhausted; not retrying", metadata: ["reason": "\(reason)"])
+            logger.warning("retry budget exhausted; not retrying", metadata: ["request_id": "\(requestID)", "reason": "\(reason)"])
             metrics.retry(reason: "budget_exhausted")
         }
         return granted
@@ -185,23 +191,40 @@ public final class Proxy: Sendable {
         metrics.inflight(backend: backend.id, pool.inflight(lease.index))
         let body = request.upstreamBody(model: backend.upstreamModel)
         let progress = Watchdog.Progress()
-        let response: HTTPClientResponse
+        let reply: UpstreamReply
         do {
-            response = try await Watchdog.run(progress: progress, idle: timeouts.firstByte, idleReason: .firstByteTimeout,
-                                              deadline: deadline, cancelOnClose: subscriber(channel)) { [client, metrics] in
+            reply = try await Watchdog.run(monitor: monitor, progress: progress, idle: timeouts.firstByte, idleReason: .firstByteTimeout,
+                                           deadline: deadline, cancelOnClose: subscriber(channel)) { [client, metrics] in
+                let response: HTTPClientResponse
                 do {
-                    return try await client.post(backend, endpoint: request.endpoint, body: body, requestID: request.requestID, stream: request.stream)
+                    response = try await client.post(backend, endpoint: request.endpoint, body: body, requestID: request.requestID, stream: request.stream)
                 } catch where UpstreamFailure.isStaleConnection(error) {
                     // A pooled keep-alive connection the server had closed (llama.cpp closes after
                     // every stream while advertising keep-alive): the request never reached it.
                     // Resend once on a fresh connection, as curl does; not a backend failure.
                     metrics.retry(reason: "stale_connection")
-                    return try await client.post(backend, endpoint: request.endpoint, body: body, requestID: request.requestID, stream: request.stream)
+                    response = try await client.post(backend, endpoint: request.endpoint, body: body, requestID: request.requestID, stream: request.stream)
+                }
+                if request.stream, response.status == .ok,
+                   response.headers.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") == true {
+                    return .stream(response)
+                }
+                // Whole answers (and error statuses) are read here, under the idle limit.
+                progress.setIdle(timeouts.idle, reason: .idleTimeout)
+                do {
+                    return .whole(response, try await Self.collect(response.body, progress: progress))
+                } catch {
+                    throw BodyReadError(underlying: error)
                 }
             }
         } catch {
             if let stop = (error as? Watchdog.Stopped)?.reason ?? progress.stopReason {
                 return stopped(stop, pool: pool, lease: lease, beforeHead: true)
+            }
+            if let bodyError = error as? BodyReadError {
+                metrics.upstreamError(backend: backend.id, kind: .reset)
+                release(pool, lease, .failure)
+                return .fail(.upstream("The backend \(backend.id) closed the connection mid-response: \(bodyError.underlying)"))
             }
             let kind = UpstreamFailure.kind(of: error)
             metrics.upstreamError(backend: backend.id, kind: kind)
@@ -209,25 +232,50 @@ public final class Proxy: Sendable {
             return .retry(RetryableFailure(reason: kind.rawValue, message: "\(backend.id): \(error)"))
         }
 
-        let status = Int(response.status.code)
-        if status == 429 || status == 503 {
-            let retryAfter = response.headers.first(name: "retry-after").flatMap { Int($0) }.map { Duration.seconds($0) }
-            let text = await collectText(response, limit: 64 * 1024)
-            metrics.upstreamError(backend: backend.id, kind: status == 429 ? .status429 : .status503)
-            pool.coolDown(lease.index, for: retryAfter ?? .seconds(1))
-            release(pool, lease, status == 503 ? .failure : .neutral)
-            return .retry(RetryableFailure(reason: "status_\(status)", message: "\(backend.id) answered \(status): \(text.prefix(200))",
-                                           status: status, retryAfter: retryAfter))
-        }
-        var record = record
-        record.backend = backend.id
-        if request.stream, status == 200,
-           response.headers.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") == true {
+        switch reply {
+        case .stream(let response):
             return await relayStream(request, response: response, pool: pool, lease: lease, timeouts: timeouts,
                                      deadline: deadline, channel: channel, record: record, logger: logger)
+        case .whole(let response, let buffer):
+            let status = Int(response.status.code)
+            if status == 429 || status == 503 {
+                let retryAfter = response.headers.first(name: "retry-after").flatMap { Int($0) }.map { Duration.seconds($0) }
+                metrics.upstreamError(backend: backend.id, kind: status == 429 ? .status429 : .status503)
+                pool.coolDown(lease.index, for: retryAfter ?? .seconds(1))
+                release(pool, lease, status == 503 ? .failure : .neutral)
+                return .retry(RetryableFailure(reason: "status_\(status)",
+                                               message: "\(backend.id) answered \(status): \(String(buffer: buffer).prefix(200))",
+                                               status: status, retryAfter: retryAfter))
+            }
+            return relayWhole(request, response: response, buffer: buffer, pool: pool, lease: lease, record: record, logger: logger)
         }
-        return await relayWhole(request, response: response, pool: pool, lease: lease, timeouts: timeouts,
-                                deadline: deadline, channel: channel, record: record, logger: logger)
+    }
+
+    enum UpstreamReply: Sendable {
+        case stream(HTTPClientResponse)
+        case whole(HTTPClientResponse, ByteBuffer)
+    }
+
+    struct BodyReadError: Error {
+        let underlying: any Error
+    }
+
+    static let maxResponseBytes = 64 * 1024 * 1024
+
+    static func collect(_ body: HTTPClientResponse.Body, progress: Watchdog.Progress) async throws -> ByteBuffer {
+        var collected = ByteBuffer()
+        for try await chunk in body {
+            progress.touch()
+            guard collected.readableBytes + chunk.readableBytes <= maxResponseBytes else {
+                throw APIError.upstream("response larger than \(maxResponseBytes) bytes")
+            }
+            if collected.readableBytes == 0 {
+                collected = chunk
+            } else {
+                collected.writeImmutableBuffer(chunk)
+            }
+        }
+        return collected
     }
 
     private func stopped(_ reason: StopReason, pool: ModelPool, lease: ModelPool.Lease, beforeHead: Bool) -> AttemptResult {
@@ -256,44 +304,23 @@ public final class Proxy: Sendable {
         return String(buffer: buffer)
     }
 
-    /// Non-streaming answers (and error statuses): read whole, restore the model name, relay.
+    /// Non-streaming answers (and error statuses): restore the model name, relay.
     private func relayWhole(
-        _ request: ProxyRequest, response: HTTPClientResponse, pool: ModelPool, lease: ModelPool.Lease, timeouts: TimeoutConfig,
-        deadline: ContinuousClock.Instant, channel: (any Channel)?, record: Record, logger: Logger
-    ) async -> AttemptResult {
-        let progress = Watchdog.Progress()
-        let limit = 64 * 1024 * 1024
-        let buffer: ByteBuffer
-        do {
-            buffer = try await Watchdog.run(progress: progress, idle: timeouts.idle, deadline: deadline, cancelOnClose: subscriber(channel)) {
-                var collected = ByteBuffer()
-                for try await chunk in response.body {
-                    progress.touch()
-                    guard collected.readableBytes + chunk.readableBytes <= limit else { throw APIError.upstream("response larger than \(limit) bytes") }
-                    collected.writeImmutableBuffer(chunk)
-                }
-                return collected
-            }
-        } catch {
-            if let stop = (error as? Watchdog.Stopped)?.reason ?? progress.stopReason {
-                return stopped(stop, pool: pool, lease: lease, beforeHead: false)
-            }
-            metrics.upstreamError(backend: lease.backend.id, kind: .reset)
-            release(pool, lease, .failure)
-            return .fail(.upstream("The backend \(lease.backend.id) closed the connection mid-response: \(error)"))
-        }
+        _ request: ProxyRequest, response: HTTPClientResponse, buffer: ByteBuffer, pool: ModelPool, lease: ModelPool.Lease,
+        record: Record, logger: Logger
+    ) -> AttemptResult {
         let status = Int(response.status.code)
         var record = record
         record.status = status
-        var bytes = Array(buffer.readableBytesView)
-        if status >= 200, status < 300, var json = try? JSONParser.parse(bytes), json.isObject {
+        var out = buffer
+        if status >= 200, status < 300, var json = try? JSONParser.parse(buffer.readableBytesView), json.isObject {
             if let usage = json["usage"] {
                 record.promptTokens = usage["prompt_tokens"]?.intValue
                 record.completionTokens = usage["completion_tokens"]?.intValue
             }
             if let model = json["model"], model.stringValue != request.model {
                 json.set("model", .string(request.model))
-                bytes = json.serialized()
+                out = ByteBuffer(bytes: json.serialized())
             }
         }
         if status >= 500 {
@@ -304,7 +331,7 @@ public final class Proxy: Sendable {
         headers[.contentType] = response.headers.first(name: "content-type") ?? "application/json"
         addGatewayHeaders(&headers, record: record)
         log(&record, logger: logger)
-        return .done(Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes))))
+        return .done(Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: out)))
     }
 
     private func addGatewayHeaders(_ headers: inout HTTPFields, record: Record) {
@@ -324,7 +351,7 @@ public final class Proxy: Sendable {
         let progress = Watchdog.Progress()
         let first: [UInt8]
         do {
-            first = try await Watchdog.run(progress: progress, idle: timeouts.firstByte, idleReason: .firstByteTimeout,
+            first = try await Watchdog.run(monitor: monitor, progress: progress, idle: timeouts.firstByte, idleReason: .firstByteTimeout,
                                            deadline: deadline, cancelOnClose: subscriber(channel)) {
                 await stream.readSome(progress: progress, onToken: tokens.record)
             }
@@ -357,7 +384,7 @@ public final class Proxy: Sendable {
             async let pumped: StopReason? = {
                 defer { continuation.finish() }
                 do {
-                    try await Watchdog.run(progress: pumpProgress, idle: timeouts.idle, deadline: deadline, cancelOnClose: self.subscriber(channel)) {
+                    try await Watchdog.run(monitor: self.monitor, progress: pumpProgress, idle: timeouts.idle, deadline: deadline, cancelOnClose: self.subscriber(channel)) {
                         while true {
                             let out = await stream.readSome(progress: pumpProgress, onToken: tokens.record)
                             if !out.isEmpty { continuation.yield(out) }
@@ -450,6 +477,7 @@ public final class Proxy: Sendable {
             }
         }
         if let n = record.completionTokens, n > 0 { metrics.outputTokens(model: record.request.model, n) }
+        guard logger.logLevel <= .info else { return }
         var metadata: Logger.Metadata = [
             "request_id": "\(record.request.id)",
             "model": "\(record.request.model)",
@@ -457,7 +485,7 @@ public final class Proxy: Sendable {
             "backend": "\(record.backend ?? "-")",
             "status": "\(record.status)",
             "attempts": "\(record.attempts)",
-            "queue_ms": "0",
+            "queue_ms": "\(Int((record.queueWait.seconds * 1000).rounded()))",
             "ttft_ms": "\(ttftMs)",
             "total_ms": "\(Int((total * 1000).rounded()))",
             "prompt_tokens": "\(record.promptTokens.map(String.init) ?? "-")",

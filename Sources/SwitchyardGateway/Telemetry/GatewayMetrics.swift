@@ -1,4 +1,5 @@
 import Prometheus
+import Synchronization
 
 /// The gateway's Prometheus metrics. Each gateway owns its registry (no global bootstrap), so
 /// tests read the metrics of the instance they started.
@@ -14,10 +15,29 @@ public final class GatewayMetrics: Sendable {
         self.registry = registry
     }
 
+    /// Handles per label set, so the hot path skips the registry's label-array lookup.
+    private struct RequestKey: Hashable {
+        let model: String
+        let lane: String
+        let code: Int
+    }
+
+    private let requestHandles = Mutex<[RequestKey: (Counter, ValueHistogram)]>([:])
+    private let inflightGauges = Mutex<[String: Gauge]>([:])
+
     public func requestFinished(model: String, lane: String, code: Int, duration: Double) {
-        registry.makeCounter(descriptor: .init(metricName: "switchyard_requests_total", unitName: "", helpText: "Requests answered, by public model, lane and HTTP status."), labels: [("model", model), ("lane", lane), ("code", String(code))]).increment()
-        registry.makeValueHistogram(descriptor: .init(metricName: "switchyard_request_duration_seconds", unitName: "", helpText: "Time from request arrival to the last byte of the response."), labels: [("model", model), ("lane", lane)], buckets: Self.latencyBuckets)
-            .record(duration)
+        let key = RequestKey(model: model, lane: lane, code: code)
+        let handles = requestHandles.withLock { cache in
+            if let handles = cache[key] { return handles }
+            let handles = (
+                registry.makeCounter(descriptor: .init(metricName: "switchyard_requests_total", unitName: "", helpText: "Requests answered, by public model, lane and HTTP status."), labels: [("model", model), ("lane", lane), ("code", String(code))]),
+                registry.makeValueHistogram(descriptor: .init(metricName: "switchyard_request_duration_seconds", unitName: "", helpText: "Time from request arrival to the last byte of the response."), labels: [("model", model), ("lane", lane)], buckets: Self.latencyBuckets)
+            )
+            cache[key] = handles
+            return handles
+        }
+        handles.0.increment()
+        handles.1.record(duration)
     }
 
     public func ttft(model: String, lane: String, seconds: Double) {
@@ -39,8 +59,15 @@ public final class GatewayMetrics: Sendable {
     }
 
     public func inflight(backend: String, _ value: Int) {
-        registry.makeGauge(descriptor: .init(metricName: "switchyard_backend_inflight", unitName: "", helpText: "Requests in flight to a backend."), labels: [("backend", backend)]).set(to: Double(value))
+        let gauge = inflightGauges.withLock { cache in
+            if let gauge = cache[backend] { return gauge }
+            let gauge = registry.makeGauge(descriptor: .init(metricName: "switchyard_backend_inflight", unitName: "", helpText: "Requests in flight to a backend."), labels: [("backend", backend)])
+            cache[backend] = gauge
+            return gauge
+        }
+        gauge.set(to: Double(value))
     }
+
 
     public func healthy(backend: String, _ value: Bool) {
         registry.makeGauge(descriptor: .init(metricName: "switchyard_backend_healthy", unitName: "", helpText: "1 when the backend passes active checks and is not ejected."), labels: [("backend", backend)]).set(to: value ? 1.0 : 0.0)

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Proxy overhead: the same fixed-response upstream (nginx) measured in one run
+#   1. directly, 2. through nginx as a reverse proxy, 3. through Switchyard,
+# with wrk at 32 connections (POST, JSON body); then an SSE relay figure: 256 concurrent streams
+# of a 200-event stream, through nginx-proxy and through Switchyard.
+# Loopback only; every wrk run is bounded by DURATION seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${DURATION:-10}"
+CONNS="${CONNS:-32}"
+STREAMS="${STREAMS:-256}"
+EVENTS=200
+
+command -v nginx >/dev/null && command -v wrk >/dev/null || {
+  echo "installing nginx and wrk from Debian" >&2
+  apt-get update -qq && apt-get install -y -qq nginx wrk >/dev/null
+}
+[ -x .build/release/switchyard ] || swift build -c release --product switchyard >&2
+
+trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
+work="$(mktemp -d)"
+chmod 755 "$work"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(free_port); PX=$(free_port); SY=$(free_port)
+
+completion='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"The quick brown fox jumps over the lazy dog."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":10,"total_tokens":22}}'
+: > "$work/sse.txt"
+sse=""
+for i in $(seq $EVENTS); do
+  sse+='data: {"id":"c","object":"chat.completion.chunk","model":"bench","choices":[{"index":0,"delta":{"content":"tok'$i' "},"finish_reason":null}]}\n\n'
+done
+sse+='data: {"id":"c","object":"chat.completion.chunk","model":"bench","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":200,"total_tokens":212}}\n\ndata: [DONE]\n\n'
+printf "$sse" > "$work/sse.txt"
+
+cat > "$work/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream origin { server 127.0.0.1:$UP; keepalive 512; }
+  server {
+    listen 127.0.0.1:$UP;
+    location = /health { return 200 'ok'; }
+    location /v1/chat/completions { default_type application/json; return 200 '$completion'; }
+    # The SSE body is too long for a config string: a static file. nginx answers POST to static
+    # files with 405, so that 405 is turned into an internal GET of the same file.
+    location /sse/v1/chat/completions { default_type text/event-stream; alias $work/sse.txt; error_page 405 =200 \$uri; }
+  }
+  server {
+    listen 127.0.0.1:$PX;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+nginx -c "$work/nginx.conf" -p "$work" || { sed -n 10,16p "$work/nginx.conf" | cut -c1-200; exit 1; }
+.build/release/switchyard serve --host 127.0.0.1 --port "$SY" --log-level error \
+  --upstream bench=http://127.0.0.1:$UP/v1 --upstream sse=http://127.0.0.1:$UP/sse/v1 >"$work/sy.log" 2>&1 &
+echo $! > "$work/switchyard.pid"
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$SY/readyz" >/dev/null && break; sleep 0.1; done
+
+cat > "$work/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"model":"bench","messages":[{"role":"user","content":"Say something"}],"max_tokens":16}'
+LUA
+cat > "$work/stream.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"model":"sse","messages":[{"role":"user","content":"Say something"}],"stream":true}'
+LUA
+
+run() { # name url script conns -> "rps p50_ms p99_ms"
+  wrk -t2 -c"$4" -d"${DURATION}s" --latency -s "$3" "$2" >"$work/$1.txt" 2>&1
+  awk -v name="$1" '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /Requests\/sec/ { rps=$2 } / 50%/ { p50=ms($2) } / 99%/ { p99=ms($2) } /Non-2xx/ { bad=$NF } /Socket errors/ { err=$0 }
+    END { printf "%s %.0f %.3f %.3f %s\n", name, rps, p50, p99, (bad==""?0:bad) }' "$work/$1.txt"
+}
+
+echo "== request/response, wrk -c$CONNS, ${DURATION}s each (loopback, $(nproc) cores shared by client, proxy and origin)"
+read -r _ d_rps d_p50 d_p99 d_bad < <(run direct "http://127.0.0.1:$UP/v1/chat/completions" "$work/post.lua" "$CONNS")
+read -r _ n_rps n_p50 n_p99 n_bad < <(run nginx-proxy "http://127.0.0.1:$PX/v1/chat/completions" "$work/post.lua" "$CONNS")
+read -r _ s_rps s_p50 s_p99 s_bad < <(run switchyard "http://127.0.0.1:$SY/v1/chat/completions" "$work/post.lua" "$CONNS")
+printf "%-12s %10s %10s %10s %8s\n" path "req/s" "p50 ms" "p99 ms" "non-2xx"
+printf "%-12s %10s %10s %10s %8s\n" direct "$d_rps" "$d_p50" "$d_p99" "$d_bad"
+printf "%-12s %10s %10s %10s %8s\n" nginx-proxy "$n_rps" "$n_p50" "$n_p99" "$n_bad"
+printf "%-12s %10s %10s %10s %8s\n" switchyard "$s_rps" "$s_p50" "$s_p99" "$s_bad"
+python3 - "$d_p50" "$n_rps" "$n_p50" "$s_rps" "$s_p50" <<'PY'
+import sys
+d50, nrps, n50, srps, s50 = map(float, sys.argv[1:])
+nadd, sadd = max(n50 - d50, 1e-6), s50 - d50
+print(f"switchyard/nginx-proxy throughput: {srps/nrps:.2f}  (target >= 0.50)")
+print(f"added p50 latency: nginx-proxy {nadd:.3f} ms, switchyard {sadd:.3f} ms, ratio {sadd/nadd:.2f}  (target <= 2.0)")
+PY
+
+echo "== SSE relay, $STREAMS concurrent streams of $EVENTS events, ${DURATION}s each"
+read -r _ ns_rps _ _ ns_bad < <(run sse-nginx-proxy "http://127.0.0.1:$PX/sse/v1/chat/completions" "$work/stream.lua" "$STREAMS")
+read -r _ ss_rps _ _ ss_bad < <(run sse-switchyard "http://127.0.0.1:$SY/v1/chat/completions" "$work/stream.lua" "$STREAMS")
+python3 - "$ns_rps" "$ss_rps" "$EVENTS" "$ns_bad" "$ss_bad" <<'PY'
+import sys
+n, s, ev = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+print(f"nginx-proxy: {n:.0f} streams/s = {n*ev:,.0f} chunks/s relayed (non-2xx {sys.argv[4]})")
+print(f"switchyard:  {s:.0f} streams/s = {s*ev:,.0f} chunks/s relayed, each parsed and model-checked (non-2xx {sys.argv[5]})")
+print(f"ratio switchyard/nginx-proxy: {s/n:.2f}")
+PY
