@@ -78,7 +78,11 @@ wrk.body = '{"model":"sse","messages":[{"role":"user","content":"Say something"}
 LUA
 
 run() { # name url script conns -> "rps p50_ms p99_ms"
-  wrk -t2 -c"$4" -d"${DURATION}s" --latency -s "$3" "$2" >"$work/$1.txt" 2>&1
+  if [ "$3" = /dev/null ]; then
+    wrk -t2 -c"$4" -d"${DURATION}s" --latency "$2" >"$work/$1.txt" 2>&1
+  else
+    wrk -t2 -c"$4" -d"${DURATION}s" --latency -s "$3" "$2" >"$work/$1.txt" 2>&1
+  fi
   awk -v name="$1" '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     /Requests\/sec/ { rps=$2 } / 50%/ { p50=ms($2) } / 99%/ { p99=ms($2) } /Non-2xx/ { bad=$NF } /Socket errors/ { err=$0 }
@@ -93,6 +97,9 @@ printf "%-12s %10s %10s %10s %8s\n" path "req/s" "p50 ms" "p99 ms" "non-2xx"
 printf "%-12s %10s %10s %10s %8s\n" direct "$d_rps" "$d_p50" "$d_p99" "$d_bad"
 printf "%-12s %10s %10s %10s %8s\n" nginx-proxy "$n_rps" "$n_p50" "$n_p99" "$n_bad"
 printf "%-12s %10s %10s %10s %8s\n" switchyard "$s_rps" "$s_p50" "$s_p99" "$s_bad"
+# Context: the HTTP server alone (GET /healthz, no upstream, no body) bounds what any proxy on it can do.
+read -r _ h_rps h_p50 _ _ < <(run switchyard-healthz "http://127.0.0.1:$SY/healthz" /dev/null "$CONNS")
+printf "%-12s %10s %10s %10s %8s\n" "(healthz)" "$h_rps" "$h_p50" "-" "-"
 python3 - "$d_p50" "$n_rps" "$n_p50" "$s_rps" "$s_p50" <<'PY'
 import sys
 d50, nrps, n50, srps, s50 = map(float, sys.argv[1:])

@@ -95,10 +95,8 @@ public final class Gateway: Sendable {
         // Metadata is passed per call, not set on the logger: setting it re-renders the
         // handler's metadata on every request, measurable on the hot path.
         let logger = context.logger
-        var errorHeaders = HTTPFields()
-        errorHeaders[GatewayHeaders.requestID] = requestID
         if let contentType = request.headers[.contentType], !contentType.lowercased().hasPrefix("application/json") {
-            return GatewayResponses.error(.unsupportedMediaType(contentType), headers: errorHeaders)
+            return proxy.reject(.unsupportedMediaType(contentType), requestID: requestID, logger: logger)
         }
         var request = request
         let bytes: ByteBuffer
@@ -108,14 +106,13 @@ public final class Gateway: Sendable {
             let apiError: APIError = (error as? any HTTPResponseError)?.status == .contentTooLarge
                 ? .payloadTooLarge(limit: config.server.maxBodyBytes)
                 : .invalidRequest("Could not read the request body: \(error)")
-            return GatewayResponses.error(apiError, headers: errorHeaders)
+            return proxy.reject(apiError, requestID: requestID, logger: logger)
         }
         let parsed: ProxyRequest
         do {
             parsed = try ProxyRequest.parse(endpoint: endpoint, bytes: bytes.readableBytesView, requestID: requestID)
         } catch {
-            logger.info("rejected request", metadata: ["request_id": "\(requestID)", "status": "\(error.status)", "error": "\(error.message)"])
-            return GatewayResponses.error(error, headers: errorHeaders)
+            return proxy.reject(error, requestID: requestID, logger: logger)
         }
         return await proxy.handle(parsed, channel: context.channel, logger: logger)
     }

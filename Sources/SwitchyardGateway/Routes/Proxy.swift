@@ -452,6 +452,13 @@ public final class Proxy: Sendable {
         return .done(Response(status: .ok, headers: headers, body: body))
     }
 
+    /// A request refused before it was parsed (bad JSON, size, content type): still one access-log
+    /// line and one `switchyard_requests_total` count, under model "-".
+    func reject(_ error: APIError, requestID: String, logger: Logger) -> Response {
+        var record = Record(start: .now, request: ProxyRequestSummary(id: requestID, model: "-", lane: "-", stream: false), model: "-")
+        return finish(error: error, record: &record, logger: logger)
+    }
+
     func finish(error: APIError, record: inout Record, logger: Logger) -> Response {
         record.status = error.status
         record.error = error.message

@@ -15,6 +15,8 @@ public final class UpstreamClient: Sendable {
                                              concurrentHTTP1ConnectionsPerHostSoftLimit: config.maxConnectionsPerBackend)
         configuration.decompression = .disabled
         configuration.redirectConfiguration = .disallow
+        // No request spans: computing their attributes costs a URL parse per request.
+        configuration.tracing.tracer = nil
         http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 
