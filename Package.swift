@@ -51,10 +51,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "SwitchyardProbe",
+            dependencies: ["SwitchyardCore", .product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "SwitchyardCLI",
             dependencies: [
                 "SwitchyardCore",
                 "SwitchyardGateway",
+                "SwitchyardProbe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -69,6 +75,11 @@ let package = Package(
         .testTarget(
             name: "SwitchyardCoreTests",
             dependencies: ["SwitchyardCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SwitchyardProbeTests",
+            dependencies: ["SwitchyardProbe"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,104 @@
+import Foundation
+
+/// The stable output of `switchyard topo --format json`:
+/// `{"host":…, "summary":{…}, "checks":[{"id","status","subject","message","evidence":[…],"hint"}]}`.
+public struct TopoReport: Sendable, Codable, Equatable {
+    public var host: HostSection
+    public var summary: Summary
+    public var checks: [CheckResult]
+
+    public struct HostSection: Sendable, Codable, Equatable {
+        public var hostname: String
+        public var numaNodes: [NUMANode]
+        public var gpus: [GPUEntry]
+        public var nics: [NICEntry]
+        public var interfaces: [NetInterface]
+        public var rdma: [RDMADevice]
+        public var nvme: [PCIDevice]
+        public var blockDevices: [BlockDevice]
+        public var mounts: [Mount]
+        public var driverVersion: String?
+    }
+
+    public struct GPUEntry: Sendable, Codable, Equatable {
+        public var address: String
+        public var product: String?
+        public var numaNode: Int?
+        public var link: String
+        public var nearestRdmaNic: String?
+        public var nearestPath: PathClass?
+    }
+
+    public struct NICEntry: Sendable, Codable, Equatable {
+        public var address: String
+        public var rdmaDevice: String?
+        public var interfaces: [String]
+        public var numaNode: Int?
+        public var link: String
+        public var sriovVfs: Int?
+    }
+
+    public struct Summary: Sendable, Codable, Equatable {
+        public var gpus: Int
+        public var gpuProduct: String?
+        public var driverVersion: String?
+        public var rdmaNics: Int
+        public var nicRateGbps: Double?
+        public var numaNodes: Int
+        public var fabricMtu: Int?
+        public var roceGidIndex: Int?
+        public var pass: Int
+        public var warn: Int
+        public var fail: Int
+    }
+
+    public init(host: HostTopology, checks: [CheckResult]) {
+        func link(_ d: PCIDevice) -> String {
+            "Gen\(d.currentGen.map(String.init) ?? "?")/\(d.maxGen.map(String.init) ?? "?") x\(d.currentWidth.map(String.init) ?? "?")/\(d.maxWidth.map(String.init) ?? "?")"
+        }
+        let gpus = host.gpus.filter { $0.physicalFunction == nil }.map { gpu -> GPUEntry in
+            let nearest = TopologyChecks.nearestRdmaNic(gpu, in: host)
+            return GPUEntry(address: gpu.address, product: host.gpuInfo.first { $0.pciAddress == gpu.address }?.product,
+                            numaNode: gpu.numaNode, link: link(gpu),
+                            nearestRdmaNic: nearest.map { n in host.rdmaDevices.first { $0.pciAddress == n.0.address }?.name ?? n.0.address },
+                            nearestPath: nearest?.1)
+        }
+        let nics = host.nics.filter { $0.physicalFunction == nil }.map { nic in
+            NICEntry(address: nic.address, rdmaDevice: host.rdmaDevices.first { $0.pciAddress == nic.address }?.name,
+                     interfaces: host.interfaces.filter { $0.pciAddress == nic.address }.map(\.name),
+                     numaNode: nic.numaNode, link: link(nic), sriovVfs: nic.sriovNumVfs)
+        }
+        self.host = HostSection(hostname: host.hostname, numaNodes: host.numaNodes, gpus: gpus, nics: nics, interfaces: host.interfaces,
+                                rdma: host.rdmaDevices, nvme: host.pciDevices.filter { $0.kind == .nvme }, blockDevices: host.blockDevices,
+                                mounts: host.mounts, driverVersion: host.driverVersion)
+        let fabric = host.interfaces.filter { !$0.rdmaDevices.isEmpty }.compactMap(\.mtu)
+        let ports = host.rdmaDevices.flatMap(\.ports)
+        let roceIndexes = ports.filter { $0.linkLayer == "Ethernet" }.map { $0.gids.first(where: \.isRoCEv2IPv4)?.index }
+        let products = Set(host.gpuInfo.map(\.product))
+        summary = Summary(
+            gpus: gpus.count, gpuProduct: products.count == 1 ? products.first : (products.isEmpty ? nil : products.sorted().joined(separator: ", ")),
+            driverVersion: host.driverVersion, rdmaNics: host.rdmaDevices.count, nicRateGbps: ports.compactMap(\.rateGbps).max(),
+            numaNodes: host.numaNodes.count, fabricMtu: Set(fabric).count == 1 ? fabric.first : fabric.max(),
+            roceGidIndex: Set(roceIndexes).count == 1 ? roceIndexes.first ?? nil : nil,
+            pass: checks.filter { $0.status == .pass }.count, warn: checks.filter { $0.status == .warn }.count,
+            fail: checks.filter { $0.status == .fail }.count)
+        self.checks = checks
+    }
+
+    public static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        e.keyEncodingStrategy = .convertToSnakeCase
+        return e
+    }()
+
+    public static let decoder: JSONDecoder = {
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        return d
+    }()
+
+    public func json() -> String {
+        String(decoding: (try? Self.encoder.encode(self)) ?? Data(), as: UTF8.self)
+    }
+}

@@ -1,0 +1,44 @@
+import Testing
+import SwitchyardCore
+@testable import SwitchyardCLI
+
+@Suite struct CLITests {
+    @Test func flagsOverrideTheFile() throws {
+        let file = try ConfigLoader.load(yaml: """
+            server: { port: 9000 }
+            models:
+              - name: m
+                backends: [{ url: "http://127.0.0.1:1/v1" }]
+            """)
+        #expect(file.server.port == 9000)
+        var config = file
+        config.server.port = 1234
+        let model = try ConfigLoader.parseUpstreamFlag("m=http://127.0.0.1:2/v1,http://127.0.0.1:3/v1")
+        config.models[0].backends = model.backends
+        #expect(config.models[0].backends.count == 2)
+        #expect(throws: (any Error).self) {
+            try ServeCommand.effectiveConfig(file: nil, host: nil, port: 70000, upstream: [])
+        }
+        let flagsOnly = try ServeCommand.effectiveConfig(file: nil, host: "0.0.0.0", port: 0, upstream: ["a=http://127.0.0.1:5/v1"])
+        #expect(flagsOnly.server.host == "0.0.0.0")
+        #expect(flagsOnly.models.map(\.name) == ["a"])
+    }
+
+    @Test func effectiveConfigShowsEveryPolicy() throws {
+        let config = try ConfigLoader.load(yaml: """
+            models:
+              - name: smollm2
+                routing: { policy: prefix_affinity }
+                fallback: [backup]
+                backends: [{ url: "http://127.0.0.1:8000/v1", model: SmolLM2, max_inflight: 4 }]
+              - name: backup
+                backends: [{ url: "http://127.0.0.1:8001/v1" }]
+            """)
+        let text = EffectiveConfig.render(config)
+        #expect(text.contains("configuration OK"))
+        #expect(text.contains("smollm2: routing prefix_affinity (first 512 chars, bound (1+0.25)× average load); fallback backup"))
+        #expect(text.contains("http://127.0.0.1:8000/v1"))
+        #expect(text.contains("SmolLM2"))
+        #expect(text.contains("retry: at most 3 attempts per pool, budget 20%"))
+    }
+}
