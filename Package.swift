@@ -84,7 +84,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SwitchyardSchedulingTests",
-            dependencies: ["SwitchyardScheduling"],
+            dependencies: ["SwitchyardScheduling", "SwitchyardCore"],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -72,17 +72,9 @@ public enum Balancer {
 
     /// Weighted rendezvous (highest random weight) score of `key` on `replica`.
     static func rendezvous(_ key: UInt64, _ replica: Replica) -> Double {
-        let h = mix(key ^ (UInt64(truncatingIfNeeded: replica.id) &* 0x9E37_79B9_7F4A_7C15))
+        let h = SplitMix64.mix(key ^ (UInt64(truncatingIfNeeded: replica.id) &* 0x9E37_79B9_7F4A_7C15) &+ 0x9E37_79B9_7F4A_7C15)
         let unit = (Double(h >> 11) + 0.5) / Double(1 << 53)
         return -replica.weight / log(unit)
-    }
-
-    /// SplitMix64 finalizer.
-    static func mix(_ value: UInt64) -> UInt64 {
-        var z = value &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 
     /// FNV-1a 64 of the leading bytes of a prompt: the affinity key.
@@ -97,3 +89,4 @@ public enum Balancer {
 }
 
 import Foundation
+import SwitchyardCore

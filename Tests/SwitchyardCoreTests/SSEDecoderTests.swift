@@ -31,7 +31,7 @@ import Testing
     /// Property: any split of a valid stream parses to the same events.
     @Test func anySplitGivesTheSameEvents() {
         let expected = Self.decode(Self.stream, splits: [])
-        var rng = SplitMix(seed: 42)
+        var rng = SplitMix64(seed: 42)
         for _ in 0..<500 {
             let cuts = (0..<Int.random(in: 1...8, using: &rng)).map { _ in Int.random(in: 0...Self.stream.count, using: &rng) }
             #expect(Self.decode(Self.stream, splits: cuts) == expected, "splits \(cuts)")
@@ -47,17 +47,5 @@ import Testing
         var decoder = SSEDecoder()
         #expect(decoder.feed(Array("data: tail".utf8)).isEmpty)
         #expect(decoder.finish() == SSEEvent(data: "tail"))
-    }
-}
-
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

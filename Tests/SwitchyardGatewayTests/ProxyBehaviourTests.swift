@@ -243,3 +243,59 @@ import SwitchyardTestSupport
         }
     }
 }
+
+@Suite(.serialized) struct RoutingAndEjectionTests {
+    @Test func prefixAffinityKeepsAPromptOnOneReplica() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            var model = GatewayHarness.model("m", ["a", "b", "c", "d"].map { "http://127.0.0.1:\(port)/ok-\($0)/v1" })
+            model.routing.policy = .prefixAffinity
+            let config = GatewayHarness.config(models: [model])
+            try await GatewayHarness.with(config) { _, base in
+                var homes: [String: Set<String>] = [:]
+                for prompt in ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"] {
+                    for _ in 0..<4 {
+                        let body = #"{"model":"m","messages":[{"role":"system","content":"shared system prompt \#(prompt)"},{"role":"user","content":"q"}]}"#
+                        let reply = try await TestClient.post("\(base)/v1/chat/completions", body)
+                        #expect(reply.status == 200)
+                        homes[prompt, default: []].insert(reply.headers["x-switchyard-backend"] ?? "?")
+                    }
+                }
+                #expect(homes.values.allSatisfy { $0.count == 1 }, "each prefix stays on one replica: \(homes)")
+                #expect(Set(homes.values.flatMap { $0 }).count > 1, "different prefixes spread")
+            }
+        }
+    }
+
+    @Test func failingReplicaIsEjectedThenProbed() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [
+                GatewayHarness.model("m", ["http://127.0.0.1:\(port)/reset-before/v1", "http://127.0.0.1:\(port)/ok/v1"], weights: [100, 1]),
+            ]) {
+                $0.outlier.consecutiveFailures = 2
+                $0.outlier.baseEjection = .milliseconds(300)
+                $0.retry.minRetriesPerWindow = 100
+            }
+            try await GatewayHarness.with(config) { gateway, base in
+                for _ in 0..<6 {
+                    #expect(try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat()).status == 200)
+                }
+                // Two failures eject it; the next four requests skip it.
+                let failedAttempts = upstream.count("reset-before")
+                #expect(failedAttempts >= 2 && failedAttempts <= 4, "\(failedAttempts)")
+                let ejected = try #require(gateway.pools["m"]?.snapshot().first)
+                #expect(ejected.ejected)
+                #expect(String(decoding: gateway.metrics.render(), as: UTF8.self).contains(#"switchyard_backend_healthy{backend="http://127.0.0.1:\#(port)/reset-before/v1"} 0.0"#))
+                // After the ejection one probe request is let through (and fails again).
+                let deadline = ContinuousClock.now + .seconds(5)
+                while gateway.pools["m"]?.snapshot().first?.ejected == true, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat()).status == 200)
+                #expect(upstream.count("reset-before") > failedAttempts, "a probe was sent after the ejection")
+                #expect(gateway.pools["m"]?.snapshot().first?.ejected == true, "the failed probe ejected it again")
+            }
+        }
+    }
+}

@@ -1,35 +1,25 @@
 import Testing
+import SwitchyardCore
 @testable import SwitchyardScheduling
-
-struct SeededRNG: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite struct BalancerTests {
     typealias R = Balancer.Replica
 
     @Test func leastOutstandingWins() {
-        var rng = SeededRNG(state: 1)
+        var rng = SplitMix64(seed: 1)
         let choice = Balancer.choose([R(id: 0, inflight: 3), R(id: 1, inflight: 1), R(id: 2, inflight: 2)], using: &rng)
         #expect(choice == .replica(id: 1, affinity: false))
     }
 
     @Test func weightsScaleLoad() {
-        var rng = SeededRNG(state: 1)
+        var rng = SplitMix64(seed: 1)
         // (4+1)/3 < (1+1)/1: the heavy replica takes more.
         let choice = Balancer.choose([R(id: 0, weight: 3, inflight: 4), R(id: 1, weight: 1, inflight: 1)], using: &rng)
         #expect(choice == .replica(id: 0, affinity: false))
     }
 
     @Test func tiesAreSpreadAcrossReplicas() {
-        var rng = SeededRNG(state: 7)
+        var rng = SplitMix64(seed: 7)
         var counts = [0, 0, 0, 0]
         for _ in 0..<4000 {
             if case .replica(let id, _) = Balancer.choose((0..<4).map { R(id: $0) }, using: &rng) { counts[id] += 1 }
@@ -38,14 +28,14 @@ struct SeededRNG: RandomNumberGenerator {
     }
 
     @Test func fullAndNone() {
-        var rng = SeededRNG(state: 1)
+        var rng = SplitMix64(seed: 1)
         #expect(Balancer.choose([], using: &rng) == .none)
         #expect(Balancer.choose([R(id: 0, inflight: 4, maxInflight: 4)], using: &rng) == .full)
         #expect(Balancer.choose([R(id: 0, inflight: 4, maxInflight: 4), R(id: 1, inflight: 9)], using: &rng) == .replica(id: 1, affinity: false))
     }
 
     @Test func affinityIsStickyUnderBoundedLoad() {
-        var rng = SeededRNG(state: 1)
+        var rng = SplitMix64(seed: 1)
         let key = Balancer.prefixHash("You are a helpful assistant."[...].utf8)
         let replicas = (0..<4).map { R(id: $0, inflight: 1) }
         guard case .replica(let home, true) = Balancer.choose(replicas, affinityKey: key, using: &rng) else {
@@ -66,7 +56,7 @@ struct SeededRNG: RandomNumberGenerator {
     }
 
     @Test func differentPrefixesSpreadAcrossReplicas() {
-        var rng = SeededRNG(state: 3)
+        var rng = SplitMix64(seed: 3)
         var homes = Set<Int>()
         for i in 0..<64 {
             let key = Balancer.prefixHash("system prompt \(i)"[...].utf8)
