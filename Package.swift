@@ -51,6 +51,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "SwitchyardBackends",
+            dependencies: [
+                "SwitchyardCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "SwitchyardProbe",
             dependencies: ["SwitchyardCore", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
@@ -61,6 +72,8 @@ let package = Package(
                 "SwitchyardCore",
                 "SwitchyardGateway",
                 "SwitchyardProbe",
+                "SwitchyardBackends",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -3,6 +3,9 @@ import Foundation
 import Logging
 import SwitchyardCore
 import SwitchyardGateway
+import SwitchyardBackends
+import AsyncHTTPClient
+import Synchronization
 
 /// `switchyard serve`: run the gateway from a config file and/or quick-start flags.
 struct ServeCommand: AsyncParsableCommand {
@@ -10,6 +13,8 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Run the OpenAI-compatible gateway.",
         discussion: """
+            With no configuration it installs (first run) and serves the embedded default model,
+            SmolLM2-135M-Instruct on llama.cpp, from the data folder.
             Quick start in front of running servers:
               switchyard serve --port 8080 --upstream smollm2=http://127.0.0.1:8000/v1
             Flags override the file given with --config.
@@ -31,24 +36,40 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(name: .long, help: "Data folder for the managed model servers' venv and launcher (default: $SWITCHYARD_DATA_DIR or ./.switchyard).")
+    var dataDir: String?
+
     func run() async throws {
-        let config = try Self.effectiveConfig(file: config, host: host, port: port, upstream: upstream)
-        guard !config.models.isEmpty else {
-            throw ValidationError("no models configured: give --config FILE or --upstream MODEL=URL")
+        let started = ContinuousClock.now
+        var config = try Self.effectiveConfig(file: config, host: host, port: port, upstream: upstream)
+        if config.models.isEmpty {
+            config.models = [ManagedServers.embeddedDefault()]
         }
         let logger = CLILogging.logger(label: "switchyard", level: logLevel)
-        let gateway = Gateway(config: config, logger: logger)
-        let host = config.server.host
-        try await gateway.run { port in
-            let base = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
-            logger.info("listening", metadata: ["url": "\(base)/v1", "models": "\(config.models.map(\.name).joined(separator: ","))"])
-            let banner = """
-                switchyard: serving \(config.models.map(\.name).joined(separator: ", ")) at \(base)/v1
-                  try: curl \(base)/v1/chat/completions -H 'content-type: application/json' -d '{"model":"\(config.models[0].name)","messages":[{"role":"user","content":"Hello"}]}'
-
-                """
-            FileHandle.standardOutput.write(Data(banner.utf8))
+        let directory = DataDirectory(flag: dataDir)
+        let replicas = try ManagedServers.plan(&config)
+        do {
+            try ManagedServers.prepare(replicas, directory: directory, logger: logger)
+        } catch let error as PythonEnvironment.InstallError {
+            throw ValidationError(error.description)
         }
+        let gateway = Gateway(config: config, logger: logger)
+        let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+        let announcer = ReadyAnnouncer(host: config.server.host, models: config.models.map(\.name), started: started, waiting: !replicas.isEmpty)
+        let supervisors = ManagedServers.supervisors(replicas, gateway: gateway, directory: directory, client: client, logger: logger) {
+            announcer.ready()
+        }
+        do {
+            try await gateway.run(services: supervisors) { port in
+                logger.info("listening", metadata: ["port": "\(port)"])
+                if !replicas.isEmpty { logger.info("waiting for managed model servers to start and warm up", metadata: ["replicas": "\(replicas.count)"]) }
+                announcer.listening(port: port)
+            }
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
     }
 
     static func effectiveConfig(file: String?, host: String?, port: Int?, upstream: [String]) throws -> GatewayConfig {
@@ -70,5 +91,41 @@ struct ServeCommand: AsyncParsableCommand {
         let issues = ConfigLoader.validate(config)
         if !issues.isEmpty { throw ConfigError(issues: issues) }
         return config
+    }
+}
+
+/// Prints the ready banner once: when the server listens and every managed replica is warm.
+final class ReadyAnnouncer: Sendable {
+    private let state: Mutex<(port: Int?, ready: Bool, printed: Bool)>
+    let host: String
+    let models: [String]
+    let started: ContinuousClock.Instant
+
+    init(host: String, models: [String], started: ContinuousClock.Instant, waiting: Bool) {
+        self.host = host
+        self.models = models
+        self.started = started
+        state = Mutex((nil, !waiting, false))
+    }
+
+    func listening(port: Int) { update { $0.port = port } }
+    func ready() { update { $0.ready = true } }
+
+    private func update(_ change: (inout (port: Int?, ready: Bool, printed: Bool)) -> Void) {
+        let port = state.withLock { s -> Int? in
+            change(&s)
+            guard let port = s.port, s.ready, !s.printed else { return nil }
+            s.printed = true
+            return port
+        }
+        guard let port else { return }
+        let base = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+        let elapsed = String(format: "%.1f", (ContinuousClock.now - started).seconds)
+        let text = """
+            switchyard: ready in \(elapsed)s, serving \(models.joined(separator: ", ")) at \(base)/v1
+              try: curl \(base)/v1/chat/completions -H 'content-type: application/json' -d '{"model":"\(models[0])","messages":[{"role":"user","content":"Hello"}]}'
+
+            """
+        FileHandle.standardOutput.write(Data(text.utf8))
     }
 }

@@ -23,6 +23,7 @@ public final class Gateway: Sendable {
     let logger: Logger
     private let draining = Atomic<Bool>(false)
     private let group = Mutex<ServiceGroup?>(nil)
+    private let replicas = Mutex<[String: ReplicaStatus]>([:])
 
     public init(config: GatewayConfig, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) {
         self.config = config
@@ -67,11 +68,70 @@ public final class Gateway: Sendable {
             GatewayResponses.json(.object([("status", .string("ok"))]))
         }
         router.get("/readyz") { [self] _, _ in readiness() }
+        router.get("/admin/backends") { [self] request, _ in
+            if let denied = authorizeAdmin(request) { return denied }
+            return adminBackends()
+        }
         router.get("/metrics") { [self] _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                      body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
         }
         return router
+    }
+
+    /// Records a managed replica's lifecycle (from its supervisor) for `/admin/backends` and metrics.
+    public func recordReplica(_ status: ReplicaStatus) {
+        let previous = replicas.withLock { map -> ReplicaStatus? in
+            defer { map[status.url] = status }
+            return map[status.url]
+        }
+        metrics.replica(status, previousRestarts: previous?.restarts ?? 0)
+    }
+
+    /// 403 unless the request carries `Authorization: Bearer <admin.token>` (compared in constant time).
+    func authorizeAdmin(_ request: Request) -> Response? {
+        guard let token = config.admin.token else {
+            return GatewayResponses.error(APIError(status: 403, message: "The admin API is disabled: set admin.token in the configuration.",
+                                                   type: "permission_error", code: "admin_disabled"))
+        }
+        let given = request.headers[.authorization].map { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : $0 } ?? ""
+        guard Self.constantTimeEqual(Array(given.utf8), Array(token.utf8)) else {
+            return GatewayResponses.error(APIError(status: 401, message: "Missing or wrong admin token.", type: "authentication_error", code: "invalid_admin_token"))
+        }
+        return nil
+    }
+
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var diff = UInt8(truncatingIfNeeded: a.count ^ b.count)
+        for i in 0..<max(a.count, b.count) {
+            diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
+        }
+        return diff == 0
+    }
+
+    func adminBackends() -> Response {
+        let statuses = replicas.withLock { $0 }
+        func number(_ d: Double?) -> JSONValue { d.map { .number(String(format: "%.3f", $0)) } ?? .null }
+        var models: [JSONValue] = []
+        for model in config.models {
+            guard let pool = pools[model.name] else { continue }
+            let backends = pool.snapshot().map { r -> JSONValue in
+                var fields: [(String, JSONValue)] = [
+                    ("url", .string(r.backend.id)), ("managed", .bool(r.backend.managed)), ("healthy", .bool(r.healthy)),
+                    ("ejected", .bool(r.ejected)), ("accepting", .bool(r.gateOpen)), ("inflight", .number(r.inflight)),
+                    ("max_inflight", .number(r.backend.maxInflight)), ("last_health_error", r.lastError.map(JSONValue.string) ?? .null),
+                ]
+                if let s = statuses[r.backend.id] {
+                    fields += [("name", .string(s.name)), ("phase", .string(s.phase.rawValue)), ("pid", s.pid.map { .number(Int($0)) } ?? .null),
+                               ("restarts", .number(s.restarts)), ("last_exit", s.lastExit.map(JSONValue.string) ?? .null),
+                               ("load_seconds", number(s.loadSeconds)), ("warmup_seconds", number(s.warmupSeconds)),
+                               ("ready_seconds", number(s.readySeconds))]
+                }
+                return .object(fields)
+            }
+            models.append(.object([("model", .string(model.name)), ("backends", .array(backends))]))
+        }
+        return GatewayResponses.json(.object([("models", .array(models))]))
     }
 
     func readiness() -> Response {
@@ -138,7 +198,10 @@ public final class Gateway: Sendable {
 
     /// Serves until SIGTERM/SIGINT (or cancellation), then drains for `shutdown_grace`.
     /// - Parameter onListening: called with the bound port once the server accepts connections.
-    public func run(signals: [UnixSignal] = [.sigterm, .sigint], onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+    /// - Parameter services: run beside the server and shut down after it has drained
+    ///   (managed model-server supervisors).
+    public func run(signals: [UnixSignal] = [.sigterm, .sigint], services: [any Service] = [],
+                    onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let app = Application(
             router: makeRouter(),
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "switchyard"),
@@ -153,6 +216,7 @@ public final class Gateway: Sendable {
             services: [
                 // Shut down in reverse: readiness off first, timeouts enforced until the very end.
                 .init(service: monitor, successTerminationBehavior: .ignore),
+            ] + services.map { .init(service: $0, successTerminationBehavior: .ignore) } + [
                 .init(service: app),
                 .init(service: healthChecker, successTerminationBehavior: .ignore),
                 .init(service: drain, successTerminationBehavior: .ignore),

@@ -35,7 +35,7 @@ public enum ConfigLoader {
             if !seen.insert(model.name).inserted {
                 issues.append(ConfigIssue(path: "models[\(i)].name", message: "duplicate model name '\(model.name)'"))
             }
-            if model.backends.isEmpty {
+            if model.backends.isEmpty && model.managed == nil {
                 issues.append(ConfigIssue(path: "models[\(i)].backends", message: "a model needs at least one backend"))
             }
         }
@@ -53,7 +53,12 @@ public enum ConfigLoader {
     }
 
     static func decode(_ root: Node, into config: inout GatewayConfig, reader r: inout YAMLReader) {
-        guard let top = r.mapping(root, "", allowed: ["server", "upstream", "health", "outlier", "retry", "models"]) else { return }
+        guard let top = r.mapping(root, "", allowed: ["server", "upstream", "health", "outlier", "retry", "admin", "models"]) else { return }
+        if let node = top["admin"], let m = r.mapping(node, "admin", allowed: ["token"]) {
+            if let n = m["token"], let v = r.string(n, "admin.token") {
+                if v.count < 16 { r.fail("admin.token", "must be at least 16 characters", n) } else { config.admin.token = v }
+            }
+        }
         if let node = top["server"], let m = r.mapping(node, "server", allowed: ["host", "port", "max_body_bytes", "shutdown_grace"]) {
             if let n = m["host"], let v = r.string(n, "server.host") { config.server.host = v }
             if let n = m["port"], let v = r.int(n, "server.port", min: 0, max: 65535) { config.server.port = v }
@@ -106,7 +111,7 @@ public enum ConfigLoader {
     }
 
     static func decodeModel(_ node: Node, _ path: String, reader r: inout YAMLReader) -> ModelConfig? {
-        guard let m = r.mapping(node, path, allowed: ["name", "backends", "routing", "fallback", "timeouts", "queue_timeout"]) else { return nil }
+        guard let m = r.mapping(node, path, allowed: ["name", "backends", "routing", "fallback", "timeouts", "queue_timeout", "managed"]) else { return nil }
         guard let nameNode = m["name"] else {
             r.fail("\(path).name", "required", node)
             return nil
@@ -117,9 +122,10 @@ public enum ConfigLoader {
             for (j, item) in list.enumerated() {
                 if let backend = decodeBackend(item, "\(path).backends[\(j)]", reader: &r) { model.backends.append(backend) }
             }
-        } else if m["backends"] == nil {
-            r.fail("\(path).backends", "required", node)
+        } else if m["backends"] == nil && m["managed"] == nil {
+            r.fail("\(path).backends", "required (or a managed: block)", node)
         }
+        if let n = m["managed"] { model.managed = decodeManaged(n, "\(path).managed", reader: &r) }
         if let n = m["routing"], let rm = r.mapping(n, "\(path).routing", allowed: ["policy", "prefix_chars", "balance_factor"]) {
             if let p = rm["policy"], let v = r.oneOf(p, "\(path).routing.policy", RoutingPolicy.self) { model.routing.policy = v }
             if let p = rm["prefix_chars"], let v = r.int(p, "\(path).routing.prefix_chars", min: 1) { model.routing.prefixChars = v }
@@ -137,6 +143,48 @@ public enum ConfigLoader {
         }
         if let n = m["queue_timeout"], let v = r.duration(n, "\(path).queue_timeout", allowZero: true) { model.queueTimeout = v }
         return model
+    }
+
+    static func decodeManaged(_ node: Node, _ path: String, reader r: inout YAMLReader) -> ManagedConfig? {
+        guard let m = r.mapping(node, path, allowed: ["llamacpp", "command", "replicas", "port", "env", "warmup", "ready_timeout"]) else { return nil }
+        var managed = ManagedConfig()
+        if m["llamacpp"] != nil && m["command"] != nil {
+            r.fail(path, "give either llamacpp or command, not both", node)
+        }
+        if let n = m["llamacpp"], let lm = r.mapping(n, "\(path).llamacpp", allowed: ["model_path", "parallel", "ctx_size", "threads", "embeddings"]) {
+            var s = ManagedConfig.LlamaCppSettings()
+            if let v = lm["model_path"], let x = r.string(v, "\(path).llamacpp.model_path") { s.modelPath = x }
+            if let v = lm["parallel"], let x = r.int(v, "\(path).llamacpp.parallel", min: 1, max: 256) { s.parallel = x }
+            if let v = lm["ctx_size"], let x = r.int(v, "\(path).llamacpp.ctx_size", min: 256) { s.ctxSize = x }
+            if let v = lm["threads"], let x = r.int(v, "\(path).llamacpp.threads", min: 1, max: 1024) { s.threads = x }
+            if let v = lm["embeddings"], let x = r.bool(v, "\(path).llamacpp.embeddings") { s.embeddings = x }
+            managed.server = .llamacpp(s)
+        }
+        if let n = m["command"], let list = r.sequence(n, "\(path).command") {
+            let args = list.enumerated().compactMap { i, item in r.string(item, "\(path).command[\(i)]") }
+            if args.isEmpty { r.fail("\(path).command", "must not be empty", n) } else { managed.server = .command(args) }
+        }
+        if let n = m["replicas"], let v = r.int(n, "\(path).replicas", min: 1, max: 64) { managed.replicas = v }
+        if let n = m["port"] {
+            if n.string == "auto" { managed.port = nil } else if let v = r.int(n, "\(path).port", min: 1, max: 65535) { managed.port = v }
+        }
+        if let n = m["env"], case .mapping(let env) = n {
+            for (k, v) in env { if let key = k.string, let value = v.string { managed.env[key] = value } }
+        } else if let n = m["env"] {
+            r.fail("\(path).env", "expected a mapping of NAME: value", n)
+        }
+        if let n = m["warmup"], let list = r.sequence(n, "\(path).warmup") {
+            managed.warmup = list.enumerated().compactMap { i, item in
+                guard let wm = r.mapping(item, "\(path).warmup[\(i)]", allowed: ["prompt", "max_tokens", "count"]) else { return nil }
+                var w = ManagedConfig.Warmup()
+                if let v = wm["prompt"], let x = r.string(v, "\(path).warmup[\(i)].prompt") { w.prompt = x }
+                if let v = wm["max_tokens"], let x = r.int(v, "\(path).warmup[\(i)].max_tokens", min: 1) { w.maxTokens = x }
+                if let v = wm["count"], let x = r.int(v, "\(path).warmup[\(i)].count", min: 0, max: 1000) { w.count = x }
+                return w
+            }
+        }
+        if let n = m["ready_timeout"], let v = r.duration(n, "\(path).ready_timeout") { managed.readyTimeout = v }
+        return managed
     }
 
     static func decodeBackend(_ node: Node, _ path: String, reader r: inout YAMLReader) -> BackendConfig? {

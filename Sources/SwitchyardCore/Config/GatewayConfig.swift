@@ -7,6 +7,7 @@ public struct GatewayConfig: Sendable, Equatable {
     public var health = HealthCheckConfig()
     public var outlier = OutlierConfig()
     public var retry = RetryConfig()
+    public var admin = AdminConfig()
     public var models: [ModelConfig] = []
 
     public init() {}
@@ -23,6 +24,12 @@ public struct ServerConfig: Sendable, Equatable {
     public var maxBodyBytes = 4 * 1024 * 1024
     /// How long in-flight requests may run on after SIGTERM/SIGINT.
     public var shutdownGrace: Duration = .seconds(30)
+    public init() {}
+}
+
+public struct AdminConfig: Sendable, Equatable {
+    /// Bearer token for `/admin/*`; admin endpoints answer 403 while it is unset.
+    public var token: String?
     public init() {}
 }
 
@@ -53,6 +60,7 @@ public struct HealthCheckConfig: Sendable, Equatable {
     public var timeout: Duration = .seconds(2)
     public var healthyThreshold = 1
     public var unhealthyThreshold = 2
+
     /// Path probed on the backend's origin (scheme://host:port), e.g. `/health` (vLLM, llama.cpp,
     /// SGLang, TGI). A path that does not start with `/` is resolved against the OpenAI base URL.
     public var path = "/health"
@@ -102,6 +110,8 @@ public struct BackendConfig: Sendable, Equatable {
     public var weight: Double = 1
     /// Requests in flight at most (0 = unlimited). For llama.cpp, its slot count.
     public var maxInflight = 0
+    /// Started by Switchyard: routed to only once its supervisor says it is warmed up.
+    public var managed = false
 
     public init(url: String, upstreamModel: String? = nil, weight: Double = 1, maxInflight: Int = 0) {
         self.url = url
@@ -120,6 +130,8 @@ public struct ModelConfig: Sendable, Equatable {
     public var timeouts: TimeoutConfig?
     /// How long a request may wait for a free slot when every replica is at `max_inflight`.
     public var queueTimeout: Duration = .seconds(30)
+    /// Model servers Switchyard runs itself; their replicas are appended to `backends`.
+    public var managed: ManagedConfig?
 
     public init(name: String, backends: [BackendConfig]) {
         self.name = name

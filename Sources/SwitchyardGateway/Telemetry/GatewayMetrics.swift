@@ -1,4 +1,5 @@
 import Prometheus
+import SwitchyardCore
 import Synchronization
 
 /// The gateway's Prometheus metrics. Each gateway owns its registry (no global bootstrap), so
@@ -75,6 +76,24 @@ public final class GatewayMetrics: Sendable {
 
     public func outputTokens(model: String, _ count: Int) {
         registry.makeCounter(descriptor: .init(metricName: "switchyard_output_tokens_total", unitName: "", helpText: "Completion tokens served, from the backend's usage."), labels: [("model", model)]).increment(by: Int64(count))
+    }
+
+    /// Managed replica evidence: load, warmup and time-to-ready of the last start; restarts.
+    public func replica(_ status: ReplicaStatus, previousRestarts: Int) {
+        let labels = [("backend", status.url)]
+        if let v = status.loadSeconds {
+            registry.makeGauge(descriptor: .init(metricName: "switchyard_backend_load_seconds", unitName: "", helpText: "Managed replica: process start until the server answered its health check (last start)."), labels: labels).set(to: v)
+        }
+        if let v = status.warmupSeconds {
+            registry.makeGauge(descriptor: .init(metricName: "switchyard_backend_warmup_seconds", unitName: "", helpText: "Managed replica: time spent on warmup requests (last start)."), labels: labels).set(to: v)
+        }
+        if let v = status.readySeconds {
+            registry.makeGauge(descriptor: .init(metricName: "switchyard_backend_ready_seconds", unitName: "", helpText: "Managed replica: process start until ready for traffic (last start)."), labels: labels).set(to: v)
+        }
+        let restarts = registry.makeCounter(descriptor: .init(metricName: "switchyard_backend_restarts_total", unitName: "", helpText: "Managed replica restarts after an exit."), labels: labels)
+        if status.restarts > previousRestarts { restarts.increment(by: Int64(status.restarts - previousRestarts)) }
+        registry.makeGauge(descriptor: .init(metricName: "switchyard_backend_up", unitName: "", helpText: "Managed replica: 1 when ready for traffic."), labels: labels)
+            .set(to: status.phase == .ready ? 1 : 0)
     }
 
     public func render() -> [UInt8] {

@@ -9,6 +9,7 @@ public struct Backend: Sendable {
     public let upstreamModel: String
     public let weight: Double
     public let maxInflight: Int
+    public let managed: Bool
 
     public init(config: BackendConfig, publicModel: String) {
         url = HTTPURL(config.url)!
@@ -16,6 +17,7 @@ public struct Backend: Sendable {
         upstreamModel = config.upstreamModel ?? publicModel
         weight = config.weight
         maxInflight = config.maxInflight
+        managed = config.managed
     }
 }
 

@@ -17,6 +17,8 @@ public final class ModelPool: Sendable {
         var outlier: OutlierDetector
         /// Set from a backend's 429/503 `Retry-After`: not routed to before this time.
         var coolingUntil: Duration?
+        /// Closed while a managed replica starts, warms up, drains or restarts.
+        var gateOpen = true
     }
 
     struct Waiter {
@@ -57,7 +59,9 @@ public final class ModelPool: Sendable {
             outlier: OutlierDetector(consecutiveFailures: outlier.consecutiveFailures, baseEjection: outlier.baseEjection,
                                      maxEjection: outlier.maxEjection)
         )
-        state = Mutex(State(replicas: Array(repeating: replica, count: backends.count)))
+        var replicas = Array(repeating: replica, count: backends.count)
+        for (i, backend) in config.backends.enumerated() where backend.managed { replicas[i].gateOpen = false }
+        state = Mutex(State(replicas: replicas))
     }
 
     var now: Duration { ContinuousClock.now - origin }
@@ -101,7 +105,7 @@ public final class ModelPool: Sendable {
     private func eligibleReplicas(_ s: State, excluding: Set<Int>, now: Duration) -> [Balancer.Replica] {
         var result: [Balancer.Replica] = []
         result.reserveCapacity(backends.count)
-        for (i, r) in s.replicas.enumerated() where !excluding.contains(i) && r.active.isHealthy {
+        for (i, r) in s.replicas.enumerated() where !excluding.contains(i) && r.active.isHealthy && r.gateOpen {
             if r.outlier.admission(now: now) == .refuse { continue }
             if let until = r.coolingUntil, until > now { continue }
             result.append(Balancer.Replica(id: i, weight: backends[i].weight, inflight: r.inflight, maxInflight: backends[i].maxInflight))
@@ -180,6 +184,16 @@ public final class ModelPool: Sendable {
         return ejected
     }
 
+    /// Opens or closes a replica to new requests (managed replica lifecycle, drain). Requests
+    /// already in flight are not affected.
+    public func setGate(_ index: Int, open: Bool) {
+        let continuation = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.replicas[index].gateOpen = open
+            return open ? Self.signalNext(&s) : nil
+        }
+        continuation?.resume()
+    }
+
     /// A backend answered 429/503 with `Retry-After`: keep traffic away until then.
     public func coolDown(_ index: Int, for duration: Duration) {
         let now = self.now
@@ -202,6 +216,7 @@ public final class ModelPool: Sendable {
         public let inflight: Int
         public let healthy: Bool
         public let ejected: Bool
+        public let gateOpen: Bool
         public let lastError: String?
     }
 
@@ -210,14 +225,14 @@ public final class ModelPool: Sendable {
         return state.withLock { s in
             s.replicas.enumerated().map { i, r in
                 ReplicaSnapshot(backend: backends[i], inflight: r.inflight, healthy: r.active.isHealthy,
-                                ejected: r.outlier.admission(now: now) == .refuse, lastError: r.active.lastError)
+                                ejected: r.outlier.admission(now: now) == .refuse, gateOpen: r.gateOpen, lastError: r.active.lastError)
             }
         }
     }
 
     /// At least one replica passes its health checks.
     public var isReady: Bool {
-        state.withLock { s in s.replicas.contains { $0.active.isHealthy } }
+        state.withLock { s in s.replicas.contains { $0.active.isHealthy && $0.gateOpen } }
     }
 
     public func inflight(_ index: Int) -> Int { state.withLock { $0.replicas[index].inflight } }
