@@ -1,14 +1,15 @@
 """Start llama.cpp's OpenAI-compatible server (xllamacpp) on SmolLM2-135M-Instruct.
 
 Prints one line `PORT <n>` on stdout once the server is listening, then serves until SIGTERM or
-SIGINT, or until its parent process dies (so test runs never leave servers behind).
+SIGINT, or until its parent process is gone (so test runs never leave servers behind).
 """
 import argparse
-import ctypes
 import os
 import signal
 import socket
 import sys
+import threading
+import time
 
 
 def free_port() -> int:
@@ -18,12 +19,16 @@ def free_port() -> int:
 
 
 def die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
+    """Exit when the parent process is gone (polling: PR_SET_PDEATHSIG fires when the parent's
+    spawning *thread* exits, which happens under a thread pool long before the process does)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def model_path() -> str:
@@ -50,6 +55,8 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     args = ap.parse_args()
 
+    # Signals the parent blocked or ignored are inherited: start from a clean slate.
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     die_with_parent()
     import xllamacpp as x
 

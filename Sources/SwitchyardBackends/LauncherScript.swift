@@ -55,14 +55,20 @@ enum LauncherScript {
         a = ap.parse_args()
         cmd = llamacpp_command(a) if a.kind == "llamacpp" else [x for x in a.argv if x != "--"]
         parent = os.getppid()
-        child = subprocess.Popen(cmd, start_new_session=True)
         stopping = threading.Event()
 
         def stop(*_):
             stopping.set()
 
+        # The gateway's threads block SIGTERM/SIGINT (its signal handling) and ignore others;
+        # both are inherited through exec. Unblock and reset before starting the server, which
+        # inherits this mask and these dispositions in turn.
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        for s in (signal.SIGHUP, signal.SIGPIPE):
+            signal.signal(s, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        child = subprocess.Popen(cmd, start_new_session=True)
         orphaned = False
         while child.poll() is None and not stopping.is_set():
             if os.getppid() != parent:

@@ -133,6 +133,10 @@ public final class ReplicaSupervisor: Service, Sendable {
             try? await Task.sleep(for: .milliseconds(100))
         }
         guard healthy else {
+            if Task.isCancelled {
+                await stopProcess()
+                return "stopped"
+            }
             let reason = process.isRunning ? "not healthy within \(config.readyTimeout.formatted)" : "exited during start: \(tail.last(5))"
             await stopProcess()
             return reason
@@ -159,7 +163,10 @@ public final class ReplicaSupervisor: Service, Sendable {
         for await status in exits {  // ends early when the supervisor is cancelled (shutdown)
             code = status
         }
-        if Task.isCancelled { return "stopped" }
+        if Task.isCancelled {
+            await stopProcess()
+            return "stopped"
+        }
         return Self.describe(code, reason: process.terminationReason) + (tail.last(3).isEmpty ? "" : "; last output: \(tail.last(3))")
     }
 

