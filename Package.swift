@@ -128,6 +128,7 @@ let package = Package(
             dependencies: [
                 "SwitchyardGateway",
                 "SwitchyardTestSupport",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 "SwitchyardCLI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),

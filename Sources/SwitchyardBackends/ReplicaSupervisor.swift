@@ -8,7 +8,7 @@ import SwitchyardCore
 
 /// Runs one managed replica: start → health → warmup → ready, and again after a crash, with
 /// exponential backoff. The gateway routes to it only while `onGate(true)` is in force.
-public final class ReplicaSupervisor: Service, Sendable {
+public final class ReplicaSupervisor: Service, ManagedReplicaControl, Sendable {
     public let name: String
     public let port: Int
     let config: ManagedConfig
@@ -21,6 +21,7 @@ public final class ReplicaSupervisor: Service, Sendable {
     private let process = Mutex<Process?>(nil)
     private let exitSignal = Mutex<CheckedContinuation<Int32, Never>?>(nil)
     private let restartRequested = Atomic<Bool>(false)
+    private let paused = Atomic<Bool>(false)
 
     static let maxBackoff: Duration = .seconds(30)
     static let stopGrace: Duration = .seconds(10)
@@ -76,6 +77,14 @@ public final class ReplicaSupervisor: Service, Sendable {
                 let exit = await self.runOnce()
                 self.onGate(false)
                 guard !Task.isCancelled else { break }
+                if self.paused.load(ordering: .relaxed) {
+                    self.update { $0.phase = .stopped; $0.pid = nil }
+                    while self.paused.load(ordering: .relaxed), !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(100))
+                    }
+                    backoff = .seconds(1)
+                    continue
+                }
                 if self.restartRequested.exchange(false, ordering: .relaxed) {
                     backoff = .seconds(1)
                     continue
@@ -209,13 +218,32 @@ public final class ReplicaSupervisor: Service, Sendable {
     }
 
     /// Drain-and-restart for rollouts: closes the gate, waits for in-flight requests through
-    /// `waitIdle`, stops the process; the run loop starts it again at once (no backoff).
-    public func restart(waitIdle: @Sendable () async -> Void) async {
+    /// `waitIdle`, stops the process; the run loop starts it again at once (no backoff). Returns
+    /// when the new process is ready, or false after `timeout`.
+    public func rollingRestart(waitIdle: @escaping @Sendable () async -> Void, timeout: Duration) async -> Bool {
         onGate(false)
         update { $0.phase = .draining }
         await waitIdle()
+        let previous = status.pid
         restartRequested.store(true, ordering: .relaxed)
         await stopProcess()
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let s = status
+            if s.phase == .ready, s.pid != previous { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+
+    public func pause() async {
+        paused.store(true, ordering: .relaxed)
+        onGate(false)
+        await stopProcess()
+    }
+
+    public func resume() {
+        paused.store(false, ordering: .relaxed)
     }
 }
 

@@ -59,10 +59,10 @@ struct ManagedServers {
         let readyNames = Mutex<Set<String>>([])
         let announced = Atomic<Bool>(false)
         let total = replicas.count
-        return replicas.enumerated().map { n, replica in
+        return replicas.map { replica in
             let name = "\(replica.model)-\(replica.index)"
             let pool = gateway.pools[replica.model]!
-            return ReplicaSupervisor(
+            let supervisor = ReplicaSupervisor(
                 name: name, port: replica.port, config: replica.config, directory: directory, client: client, logger: logger,
                 onGate: { open in
                     // The supervisor has just seen /health answer and warmup succeed: count that as a
@@ -78,6 +78,8 @@ struct ManagedServers {
                     }
                     if count == total, !announced.exchange(true, ordering: .relaxed) { onAllReady() }
                 })
+            gateway.registerManaged(model: replica.model, index: replica.index, control: supervisor)
+            return supervisor
         }
     }
 

@@ -22,3 +22,15 @@ public struct ReplicaStatus: Sendable, Equatable {
         self.url = url
     }
 }
+
+/// What the gateway's admin API may ask of a managed replica's supervisor.
+public protocol ManagedReplicaControl: Sendable {
+    var status: ReplicaStatus { get }
+    /// Closes the gate, waits for `waitIdle`, restarts the process; returns once it is ready again
+    /// (or `timeout` passed).
+    func rollingRestart(waitIdle: @escaping @Sendable () async -> Void, timeout: Duration) async -> Bool
+    /// Stops the process and keeps it stopped (after a drain).
+    func pause() async
+    /// Starts a paused replica again.
+    func resume()
+}

