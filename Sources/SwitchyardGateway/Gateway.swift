@@ -82,6 +82,21 @@ public final class Gateway: Sendable {
             if let denied = authorizeAdmin(request) { return denied }
             return resume(id: context.parameters.get("id") ?? "")
         }
+        router.post("/admin/backends") { [self] request, _ in
+            if let denied = authorizeAdmin(request) { return denied }
+            var request = request
+            let body = (try? await request.collectBody(upTo: 64 * 1024)) ?? ByteBuffer()
+            return register(body: body)
+        }
+        router.delete("/admin/backends/:id") { [self] request, context in
+            if let denied = authorizeAdmin(request) { return denied }
+            let id = context.parameters.get("id") ?? ""
+            guard let (pool, index) = locate(id) else {
+                return GatewayResponses.error(APIError(status: 404, message: "No backend '\(id)'.", type: "invalid_request_error", code: "backend_not_found"))
+            }
+            pool.deregister(index)
+            return GatewayResponses.json(.object([("id", .string(id)), ("removed", .bool(true))]))
+        }
         router.post("/admin/rollout") { [self] request, _ in
             if let denied = authorizeAdmin(request) { return denied }
             return await rollout()
@@ -110,7 +125,7 @@ public final class Gateway: Sendable {
     /// Admin ids are `<model>-<index>` for every backend, managed or not.
     func locate(_ id: String) -> (pool: ModelPool, index: Int)? {
         guard let dash = id.lastIndex(of: "-"), let index = Int(id[id.index(after: dash)...]),
-              let pool = pools[String(id[..<dash])], pool.backends.indices.contains(index) else { return nil }
+              let pool = pools[String(id[..<dash])], pool.isLive(index) else { return nil }
         return (pool, index)
     }
 
@@ -149,6 +164,37 @@ public final class Gateway: Sendable {
             pool.setGate(index, open: true)
         }
         return GatewayResponses.json(.object([("id", .string(id)), ("resumed", .bool(true))]))
+    }
+
+    /// `POST /admin/backends {"url", "model", "ttl", "max_inflight"?, "upstream_model"?}`: registers a
+    /// model server started elsewhere, or renews it (the heartbeat: post again before `ttl` ends).
+    func register(body: ByteBuffer) -> Response {
+        let json: JSONValue
+        do {
+            json = try JSONParser.parse(body.readableBytesView)
+        } catch {
+            return GatewayResponses.error(.invalidRequest("Invalid JSON: \(error).", code: "invalid_json"))
+        }
+        guard let url = json["url"]?.stringValue, HTTPURL(url) != nil else {
+            return GatewayResponses.error(.invalidRequest("'url' must be the server's OpenAI base URL, e.g. http://10.0.0.5:8000/v1.", param: "url"))
+        }
+        guard let model = json["model"]?.stringValue, let pool = pools[model] else {
+            return GatewayResponses.error(.invalidRequest("'model' must name a configured model: \(config.models.map(\.name).joined(separator: ", ")).", param: "model"))
+        }
+        let ttl: Duration
+        if let seconds = json["ttl"]?.doubleValue, seconds > 0 {
+            ttl = .milliseconds(Int64(seconds * 1000))
+        } else if let text = json["ttl"]?.stringValue, let parsed = Duration.parse(text), parsed > .zero {
+            ttl = parsed
+        } else {
+            return GatewayResponses.error(.invalidRequest("'ttl' must be a positive number of seconds or a duration such as 30s.", param: "ttl"))
+        }
+        var backend = BackendConfig(url: url, upstreamModel: json["upstream_model"]?.stringValue, maxInflight: json["max_inflight"]?.intValue ?? 0)
+        backend.weight = json["weight"]?.doubleValue ?? 1
+        let (index, isNew) = pool.register(backend, ttl: ttl)
+        if isNew { logger.info("backend registered", metadata: ["model": "\(model)", "backend": "\(url)", "ttl": "\(ttl.formatted)"]) }
+        return GatewayResponses.json(.object([("id", .string("\(model)-\(index)")), ("registered", .bool(isNew)), ("ttl_seconds", .number(String(ttl.seconds)))]),
+                                     status: isNew ? .created : .ok)
     }
 
     /// Restarts managed replicas one at a time: drain → restart → ready → next.

@@ -67,7 +67,7 @@ import Testing
         let error = try #require(throws: ConfigError.self) {
             try ConfigLoader.load(yaml: "models:\n  - { name: a, backends: [] }\n  - { name: a, backends: [{url: 'http://x:1'}] }\n")
         }
-        #expect(Set(error.issues.map(\.path)) == ["models[0].backends", "models[1].name"])
+        #expect(Set(error.issues.map(\.path)) == ["models[1].name"], "an empty backends list is allowed: servers may register")
     }
 
     @Test func upstreamFlag() throws {

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOHTTP1
 import Testing
 import SwitchyardCore
 @testable import SwitchyardGateway
@@ -295,6 +296,66 @@ import SwitchyardTestSupport
                 #expect(try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat()).status == 200)
                 #expect(upstream.count("reset-before") > failedAttempts, "a probe was sent after the ejection")
                 #expect(gateway.pools["m"]?.snapshot().first?.ejected == true, "the failed probe ejected it again")
+            }
+        }
+    }
+}
+
+@Suite struct RegistrationTests {
+    static let token = "registration-test-token-0123"
+
+    static func admin(_ base: String, _ method: HTTPMethod, _ path: String, _ body: String? = nil) async throws -> TestClient.Reply {
+        var request = HTTPClientRequest(url: base + path)
+        request.method = method
+        request.headers.add(name: "authorization", value: "Bearer \(token)")
+        if let body {
+            request.headers.add(name: "content-type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: body))
+        }
+        let response = try await TestClient.http.execute(request, timeout: .seconds(10))
+        let bytes = try await response.body.collect(upTo: 1 << 20)
+        return TestClient.Reply(status: Int(response.status.code), headers: [:], body: String(buffer: bytes))
+    }
+
+    @Test func registeredBackendServesUntilItsHeartbeatStops() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [ModelConfig(name: "slurm", backends: [])]) { $0.admin.token = Self.token }
+            try await GatewayHarness.with(config) { gateway, base in
+                #expect(!gateway.isReady, "no backend yet")
+                let url = "http://127.0.0.1:\(port)/ok/v1"
+                let unauthorized = try await TestClient.post("\(base)/admin/backends", #"{"url":"\#(url)","model":"slurm","ttl":1}"#)
+                #expect(unauthorized.status == 401)
+
+                let first = try await Self.admin(base, .POST, "/admin/backends", #"{"url":"\#(url)","model":"slurm","ttl":0.6,"upstream_model":"upstream-model"}"#)
+                #expect(first.status == 201)
+                #expect(first.json?["id"] == .string("slurm-0"))
+                #expect(gateway.isReady)
+                let served = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(model: "slurm"))
+                #expect(served.status == 200)
+                #expect(served.headers["x-switchyard-backend"] == url)
+
+                // Heartbeats keep it; the same URL is not added twice.
+                for _ in 0..<3 {
+                    try await Task.sleep(for: .milliseconds(300))
+                    let beat = try await Self.admin(base, .POST, "/admin/backends", #"{"url":"\#(url)","model":"slurm","ttl":0.6}"#)
+                    #expect(beat.status == 200)
+                    #expect(beat.json?["registered"] == .bool(false))
+                }
+                #expect(try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(model: "slurm")).status == 200)
+
+                // No heartbeat: gone after its ttl.
+                let deadline = ContinuousClock.now + .seconds(5)
+                while gateway.isReady, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+                #expect(!gateway.isReady)
+                let after = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(model: "slurm"))
+                #expect(after.status == 503)
+                let listing = try await Self.admin(base, .GET, "/admin/backends")
+                #expect(listing.json?["models"]?.arrayValue?.first?["backends"]?.arrayValue?.isEmpty == true)
+
+                let bad = try await Self.admin(base, .POST, "/admin/backends", #"{"url":"nope","model":"slurm","ttl":1}"#)
+                #expect(bad.status == 400)
+                #expect(bad.json?["error"]?["param"] == .string("url"))
             }
         }
     }

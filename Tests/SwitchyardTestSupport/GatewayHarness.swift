@@ -59,6 +59,12 @@ public struct TestClient {
         public var headers: [String: String]
         public var body: String
         public var json: JSONValue? { try? JSONParser.parse(body) }
+
+        public init(status: Int, headers: [String: String], body: String) {
+            self.status = status
+            self.headers = headers
+            self.body = body
+        }
     }
 
     public static func post(_ url: String, _ body: String, contentType: String? = "application/json", headers: [String: String] = [:]) async throws -> Reply {

@@ -35,9 +35,7 @@ public enum ConfigLoader {
             if !seen.insert(model.name).inserted {
                 issues.append(ConfigIssue(path: "models[\(i)].name", message: "duplicate model name '\(model.name)'"))
             }
-            if model.backends.isEmpty && model.managed == nil {
-                issues.append(ConfigIssue(path: "models[\(i)].backends", message: "a model needs at least one backend"))
-            }
+            // An empty `backends: []` is allowed: servers may register at runtime (POST /admin/backends).
         }
         let names = Set(config.models.map(\.name))
         for (i, model) in config.models.enumerated() {

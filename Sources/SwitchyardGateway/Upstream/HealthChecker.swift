@@ -24,8 +24,12 @@ public struct HealthChecker: Service {
     public func checkAll() async {
         await withTaskGroup(of: Void.self) { group in
             for pool in pools {
-                for (index, backend) in pool.backends.enumerated() {
-                    group.addTask { await check(pool: pool, index: index, backend: backend) }
+                for gone in pool.reapExpired() {
+                    logger.warning("registered backend removed: no heartbeat within its ttl", metadata: ["model": "\(pool.name)", "backend": "\(gone.id)"])
+                    metrics.healthy(backend: gone.id, false)
+                }
+                for replica in pool.snapshot() {
+                    group.addTask { await check(pool: pool, index: replica.index, backend: replica.backend) }
                 }
             }
         }
@@ -49,7 +53,8 @@ public struct HealthChecker: Service {
                 logger.warning("backend unhealthy", metadata: ["model": "\(pool.name)", "backend": "\(backend.id)", "error": "\(problem ?? "")"])
             }
         }
-        let replica = pool.snapshot()[index]
-        metrics.healthy(backend: backend.id, replica.healthy && !replica.ejected)
+        if let replica = pool.snapshot().first(where: { $0.index == index }) {
+            metrics.healthy(backend: backend.id, replica.healthy && !replica.ejected)
+        }
     }
 }

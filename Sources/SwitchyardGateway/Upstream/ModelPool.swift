@@ -6,13 +6,19 @@ import SwitchyardScheduling
 /// waiting for a free slot when every replica is at `max_inflight`.
 public final class ModelPool: Sendable {
     public let config: ModelConfig
-    public let backends: [Backend]
+    /// Every replica ever added, by index (indices stay stable; removed ones are tombstoned).
+    public var backends: [Backend] { state.withLock { $0.replicas.map(\.backend) } }
+    private let replicaTemplate: ReplicaState
     let origin: ContinuousClock.Instant
     let healthChecksEnabled: Bool
     private let state: Mutex<State>
 
     struct ReplicaState {
+        var backend: Backend
         var inflight = 0
+        /// Registered through the admin API: gone unless a heartbeat comes before this time.
+        var expiresAt: Duration?
+        var removed = false
         var active: ActiveHealth
         var outlier: OutlierDetector
         /// Set from a backend's 429/503 `Retry-After`: not routed to before this time.
@@ -51,16 +57,23 @@ public final class ModelPool: Sendable {
     public init(config: ModelConfig, health: HealthCheckConfig, outlier: OutlierConfig, origin: ContinuousClock.Instant = .now) {
         self.config = config
         self.origin = origin
-        backends = config.backends.map { Backend(config: $0, publicModel: config.name) }
         healthChecksEnabled = health.enabled
+        let placeholder = Backend(config: BackendConfig(url: "http://127.0.0.1:1"), publicModel: config.name)
         let replica = ReplicaState(
+            backend: placeholder,
             active: ActiveHealth(healthyThreshold: health.healthyThreshold, unhealthyThreshold: health.unhealthyThreshold,
                                  initiallyHealthy: !health.enabled),
             outlier: OutlierDetector(consecutiveFailures: outlier.consecutiveFailures, baseEjection: outlier.baseEjection,
                                      maxEjection: outlier.maxEjection)
         )
-        var replicas = Array(repeating: replica, count: backends.count)
-        for (i, backend) in config.backends.enumerated() where backend.managed { replicas[i].gateOpen = false }
+        replicaTemplate = replica
+        var replicas: [ReplicaState] = []
+        for backend in config.backends {
+            var r = replica
+            r.backend = Backend(config: backend, publicModel: config.name)
+            r.gateOpen = !backend.managed
+            replicas.append(r)
+        }
         state = Mutex(State(replicas: replicas))
     }
 
@@ -84,7 +97,7 @@ public final class ModelPool: Sendable {
                         probe = true
                     }
                     s.replicas[id].inflight += 1
-                    return .lease(Lease(index: id, backend: backends[id], isProbe: probe, viaAffinity: affinity))
+                    return .lease(Lease(index: id, backend: s.replicas[id].backend, isProbe: probe, viaAffinity: affinity))
                 case .none:
                     return .none
                 case .full:
@@ -104,11 +117,12 @@ public final class ModelPool: Sendable {
 
     private func eligibleReplicas(_ s: State, excluding: Set<Int>, now: Duration) -> [Balancer.Replica] {
         var result: [Balancer.Replica] = []
-        result.reserveCapacity(backends.count)
-        for (i, r) in s.replicas.enumerated() where !excluding.contains(i) && r.active.isHealthy && r.gateOpen {
+        result.reserveCapacity(s.replicas.count)
+        for (i, r) in s.replicas.enumerated() where !excluding.contains(i) && r.active.isHealthy && r.gateOpen && !r.removed {
+            if let expiry = r.expiresAt, expiry <= now { continue }
             if r.outlier.admission(now: now) == .refuse { continue }
             if let until = r.coolingUntil, until > now { continue }
-            result.append(Balancer.Replica(id: i, weight: backends[i].weight, inflight: r.inflight, maxInflight: backends[i].maxInflight))
+            result.append(Balancer.Replica(id: i, weight: r.backend.weight, inflight: r.inflight, maxInflight: r.backend.maxInflight))
         }
         return result
     }
@@ -212,6 +226,7 @@ public final class ModelPool: Sendable {
     }
 
     public struct ReplicaSnapshot: Sendable {
+        public let index: Int
         public let backend: Backend
         public let inflight: Int
         public let healthy: Bool
@@ -220,19 +235,71 @@ public final class ModelPool: Sendable {
         public let lastError: String?
     }
 
+    /// Live replicas (registered ones whose heartbeat lapsed are left out), with their index.
     public func snapshot() -> [ReplicaSnapshot] {
         let now = self.now
         return state.withLock { s in
-            s.replicas.enumerated().map { i, r in
-                ReplicaSnapshot(backend: backends[i], inflight: r.inflight, healthy: r.active.isHealthy,
+            s.replicas.enumerated().compactMap { i, r in
+                if r.removed { return nil }
+                if let expiry = r.expiresAt, expiry <= now { return nil }
+                return ReplicaSnapshot(index: i, backend: r.backend, inflight: r.inflight, healthy: r.active.isHealthy,
                                 ejected: r.outlier.admission(now: now) == .refuse, gateOpen: r.gateOpen, lastError: r.active.lastError)
             }
         }
     }
 
-    /// At least one replica passes its health checks.
+    /// At least one live replica passes its health checks and takes traffic.
     public var isReady: Bool {
-        state.withLock { s in s.replicas.contains { $0.active.isHealthy && $0.gateOpen } }
+        snapshot().contains { $0.healthy && $0.gateOpen }
+    }
+
+    /// Adds a backend started elsewhere (a Slurm job, another orchestrator), or renews its lease
+    /// when its URL is already registered (a heartbeat). Returns its index and whether it is new.
+    /// Registration counts as a passing health check: the server just announced itself.
+    public func register(_ config: BackendConfig, ttl: Duration) -> (index: Int, isNew: Bool) {
+        let now = self.now
+        let backend = Backend(config: config, publicModel: self.config.name)
+        let (index, isNew, continuation) = state.withLock { s -> (Int, Bool, CheckedContinuation<Void, Never>?) in
+            if let i = s.replicas.firstIndex(where: { !$0.removed && $0.backend.id == backend.id && $0.expiresAt != nil }) {
+                s.replicas[i].expiresAt = now + ttl
+                return (i, false, nil)
+            }
+            var r = replicaTemplate
+            r.backend = backend
+            r.expiresAt = now + ttl
+            r.active.record(passed: true)
+            s.replicas.append(r)
+            return (s.replicas.count - 1, true, Self.signalNext(&s))
+        }
+        continuation?.resume()
+        return (index, isNew)
+    }
+
+    /// Tombstones registered backends whose heartbeat lapsed; returns the ones removed.
+    @discardableResult
+    public func reapExpired() -> [Backend] {
+        let now = self.now
+        return state.withLock { s in
+            var removed: [Backend] = []
+            for i in s.replicas.indices where !s.replicas[i].removed {
+                if let expiry = s.replicas[i].expiresAt, expiry <= now, s.replicas[i].inflight == 0 {
+                    s.replicas[i].removed = true
+                    removed.append(s.replicas[i].backend)
+                }
+            }
+            return removed
+        }
+    }
+
+    /// Removes a registered backend at once (deregistration).
+    public func deregister(_ index: Int) {
+        state.withLock { s in
+            if s.replicas.indices.contains(index), s.replicas[index].expiresAt != nil { s.replicas[index].removed = true }
+        }
+    }
+
+    public func isLive(_ index: Int) -> Bool {
+        state.withLock { s in s.replicas.indices.contains(index) && !s.replicas[index].removed }
     }
 
     public func inflight(_ index: Int) -> Int { state.withLock { $0.replicas[index].inflight } }
