@@ -63,6 +63,15 @@ public enum EffectiveConfig {
                 routing += " (first \(model.routing.prefixChars) chars, bound (1+\(model.routing.balanceFactor))× average load)"
             }
             lines.append("  \(model.name): routing \(routing); fallback \(model.fallback.isEmpty ? "none" : model.fallback.joined(separator: " → ")); queue timeout \(model.queueTimeout.formatted); timeouts first byte \(mt.firstByte.formatted), idle \(mt.idle.formatted), total \(mt.total.formatted)")
+            if let m = model.managed {
+                let server: String
+                switch m.server {
+                case .llamacpp(let l): server = "llama.cpp \(l.modelPath == "embedded" ? "SmolLM2-135M-Instruct (embedded)" : l.modelPath), \(l.parallel) slots, ctx \(l.ctxSize), \(l.threads) threads\(l.embeddings ? ", embeddings" : "")"
+                case .command(let c): server = "command: \(c.joined(separator: " "))"
+                }
+                let warmup = m.warmup.map { "\($0.count)× \($0.maxTokens) tokens" }.joined(separator: ", ")
+                lines.append("    managed: \(m.replicas) replica\(m.replicas == 1 ? "" : "s") of \(server); port \(m.port.map(String.init) ?? "auto"); warmup \(warmup.isEmpty ? "none" : warmup); ready timeout \(m.readyTimeout.formatted)")
+            }
             lines.append("    " + pad("backend", 40) + pad("upstream model", 24) + pad("weight", 8) + "max in-flight")
             for b in model.backends {
                 lines.append("    " + pad(b.url, 40) + pad(b.upstreamModel ?? model.name, 24) + pad(trim(b.weight), 8) + (b.maxInflight == 0 ? "unlimited" : String(b.maxInflight)))

@@ -271,3 +271,58 @@ import SwitchyardTestSupport
         #expect(Self.modelServerPIDs(dataDir: dataDir).isEmpty, "no model-server process survives the gateway")
     }
 }
+
+@Suite(.serialized) struct ManagedCommandTests {
+    @Test func genericCommandReplicaWithPortPlaceholder() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "build the package first (swift build)")
+        let dataDir = ManagedServeTests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
+        let config = dataDir.appendingPathComponent("serve.yaml")
+        let python = LlamaServer.python
+        let script = LlamaServer.repoRoot.appendingPathComponent("scripts/llama_server.py").path
+        try """
+            models:
+              - name: custom
+                managed:
+                  command: ["\(python)", "\(script)", "--port", "{port}", "--parallel", "2", "--threads", "1"]
+                  warmup: [{ prompt: "Hi", max_tokens: 2, count: 2 }]
+                  ready_timeout: 60s
+            """.write(to: config, atomically: true, encoding: .utf8)
+        let served = try await ManagedServeTests.Served(arguments: ["--config", config.path], dataDir: dataDir, readyWithin: .seconds(60))
+        let reply = try await TestClient.post("\(served.base)/chat/completions", #"{"model":"custom","messages":[{"role":"user","content":"Hello"}],"max_tokens":4}"#)
+        #expect(reply.status == 200)
+        #expect(served.logText.contains("managed replica ready"))
+        #expect(await served.stop() == 0)
+        #expect(ManagedServeTests.modelServerPIDs(dataDir: dataDir).isEmpty)
+    }
+
+    @Test func unreachablePackageIndexGivesAClearError() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "build the package first (swift build)")
+        let dataDir = ManagedServeTests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ServeProcessTests.binary)
+        process.arguments = ["serve", "--port", "0", "--data-dir", dataDir.path]
+        var environment = ProcessInfo.processInfo.environment
+        environment["PIP_INDEX_URL"] = "http://127.0.0.1:9/simple"
+        environment["PIP_FIND_LINKS"] = ""
+        environment["PIP_NO_CACHE_DIR"] = "1"
+        environment["PIP_RETRIES"] = "0"
+        environment["PIP_TIMEOUT"] = "2"
+        process.environment = environment
+        let stderr = Pipe()
+        process.standardError = stderr
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let output: String = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                let data = stderr.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                continuation.resume(returning: String(decoding: data, as: UTF8.self))
+            }
+        }
+        #expect(process.terminationStatus != 0)
+        #expect(output.contains("is the Python package index reachable"), "\(output.suffix(600))")
+    }
+}
