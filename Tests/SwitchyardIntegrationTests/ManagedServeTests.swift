@@ -16,7 +16,8 @@ import SwitchyardTestSupport
         let base: String
         let log: URL
 
-        init(arguments: [String], dataDir: URL, readyWithin: Duration) async throws {
+        /// Starts `switchyard serve` and returns once its ready banner is printed.
+        init(arguments: [String], dataDir: URL) async throws {
             log = dataDir.appendingPathComponent("serve.log")
             try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
             FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -43,7 +44,6 @@ import SwitchyardTestSupport
                 throw CancellationError()
             }
             base = String(url)
-            _ = readyWithin
         }
 
         var logText: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
@@ -93,7 +93,7 @@ import SwitchyardTestSupport
                   llamacpp: { parallel: 2, ctx_size: 2048, threads: 1 }
                   replicas: 2
             """.write(to: config, atomically: true, encoding: .utf8)
-        return try await Served(arguments: ["--config", config.path], dataDir: dataDir, readyWithin: .seconds(120))
+        return try await Served(arguments: ["--config", config.path], dataDir: dataDir)
     }
 
     static func admin(_ served: Served, _ path: String, method: HTTPMethod = .GET) async throws -> JSONValue {
@@ -194,7 +194,7 @@ import SwitchyardTestSupport
         try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "build the package first (swift build)")
         let dataDir = Self.tempDir()
         defer { try? FileManager.default.removeItem(at: dataDir) }
-        let served = try await Served(arguments: [], dataDir: dataDir, readyWithin: .seconds(300))
+        let served = try await Served(arguments: [], dataDir: dataDir)
         let reply = try await TestClient.post("\(served.base)/chat/completions",
                                               #"{"model":"smollm2","messages":[{"role":"user","content":"Hello"}],"max_tokens":8}"#)
         #expect(reply.status == 200, "\(reply.body)")
@@ -289,7 +289,7 @@ import SwitchyardTestSupport
                   warmup: [{ prompt: "Hi", max_tokens: 2, count: 2 }]
                   ready_timeout: 60s
             """.write(to: config, atomically: true, encoding: .utf8)
-        let served = try await ManagedServeTests.Served(arguments: ["--config", config.path], dataDir: dataDir, readyWithin: .seconds(60))
+        let served = try await ManagedServeTests.Served(arguments: ["--config", config.path], dataDir: dataDir)
         let reply = try await TestClient.post("\(served.base)/chat/completions", #"{"model":"custom","messages":[{"role":"user","content":"Hello"}],"max_tokens":4}"#)
         #expect(reply.status == 200)
         #expect(served.logText.contains("managed replica ready"))
