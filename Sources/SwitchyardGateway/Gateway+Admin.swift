@@ -1,0 +1,164 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import SwitchyardCore
+
+/// The admin API: replica status, drain/resume, rollout, registration. Token-protected.
+extension Gateway {
+    /// Records a managed replica's lifecycle (from its supervisor) for `/admin/backends` and metrics.
+    public func recordReplica(_ status: ReplicaStatus) {
+        let previous = replicas.withLock { map -> ReplicaStatus? in
+            defer { map[status.url] = status }
+            return map[status.url]
+        }
+        metrics.replica(status, previousRestarts: previous?.restarts ?? 0)
+    }
+
+    /// Lets the admin API drain, pause and restart a managed replica (backend `index` of `model`).
+    public func registerManaged(model: String, index: Int, control: any ManagedReplicaControl) {
+        controls.withLock { $0.append((id: "\(model)-\(index)", model: model, index: index, control: control)) }
+    }
+
+    /// Admin ids are `<model>-<index>` for every backend, managed or not.
+    func locate(_ id: String) -> (pool: ModelPool, index: Int)? {
+        guard let dash = id.lastIndex(of: "-"), let index = Int(id[id.index(after: dash)...]),
+              let pool = pools[String(id[..<dash])], pool.isLive(index) else { return nil }
+        return (pool, index)
+    }
+
+    /// Waits until no request is in flight on the replica (or the shutdown grace passed).
+    func waitIdle(_ pool: ModelPool, _ index: Int) async {
+        let deadline = ContinuousClock.now + config.server.shutdownGrace
+        while pool.inflight(index) > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    func drain(id: String) async -> Response {
+        guard let (pool, index) = locate(id) else {
+            return GatewayResponses.error(APIError(status: 404, message: "No backend '\(id)'; ids are <model>-<index> as listed by GET /admin/backends.",
+                                                   type: "invalid_request_error", code: "backend_not_found"))
+        }
+        let started = ContinuousClock.now
+        pool.setGate(index, open: false)
+        await waitIdle(pool, index)
+        let control = controls.withLock { $0.first { $0.id == id }?.control }
+        await control?.pause()
+        logger.info("backend drained", metadata: ["backend": "\(id)", "stopped": "\(control != nil)"])
+        return GatewayResponses.json(.object([
+            ("id", .string(id)), ("drained", .bool(true)), ("inflight", .number(pool.inflight(index))),
+            ("stopped", .bool(control != nil)), ("drain_ms", .number(Int(((ContinuousClock.now - started).seconds * 1000).rounded()))),
+        ]))
+    }
+
+    func resume(id: String) -> Response {
+        guard let (pool, index) = locate(id) else {
+            return GatewayResponses.error(APIError(status: 404, message: "No backend '\(id)'.", type: "invalid_request_error", code: "backend_not_found"))
+        }
+        if let control = controls.withLock({ $0.first { $0.id == id }?.control }) {
+            control.resume()  // the supervisor opens the gate again once warmed up
+        } else {
+            pool.setGate(index, open: true)
+        }
+        return GatewayResponses.json(.object([("id", .string(id)), ("resumed", .bool(true))]))
+    }
+
+    /// `POST /admin/backends {"url", "model", "ttl", "max_inflight"?, "upstream_model"?}`: registers a
+    /// model server started elsewhere, or renews it (the heartbeat: post again before `ttl` ends).
+    func register(body: ByteBuffer) -> Response {
+        let json: JSONValue
+        do {
+            json = try JSONParser.parse(body.readableBytesView)
+        } catch {
+            return GatewayResponses.error(.invalidRequest("Invalid JSON: \(error).", code: "invalid_json"))
+        }
+        guard let url = json["url"]?.stringValue, HTTPURL(url) != nil else {
+            return GatewayResponses.error(.invalidRequest("'url' must be the server's OpenAI base URL, e.g. http://10.0.0.5:8000/v1.", param: "url"))
+        }
+        guard let model = json["model"]?.stringValue, let pool = pools[model] else {
+            return GatewayResponses.error(.invalidRequest("'model' must name a configured model: \(config.models.map(\.name).joined(separator: ", ")).", param: "model"))
+        }
+        let ttl: Duration
+        if let seconds = json["ttl"]?.doubleValue, seconds > 0 {
+            ttl = .milliseconds(Int64(seconds * 1000))
+        } else if let text = json["ttl"]?.stringValue, let parsed = Duration.parse(text), parsed > .zero {
+            ttl = parsed
+        } else {
+            return GatewayResponses.error(.invalidRequest("'ttl' must be a positive number of seconds or a duration such as 30s.", param: "ttl"))
+        }
+        var backend = BackendConfig(url: url, upstreamModel: json["upstream_model"]?.stringValue, maxInflight: json["max_inflight"]?.intValue ?? 0)
+        backend.weight = json["weight"]?.doubleValue ?? 1
+        let (index, isNew) = pool.register(backend, ttl: ttl)
+        if isNew { logger.info("backend registered", metadata: ["model": "\(model)", "backend": "\(url)", "ttl": "\(ttl.formatted)"]) }
+        return GatewayResponses.json(.object([("id", .string("\(model)-\(index)")), ("registered", .bool(isNew)), ("ttl_seconds", .number(String(ttl.seconds)))]),
+                                     status: isNew ? .created : .ok)
+    }
+
+    /// Restarts managed replicas one at a time: drain → restart → ready → next.
+    func rollout() async -> Response {
+        let all = controls.withLock { $0 }
+        var steps: [JSONValue] = []
+        for entry in all {
+            guard let pool = pools[entry.model] else { continue }
+            let started = ContinuousClock.now
+            let timeout = config.model(named: entry.model)?.managed?.readyTimeout ?? .seconds(120)
+            let ok = await entry.control.rollingRestart(waitIdle: { [self] in await waitIdle(pool, entry.index) }, timeout: timeout)
+            let seconds = (ContinuousClock.now - started).seconds
+            steps.append(.object([("id", .string(entry.id)), ("ready", .bool(ok)), ("seconds", .number(String(format: "%.2f", seconds)))]))
+            logger.info("rollout step", metadata: ["backend": "\(entry.id)", "ready": "\(ok)", "seconds": "\(String(format: "%.2f", seconds))"])
+            if !ok {
+                return GatewayResponses.json(.object([("completed", .bool(false)), ("steps", .array(steps))]), status: .internalServerError)
+            }
+        }
+        return GatewayResponses.json(.object([("completed", .bool(true)), ("steps", .array(steps))]))
+    }
+
+    /// 403 unless the request carries `Authorization: Bearer <admin.token>` (compared in constant time).
+    func authorizeAdmin(_ request: Request) -> Response? {
+        guard let token = config.admin.token else {
+            return GatewayResponses.error(APIError(status: 403, message: "The admin API is disabled: set admin.token in the configuration.",
+                                                   type: "permission_error", code: "admin_disabled"))
+        }
+        let given = request.headers[.authorization].map { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : $0 } ?? ""
+        guard Self.constantTimeEqual(Array(given.utf8), Array(token.utf8)) else {
+            return GatewayResponses.error(APIError(status: 401, message: "Missing or wrong admin token.", type: "authentication_error", code: "invalid_admin_token"))
+        }
+        return nil
+    }
+
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var diff = UInt8(truncatingIfNeeded: a.count ^ b.count)
+        for i in 0..<max(a.count, b.count) {
+            diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
+        }
+        return diff == 0
+    }
+
+    func adminBackends() -> Response {
+        let statuses = replicas.withLock { $0 }
+        func number(_ d: Double?) -> JSONValue { d.map { .number(String(format: "%.3f", $0)) } ?? .null }
+        var models: [JSONValue] = []
+        for model in config.models {
+            guard let pool = pools[model.name] else { continue }
+            let backends = pool.snapshot().map { r -> JSONValue in
+                var fields: [(String, JSONValue)] = [
+                    ("url", .string(r.backend.id)), ("managed", .bool(r.backend.managed)), ("healthy", .bool(r.healthy)),
+                    ("ejected", .bool(r.ejected)), ("accepting", .bool(r.gateOpen)), ("inflight", .number(r.inflight)),
+                    ("max_inflight", .number(r.backend.maxInflight)), ("last_health_error", r.lastError.map(JSONValue.string) ?? .null),
+                ]
+                if let s = statuses[r.backend.id] {
+                    fields += [("name", .string(s.name)), ("phase", .string(s.phase.rawValue)), ("pid", s.pid.map { .number(Int($0)) } ?? .null),
+                               ("restarts", .number(s.restarts)), ("last_exit", s.lastExit.map(JSONValue.string) ?? .null),
+                               ("load_seconds", number(s.loadSeconds)), ("warmup_seconds", number(s.warmupSeconds)),
+                               ("ready_seconds", number(s.readySeconds))]
+                }
+                return .object(fields)
+            }
+            models.append(.object([("model", .string(model.name)), ("backends", .array(backends))]))
+        }
+        return GatewayResponses.json(.object([("models", .array(models))]))
+    }
+
+}
+
+import Foundation
