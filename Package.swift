@@ -1,4 +1,5 @@
 // swift-tools-version:6.1
+import Foundation
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -32,7 +33,11 @@ let package = Package(
         ),
         .target(
             name: "SwitchyardScheduling",
-            dependencies: ["SwitchyardCore", .product(name: "DequeModule", package: "swift-collections")],
+            dependencies: [
+                "SwitchyardCore",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -139,3 +144,13 @@ let package = Package(
         ),
     ]
 )
+
+// Benchmarks stay off the default graph: SWITCHYARD_BENCHMARKS=1 adds them (bench/*.sh do).
+if ProcessInfo.processInfo.environment["SWITCHYARD_BENCHMARKS"] != nil {
+    package.targets.append(.executableTarget(
+        name: "scheduler-cost",
+        dependencies: ["SwitchyardScheduling"],
+        path: "Benchmarks/SchedulerCost",
+        swiftSettings: swiftSettings
+    ))
+}

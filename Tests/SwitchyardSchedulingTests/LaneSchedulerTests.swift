@@ -2,7 +2,7 @@ import Testing
 @testable import SwitchyardScheduling
 
 @Suite struct LaneSchedulerTests {
-    typealias S = LaneScheduler<Int>
+    typealias S = LaneScheduler
 
     static let lanes = [
         S.Lane(name: "realtime", band: 0, maxQueueSize: 4),
@@ -11,7 +11,7 @@ import Testing
     ]
 
     static func req(_ id: UInt64, _ lane: String, _ tenant: String = "t", input: Int = 100, output: Int = 50, deadline: Duration? = nil) -> S.Request {
-        S.Request(id: id, lane: lane, tenant: tenant, inputTokens: input, maxOutputTokens: output, deadline: deadline, payload: Int(id))
+        S.Request(id: id, lane: lane, tenant: tenant, inputTokens: input, maxOutputTokens: output, deadline: deadline)
     }
 
     @Test func bandsAreServedInPriorityOrder() {

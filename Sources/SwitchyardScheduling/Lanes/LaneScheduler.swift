@@ -11,7 +11,10 @@
 /// - Admission: queue full → reject; deadline unreachable (work ahead ÷ prefill rate + wait for a
 ///   slot + own prefill) → reject. Queued past the deadline → the lane's action: reject or delay
 ///   (moved behind every non-delayed request of its band, never dropped).
-public struct LaneScheduler<Payload: Sendable>: Sendable {
+///
+/// Requests are identified by `id`; the caller keeps whatever it needs per id (a continuation,
+/// the request body). Non-generic on purpose: the hot path avoids runtime generic metadata.
+public struct LaneScheduler: Sendable {
     public enum TimeoutAction: String, Sendable { case reject, delay }
 
     public struct Lane: Sendable, Equatable {
@@ -38,17 +41,15 @@ public struct LaneScheduler<Payload: Sendable>: Sendable {
         public var maxOutputTokens: Int
         /// Latest time the request may start (its TTFT deadline minus expected prefill); nil = none.
         public var deadline: Duration?
-        public var payload: Payload
         public internal(set) var delayed = false
 
-        public init(id: UInt64, lane: String, tenant: String, inputTokens: Int, maxOutputTokens: Int, deadline: Duration? = nil, payload: Payload) {
+        public init(id: UInt64, lane: String, tenant: String, inputTokens: Int, maxOutputTokens: Int, deadline: Duration? = nil) {
             self.id = id
             self.lane = lane
             self.tenant = tenant
             self.inputTokens = inputTokens
             self.maxOutputTokens = maxOutputTokens
             self.deadline = deadline
-            self.payload = payload
         }
     }
 
@@ -89,10 +90,23 @@ public struct LaneScheduler<Payload: Sendable>: Sendable {
     struct TenantQueue: Sendable {
         var counter: Double = 0
         var queue: Deque<Request> = Deque()
+        /// Bumped whenever the counter changes; heap entries of older versions are stale.
+        var version = 0
+    }
+
+    /// Backlogged tenants by counter (lazy deletion: stale entries are skipped when popped).
+    struct HeapEntry: Comparable, Sendable {
+        var counter: Double
+        var tenant: String
+        var version: Int
+        static func < (a: HeapEntry, b: HeapEntry) -> Bool {
+            a.counter != b.counter ? a.counter < b.counter : a.tenant < b.tenant
+        }
     }
 
     struct Band: Sendable {
         var tenants: [String: TenantQueue] = [:]
+        var heap = Heap<HeapEntry>()
         var delayed: Deque<Request> = Deque()
         var count = 0
         var queuedTokens = 0
@@ -103,7 +117,9 @@ public struct LaneScheduler<Payload: Sendable>: Sendable {
     public let lanes: [String: Lane]
     public let prices: Prices
     var weights: [String: Double]
-    var bands: [Int: Band] = [:]
+    /// Bands in priority order; `bandIndex` maps a lane's band number to its position.
+    var bands: [Band] = []
+    var bandIndex: [Int: Int] = [:]
     var laneCounts: [String: Int] = [:]
     let bandOrder: [Int]
 
@@ -112,108 +128,128 @@ public struct LaneScheduler<Payload: Sendable>: Sendable {
         self.prices = prices
         weights = tenantWeights
         bandOrder = Set(lanes.map(\.band)).sorted()
+        bands = bandOrder.map { _ in Band() }
+        for (i, b) in bandOrder.enumerated() { bandIndex[b] = i }
         for lane in lanes {
-            bands[lane.band, default: Band()].minShare = max(bands[lane.band]?.minShare ?? 0, lane.minShare)
+            let i = bandIndex[lane.band]!
+            bands[i].minShare = max(bands[i].minShare, lane.minShare)
         }
     }
 
     func weight(_ tenant: String) -> Double { max(weights[tenant] ?? 1, 1e-9) }
 
     /// Requests waiting in `lane`'s band.
-    public func queued(band: Int) -> Int { bands[band]?.count ?? 0 }
-    public var queuedTotal: Int { bands.values.reduce(0) { $0 + $1.count } }
+    public func queued(band: Int) -> Int { bandIndex[band].map { bands[$0].count } ?? 0 }
+    public var queuedTotal: Int { bands.reduce(0) { $0 + $1.count } }
 
     /// VTC counter of a tenant in a band (for tests and metrics).
-    public func counter(band: Int, tenant: String) -> Double? { bands[band]?.tenants[tenant]?.counter }
+    public func counter(band: Int, tenant: String) -> Double? { bandIndex[band].flatMap { bands[$0].tenants[tenant]?.counter } }
 
     /// Admission at arrival.
     public mutating func enqueue(_ request: Request, now: Duration, capacity: Capacity? = nil) -> Admission {
-        guard let lane = lanes[request.lane] else { return .rejected(.unknownLane) }
-        var band = bands[lane.band]!
+        guard let lane = lanes[request.lane], let b = bandIndex[lane.band] else { return .rejected(.unknownLane) }
         if laneCounts[lane.name, default: 0] >= lane.maxQueueSize { return .rejected(.queueFull(limit: lane.maxQueueSize)) }
         if let deadline = request.deadline, let capacity, capacity.prefillTokensPerSecond > 0 {
-            let ahead = bandOrder.filter { $0 <= lane.band }.reduce(0) { $0 + (bands[$1]?.queuedTokens ?? 0) }
+            let ahead = bands[...b].reduce(0) { $0 + $1.queuedTokens }
             let wait = Duration.seconds(Double(ahead) / capacity.prefillTokensPerSecond) + capacity.timeToFreeSlot
             if now + wait > deadline { return .rejected(.deadlineUnreachable(estimatedWait: wait)) }
         }
-        var tenant = band.tenants[request.tenant] ?? TenantQueue()
-        if tenant.queue.isEmpty {
-            // Counter lift: re-activation starts at the smallest backlogged counter, no banked credit.
-            if let floor = band.tenants.values.filter({ !$0.queue.isEmpty }).map(\.counter).min() {
-                tenant.counter = max(tenant.counter, floor)
-            }
-        }
-        tenant.queue.append(request)
-        band.tenants[request.tenant] = tenant
-        band.count += 1
-        band.queuedTokens += request.inputTokens
-        bands[lane.band] = band
+        Self.append(request, to: &bands[b])
         laneCounts[lane.name, default: 0] += 1
         return .queued
+    }
+
+    private static func append(_ request: Request, to band: inout Band) {
+        if let slot = band.tenants.index(forKey: request.tenant), !band.tenants.values[slot].queue.isEmpty {
+            band.tenants.values[slot].queue.append(request)
+        } else {
+            // Counter lift: re-activation starts at the smallest backlogged counter, no banked credit.
+            var tenant = band.tenants.removeValue(forKey: request.tenant) ?? TenantQueue()
+            if let floor = minimumBacklogged(&band) { tenant.counter = max(tenant.counter, floor) }
+            tenant.version += 1
+            tenant.queue.append(request)
+            band.heap.insert(HeapEntry(counter: tenant.counter, tenant: request.tenant, version: tenant.version))
+            band.tenants[request.tenant] = tenant
+        }
+        band.count += 1
+        band.queuedTokens += request.inputTokens
+    }
+
+    /// The smallest counter among backlogged tenants (drops stale heap entries on the way).
+    private static func minimumBacklogged(_ band: inout Band) -> Double? {
+        while let top = band.heap.min {
+            if let t = band.tenants[top.tenant], t.version == top.version, !t.queue.isEmpty { return top.counter }
+            _ = band.heap.popMin()
+        }
+        return nil
     }
 
     /// The next request to dispatch, if any fits (`fits` checks a free slot, token budget and
     /// memory headroom for it). A head request that does not fit blocks its band this round.
     public mutating func dispatch(now: Duration, fits: (Request) -> Bool = { _ in true }) -> Request? {
-        let backlogged = bandOrder.filter { (bands[$0]?.count ?? 0) > 0 }
-        guard let top = backlogged.first else { return nil }
+        guard let top = bands.firstIndex(where: { $0.count > 0 }) else { return nil }
         // Anti-starvation: a lower band whose credit reached 1 goes first.
         var chosen = top
-        if let starved = backlogged.dropFirst().first(where: { (bands[$0]?.credit ?? 0) >= 1 }) {
+        if let starved = bands.indices.dropFirst(top + 1).first(where: { bands[$0].count > 0 && bands[$0].credit >= 1 }) {
             chosen = starved
         }
-        guard let request = takeFromBand(chosen, fits: fits) else { return nil }
+        guard let request = Self.take(from: &bands[chosen], prices: prices, weights: weights, fits: fits) else { return nil }
+        laneCounts[request.lane, default: 1] -= 1
         if chosen == top {
-            for b in backlogged.dropFirst() {
-                let s = bands[b]!.minShare
-                if s > 0, s < 1 { bands[b]!.credit += s / (1 - s) }
+            for b in bands.indices.dropFirst(top + 1) where bands[b].count > 0 {
+                let s = bands[b].minShare
+                if s > 0, s < 1 { bands[b].credit += s / (1 - s) }
             }
         } else {
-            bands[chosen]!.credit -= 1
+            bands[chosen].credit -= 1
         }
         return request
     }
 
-    private mutating func takeFromBand(_ b: Int, fits: (Request) -> Bool) -> Request? {
-        var band = bands[b]!
-        defer { bands[b] = band }
-        // VTC: smallest counter among backlogged tenants; ties by name for determinism.
-        var best: (String, Double)?
-        for (name, t) in band.tenants where !t.queue.isEmpty {
-            if best == nil || t.counter < best!.1 || (t.counter == best!.1 && name < best!.0) { best = (name, t.counter) }
-        }
+    private static func take(from band: inout Band, prices: Prices, weights: [String: Double], fits: (Request) -> Bool) -> Request? {
         let request: Request
-        if let (name, _) = best {
-            guard let head = band.tenants[name]!.queue.first, fits(head) else { return nil }
-            request = band.tenants[name]!.queue.removeFirst()
-            band.tenants[name]!.counter += (prices.input * Double(request.inputTokens) + prices.output * Double(request.maxOutputTokens)) / weight(name)
+        if minimumBacklogged(&band) != nil, let entry = band.heap.min, let slot = band.tenants.index(forKey: entry.tenant) {
+            // VTC: the backlogged tenant with the smallest counter (ties by name). One hash
+            // lookup; the tenant is then mutated in place through the values view.
+            guard let head = band.tenants.values[slot].queue.first, fits(head) else { return nil }
+            _ = band.heap.popMin()
+            let weight = max(weights[entry.tenant] ?? 1, 1e-9)
+            request = band.tenants.values[slot].queue.removeFirst()
+            band.tenants.values[slot].counter += (prices.input * Double(request.inputTokens) + prices.output * Double(request.maxOutputTokens)) / weight
+            band.tenants.values[slot].version += 1
+            if !band.tenants.values[slot].queue.isEmpty {
+                let t = band.tenants.values[slot]
+                band.heap.insert(HeapEntry(counter: t.counter, tenant: entry.tenant, version: t.version))
+            }
         } else {
             guard let head = band.delayed.first, fits(head) else { return nil }
             request = band.delayed.removeFirst()
         }
         band.count -= 1
         band.queuedTokens -= request.inputTokens
-        laneCounts[request.lane, default: 1] -= 1
         if band.count == 0 { band.credit = 0 }
         return request
     }
 
     /// Reconciles the up-front output charge with the real `usage.completion_tokens`.
     public mutating func complete(_ request: Request, outputTokens: Int) {
-        guard let lane = lanes[request.lane] else { return }
-        let delta = prices.output * Double(outputTokens - request.maxOutputTokens) / weight(request.tenant)
-        bands[lane.band]?.tenants[request.tenant]?.counter += delta
+        guard let lane = lanes[request.lane], let b = bandIndex[lane.band], var tenant = bands[b].tenants[request.tenant] else { return }
+        tenant.counter += prices.output * Double(outputTokens - request.maxOutputTokens) / weight(request.tenant)
+        tenant.version += 1
+        if !tenant.queue.isEmpty {
+            bands[b].heap.insert(HeapEntry(counter: tenant.counter, tenant: request.tenant, version: tenant.version))
+        }
+        bands[b].tenants[request.tenant] = tenant
     }
 
     /// Applies lane timeout actions to requests queued past their deadline: rejected ones are
     /// returned (answer them), delayed ones move behind the band's other requests.
     public mutating func expire(now: Duration) -> [Request] {
         var rejected: [Request] = []
-        for b in bandOrder {
-            guard var band = bands[b], band.count > 0 else { continue }
-            for name in band.tenants.keys {
+        for b in bands.indices where bands[b].count > 0 {
+            for name in Array(bands[b].tenants.keys) {
                 var kept = Deque<Request>()
-                for var r in band.tenants[name]!.queue {
+                for var r in bands[b].tenants[name]!.queue {
                     guard let deadline = r.deadline, now > deadline, let lane = lanes[r.lane] else {
                         kept.append(r)
                         continue
@@ -221,21 +257,21 @@ public struct LaneScheduler<Payload: Sendable>: Sendable {
                     switch lane.timeoutAction {
                     case .reject:
                         rejected.append(r)
-                        band.count -= 1
-                        band.queuedTokens -= r.inputTokens
+                        bands[b].count -= 1
+                        bands[b].queuedTokens -= r.inputTokens
                         laneCounts[r.lane, default: 1] -= 1
                     case .delay:
                         r.delayed = true
                         r.deadline = nil
-                        band.delayed.append(r)
+                        bands[b].delayed.append(r)
                     }
                 }
-                band.tenants[name]!.queue = kept
+                bands[b].tenants[name]!.queue = kept
             }
-            bands[b] = band
         }
         return rejected
     }
 }
 
 import DequeModule
+import HeapModule
