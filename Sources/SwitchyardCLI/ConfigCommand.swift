@@ -54,6 +54,10 @@ public enum EffectiveConfig {
             : "health: active checks disabled (backends are assumed healthy)")
         lines.append("outlier ejection: after \(c.outlier.consecutiveFailures) consecutive failures, for \(c.outlier.baseEjection.formatted) doubling up to \(c.outlier.maxEjection.formatted); one probe request re-admits")
         lines.append("retry: at most \(c.retry.maxAttempts) attempts per pool, budget \(Int(c.retry.budgetRatio * 100))% of requests per \(c.retry.budgetWindow.formatted) (min \(c.retry.minRetriesPerWindow)), honour Retry-After up to \(c.retry.maxRetryAfter.formatted); only before the first byte, only connection failures and 429/503")
+        lines.append(c.tenants.isEmpty
+            ? "tenants: none (no API keys required; one anonymous tenant)"
+            : "tenants: " + c.tenants.map { "\($0.name) (weight \(trim($0.weight)))" }.joined(separator: ", ") + "; API key required (Authorization: Bearer)")
+        lines.append("admin API: \(c.admin.token == nil ? "disabled (no admin.token)" : "enabled")")
         lines.append("")
         lines.append("models:")
         for model in c.models {

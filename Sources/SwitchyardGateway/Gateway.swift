@@ -22,6 +22,8 @@ public final class Gateway: Sendable {
     let monitor = TimeoutMonitor()
     let logger: Logger
     private let draining = Atomic<Bool>(false)
+    /// SHA-256 hex of each API key → tenant name.
+    let tenantsByKeyHash: [String: String]
     private let group = Mutex<ServiceGroup?>(nil)
     let replicas = Mutex<[String: ReplicaStatus]>([:])
     /// Managed replicas by admin id (`<model>-<index>`), in start order.
@@ -37,6 +39,7 @@ public final class Gateway: Sendable {
             pools[model.name] = ModelPool(config: model, health: config.health, outlier: config.outlier)
         }
         self.pools = pools
+        tenantsByKeyHash = Dictionary(config.tenants.map { ($0.apiKeySHA256, $0.name) }, uniquingKeysWith: { first, _ in first })
         proxy = Proxy(config: config, pools: pools, client: client, metrics: metrics, watch: ClientConnectionWatch(), monitor: monitor)
     }
 
@@ -59,7 +62,8 @@ public final class Gateway: Sendable {
                 await self.proxyRoute(endpoint, request: request, context: context)
             }
         }
-        router.get("/v1/models") { [self] _, _ in
+        router.get("/v1/models") { [self] request, _ in
+            if case .failure(let error) = authenticate(request) { return GatewayResponses.error(error) }
             let data = config.models.map { model in
                 JSONValue.object([("id", .string(model.name)), ("object", .string("model")), ("created", .number(0)),
                                   ("owned_by", .string("switchyard"))])
@@ -129,6 +133,11 @@ public final class Gateway: Sendable {
         // Metadata is passed per call, not set on the logger: setting it re-renders the
         // handler's metadata on every request, measurable on the hot path.
         let logger = context.logger
+        let tenant: String
+        switch authenticate(request) {
+        case .success(let name): tenant = name
+        case .failure(let error): return proxy.reject(error, requestID: requestID, logger: logger)
+        }
         if let contentType = request.headers[.contentType], !contentType.lowercased().hasPrefix("application/json") {
             return proxy.reject(.unsupportedMediaType(contentType), requestID: requestID, logger: logger)
         }
@@ -142,13 +151,28 @@ public final class Gateway: Sendable {
                 : .invalidRequest("Could not read the request body: \(error)")
             return proxy.reject(apiError, requestID: requestID, logger: logger)
         }
-        let parsed: ProxyRequest
+        var parsed: ProxyRequest
         do {
             parsed = try ProxyRequest.parse(endpoint: endpoint, bytes: bytes.readableBytesView, requestID: requestID)
+            parsed.tenant = tenant
         } catch {
             return proxy.reject(error, requestID: requestID, logger: logger)
         }
         return await proxy.handle(parsed, channel: context.channel, logger: logger)
+    }
+
+    /// The tenant for a request's `Authorization: Bearer <key>`; any request passes as
+    /// `anonymous` when no tenants are configured. Keys are compared by their SHA-256.
+    func authenticate(_ request: Request) -> Result<String, APIError> {
+        guard !tenantsByKeyHash.isEmpty else { return .success("anonymous") }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "), header.count > 7 else {
+            return .failure(APIError(status: 401, message: "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
+                                     type: "invalid_request_error", code: "invalid_api_key"))
+        }
+        guard let tenant = tenantsByKeyHash[SHA256.hex(String(header.dropFirst(7)))] else {
+            return .failure(APIError(status: 401, message: "Incorrect API key provided.", type: "invalid_request_error", code: "invalid_api_key"))
+        }
+        return .success(tenant)
     }
 
     /// Keeps a client's id when it is short and printable, else makes one.

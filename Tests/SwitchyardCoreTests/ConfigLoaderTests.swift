@@ -70,6 +70,25 @@ import Testing
         #expect(Set(error.issues.map(\.path)) == ["models[1].name"], "an empty backends list is allowed: servers may register")
     }
 
+    @Test func tenants() throws {
+        let config = try ConfigLoader.load(yaml: """
+            tenants:
+              - { name: team-a, api_key_sha256: "\(SHA256.hex("sk-a").uppercased())", weight: 2 }
+            models: [{ name: m, backends: [{ url: "http://127.0.0.1:1/v1" }] }]
+            """)
+        #expect(config.tenants == [TenantConfig(name: "team-a", apiKeySHA256: SHA256.hex("sk-a"), weight: 2)])
+        let error = try #require(throws: ConfigError.self) {
+            try ConfigLoader.load(yaml: """
+                tenants:
+                  - { name: x, api_key_sha256: "\(SHA256.hex("k1"))" }
+                  - { name: x, api_key_sha256: "\(SHA256.hex("k2"))" }
+                  - { name: y, api_key_sha256: sk-plaintext }
+                  - { name: z, api_key_sha256: "\(SHA256.hex("k3"))", weight: 0 }
+                """)
+        }
+        #expect(Set(error.issues.map(\.path)) == ["tenants[1].name", "tenants[2].api_key_sha256", "tenants[3].weight"])
+    }
+
     @Test func upstreamFlag() throws {
         let model = try ConfigLoader.parseUpstreamFlag("smol=http://127.0.0.1:1/v1,http://127.0.0.1:2/v1")
         #expect(model.name == "smol")

@@ -67,3 +67,31 @@ import SwitchyardTestSupport
         }
     }
 }
+
+@Suite struct TenantAuthTests {
+    @Test func apiKeysMapToTenantsAndWrongKeysGet401() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])]) {
+                $0.tenants = [TenantConfig(name: "team-a", apiKeySHA256: SHA256.hex("sk-team-a"), weight: 2),
+                              TenantConfig(name: "team-b", apiKeySHA256: SHA256.hex("sk-team-b"))]
+            }
+            try await GatewayHarness.with(config) { gateway, base in
+                let url = "\(base)/v1/chat/completions"
+                let missing = try await TestClient.post(url, TestClient.chat())
+                #expect(missing.status == 401)
+                #expect(missing.json?["error"]?["code"] == .string("invalid_api_key"))
+                let wrong = try await TestClient.post(url, TestClient.chat(), headers: ["authorization": "Bearer sk-nope"])
+                #expect(wrong.status == 401)
+                #expect(wrong.json?["error"]?["message"] == .string("Incorrect API key provided."))
+                #expect(try await TestClient.get("\(base)/v1/models").status == 401)
+                let ok = try await TestClient.post(url, TestClient.chat(), headers: ["authorization": "Bearer sk-team-a"])
+                #expect(ok.status == 200)
+                let metrics = String(decoding: gateway.metrics.render(), as: UTF8.self)
+                #expect(metrics.contains(#"switchyard_tenant_tokens_total{tenant="team-a",kind="output"} 1"#))
+                #expect(metrics.contains(#"switchyard_tenant_tokens_total{tenant="team-a",kind="input"} 5"#))
+                #expect(metrics.contains(#"switchyard_requests_total{model="-",lane="-",code="401"} 2"#))
+            }
+        }
+    }
+}

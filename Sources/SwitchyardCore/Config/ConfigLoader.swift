@@ -51,7 +51,31 @@ public enum ConfigLoader {
     }
 
     static func decode(_ root: Node, into config: inout GatewayConfig, reader r: inout YAMLReader) {
-        guard let top = r.mapping(root, "", allowed: ["server", "upstream", "health", "outlier", "retry", "admin", "models"]) else { return }
+        guard let top = r.mapping(root, "", allowed: ["server", "upstream", "health", "outlier", "retry", "admin", "tenants", "models"]) else { return }
+        if let node = top["tenants"], let list = r.sequence(node, "tenants") {
+            for (i, item) in list.enumerated() {
+                let path = "tenants[\(i)]"
+                guard let m = r.mapping(item, path, allowed: ["name", "api_key_sha256", "weight"]) else { continue }
+                guard let nameNode = m["name"], let name = r.string(nameNode, "\(path).name") else {
+                    if m["name"] == nil { r.fail("\(path).name", "required", item) }
+                    continue
+                }
+                guard let hashNode = m["api_key_sha256"], let hash = r.string(hashNode, "\(path).api_key_sha256") else {
+                    if m["api_key_sha256"] == nil { r.fail("\(path).api_key_sha256", "required (sha256sum of the key, hex)", item) }
+                    continue
+                }
+                let lower = hash.lowercased()
+                guard lower.count == 64, lower.allSatisfy({ $0.isHexDigit }) else {
+                    r.fail("\(path).api_key_sha256", "must be 64 hex characters (echo -n KEY | sha256sum)", hashNode)
+                    continue
+                }
+                var tenant = TenantConfig(name: name, apiKeySHA256: lower)
+                if let w = m["weight"], let v = r.double(w, "\(path).weight", min: 0, max: 1000, exclusiveMin: true) { tenant.weight = v }
+                if config.tenants.contains(where: { $0.name == name }) { r.fail("\(path).name", "duplicate tenant name '\(name)'", nameNode) }
+                if config.tenants.contains(where: { $0.apiKeySHA256 == lower }) { r.fail("\(path).api_key_sha256", "the same key is already given to another tenant", hashNode) }
+                config.tenants.append(tenant)
+            }
+        }
         if let node = top["admin"], let m = r.mapping(node, "admin", allowed: ["token"]) {
             if let n = m["token"], let v = r.string(n, "admin.token") {
                 if v.count < 16 { r.fail("admin.token", "must be at least 16 characters", n) } else { config.admin.token = v }

@@ -8,6 +8,8 @@ public struct GatewayConfig: Sendable, Equatable {
     public var outlier = OutlierConfig()
     public var retry = RetryConfig()
     public var admin = AdminConfig()
+    /// API keys → tenants. Empty: no authentication, one anonymous tenant.
+    public var tenants: [TenantConfig] = []
     public var models: [ModelConfig] = []
 
     public init() {}
@@ -25,6 +27,20 @@ public struct ServerConfig: Sendable, Equatable {
     /// How long in-flight requests may run on after SIGTERM/SIGINT.
     public var shutdownGrace: Duration = .seconds(30)
     public init() {}
+}
+
+public struct TenantConfig: Sendable, Equatable {
+    public var name: String
+    /// Lowercase hex SHA-256 of the tenant's API key (the key itself is never stored).
+    public var apiKeySHA256: String
+    /// Share of capacity under contention (VTC weight).
+    public var weight: Double = 1
+
+    public init(name: String, apiKeySHA256: String, weight: Double = 1) {
+        self.name = name
+        self.apiKeySHA256 = apiKeySHA256
+        self.weight = weight
+    }
 }
 
 public struct AdminConfig: Sendable, Equatable {

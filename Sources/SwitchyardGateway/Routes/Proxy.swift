@@ -67,6 +67,7 @@ public final class Proxy: Sendable {
 
     struct ProxyRequestSummary: Sendable {
         let id: String
+        var tenant = "anonymous"
         let model: String
         let lane: String
         let stream: Bool
@@ -75,7 +76,7 @@ public final class Proxy: Sendable {
     public func handle(_ request: ProxyRequest, channel: (any Channel)?, logger: Logger) async -> Response {
         let start = ContinuousClock.now
         var record = Record(start: start,
-                            request: ProxyRequestSummary(id: request.requestID, model: request.model, lane: request.lane, stream: request.stream),
+                            request: ProxyRequestSummary(id: request.requestID, tenant: request.tenant, model: request.model, lane: request.lane, stream: request.stream),
                             model: request.model)
         guard let primary = pools[request.model] else {
             return finish(error: .modelNotFound(request.model), record: &record, logger: logger)
@@ -483,10 +484,15 @@ public final class Proxy: Sendable {
                 metrics.tpot(model: record.request.model, lane: lane, seconds: (last - first).seconds / Double(n - 1))
             }
         }
-        if let n = record.completionTokens, n > 0 { metrics.outputTokens(model: record.request.model, n) }
+        if let n = record.completionTokens, n > 0 {
+            metrics.outputTokens(model: record.request.model, n)
+            metrics.tenantTokens(tenant: record.request.tenant, kind: "output", n)
+        }
+        if let n = record.promptTokens, n > 0 { metrics.tenantTokens(tenant: record.request.tenant, kind: "input", n) }
         guard logger.logLevel <= .info else { return }
         var metadata: Logger.Metadata = [
             "request_id": "\(record.request.id)",
+            "tenant": "\(record.request.tenant)",
             "model": "\(record.request.model)",
             "lane": "\(lane)",
             "backend": "\(record.backend ?? "-")",

@@ -17,6 +17,8 @@ public struct ProxyRequest: Sendable {
     /// The client asked for `stream_options.include_usage`.
     public let clientWantsUsage: Bool
     public let requestID: String
+    /// Who is asking (from the API key), `anonymous` without tenants configured.
+    public var tenant = "anonymous"
 
     /// `streaming` for `"stream": true`, else `realtime` (lanes come with the scheduler).
     public var lane: String { stream ? "streaming" : "realtime" }

@@ -96,6 +96,11 @@ public final class GatewayMetrics: Sendable {
             .set(to: status.phase == .ready ? 1 : 0)
     }
 
+    public func tenantTokens(tenant: String, kind: String, _ count: Int) {
+        registry.makeCounter(descriptor: .init(metricName: "switchyard_tenant_tokens_total", unitName: "", helpText: "Tokens served per tenant, by kind (input, output), from the backend's usage."),
+                             labels: [("tenant", tenant), ("kind", kind)]).increment(by: Int64(count))
+    }
+
     public func render() -> [UInt8] {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(16 * 1024)
