@@ -69,7 +69,4 @@ public struct RetryBudget: Sendable {
         retries[bucket(now: now)] += 1
         return true
     }
-
-    /// Retries counted in the current window (for tests and metrics).
-    public func retriesInWindow(now: Duration) -> Int { live(now: now).retries }
 }

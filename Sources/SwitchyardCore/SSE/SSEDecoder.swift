@@ -25,9 +25,6 @@ public struct SSEDecoder: Sendable {
 
     public init() {}
 
-    /// Bytes received but not yet part of a complete line.
-    public var pendingByteCount: Int { buffer.count }
-
     public mutating func feed(_ bytes: some Sequence<UInt8>) -> [SSEEvent] {
         var events: [SSEEvent] = []
         for byte in bytes {

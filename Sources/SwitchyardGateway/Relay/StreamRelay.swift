@@ -23,8 +23,6 @@ public struct StreamRelay: Sendable {
     public private(set) var promptTokens: Int?
     public private(set) var completionTokens: Int?
     public private(set) var stop: Stop?
-    /// Events forwarded to the client so far.
-    public private(set) var eventsOut = 0
 
     public init(publicModel: String, forwardUsage: Bool) {
         self.publicModel = publicModel
@@ -104,7 +102,6 @@ public struct StreamRelay: Sendable {
         out.append(contentsOf: "data: ".utf8)
         out.append(contentsOf: data.utf8)
         out.append(contentsOf: "\n\n".utf8)
-        eventsOut += 1
     }
 
     /// Non-empty `content`, `reasoning_content` or `tool_calls` in a chat delta, or `text` in a

@@ -54,6 +54,8 @@ public final class Proxy: Sendable {
         let request: ProxyRequestSummary
         var model: String
         var backend: String?
+        /// How the last backend was chosen: `affinity` (prefix home) or `least_load`.
+        var route: String?
         var attempts = 0
         /// Time spent waiting for a free slot on a replica.
         var queueWait: Duration = .zero
@@ -139,6 +141,7 @@ public final class Proxy: Sendable {
                 attemptsHere += 1
                 record.attempts += 1
                 record.backend = lease.backend.id
+                record.route = lease.viaAffinity ? "affinity" : "least_load"
                 tried.insert(lease.index)
                 switch await attempt(request, pool: pool, lease: lease, timeouts: timeouts, deadline: deadline,
                                      channel: channel, record: record, logger: logger) {
@@ -220,7 +223,7 @@ public final class Proxy: Sendable {
             }
         } catch {
             if let stop = (error as? Watchdog.Stopped)?.reason ?? progress.stopReason {
-                return stopped(stop, pool: pool, lease: lease, beforeHead: true)
+                return stopped(stop, pool: pool, lease: lease)
             }
             if let bodyError = error as? BodyReadError {
                 metrics.upstreamError(backend: backend.id, kind: .reset)
@@ -279,7 +282,7 @@ public final class Proxy: Sendable {
         return collected
     }
 
-    private func stopped(_ reason: StopReason, pool: ModelPool, lease: ModelPool.Lease, beforeHead: Bool) -> AttemptResult {
+    private func stopped(_ reason: StopReason, pool: ModelPool, lease: ModelPool.Lease) -> AttemptResult {
         switch reason {
         case .clientClosed:
             release(pool, lease, .neutral)
@@ -357,7 +360,7 @@ public final class Proxy: Sendable {
                 await stream.readSome(progress: progress, onToken: tokens.record)
             }
         } catch {
-            return stopped((error as? Watchdog.Stopped)?.reason ?? progress.stopReason ?? .clientClosed, pool: pool, lease: lease, beforeHead: false)
+            return stopped((error as? Watchdog.Stopped)?.reason ?? progress.stopReason ?? .clientClosed, pool: pool, lease: lease)
         }
         if first.isEmpty {
             // Nothing reached the client: a connection lost now is still retryable.
@@ -496,6 +499,7 @@ public final class Proxy: Sendable {
             "model": "\(record.request.model)",
             "lane": "\(lane)",
             "backend": "\(record.backend ?? "-")",
+            "route": "\(record.route ?? "-")",
             "status": "\(record.status)",
             "attempts": "\(record.attempts)",
             "queue_ms": "\(Int((record.queueWait.seconds * 1000).rounded()))",

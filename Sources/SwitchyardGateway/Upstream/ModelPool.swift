@@ -10,7 +10,6 @@ public final class ModelPool: Sendable {
     public var backends: [Backend] { state.withLock { $0.replicas.map(\.backend) } }
     private let replicaTemplate: ReplicaState
     let origin: ContinuousClock.Instant
-    let healthChecksEnabled: Bool
     private let state: Mutex<State>
 
     struct ReplicaState {
@@ -57,7 +56,6 @@ public final class ModelPool: Sendable {
     public init(config: ModelConfig, health: HealthCheckConfig, outlier: OutlierConfig, origin: ContinuousClock.Instant = .now) {
         self.config = config
         self.origin = origin
-        healthChecksEnabled = health.enabled
         let placeholder = Backend(config: BackendConfig(url: "http://127.0.0.1:1"), publicModel: config.name)
         let replica = ReplicaState(
             backend: placeholder,

@@ -136,7 +136,7 @@ public struct LaneScheduler: Sendable {
         }
     }
 
-    func weight(_ tenant: String) -> Double { max(weights[tenant] ?? 1, 1e-9) }
+    static func weight(_ tenant: String, in weights: [String: Double]) -> Double { max(weights[tenant] ?? 1, 1e-9) }
 
     /// Requests waiting in `lane`'s band.
     public func queued(band: Int) -> Int { bandIndex[band].map { bands[$0].count } ?? 0 }
@@ -213,7 +213,7 @@ public struct LaneScheduler: Sendable {
             // lookup; the tenant is then mutated in place through the values view.
             guard let head = band.tenants.values[slot].queue.first, fits(head) else { return nil }
             _ = band.heap.popMin()
-            let weight = max(weights[entry.tenant] ?? 1, 1e-9)
+            let weight = Self.weight(entry.tenant, in: weights)
             request = band.tenants.values[slot].queue.removeFirst()
             band.tenants.values[slot].counter += (prices.input * Double(request.inputTokens) + prices.output * Double(request.maxOutputTokens)) / weight
             band.tenants.values[slot].version += 1
@@ -234,7 +234,7 @@ public struct LaneScheduler: Sendable {
     /// Reconciles the up-front output charge with the real `usage.completion_tokens`.
     public mutating func complete(_ request: Request, outputTokens: Int) {
         guard let lane = lanes[request.lane], let b = bandIndex[lane.band], var tenant = bands[b].tenants[request.tenant] else { return }
-        tenant.counter += prices.output * Double(outputTokens - request.maxOutputTokens) / weight(request.tenant)
+        tenant.counter += prices.output * Double(outputTokens - request.maxOutputTokens) / Self.weight(request.tenant, in: weights)
         tenant.version += 1
         if !tenant.queue.isEmpty {
             bands[b].heap.insert(HeapEntry(counter: tenant.counter, tenant: request.tenant, version: tenant.version))
