@@ -36,7 +36,8 @@ public final class Gateway: Sendable {
         client = UpstreamClient(config: config.upstream)
         var pools: [String: ModelPool] = [:]
         for model in config.models {
-            pools[model.name] = ModelPool(config: model, health: config.health, outlier: config.outlier)
+            pools[model.name] = ModelPool(config: model, health: config.health, outlier: config.outlier, lanes: config.lanes,
+                                          tenantWeights: Dictionary(config.tenants.map { ($0.name, $0.weight) }, uniquingKeysWith: { a, _ in a }))
         }
         self.pools = pools
         tenantsByKeyHash = Dictionary(config.tenants.map { ($0.apiKeySHA256, $0.name) }, uniquingKeysWith: { first, _ in first })
@@ -155,10 +156,29 @@ public final class Gateway: Sendable {
         do {
             parsed = try ProxyRequest.parse(endpoint: endpoint, bytes: bytes.readableBytesView, requestID: requestID)
             parsed.tenant = tenant
+            try applyLaneHeaders(request.headers, to: &parsed)
         } catch {
             return proxy.reject(error, requestID: requestID, logger: logger)
         }
         return await proxy.handle(parsed, channel: context.channel, logger: logger)
+    }
+
+    /// `x-switchyard-lane` picks a configured lane; `x-switchyard-timeout-ms` shortens the deadline.
+    func applyLaneHeaders(_ headers: HTTPFields, to request: inout ProxyRequest) throws(APIError) {
+        if let lane = headers[GatewayHeaders.lane] {
+            guard config.lane(named: lane) != nil else {
+                throw APIError.invalidRequest("Unknown lane '\(lane)' in x-switchyard-lane; configured lanes: \(config.lanes.map(\.name).joined(separator: ", ")).",
+                                              param: "x-switchyard-lane", code: "invalid_value")
+            }
+            request.lane = lane
+        }
+        if let text = headers[GatewayHeaders.timeoutMs] {
+            guard let ms = Int(text.trimmingCharacters(in: .whitespaces)), ms > 0 else {
+                throw APIError.invalidRequest("Invalid x-switchyard-timeout-ms '\(text)': expected a positive whole number of milliseconds.",
+                                              param: "x-switchyard-timeout-ms", code: "invalid_value")
+            }
+            request.timeout = .milliseconds(ms)
+        }
     }
 
     /// The tenant for a request's `Authorization: Bearer <key>`; any request passes as
@@ -217,6 +237,8 @@ public final class Gateway: Sendable {
             ] + services.map { .init(service: $0, successTerminationBehavior: .ignore) } + [
                 .init(service: app),
                 .init(service: healthChecker, successTerminationBehavior: .ignore),
+                .init(service: PoolTicker(pools: Array(pools.values), metrics: metrics, logger: logger), successTerminationBehavior: .ignore),
+                .init(service: SignalScraper(pools: Array(pools.values), client: client, logger: logger), successTerminationBehavior: .ignore),
                 .init(service: drain, successTerminationBehavior: .ignore),
             ],
             gracefulShutdownSignals: signals,

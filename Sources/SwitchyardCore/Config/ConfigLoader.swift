@@ -51,7 +51,8 @@ public enum ConfigLoader {
     }
 
     static func decode(_ root: Node, into config: inout GatewayConfig, reader r: inout YAMLReader) {
-        guard let top = r.mapping(root, "", allowed: ["server", "upstream", "health", "outlier", "retry", "admin", "tenants", "models"]) else { return }
+        guard let top = r.mapping(root, "", allowed: ["server", "upstream", "health", "outlier", "retry", "admin", "tenants", "lanes", "models"]) else { return }
+        if let node = top["lanes"] { decodeLanes(node, into: &config, reader: &r) }
         if let node = top["tenants"], let list = r.sequence(node, "tenants") {
             for (i, item) in list.enumerated() {
                 let path = "tenants[\(i)]"
@@ -133,7 +134,8 @@ public enum ConfigLoader {
     }
 
     static func decodeModel(_ node: Node, _ path: String, reader r: inout YAMLReader) -> ModelConfig? {
-        guard let m = r.mapping(node, path, allowed: ["name", "backends", "routing", "fallback", "timeouts", "queue_timeout", "managed"]) else { return nil }
+        guard let m = r.mapping(node, path, allowed: ["name", "backends", "routing", "fallback", "timeouts", "queue_timeout", "managed",
+                                                         "batching", "memory_headroom", "adaptive_concurrency"]) else { return nil }
         guard let nameNode = m["name"] else {
             r.fail("\(path).name", "required", node)
             return nil
@@ -164,7 +166,84 @@ public enum ConfigLoader {
             model.timeouts = t
         }
         if let n = m["queue_timeout"], let v = r.duration(n, "\(path).queue_timeout", allowZero: true) { model.queueTimeout = v }
+        if let n = m["batching"], let bm = r.mapping(n, "\(path).batching", allowed: ["max_batch_size", "max_batch_tokens", "max_queue_delay"]) {
+            if let v = bm["max_batch_size"], let x = r.int(v, "\(path).batching.max_batch_size", min: 1, max: 4096) { model.batching.maxBatchSize = x }
+            if let v = bm["max_batch_tokens"], let x = r.int(v, "\(path).batching.max_batch_tokens", min: 1) { model.batching.maxBatchTokens = x }
+            if let v = bm["max_queue_delay"], let x = r.duration(v, "\(path).batching.max_queue_delay", allowZero: true) {
+                if x > .seconds(1) { r.fail("\(path).batching.max_queue_delay", "must be at most 1s (it adds to every coalesced request's latency)", v) } else { model.batching.maxQueueDelay = x }
+            }
+        }
+        if let n = m["memory_headroom"], let hm = r.mapping(n, "\(path).memory_headroom", allowed: ["kv_cache_max", "metrics_stale_after", "scrape_interval"]) {
+            var h = MemoryHeadroomConfig()
+            if let v = hm["kv_cache_max"], let x = r.double(v, "\(path).memory_headroom.kv_cache_max", min: 0, max: 1, exclusiveMin: true) { h.kvCacheMax = x }
+            if let v = hm["metrics_stale_after"], let x = r.duration(v, "\(path).memory_headroom.metrics_stale_after") { h.metricsStaleAfter = x }
+            if let v = hm["scrape_interval"], let x = r.duration(v, "\(path).memory_headroom.scrape_interval") { h.scrapeInterval = x }
+            if h.scrapeInterval >= h.metricsStaleAfter {
+                r.fail("\(path).memory_headroom.scrape_interval", "must be shorter than metrics_stale_after (\(h.metricsStaleAfter.formatted)), or every scrape is already stale", hm["scrape_interval"] ?? n)
+            }
+            model.memoryHeadroom = h
+        }
+        if let n = m["adaptive_concurrency"], let am = r.mapping(n, "\(path).adaptive_concurrency", allowed: ["enabled", "min", "interval"]) {
+            if let v = am["enabled"], let x = r.bool(v, "\(path).adaptive_concurrency.enabled") { model.adaptiveConcurrency.enabled = x }
+            if let v = am["min"], let x = r.int(v, "\(path).adaptive_concurrency.min", min: 1, max: 4096) { model.adaptiveConcurrency.min = x }
+            if let v = am["interval"], let x = r.duration(v, "\(path).adaptive_concurrency.interval") { model.adaptiveConcurrency.interval = x }
+        }
         return model
+    }
+
+    /// `lanes:` maps a lane name to its policy; fields not given keep the lane's default.
+    static func decodeLanes(_ node: Node, into config: inout GatewayConfig, reader r: inout YAMLReader) {
+        guard case .mapping(let mapping) = node else {
+            r.fail("lanes", "expected a mapping of lane name → policy (realtime, streaming, batch, …)", node)
+            return
+        }
+        for (key, value) in mapping {
+            guard let name = key.string, !name.isEmpty else {
+                r.fail("lanes", "lane names must be strings", key)
+                continue
+            }
+            guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+                r.fail("lanes.\(name)", "lane names may hold letters, digits, '-' and '_' only (they are sent in x-switchyard-lane)", key)
+                continue
+            }
+            let path = "lanes.\(name)"
+            let index = config.lanes.firstIndex { $0.name == name }
+            var lane = index.map { config.lanes[$0] } ?? LaneConfig(name: name, priority: -1)
+            guard let m = r.mapping(value, path, allowed: ["priority", "min_share", "sheddable", "preemptible", "max_preemptions", "slo", "queue", "retry"]) else { continue }
+            if let v = m["priority"], let x = r.int(v, "\(path).priority", min: 0, max: 15) { lane.priority = x }
+            if lane.priority < 0 {
+                r.fail("\(path).priority", "required for a lane other than realtime, streaming and batch", value)
+                lane.priority = 0
+            }
+            if let v = m["min_share"], let x = r.double(v, "\(path).min_share", min: 0, max: 0.9) { lane.minShare = x }
+            if let v = m["sheddable"], let x = r.bool(v, "\(path).sheddable") { lane.sheddable = x }
+            if let v = m["preemptible"], let x = r.bool(v, "\(path).preemptible") { lane.preemptible = x }
+            if let v = m["max_preemptions"], let x = r.int(v, "\(path).max_preemptions", min: 0, max: 100) { lane.maxPreemptions = x }
+            if let n = m["slo"], let sm = r.mapping(n, "\(path).slo", allowed: ["ttft", "tpot", "e2e", "max_stall"]) {
+                if let v = sm["ttft"], let x = r.duration(v, "\(path).slo.ttft") { lane.slo.ttft = x }
+                if let v = sm["tpot"], let x = r.duration(v, "\(path).slo.tpot") { lane.slo.tpot = x }
+                if let v = sm["e2e"], let x = r.duration(v, "\(path).slo.e2e") { lane.slo.e2e = x }
+                if let v = sm["max_stall"], let x = r.duration(v, "\(path).slo.max_stall") { lane.slo.maxStall = x }
+                if let ttft = lane.slo.ttft, let e2e = lane.slo.e2e, e2e < ttft {
+                    r.fail("\(path).slo.e2e", "must be ≥ slo.ttft (\(ttft.formatted))", sm["e2e"])
+                }
+            }
+            if let n = m["queue"], let qm = r.mapping(n, "\(path).queue", allowed: ["max_size", "timeout", "timeout_action"]) {
+                if let v = qm["max_size"], let x = r.int(v, "\(path).queue.max_size", min: 0) { lane.queue.maxSize = x }
+                if let v = qm["timeout"], let x = r.duration(v, "\(path).queue.timeout") { lane.queue.timeout = x }
+                if let v = qm["timeout_action"], let x = r.oneOf(v, "\(path).queue.timeout_action", LaneConfig.TimeoutAction.self) { lane.queue.timeoutAction = x }
+            }
+            if let n = m["retry"], let rm = r.mapping(n, "\(path).retry", allowed: ["max_attempts", "backoff"]) {
+                if let v = rm["max_attempts"], let x = r.int(v, "\(path).retry.max_attempts", min: 1, max: 10) { lane.retry.maxAttempts = x }
+                if let v = rm["backoff"], let x = r.duration(v, "\(path).retry.backoff", allowZero: true) { lane.retry.backoff = x }
+            }
+            if let index { config.lanes[index] = lane } else { config.lanes.append(lane) }
+        }
+        config.lanes.sort { ($0.priority, $0.name) < ($1.priority, $1.name) }
+        // A band's floor: min_share of lanes sharing a priority is the band's, so they must agree.
+        for (priority, lanes) in Dictionary(grouping: config.lanes, by: \.priority) where Set(lanes.map(\.minShare)).count > 1 {
+            r.fail("lanes", "lanes \(lanes.map(\.name).sorted().joined(separator: ", ")) share priority \(priority) but give different min_share", node)
+        }
     }
 
     static func decodeManaged(_ node: Node, _ path: String, reader r: inout YAMLReader) -> ManagedConfig? {

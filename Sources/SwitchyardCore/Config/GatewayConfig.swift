@@ -10,9 +10,15 @@ public struct GatewayConfig: Sendable, Equatable {
     public var admin = AdminConfig()
     /// API keys → tenants. Empty: no authentication, one anonymous tenant.
     public var tenants: [TenantConfig] = []
+    /// realtime, streaming, batch (always present) and any others configured, by priority.
+    public var lanes: [LaneConfig] = LaneConfig.defaults
     public var models: [ModelConfig] = []
 
     public init() {}
+
+    public func lane(named name: String) -> LaneConfig? {
+        lanes.first { $0.name == name }
+    }
 
     public func model(named name: String) -> ModelConfig? {
         models.first { $0.name == name }
@@ -148,6 +154,10 @@ public struct ModelConfig: Sendable, Equatable {
     public var queueTimeout: Duration = .seconds(30)
     /// Model servers Switchyard runs itself; their replicas are appended to `backends`.
     public var managed: ManagedConfig?
+    public var batching = BatchingConfig()
+    /// KV-cache watermark from the backends' `/metrics`; nil → not scraped.
+    public var memoryHeadroom: MemoryHeadroomConfig?
+    public var adaptiveConcurrency = AdaptiveConcurrencyConfig()
 
     public init(name: String, backends: [BackendConfig]) {
         self.name = name

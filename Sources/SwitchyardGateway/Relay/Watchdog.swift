@@ -7,6 +7,8 @@ public enum StopReason: Sendable, Equatable {
     case firstByteTimeout
     case idleTimeout
     case totalTimeout
+    /// The pool took the slot back for a higher-priority request (nothing sent to the client yet).
+    case preempted
 }
 
 /// Checks the deadlines of every in-flight upstream operation from one loop, so requests pay no
@@ -134,6 +136,7 @@ public enum Watchdog {
         idleReason: StopReason = .idleTimeout,
         deadline: ContinuousClock.Instant,
         cancelOnClose subscribe: ((@escaping @Sendable () -> Void) -> ClientConnectionWatch.Subscription)?,
+        preemption: PreemptionSignal? = nil,
         _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         progress.setIdle(idle, reason: idleReason)
@@ -148,6 +151,11 @@ public enum Watchdog {
             stopped.fire()
         }
         defer { subscription?.cancel() }
+        preemption?.subscribe {
+            progress.setStop(.preempted)
+            stopped.fire()
+        }
+        defer { preemption?.subscribe(nil) }
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await operation() }
             group.addTask {

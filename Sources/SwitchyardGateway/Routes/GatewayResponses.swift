@@ -8,6 +8,14 @@ public enum GatewayHeaders {
     public static let backend = HTTPField.Name("x-switchyard-backend")!
     public static let attempts = HTTPField.Name("x-switchyard-attempts")!
     public static let retryAfter = HTTPField.Name("retry-after")!
+    /// Request: lane to queue in (realtime, streaming, batch, or a configured one).
+    public static let lane = HTTPField.Name("x-switchyard-lane")!
+    /// Request: a shorter deadline than the lane's, in milliseconds.
+    public static let timeoutMs = HTTPField.Name("x-switchyard-timeout-ms")!
+    /// Response: the lane the request was served in.
+    public static let servedLane = HTTPField.Name("x-switchyard-lane")!
+    /// Response: times the request was preempted (only when it was).
+    public static let preemptions = HTTPField.Name("x-switchyard-preemptions")!
 }
 
 enum GatewayResponses {

@@ -46,6 +46,8 @@ public final class Proxy: Sendable {
         case done(Response)
         case retry(RetryableFailure)
         case fail(APIError)
+        /// The pool took the slot back for a higher lane: queue again, first in line.
+        case preempted
     }
 
     /// Everything the access log and metrics need about one request.
@@ -57,11 +59,14 @@ public final class Proxy: Sendable {
         /// How the last backend was chosen: `affinity` (prefix home) or `least_load`.
         var route: String?
         var attempts = 0
+        var preemptions = 0
         /// Time spent waiting for a free slot on a replica.
         var queueWait: Duration = .zero
         var status = 0
         var firstToken: ContinuousClock.Instant?
         var lastToken: ContinuousClock.Instant?
+        /// Longest gap between two token-bearing chunks of a stream.
+        var maxGap: Duration?
         var promptTokens: Int?
         var completionTokens: Int?
         var error: String?
@@ -84,11 +89,15 @@ public final class Proxy: Sendable {
             return finish(error: .modelNotFound(request.model), record: &record, logger: logger)
         }
         let timeouts = primary.config.timeouts ?? config.upstream.timeouts
-        let deadline = start + timeouts.total
+        let lane = config.lane(named: request.lane) ?? LaneConfig(name: request.lane, priority: 0)
+        let maxAttempts = lane.retry.maxAttempts ?? config.retry.maxAttempts
+        var deadline = start + timeouts.total
+        if let timeout = request.timeout { deadline = min(deadline, start + timeout) }
         budget.withLock { $0.recordRequest(now: ContinuousClock.now - origin) }
 
         var lastFailure: RetryableFailure?
         var queueTimedOut = false
+        var requeue = false
         let chain = [request.model] + primary.config.fallback
         modelLoop: for (modelIndex, modelName) in chain.enumerated() {
             guard let pool = pools[modelName] else { continue }
@@ -100,16 +109,44 @@ public final class Proxy: Sendable {
             var tried: Set<Int> = []
             var attemptsHere = 0
             var reusedTriedReplicas = false
-            while attemptsHere < config.retry.maxAttempts {
-                let lease: ModelPool.Lease
+            while attemptsHere < maxAttempts {
+                if attemptsHere > 0, !requeue, lane.retry.backoff > .zero {
+                    guard ContinuousClock.now + lane.retry.backoff < deadline else { break modelLoop }
+                    try? await Task.sleep(for: lane.retry.backoff)
+                }
+                var ticket = ModelPool.Ticket(lane: request.lane, tenant: request.tenant, inputTokens: request.estimatedInputTokens,
+                                              maxOutputTokens: request.maxOutputTokens,
+                                              startBy: startBy(lane: lane, pool: pool, arrival: start, request: request),
+                                              giveUpAt: deadline, affinityKey: affinity)
+                ticket.excluding = tried
+                ticket.preemptions = record.preemptions
+                ticket.requeue = requeue
                 let queued = ContinuousClock.now
+                let acquired: Result<ModelPool.Lease, ModelPool.AcquireError>
                 do {
-                    lease = try await pool.acquire(excluding: tried, affinityKey: affinity,
-                                                   deadline: min(deadline, .now + pool.config.queueTimeout))
-                } catch ModelPool.AcquireError.noReplica {
-                    // Every replica tried. A connection lost before the response (a pooled
-                    // keep-alive connection the server had just closed, say) never reached the
-                    // server: the same replicas may be tried once more, on fresh connections.
+                    acquired = .success(try await pool.acquire(ticket))
+                } catch {
+                    acquired = .failure(error)
+                }
+                record.queueWait += ContinuousClock.now - queued
+                guard case .success(let lease) = acquired else {
+                    switch acquired {
+                    case .failure(.rejected(let error, let reason)):
+                        metrics.shed(lane: lane.name, reason: reason)
+                        return finish(error: error, record: &record, logger: logger)
+                    case .failure(.cancelled):
+                        return finish(error: APIError(status: 499, message: "Client closed the connection.", type: "client_closed", code: "client_closed"),
+                                      record: &record, logger: logger)
+                    case .failure(.queueTimeout):
+                        metrics.shed(lane: lane.name, reason: "queue_timeout")
+                        queueTimedOut = true
+                        break modelLoop
+                    default:
+                        break
+                    }
+                    // No replica left. A connection lost before the response (a pooled keep-alive
+                    // connection the server had just closed, say) never reached the server: the
+                    // same replicas may be tried once more, on fresh connections.
                     if let failure = lastFailure, failure.status == nil, !tried.isEmpty, !reusedTriedReplicas {
                         reusedTriedReplicas = true
                         tried = []
@@ -124,21 +161,19 @@ public final class Proxy: Sendable {
                         continue
                     }
                     break
-                } catch {
-                    record.queueWait += ContinuousClock.now - queued
-                    queueTimedOut = true
-                    break modelLoop
                 }
-                record.queueWait += ContinuousClock.now - queued
-                // Every attempt after the first, in this pool or a fallback, spends retry budget.
-                if record.attempts > 0 {
+                metrics.queueWait(lane: lane.name, seconds: (ContinuousClock.now - queued).seconds)
+                // Every attempt after the first, in this pool or a fallback, spends retry budget
+                // (a preempted request going back is not a retry).
+                if record.attempts > 0, !requeue {
                     let reason = attemptsHere == 0 ? "fallback" : lastFailure?.reason ?? "unknown"
                     guard acquireRetry(reason: reason, requestID: request.requestID, logger: logger) else {
                         pool.release(lease, outcome: .neutral)
                         break modelLoop
                     }
                 }
-                attemptsHere += 1
+                if !requeue { attemptsHere += 1 }
+                requeue = false
                 record.attempts += 1
                 record.backend = lease.backend.id
                 record.route = lease.viaAffinity ? "affinity" : "least_load"
@@ -153,12 +188,19 @@ public final class Proxy: Sendable {
                     lastFailure = failure
                 case .fail(let error):
                     return finish(error: error, record: &record, logger: logger)
+                case .preempted:
+                    record.preemptions += 1
+                    metrics.preempted(lane: lane.name)
+                    logger.info("preempted: requeued first in its lane", metadata: ["request_id": "\(request.requestID)", "backend": "\(lease.backend.id)",
+                                                                                   "lane": "\(lane.name)", "preemptions": "\(record.preemptions)"])
+                    tried.remove(lease.index)
+                    requeue = true
                 }
             }
         }
         let error: APIError
         if queueTimedOut {
-            error = .unavailable("Every replica of '\(record.model)' stayed at its concurrency limit for the queue timeout.", code: "queue_timeout")
+            error = .unavailable("The request waited in the \(lane.name) queue of '\(record.model)' past its deadline: every replica stayed at its concurrency limit.", code: "queue_timeout")
         } else if let failure = lastFailure, let status = failure.status {
             let seconds = failure.retryAfter.map { max(1, Int($0.seconds.rounded(.up))) } ?? 1
             error = APIError(status: status, message: "Backends of '\(record.model)' are overloaded: \(failure.message)",
@@ -169,6 +211,15 @@ public final class Proxy: Sendable {
             error = .unavailable("No healthy backend for model '\(request.model)'.", code: "no_healthy_backend")
         }
         return finish(error: error, record: &record, logger: logger)
+    }
+
+    /// Latest start of a request: the lane's queue timeout (else the model's), its TTFT SLO, and
+    /// the client's own `x-switchyard-timeout-ms`, whichever comes first.
+    func startBy(lane: LaneConfig, pool: ModelPool, arrival: ContinuousClock.Instant, request: ProxyRequest) -> ContinuousClock.Instant {
+        var latest = arrival + (lane.queue.timeout ?? pool.config.queueTimeout)
+        if let ttft = lane.slo.ttft { latest = min(latest, arrival + ttft) }
+        if let timeout = request.timeout { latest = min(latest, arrival + timeout) }
+        return latest
     }
 
     private func acquireRetry(reason: String, requestID: String, logger: Logger) -> Bool {
@@ -196,9 +247,10 @@ public final class Proxy: Sendable {
         let body = request.upstreamBody(model: backend.upstreamModel)
         let progress = Watchdog.Progress()
         let reply: UpstreamReply
+        let sent = ContinuousClock.now
         do {
             reply = try await Watchdog.run(monitor: monitor, progress: progress, idle: timeouts.firstByte, idleReason: .firstByteTimeout,
-                                           deadline: deadline, cancelOnClose: subscriber(channel)) { [client, metrics] in
+                                           deadline: deadline, cancelOnClose: subscriber(channel), preemption: lease.preemption) { [client, metrics] in
                 let response: HTTPClientResponse
                 do {
                     response = try await client.post(backend, endpoint: request.endpoint, body: body, requestID: request.requestID, stream: request.stream)
@@ -239,18 +291,20 @@ public final class Proxy: Sendable {
         switch reply {
         case .stream(let response):
             return await relayStream(request, response: response, pool: pool, lease: lease, timeouts: timeouts,
-                                     deadline: deadline, channel: channel, record: record, logger: logger)
+                                     deadline: deadline, sent: sent, channel: channel, record: record, logger: logger)
         case .whole(let response, let buffer):
             let status = Int(response.status.code)
             if status == 429 || status == 503 {
                 let retryAfter = response.headers.first(name: "retry-after").flatMap { Int($0) }.map { Duration.seconds($0) }
                 metrics.upstreamError(backend: backend.id, kind: status == 429 ? .status429 : .status503)
                 pool.coolDown(lease.index, for: retryAfter ?? .seconds(1))
+                pool.observe(lease, overloaded: true)
                 release(pool, lease, status == 503 ? .failure : .neutral)
                 return .retry(RetryableFailure(reason: "status_\(status)",
                                                message: "\(backend.id) answered \(status): \(String(buffer: buffer).prefix(200))",
                                                status: status, retryAfter: retryAfter))
             }
+            lease.preemption?.commit()
             return relayWhole(request, response: response, buffer: buffer, pool: pool, lease: lease, record: record, logger: logger)
         }
     }
@@ -284,6 +338,9 @@ public final class Proxy: Sendable {
 
     private func stopped(_ reason: StopReason, pool: ModelPool, lease: ModelPool.Lease) -> AttemptResult {
         switch reason {
+        case .preempted:
+            release(pool, lease, .neutral, preempted: true)
+            return .preempted
         case .clientClosed:
             release(pool, lease, .neutral)
             return .fail(APIError(status: 499, message: "Client closed the connection.", type: "client_closed", code: "client_closed"))
@@ -296,8 +353,9 @@ public final class Proxy: Sendable {
         }
     }
 
-    private func release(_ pool: ModelPool, _ lease: ModelPool.Lease, _ outcome: AttemptOutcome) {
-        if pool.release(lease, outcome: outcome) {
+    /// `preempted`: the request goes back to the queue, so its fairness charge is not settled here.
+    private func release(_ pool: ModelPool, _ lease: ModelPool.Lease, _ outcome: AttemptOutcome, usage: ModelPool.Usage? = nil, preempted: Bool = false) {
+        if pool.release(lease, outcome: outcome, usage: usage, preempted: preempted) {
             metrics.healthy(backend: lease.backend.id, false)
         }
         metrics.inflight(backend: lease.backend.id, pool.inflight(lease.index))
@@ -330,7 +388,8 @@ public final class Proxy: Sendable {
         if status >= 500 {
             metrics.upstreamError(backend: lease.backend.id, kind: .status5xx)
         }
-        release(pool, lease, status >= 500 ? .failure : .success)
+        release(pool, lease, status >= 500 ? .failure : .success,
+                usage: ModelPool.Usage(promptTokens: record.promptTokens, completionTokens: record.completionTokens))
         var headers = HTTPFields()
         headers[.contentType] = response.headers.first(name: "content-type") ?? "application/json"
         addGatewayHeaders(&headers, record: record)
@@ -342,12 +401,14 @@ public final class Proxy: Sendable {
         headers[GatewayHeaders.requestID] = record.request.id
         if let backend = record.backend { headers[GatewayHeaders.backend] = backend }
         headers[GatewayHeaders.attempts] = String(record.attempts)
+        if record.request.lane != "-" { headers[GatewayHeaders.servedLane] = record.request.lane }
+        if record.preemptions > 0 { headers[GatewayHeaders.preemptions] = String(record.preemptions) }
     }
 
     /// Streams: wait for the first event (still retryable), then commit a 200 and pump the rest.
     private func relayStream(
         _ request: ProxyRequest, response: HTTPClientResponse, pool: ModelPool, lease: ModelPool.Lease, timeouts: TimeoutConfig,
-        deadline: ContinuousClock.Instant, channel: (any Channel)?, record: Record, logger: Logger
+        deadline: ContinuousClock.Instant, sent: ContinuousClock.Instant, channel: (any Channel)?, record: Record, logger: Logger
     ) async -> AttemptResult {
         let stream = UpstreamStream(body: response.body, relay: StreamRelay(
             publicModel: request.model, forwardUsage: request.clientWantsUsage))
@@ -356,11 +417,15 @@ public final class Proxy: Sendable {
         let first: [UInt8]
         do {
             first = try await Watchdog.run(monitor: monitor, progress: progress, idle: timeouts.firstByte, idleReason: .firstByteTimeout,
-                                           deadline: deadline, cancelOnClose: subscriber(channel)) {
+                                           deadline: deadline, cancelOnClose: subscriber(channel), preemption: lease.preemption) {
                 await stream.readSome(progress: progress, onToken: tokens.record)
             }
         } catch {
             return stopped((error as? Watchdog.Stopped)?.reason ?? progress.stopReason ?? .clientClosed, pool: pool, lease: lease)
+        }
+        // From here bytes go to the client: a preemption that came first wins, later ones are refused.
+        if !first.isEmpty, let preemption = lease.preemption, !preemption.commit() {
+            return stopped(.preempted, pool: pool, lease: lease)
         }
         if first.isEmpty {
             // Nothing reached the client: a connection lost now is still retryable.
@@ -413,7 +478,8 @@ public final class Proxy: Sendable {
             var outcome: AttemptOutcome = .success
             var endError: APIError?
             switch stop {
-            case .some(.clientClosed):
+            case .some(.clientClosed), .some(.preempted):
+                // Preemption is refused once bytes went out, so only a client leaving ends here.
                 clientGone = true
                 outcome = .neutral
             case .some(.idleTimeout), .some(.firstByteTimeout):
@@ -446,8 +512,12 @@ public final class Proxy: Sendable {
                 if !clientGone { try? await writer.write(ByteBuffer(bytes: StreamRelay.errorEvent(endError))) }
             }
             if clientGone { record.status = 499 }
-            self.release(pool, lease, outcome)
             (record.firstToken, record.lastToken) = tokens.times
+            record.maxGap = tokens.maxGap
+            var tpot: Duration?
+            if let f = record.firstToken, let l = record.lastToken, let n = stream.relay.completionTokens, n >= 2 { tpot = (l - f) / (n - 1) }
+            pool.observe(lease, ttft: record.firstToken.map { $0 - sent }, tpot: tpot, promptTokens: stream.relay.promptTokens)
+            self.release(pool, lease, outcome, usage: ModelPool.Usage(promptTokens: stream.relay.promptTokens, completionTokens: stream.relay.completionTokens))
             record.promptTokens = stream.relay.promptTokens
             record.completionTokens = stream.relay.completionTokens
             self.log(&record, logger: logger)
@@ -472,6 +542,30 @@ public final class Proxy: Sendable {
         return GatewayResponses.error(error, headers: headers)
     }
 
+    /// `switchyard_slo_total`: every SLO of the lane, met or missed. A request refused or failed
+    /// by the gateway or the backend misses them all; one whose client left counts for none.
+    func recordSLOs(_ record: Record, total: Duration) {
+        guard let lane = config.lane(named: record.request.lane), record.status != 499 else { return }
+        let slo = lane.slo
+        let failed = record.status >= 400 || record.error != nil
+        func count(_ name: String, _ limit: Duration?, _ value: Duration?) {
+            guard let limit else { return }
+            if failed {
+                metrics.slo(lane: lane.name, slo: name, met: false)
+            } else if let value {
+                metrics.slo(lane: lane.name, slo: name, met: value <= limit)
+            }
+        }
+        // Without a stream, the first token arrives with the whole answer.
+        let ttft = record.firstToken.map { $0 - record.start } ?? (record.request.stream ? nil : total)
+        count("ttft", slo.ttft, ttft)
+        var tpot: Duration?
+        if let f = record.firstToken, let l = record.lastToken, let n = record.completionTokens, n >= 2 { tpot = (l - f) / (n - 1) }
+        count("tpot", slo.tpot, tpot)
+        count("e2e", slo.e2e, total)
+        count("max_stall", slo.maxStall, record.maxGap ?? (record.firstToken != nil ? .zero : nil))
+    }
+
     /// Metrics and the one access-log line per request.
     func log(_ record: inout Record, logger: Logger) {
         let end = ContinuousClock.now
@@ -487,6 +581,7 @@ public final class Proxy: Sendable {
                 metrics.tpot(model: record.request.model, lane: lane, seconds: (last - first).seconds / Double(n - 1))
             }
         }
+        recordSLOs(record, total: end - record.start)
         if let n = record.completionTokens, n > 0 {
             metrics.outputTokens(model: record.request.model, n)
             metrics.tenantTokens(tenant: record.request.tenant, kind: "output", n)
@@ -502,6 +597,7 @@ public final class Proxy: Sendable {
             "route": "\(record.route ?? "-")",
             "status": "\(record.status)",
             "attempts": "\(record.attempts)",
+            "preemptions": "\(record.preemptions)",
             "queue_ms": "\(Int((record.queueWait.seconds * 1000).rounded()))",
             "ttft_ms": "\(ttftMs)",
             "total_ms": "\(Int((total * 1000).rounded()))",
@@ -516,14 +612,22 @@ public final class Proxy: Sendable {
 
 /// First and last token times of a stream, shared between the handler and the body pump.
 final class TokenTimes: Sendable {
-    private let state = Mutex<(ContinuousClock.Instant?, ContinuousClock.Instant?)>((nil, nil))
+    private struct State {
+        var first: ContinuousClock.Instant?
+        var last: ContinuousClock.Instant?
+        var maxGap: Duration?
+    }
+
+    private let state = Mutex(State())
 
     @Sendable func record(_ time: ContinuousClock.Instant) {
         state.withLock { s in
-            if s.0 == nil { s.0 = time }
-            s.1 = time
+            if s.first == nil { s.first = time }
+            if let last = s.last { s.maxGap = max(s.maxGap ?? .zero, time - last) }
+            s.last = time
         }
     }
 
-    var times: (ContinuousClock.Instant?, ContinuousClock.Instant?) { state.withLock { $0 } }
+    var times: (ContinuousClock.Instant?, ContinuousClock.Instant?) { state.withLock { ($0.first, $0.last) } }
+    var maxGap: Duration? { state.withLock { $0.maxGap } }
 }

@@ -20,8 +20,45 @@ public struct ProxyRequest: Sendable {
     /// Who is asking (from the API key), `anonymous` without tenants configured.
     public var tenant = "anonymous"
 
-    /// `streaming` for `"stream": true`, else `realtime` (lanes come with the scheduler).
-    public var lane: String { stream ? "streaming" : "realtime" }
+    /// From `x-switchyard-lane`, else `streaming` for `"stream": true`, else `realtime`.
+    public var lane: String
+    /// From `x-switchyard-timeout-ms`: may only shorten the lane's deadline.
+    public var timeout: Duration?
+
+    /// Prompt size estimate for scheduling before the backend's `usage` is known: about four
+    /// bytes per token of text, plus a few tokens of chat template per message.
+    public var estimatedInputTokens: Int {
+        var bytes = 0
+        var messages = 0
+        switch endpoint {
+        case .chatCompletions:
+            for message in body["messages"]?.arrayValue ?? [] {
+                messages += 1
+                if let content = message["content"]?.stringValue {
+                    bytes += content.utf8.count
+                } else if let parts = message["content"]?.arrayValue {
+                    for part in parts { bytes += part["text"]?.stringValue?.utf8.count ?? 0 }
+                }
+            }
+        case .completions:
+            bytes = body["prompt"]?.stringValue?.utf8.count ?? body["prompt"]?.serializedString.utf8.count ?? 0
+        case .embeddings:
+            bytes = body["input"]?.stringValue?.utf8.count ?? body["input"]?.serializedString.utf8.count ?? 0
+        }
+        return max(1, (bytes + 3) / 4 + 4 * messages)
+    }
+
+    /// `max_completion_tokens` / `max_tokens`, else a typical answer length (charged up front by
+    /// the fair scheduler and reconciled with `usage`). Zero for embeddings.
+    public var maxOutputTokens: Int {
+        if endpoint == .embeddings { return 0 }
+        for key in ["max_completion_tokens", "max_tokens"] {
+            if let n = body[key]?.intValue, n > 0 { return n }
+        }
+        return Self.defaultOutputTokens
+    }
+
+    public static let defaultOutputTokens = 256
 
     /// Validates the body of a request to `endpoint`; the error names the offending field.
     public static func parse(endpoint: Endpoint, bytes: some Collection<UInt8>, requestID: String) throws(APIError) -> ProxyRequest {
@@ -92,7 +129,8 @@ public struct ProxyRequest: Sendable {
                 wantsUsage = flag
             }
         }
-        return ProxyRequest(endpoint: endpoint, body: body, model: model, stream: stream, clientWantsUsage: wantsUsage, requestID: requestID)
+        return ProxyRequest(endpoint: endpoint, body: body, model: model, stream: stream, clientWantsUsage: wantsUsage, requestID: requestID,
+                            lane: stream ? "streaming" : "realtime")
     }
 
     /// The body sent to a backend: its model name, and usage always requested on streams so the

@@ -101,6 +101,46 @@ public final class GatewayMetrics: Sendable {
                              labels: [("tenant", tenant), ("kind", kind)]).increment(by: Int64(count))
     }
 
+    static let queueWaitBuckets: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
+
+    public func queueWait(lane: String, seconds: Double) {
+        registry.makeValueHistogram(descriptor: .init(metricName: "switchyard_queue_wait_seconds", unitName: "", helpText: "Time a request waited in its lane's queue for a slot on a replica."),
+                                    labels: [("lane", lane)], buckets: Self.queueWaitBuckets).record(seconds)
+    }
+
+    /// Requests refused or dropped by the scheduler: queue_full, deadline, saturated, queue_timeout.
+    public func shed(lane: String, reason: String) {
+        registry.makeCounter(descriptor: .init(metricName: "switchyard_shed_total", unitName: "", helpText: "Requests refused at admission or timed out in the queue, by lane and reason."),
+                             labels: [("lane", lane), ("reason", reason)]).increment()
+    }
+
+    public func preempted(lane: String) {
+        registry.makeCounter(descriptor: .init(metricName: "switchyard_preemptions_total", unitName: "", helpText: "In-flight requests stopped and requeued for a higher-priority lane."),
+                             labels: [("lane", lane)]).increment()
+    }
+
+    public func slo(lane: String, slo: String, met: Bool) {
+        registry.makeCounter(descriptor: .init(metricName: "switchyard_slo_total", unitName: "", helpText: "Requests per lane SLO (ttft, tpot, e2e, max_stall): met or missed; refused and failed requests miss."),
+                             labels: [("lane", lane), ("slo", slo), ("result", met ? "met" : "missed")]).increment()
+    }
+
+    public func queueDepth(model: String, lane: String, _ depth: Int) {
+        registry.makeGauge(descriptor: .init(metricName: "switchyard_queue_depth", unitName: "", helpText: "Requests waiting in a lane of a model pool."),
+                           labels: [("model", model), ("lane", lane)]).set(to: Double(depth))
+    }
+
+    public func backendWindow(backend: String, _ window: Int) {
+        registry.makeGauge(descriptor: .init(metricName: "switchyard_backend_window", unitName: "", helpText: "Current concurrency limit of a replica (adaptive window; 0 = unlimited)."),
+                           labels: [("backend", backend)]).set(to: Double(window))
+    }
+
+    static let batchBuckets: [Double] = [1, 2, 4, 8, 16, 32, 64, 128]
+
+    public func coalescedBatch(model: String, size: Int) {
+        registry.makeValueHistogram(descriptor: .init(metricName: "switchyard_coalesced_batch_size", unitName: "", helpText: "Inputs per merged upstream embeddings request."),
+                                    labels: [("model", model)], buckets: Self.batchBuckets).record(Double(size))
+    }
+
     public func render() -> [UInt8] {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(16 * 1024)

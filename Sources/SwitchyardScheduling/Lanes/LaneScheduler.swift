@@ -122,6 +122,9 @@ public struct LaneScheduler: Sendable {
     var bandIndex: [Int: Int] = [:]
     var laneCounts: [String: Int] = [:]
     let bandOrder: [Int]
+    /// No queued request has a deadline before this (it may be earlier than the real minimum
+    /// after removals): ``expire(now:)`` has nothing to do while `now` is not past it.
+    public private(set) var earliestDeadline: Duration?
 
     public init(lanes: [Lane], tenantWeights: [String: Double] = [:], prices: Prices = Prices()) {
         self.lanes = Dictionary(uniqueKeysWithValues: lanes.map { ($0.name, $0) })
@@ -141,6 +144,12 @@ public struct LaneScheduler: Sendable {
     /// Requests waiting in `lane`'s band.
     public func queued(band: Int) -> Int { bandIndex[band].map { bands[$0].count } ?? 0 }
     public var queuedTotal: Int { bands.reduce(0) { $0 + $1.count } }
+    /// Requests waiting in a lane.
+    public func queued(lane: String) -> Int { laneCounts[lane] ?? 0 }
+    /// Requests waiting in bands of priority `band` or higher (served before or with it).
+    public func queued(atOrAbove band: Int) -> Int {
+        zip(bandOrder, bands).reduce(0) { $0 + ($1.0 <= band ? $1.1.count : 0) }
+    }
 
     /// VTC counter of a tenant in a band (for tests and metrics).
     public func counter(band: Int, tenant: String) -> Double? { bandIndex[band].flatMap { bands[$0].tenants[tenant]?.counter } }
@@ -156,6 +165,7 @@ public struct LaneScheduler: Sendable {
         }
         Self.append(request, to: &bands[b])
         laneCounts[lane.name, default: 0] += 1
+        noteDeadline(request.deadline)
         return .queued
     }
 
@@ -231,10 +241,54 @@ public struct LaneScheduler: Sendable {
         return request
     }
 
-    /// Reconciles the up-front output charge with the real `usage.completion_tokens`.
-    public mutating func complete(_ request: Request, outputTokens: Int) {
+    /// Reconciles the up-front charge with the real `usage` (output, and input when known).
+    public mutating func complete(_ request: Request, outputTokens: Int, inputTokens: Int? = nil) {
+        let input = Double((inputTokens ?? request.inputTokens) - request.inputTokens)
+        adjust(request, by: (prices.input * input + prices.output * Double(outputTokens - request.maxOutputTokens)) / Self.weight(request.tenant, in: weights))
+    }
+
+    /// Removes a request still queued (its client went away); false when it is not queued.
+    public mutating func remove(id: UInt64, lane laneName: String, tenant: String) -> Bool {
+        guard let lane = lanes[laneName], let b = bandIndex[lane.band] else { return false }
+        var removed: Request?
+        if let slot = bands[b].tenants.index(forKey: tenant),
+           let i = bands[b].tenants.values[slot].queue.firstIndex(where: { $0.id == id }) {
+            removed = bands[b].tenants.values[slot].queue.remove(at: i)
+        } else if let i = bands[b].delayed.firstIndex(where: { $0.id == id }) {
+            removed = bands[b].delayed.remove(at: i)
+        }
+        guard let request = removed else { return false }
+        bands[b].count -= 1
+        bands[b].queuedTokens -= request.inputTokens
+        laneCounts[request.lane, default: 1] -= 1
+        if bands[b].count == 0 { bands[b].credit = 0 }
+        return true
+    }
+
+    /// A dispatched request was preempted: its charge is refunded and it goes back first in its
+    /// tenant's queue, past the lane's size limit (it was admitted once; it is never lost).
+    public mutating func requeueAtFront(_ request: Request) {
+        guard let lane = lanes[request.lane], let b = bandIndex[lane.band] else { return }
+        adjust(request, by: -(prices.input * Double(request.inputTokens) + prices.output * Double(request.maxOutputTokens)) / Self.weight(request.tenant, in: weights))
+        if let slot = bands[b].tenants.index(forKey: request.tenant), !bands[b].tenants.values[slot].queue.isEmpty {
+            bands[b].tenants.values[slot].queue.prepend(request)
+            bands[b].count += 1
+            bands[b].queuedTokens += request.inputTokens
+        } else {
+            Self.append(request, to: &bands[b])
+        }
+        laneCounts[request.lane, default: 0] += 1
+        noteDeadline(request.deadline)
+    }
+
+    private mutating func noteDeadline(_ deadline: Duration?) {
+        guard let deadline else { return }
+        earliestDeadline = earliestDeadline.map { min($0, deadline) } ?? deadline
+    }
+
+    private mutating func adjust(_ request: Request, by delta: Double) {
         guard let lane = lanes[request.lane], let b = bandIndex[lane.band], var tenant = bands[b].tenants[request.tenant] else { return }
-        tenant.counter += prices.output * Double(outputTokens - request.maxOutputTokens) / Self.weight(request.tenant, in: weights)
+        tenant.counter += delta
         tenant.version += 1
         if !tenant.queue.isEmpty {
             bands[b].heap.insert(HeapEntry(counter: tenant.counter, tenant: request.tenant, version: tenant.version))
@@ -245,12 +299,15 @@ public struct LaneScheduler: Sendable {
     /// Applies lane timeout actions to requests queued past their deadline: rejected ones are
     /// returned (answer them), delayed ones move behind the band's other requests.
     public mutating func expire(now: Duration) -> [Request] {
+        guard let earliest = earliestDeadline, now > earliest else { return [] }
+        earliestDeadline = nil
         var rejected: [Request] = []
         for b in bands.indices where bands[b].count > 0 {
             for name in Array(bands[b].tenants.keys) {
                 var kept = Deque<Request>()
                 for var r in bands[b].tenants[name]!.queue {
                     guard let deadline = r.deadline, now > deadline, let lane = lanes[r.lane] else {
+                        noteDeadline(r.deadline)
                         kept.append(r)
                         continue
                     }
