@@ -59,6 +59,8 @@ public enum EffectiveConfig {
             : "tenants: " + c.tenants.map { "\($0.name) (weight \(trim($0.weight)))" }.joined(separator: ", ") + "; API key required (Authorization: Bearer)")
         lines.append("admin API: \(c.admin.token == nil ? "disabled (no admin.token)" : "enabled")")
         lines.append("")
+        lines.append(contentsOf: laneTable(c))
+        lines.append("")
         lines.append("models:")
         for model in c.models {
             let mt = model.timeouts ?? c.upstream.timeouts
@@ -76,12 +78,52 @@ public enum EffectiveConfig {
                 let warmup = m.warmup.map { "\($0.count)× \($0.maxTokens) tokens" }.joined(separator: ", ")
                 lines.append("    managed: \(m.replicas) replica\(m.replicas == 1 ? "" : "s") of \(server); port \(m.port.map(String.init) ?? "auto"); warmup \(warmup.isEmpty ? "none" : warmup); ready timeout \(m.readyTimeout.formatted)")
             }
+            lines.append("    scheduling: " + schedulingSummary(model))
             lines.append("    " + pad("backend", 40) + pad("upstream model", 24) + pad("weight", 8) + "max in-flight")
             for b in model.backends {
                 lines.append("    " + pad(b.url, 40) + pad(b.upstreamModel ?? model.name, 24) + pad(trim(b.weight), 8) + (b.maxInflight == 0 ? "unlimited" : String(b.maxInflight)))
             }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// The queue policy of every lane, one row each: what batching and shedding will do, as
+    /// reviewable evidence. Lane choice: x-switchyard-lane, else stream → streaming, else realtime.
+    static func laneTable(_ c: GatewayConfig) -> [String] {
+        let header = ["lane", "priority", "min share", "queue max", "queue timeout", "on timeout", "ttft", "tpot", "e2e", "max stall",
+                      "attempts", "backoff", "sheddable", "preemptible"]
+        var rows: [[String]] = [header]
+        for lane in c.lanes {
+            rows.append([
+                lane.name, String(lane.priority), lane.minShare > 0 ? "\(trim(lane.minShare * 100))%" : "-",
+                lane.queue.maxSize == 0 ? "unbounded" : String(lane.queue.maxSize),
+                lane.queue.timeout?.formatted ?? "model's", lane.queue.timeoutAction.rawValue,
+                lane.slo.ttft?.formatted ?? "-", lane.slo.tpot?.formatted ?? "-", lane.slo.e2e?.formatted ?? "-", lane.slo.maxStall?.formatted ?? "-",
+                String(lane.retry.maxAttempts ?? c.retry.maxAttempts), lane.retry.backoff == .zero ? "-" : lane.retry.backoff.formatted,
+                lane.sheddable ? "yes" : "no", lane.preemptible ? "yes (max \(lane.maxPreemptions))" : "no",
+            ])
+        }
+        let widths = header.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
+        var lines = ["lanes (x-switchyard-lane; else stream → streaming, else realtime; lower priority number first; fair share between tenants inside a lane):"]
+        for row in rows {
+            lines.append("  " + row.enumerated().map { i, cell in pad(cell, widths[i] + 1) }.joined().trimmingCharacters(in: .whitespaces))
+        }
+        return lines
+    }
+
+    static func schedulingSummary(_ model: ModelConfig) -> String {
+        var parts: [String] = []
+        let b = model.batching
+        parts.append("per replica at most " + (b.maxBatchSize.map { "\($0) in flight" } ?? "max_inflight in flight")
+                     + (b.maxBatchTokens.map { ", \($0) tokens (prompt + max output)" } ?? ""))
+        parts.append(b.maxQueueDelay > .zero ? "embeddings coalesced up to \(b.maxBatchSize ?? 8) inputs or \(b.maxQueueDelay.formatted)" : "embeddings not coalesced")
+        if let h = model.memoryHeadroom {
+            parts.append("dispatch while KV cache < \(trim(h.kvCacheMax * 100))% (/metrics every \(h.scrapeInterval.formatted), stale after \(h.metricsStaleAfter.formatted) = saturated)")
+        }
+        if model.adaptiveConcurrency.enabled {
+            parts.append("adaptive window \(model.adaptiveConcurrency.min)…slots, AIMD every \(model.adaptiveConcurrency.interval.formatted)")
+        }
+        return parts.joined(separator: "; ")
     }
 
     static func pad(_ s: String, _ width: Int) -> String {

@@ -105,4 +105,65 @@ import Testing
         #expect(Duration.parse("-1s") == nil)
         #expect(Duration.parse("soon") == nil)
     }
+    @Test func lanesOverrideDefaultsAndModelsCarrySchedulingPolicy() throws {
+        let config = try ConfigLoader.load(yaml: """
+            lanes:
+              realtime:  { priority: 0, slo: { ttft: 1s, e2e: 10s }, queue: { max_size: 256, timeout: 1s, timeout_action: reject }, retry: { max_attempts: 2 } }
+              streaming: { priority: 1, slo: { ttft: 2s, tpot: 100ms, max_stall: 2s } }
+              batch:     { priority: 2, min_share: 0.1, sheddable: true, queue: { max_size: 100000, timeout_action: delay }, retry: { max_attempts: 5, backoff: 1s } }
+              eval:      { priority: 3, preemptible: true }
+            models:
+              - name: smollm2
+                backends: [{ url: "http://127.0.0.1:8000/v1", max_inflight: 4 }]
+                batching: { max_batch_size: 4, max_batch_tokens: 8192, max_queue_delay: 5ms }
+                memory_headroom: { kv_cache_max: 0.85, metrics_stale_after: 2s }
+                adaptive_concurrency: { enabled: true, min: 1 }
+            """)
+        #expect(config.lanes.map(\.name) == ["realtime", "streaming", "batch", "eval"], "sorted by priority")
+        let realtime = try #require(config.lane(named: "realtime"))
+        #expect(realtime.slo.ttft == .seconds(1))
+        #expect(realtime.queue.timeout == .seconds(1))
+        #expect(realtime.retry.maxAttempts == 2)
+        let streaming = try #require(config.lane(named: "streaming"))
+        #expect(streaming.slo.tpot == .milliseconds(100))
+        #expect(streaming.queue.maxSize == 1024, "unset fields keep the default")
+        let batch = try #require(config.lane(named: "batch"))
+        #expect(batch.minShare == 0.1)
+        #expect(batch.sheddable)
+        #expect(batch.preemptible, "batch is preemptible by default")
+        #expect(batch.queue.timeoutAction == .delay)
+        #expect(batch.retry.backoff == .seconds(1))
+        #expect(config.lane(named: "eval")?.preemptible == true)
+        let model = config.models[0]
+        #expect(model.batching.maxBatchSize == 4)
+        #expect(model.batching.maxBatchTokens == 8192)
+        #expect(model.batching.maxQueueDelay == .milliseconds(5))
+        #expect(model.memoryHeadroom?.kvCacheMax == 0.85)
+        #expect(model.adaptiveConcurrency.enabled)
+    }
+
+    @Test func withoutLanesTheThreeStandardLanesExist() throws {
+        let config = try ConfigLoader.load(yaml: "models: [{ name: m, backends: [{ url: 'http://127.0.0.1:1/v1' }] }]")
+        #expect(config.lanes.map(\.name) == ["realtime", "streaming", "batch"])
+        #expect(config.lanes.map(\.priority) == [0, 0, 1])
+    }
+
+    @Test func invalidLaneFieldsAreReportedByPath() {
+        #expect {
+            try ConfigLoader.load(yaml: """
+                lanes:
+                  realtime: { slo: { ttft: 2s, e2e: 1s }, queue: { timeout_action: drop } }
+                  bulk: { min_share: 0.5 }
+                  realtime2: { priority: 0, min_share: 0.3 }
+                models: [{ name: m, backends: [{ url: 'http://127.0.0.1:1/v1' }], batching: { max_queue_delay: 5s } }]
+                """)
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("lanes.realtime.slo.e2e: must be ≥ slo.ttft")
+                && text.contains("lanes.realtime.queue.timeout_action: must be one of reject, delay")
+                && text.contains("lanes.bulk.priority: required")
+                && text.contains("share priority 0 but give different min_share")
+                && text.contains("models[0].batching.max_queue_delay")
+        }
+    }
 }

@@ -6,6 +6,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import SwitchyardCore
+@testable import SwitchyardGateway
 
 /// An in-process OpenAI-style upstream that misbehaves on demand. The first path segment names
 /// the behaviour, so one server hosts many "backends": `http://127.0.0.1:PORT/<behaviour>/v1`.
@@ -19,6 +20,9 @@ import SwitchyardCore
 /// - `trickle`: one chunk, then silence for 5 s.
 /// - `slow-head`: waits 5 s before answering.
 /// - `endless`: a chunk every 20 ms for 10 s (to watch cancellation).
+///
+/// Any request may carry `"tag"` (recorded in arrival order) and `"hold": true` (waits for
+/// ``TestUpstream/release()`` before answering).
 struct TestUpstreamContext: RequestContext {
     var coreContext: CoreRequestContextStorage
     let channel: any Channel
@@ -32,6 +36,16 @@ final class TestUpstream: Sendable {
     private let counts = Mutex<[String: Int]>([:])
     private let closedStreams = Atomic<Int>(0)
     private let lastBody = Mutex<JSONValue?>(nil)
+    private let tags = Mutex<[String]>([])
+    /// Requests with `"hold": true` wait here until ``release()``.
+    let gate = OneShotSignal()
+
+    /// Inputs per upstream embeddings request, in arrival order.
+    let embeddingBatches = Mutex<[Int]>([])
+
+    /// `tag` fields of the requests received, in arrival order.
+    var arrivals: [String] { tags.withLock { $0 } }
+    func release() { gate.fire() }
 
     func count(_ behaviour: String) -> Int { counts.withLock { $0[behaviour] ?? 0 } }
     var streamsEndedByClient: Int { closedStreams.load(ordering: .relaxed) }
@@ -56,6 +70,21 @@ final class TestUpstream: Sendable {
         router.post("/:behaviour/v1/completions") { request, context in
             try await self.handle(request, context: context)
         }
+        // Embeddings: one vector per input, `[length of the input]`, so tests can match them up.
+        router.post("/:behaviour/v1/embeddings") { request, _ in
+            var request = request
+            let body = try JSONParser.parse(try await request.collectBody(upTo: 1 << 20).readableBytesView)
+            let inputs = body["input"]?.arrayValue ?? [body["input"] ?? .string("")]
+            self.embeddingBatches.withLock { $0.append(inputs.count) }
+            let data = inputs.enumerated().map { i, input in
+                JSONValue.object([("object", .string("embedding")), ("index", .number(i)),
+                                  ("embedding", .array([.number(input.stringValue?.count ?? 0)]))])
+            }
+            let tokens = inputs.reduce(0) { $0 + ($1.stringValue?.count ?? 0) }
+            let reply = JSONValue.object([("object", .string("list")), ("data", .array(data)), ("model", .string("upstream-model")),
+                                          ("usage", .object([("prompt_tokens", .number(tokens)), ("total_tokens", .number(tokens))]))])
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: reply.serialized())))
+        }
         return router
     }
 
@@ -66,6 +95,8 @@ final class TestUpstream: Sendable {
         let bytes = try await request.collectBody(upTo: 1 << 20)
         let body = try JSONParser.parse(bytes.readableBytesView)
         lastBody.withLock { $0 = body }
+        if let tag = body["tag"]?.stringValue { tags.withLock { $0.append(tag) } }
+        if body["hold"]?.boolValue == true { await gate.wait() }
         let stream = body["stream"]?.boolValue ?? false
         let channel = context.channel
         switch behaviour {

@@ -135,4 +135,71 @@ import Testing
         #expect(s.queuedTotal == 1)
         #expect(s.dispatch(now: .zero) { _ in true }?.id == 1)
     }
+    @Test func removedRequestsLeaveTheQueue() {
+        var s = S(lanes: Self.lanes)
+        _ = s.enqueue(Self.req(1, "realtime", "a"), now: .zero)
+        _ = s.enqueue(Self.req(2, "realtime", "a"), now: .zero)
+        _ = s.enqueue(Self.req(3, "realtime", "b"), now: .zero)
+        let removed = s.remove(id: 2, lane: "realtime", tenant: "a")
+        let again = s.remove(id: 2, lane: "realtime", tenant: "a")
+        #expect(removed)
+        #expect(!again, "already gone")
+        #expect(s.queued(lane: "realtime") == 2)
+        // A freed place in a full lane can be taken again.
+        for i in 4...5 {
+            let admission = s.enqueue(Self.req(UInt64(i), "realtime", "c"), now: .zero)
+            #expect(admission == .queued)
+        }
+        let full = s.enqueue(Self.req(6, "realtime", "c"), now: .zero)
+        #expect(full == .rejected(.queueFull(limit: 4)))
+        let order = (0..<4).compactMap { _ in s.dispatch(now: .zero)?.id }
+        #expect(Set(order) == [1, 3, 4, 5])
+    }
+
+    @Test func preemptedRequestGoesBackFirstWithItsChargeRefunded() {
+        var s = S(lanes: Self.lanes)
+        for i in 1...3 { _ = s.enqueue(Self.req(UInt64(i), "batch", "a"), now: .zero) }
+        let first = s.dispatch(now: .zero)!
+        #expect(first.id == 1)
+        let charged = s.counter(band: 2, tenant: "a")!
+        #expect(charged == 200, "100 input + 2 × 50 output")
+        s.requeueAtFront(first)
+        #expect(s.counter(band: 2, tenant: "a") == 0, "refunded")
+        #expect(s.queued(lane: "batch") == 3)
+        #expect(s.dispatch(now: .zero)?.id == 1, "first in line again")
+    }
+
+    @Test func requeueBypassesTheQueueLimit() {
+        var s = S(lanes: Self.lanes)
+        for i in 1...4 { _ = s.enqueue(Self.req(UInt64(i), "realtime"), now: .zero) }
+        let r = s.dispatch(now: .zero)!
+        _ = s.enqueue(Self.req(9, "realtime"), now: .zero)
+        s.requeueAtFront(r)
+        #expect(s.queued(lane: "realtime") == 5, "admitted once, never lost")
+    }
+
+    @Test func expiryIsSkippedUntilTheEarliestDeadline() {
+        var s = S(lanes: Self.lanes)
+        _ = s.enqueue(Self.req(1, "realtime", deadline: .seconds(2)), now: .zero)
+        _ = s.enqueue(Self.req(2, "realtime", deadline: .seconds(1)), now: .zero)
+        #expect(s.earliestDeadline == .seconds(1))
+        let none = s.expire(now: .milliseconds(900))
+        #expect(none.isEmpty)
+        let one = s.expire(now: .milliseconds(1100))
+        #expect(one.map(\.id) == [2])
+        #expect(s.earliestDeadline == .seconds(2), "recomputed from what is left")
+        let other = s.expire(now: .milliseconds(2100))
+        #expect(other.map(\.id) == [1])
+        #expect(s.earliestDeadline == nil)
+    }
+
+    @Test func usageReconcilesInputAndOutput() {
+        var s = S(lanes: Self.lanes)
+        _ = s.enqueue(Self.req(1, "realtime", "a", input: 100, output: 50), now: .zero)
+        _ = s.enqueue(Self.req(2, "realtime", "a"), now: .zero)
+        let r = s.dispatch(now: .zero)!
+        s.complete(r, outputTokens: 10, inputTokens: 40)
+        let counter = s.counter(band: 0, tenant: "a") ?? -1
+        #expect(counter == 60, "40 input + 2 × 10 output, got \(counter.description)")
+    }
 }

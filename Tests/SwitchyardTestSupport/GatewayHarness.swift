@@ -97,3 +97,16 @@ public struct TestClient {
         }
     }
 }
+
+/// Polls a condition with a deadline (never a fixed sleep): true once it holds.
+public enum Poll {
+    @discardableResult
+    public static func until(_ timeout: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while !condition() {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return true
+    }
+}

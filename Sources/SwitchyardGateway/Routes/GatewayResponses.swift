@@ -16,6 +16,8 @@ public enum GatewayHeaders {
     public static let servedLane = HTTPField.Name("x-switchyard-lane")!
     /// Response: times the request was preempted (only when it was).
     public static let preemptions = HTTPField.Name("x-switchyard-preemptions")!
+    /// Response: inputs in the upstream embeddings request this one was merged into.
+    public static let coalesced = HTTPField.Name("x-switchyard-coalesced")!
 }
 
 enum GatewayResponses {

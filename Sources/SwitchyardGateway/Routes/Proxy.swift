@@ -21,6 +21,7 @@ public final class Proxy: Sendable {
     let watch: ClientConnectionWatch
     let monitor: TimeoutMonitor
     private let budget: Mutex<RetryBudget>
+    let batchers: [String: EmbeddingBatcher]
     private let origin = ContinuousClock.now
 
     init(config: GatewayConfig, pools: [String: ModelPool], client: UpstreamClient, metrics: GatewayMetrics, watch: ClientConnectionWatch, monitor: TimeoutMonitor) {
@@ -30,6 +31,11 @@ public final class Proxy: Sendable {
         self.client = client
         self.metrics = metrics
         self.watch = watch
+        var batchers: [String: EmbeddingBatcher] = [:]
+        for model in config.models where model.batching.maxQueueDelay > .zero {
+            batchers[model.name] = EmbeddingBatcher(model: model.name, batching: model.batching)
+        }
+        self.batchers = batchers
         budget = Mutex(RetryBudget(ratio: config.retry.budgetRatio, window: config.retry.budgetWindow,
                                    minPerWindow: config.retry.minRetriesPerWindow))
     }
@@ -70,6 +76,8 @@ public final class Proxy: Sendable {
         var promptTokens: Int?
         var completionTokens: Int?
         var error: String?
+        /// Where a merged embeddings request leaves its answer.
+        var sink: CoalescedSink?
     }
 
     struct ProxyRequestSummary: Sendable {
@@ -78,13 +86,22 @@ public final class Proxy: Sendable {
         let model: String
         let lane: String
         let stream: Bool
+        /// Inputs of a merged embeddings request (its members are logged and counted instead).
+        var coalescedInputs: Int?
     }
 
     public func handle(_ request: ProxyRequest, channel: (any Channel)?, logger: Logger) async -> Response {
+        if request.coalesced == nil, let batcher = batchers[request.model], let input = EmbeddingBatcher.singleInput(request) {
+            let arrival = ContinuousClock.now
+            let (answer, index) = await batcher.submit(request, input: input) { [self] items in await sendCoalesced(items, logger: logger) }
+            return answerCoalesced(request, arrival: arrival, answer: answer, index: index, logger: logger)
+        }
         let start = ContinuousClock.now
         var record = Record(start: start,
-                            request: ProxyRequestSummary(id: request.requestID, tenant: request.tenant, model: request.model, lane: request.lane, stream: request.stream),
+                            request: ProxyRequestSummary(id: request.requestID, tenant: request.tenant, model: request.model, lane: request.lane,
+                                                         stream: request.stream, coalescedInputs: request.coalesced?.inputs),
                             model: request.model)
+        record.sink = request.coalesced
         guard let primary = pools[request.model] else {
             return finish(error: .modelNotFound(request.model), record: &record, logger: logger)
         }
@@ -390,6 +407,15 @@ public final class Proxy: Sendable {
         }
         release(pool, lease, status >= 500 ? .failure : .success,
                 usage: ModelPool.Usage(promptTokens: record.promptTokens, completionTokens: record.completionTokens))
+        request.coalesced?.store { a in
+            a.status = status
+            a.body = out
+            a.contentType = response.headers.first(name: "content-type") ?? "application/json"
+            a.backend = record.backend
+            a.attempts = record.attempts
+            a.queueWait = record.queueWait
+            a.promptTokens = record.promptTokens
+        }
         var headers = HTTPFields()
         headers[.contentType] = response.headers.first(name: "content-type") ?? "application/json"
         addGatewayHeaders(&headers, record: record)
@@ -397,7 +423,7 @@ public final class Proxy: Sendable {
         return .done(Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: out)))
     }
 
-    private func addGatewayHeaders(_ headers: inout HTTPFields, record: Record) {
+    func addGatewayHeaders(_ headers: inout HTTPFields, record: Record) {
         headers[GatewayHeaders.requestID] = record.request.id
         if let backend = record.backend { headers[GatewayHeaders.backend] = backend }
         headers[GatewayHeaders.attempts] = String(record.attempts)
@@ -536,6 +562,13 @@ public final class Proxy: Sendable {
     func finish(error: APIError, record: inout Record, logger: Logger) -> Response {
         record.status = error.status
         record.error = error.message
+        record.sink?.store { [record] a in
+            a.status = error.status
+            a.body = ByteBuffer(bytes: error.json.serialized())
+            a.backend = record.backend
+            a.attempts = record.attempts
+            a.queueWait = record.queueWait
+        }
         log(&record, logger: logger)
         var headers = HTTPFields()
         addGatewayHeaders(&headers, record: record)
@@ -571,6 +604,12 @@ public final class Proxy: Sendable {
         let end = ContinuousClock.now
         let total = (end - record.start).seconds
         let lane = record.request.lane
+        if let inputs = record.request.coalescedInputs {
+            // Its members are counted and logged one by one.
+            logger.debug("coalesced embeddings request", metadata: ["request_id": "\(record.request.id)", "inputs": "\(inputs)", "status": "\(record.status)",
+                                                                    "backend": "\(record.backend ?? "-")", "total_ms": "\(Int((total * 1000).rounded()))"])
+            return
+        }
         metrics.requestFinished(model: record.request.model, lane: lane, code: record.status, duration: total)
         var ttftMs: String = "-"
         if let first = record.firstToken {

@@ -16,7 +16,7 @@ public struct ProxyRequest: Sendable {
     public let stream: Bool
     /// The client asked for `stream_options.include_usage`.
     public let clientWantsUsage: Bool
-    public let requestID: String
+    public var requestID: String
     /// Who is asking (from the API key), `anonymous` without tenants configured.
     public var tenant = "anonymous"
 
@@ -24,6 +24,8 @@ public struct ProxyRequest: Sendable {
     public var lane: String
     /// From `x-switchyard-timeout-ms`: may only shorten the lane's deadline.
     public var timeout: Duration?
+    /// Set on a merged embeddings request: its answer goes here, for the requests it carries.
+    var coalesced: CoalescedSink?
 
     /// Prompt size estimate for scheduling before the backend's `usage` is known: about four
     /// bytes per token of text, plus a few tokens of chat template per message.
