@@ -118,8 +118,16 @@ public final class Gateway: Sendable {
         for model in config.models {
             guard let pool = pools[model.name] else { continue }
             let replicas = pool.snapshot().map { r in
-                JSONValue.object([("url", .string(r.backend.id)), ("healthy", .bool(r.healthy)), ("ejected", .bool(r.ejected)),
-                                  ("inflight", .number(r.inflight)), ("error", r.lastError.map(JSONValue.string) ?? .null)])
+                var fields: [(String, JSONValue)] = [("url", .string(r.backend.id)), ("healthy", .bool(r.healthy)), ("ejected", .bool(r.ejected)),
+                                                     ("inflight", .number(r.inflight)), ("window", .number(r.window)),
+                                                     ("error", r.lastError.map(JSONValue.string) ?? .null)]
+                if let e = r.engine {
+                    func value(_ v: Double?) -> JSONValue { v.map { .number(String($0)) } ?? .null }
+                    fields.append(("engine", .object([("running", value(e.running)), ("waiting", value(e.waiting)),
+                                                      ("kv_cache_usage", value(e.kvCacheUsage)),
+                                                      ("age_seconds", .number(String(((pool.clock - e.scrapedAt).seconds * 1000).rounded() / 1000)))])))
+                }
+                return JSONValue.object(fields)
             }
             models.append((model.name, .object([("ready", .bool(pool.isReady)), ("backends", .array(replicas))])))
         }

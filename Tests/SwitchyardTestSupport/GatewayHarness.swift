@@ -53,6 +53,12 @@ public enum GatewayHarness {
 /// A small HTTP client for tests.
 public struct TestClient {
     public static let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+    /// For load in tests: up to 64 connections per host (the default client keeps 8).
+    public static let wide: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
 
     public struct Reply: Sendable {
         public var status: Int
@@ -67,13 +73,14 @@ public struct TestClient {
         }
     }
 
-    public static func post(_ url: String, _ body: String, contentType: String? = "application/json", headers: [String: String] = [:]) async throws -> Reply {
+    public static func post(_ url: String, _ body: String, contentType: String? = "application/json", headers: [String: String] = [:],
+                            client: HTTPClient = http, timeout: TimeAmount = .seconds(30)) async throws -> Reply {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         if let contentType { request.headers.add(name: "content-type", value: contentType) }
         for (k, v) in headers { request.headers.add(name: k, value: v) }
         request.body = .bytes(ByteBuffer(string: body))
-        let response = try await http.execute(request, timeout: .seconds(30))
+        let response = try await client.execute(request, timeout: timeout)
         let bytes = try await response.body.collect(upTo: 16 << 20)
         var h: [String: String] = [:]
         for field in response.headers { h[field.name.lowercased()] = field.value }

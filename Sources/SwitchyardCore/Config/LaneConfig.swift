@@ -96,7 +96,7 @@ public struct BatchingConfig: Sendable, Equatable {
 public struct MemoryHeadroomConfig: Sendable, Equatable {
     public var kvCacheMax = 0.85
     /// Older metrics count as saturated.
-    public var metricsStaleAfter: Duration = .seconds(2)
+    public var metricsStaleAfter: Duration = .seconds(3)
     public var scrapeInterval: Duration = .milliseconds(500)
     public init() {}
 }

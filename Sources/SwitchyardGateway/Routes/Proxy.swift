@@ -356,9 +356,11 @@ public final class Proxy: Sendable {
     private func stopped(_ reason: StopReason, pool: ModelPool, lease: ModelPool.Lease) -> AttemptResult {
         switch reason {
         case .preempted:
+            pool.noteCancelled(lease.index)
             release(pool, lease, .neutral, preempted: true)
             return .preempted
         case .clientClosed:
+            pool.noteCancelled(lease.index)
             release(pool, lease, .neutral)
             return .fail(APIError(status: 499, message: "Client closed the connection.", type: "client_closed", code: "client_closed"))
         case .firstByteTimeout, .idleTimeout, .totalTimeout:

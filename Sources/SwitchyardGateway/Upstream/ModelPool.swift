@@ -41,6 +41,8 @@ public final class ModelPool: Sendable {
         var samples = Samples()
         var lastDeferred: Double?
         var lastPreemptions: Double?
+        /// No `/metrics` scrape before this time (see ``noteCancelled(_:)``).
+        var quietUntil: Duration?
     }
 
     struct ActiveLease {
@@ -568,6 +570,21 @@ public final class ModelPool: Sendable {
         resume(resumptions)
     }
 
+    /// A request on this replica was cancelled (preempted, or its client left). llama.cpp notices
+    /// a closed connection of a non-streaming request only after a second with no other result
+    /// on its queue, and every `/metrics` scrape is such a result: scraping pauses meanwhile, or
+    /// the cancelled generation runs on and holds the slot that was just freed.
+    public func noteCancelled(_ index: Int, quiet: Duration = .milliseconds(1500)) {
+        let now = self.now
+        state.withLock { $0.replicas[index].quietUntil = now + quiet }
+    }
+
+    /// True while scraping this replica should pause (a cancellation is being noticed).
+    public func isQuiet(_ index: Int) -> Bool {
+        let now = self.now
+        return state.withLock { s in s.replicas[index].quietUntil.map { $0 > now } ?? false }
+    }
+
     /// Pool time (seconds since the pool was made), the clock of ``BackendSignals/scrapedAt``.
     public var clock: Duration { now }
 
@@ -610,6 +627,8 @@ public final class ModelPool: Sendable {
         public let lastError: String?
         /// Current slot limit (adaptive window when enabled; 0 = unlimited).
         public let window: Int
+        /// The engine's own view from its `/metrics`, when scraped.
+        public let engine: BackendSignals?
     }
 
     /// Live replicas (registered ones whose heartbeat lapsed are left out), with their index.
@@ -621,7 +640,7 @@ public final class ModelPool: Sendable {
                 if let expiry = r.expiresAt, expiry <= now { return nil }
                 return ReplicaSnapshot(index: i, backend: r.backend, inflight: r.inflight, healthy: r.active.isHealthy,
                                        ejected: r.outlier.admission(now: now) == .refuse, gateOpen: r.gateOpen, lastError: r.active.lastError,
-                                       window: limit(r))
+                                       window: limit(r), engine: r.signals)
             }
         }
     }

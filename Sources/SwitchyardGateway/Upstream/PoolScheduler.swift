@@ -45,7 +45,7 @@ struct SignalScraper: Service {
             while !Task.isCancelled {
                 await withTaskGroup(of: Void.self) { group in
                     for pool in watched {
-                        for replica in pool.snapshot() where replica.healthy {
+                        for replica in pool.snapshot() where replica.healthy && !pool.isQuiet(replica.index) {
                             group.addTask { await scrape(pool, replica) }
                         }
                     }
