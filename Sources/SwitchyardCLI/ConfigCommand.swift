@@ -120,6 +120,7 @@ public enum EffectiveConfig {
         if let h = model.memoryHeadroom {
             parts.append("dispatch while KV cache < \(trim(h.kvCacheMax * 100))% (/metrics every \(h.scrapeInterval.formatted), stale after \(h.metricsStaleAfter.formatted) = saturated)")
         }
+        parts.append("preemption issued \(model.preemptionLead.formatted) before a deadline")
         if model.adaptiveConcurrency.enabled {
             parts.append("adaptive window \(model.adaptiveConcurrency.min)…slots, AIMD every \(model.adaptiveConcurrency.interval.formatted)")
         }

@@ -135,7 +135,7 @@ public enum ConfigLoader {
 
     static func decodeModel(_ node: Node, _ path: String, reader r: inout YAMLReader) -> ModelConfig? {
         guard let m = r.mapping(node, path, allowed: ["name", "backends", "routing", "fallback", "timeouts", "queue_timeout", "managed",
-                                                         "batching", "memory_headroom", "adaptive_concurrency"]) else { return nil }
+                                                         "batching", "memory_headroom", "adaptive_concurrency", "preemption_lead"]) else { return nil }
         guard let nameNode = m["name"] else {
             r.fail("\(path).name", "required", node)
             return nil
@@ -183,6 +183,7 @@ public enum ConfigLoader {
             }
             model.memoryHeadroom = h
         }
+        if let n = m["preemption_lead"], let v = r.duration(n, "\(path).preemption_lead", allowZero: true) { model.preemptionLead = v }
         if let n = m["adaptive_concurrency"], let am = r.mapping(n, "\(path).adaptive_concurrency", allowed: ["enabled", "min", "interval"]) {
             if let v = am["enabled"], let x = r.bool(v, "\(path).adaptive_concurrency.enabled") { model.adaptiveConcurrency.enabled = x }
             if let v = am["min"], let x = r.int(v, "\(path).adaptive_concurrency.min", min: 1, max: 4096) { model.adaptiveConcurrency.min = x }

@@ -158,6 +158,9 @@ public struct ModelConfig: Sendable, Equatable {
     /// KV-cache watermark from the backends' `/metrics`; nil → not scraped.
     public var memoryHeadroom: MemoryHeadroomConfig?
     public var adaptiveConcurrency = AdaptiveConcurrencyConfig()
+    /// Time the engine needs to stop a cancelled generation: preemption is issued this long
+    /// before a waiting request's deadline. llama.cpp notices a closed connection within ~1 s.
+    public var preemptionLead: Duration = .seconds(1)
 
     public init(name: String, backends: [BackendConfig]) {
         self.name = name

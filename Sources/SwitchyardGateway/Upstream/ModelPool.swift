@@ -46,6 +46,7 @@ public final class ModelPool: Sendable {
     }
 
     struct ActiveLease {
+        var lane: String
         var priority: Int
         var started: Duration
         var signal: PreemptionSignal?
@@ -78,6 +79,8 @@ public final class ModelPool: Sendable {
         var rng = SystemRandomNumberGenerator()
         /// Moving average of a request's time on a replica (seconds).
         var serviceSeconds: Double?
+        /// The same per lane: how long a request of that lane usually holds its slot.
+        var serviceByLane: [String: Double] = [:]
         /// Moving average of prompt tokens per second of server-side time to first token.
         var prefillTokensPerSecond: Double?
         var lastAdaptive: Duration = .zero
@@ -332,7 +335,7 @@ public final class ModelPool: Sendable {
                               request: request, preemption: signal, started: now)
             s.replicas[index].inflight += 1
             s.replicas[index].inflightTokens += request.inputTokens + request.maxOutputTokens
-            s.replicas[index].leases[request.id] = ActiveLease(priority: waiting.priority, started: now, signal: signal)
+            s.replicas[index].leases[request.id] = ActiveLease(lane: request.lane, priority: waiting.priority, started: now, signal: signal)
             if let continuation = waiting.continuation {
                 s.waiting.removeValue(forKey: request.id)
                 s.urgent.remove(request.id)
@@ -431,6 +434,7 @@ public final class ModelPool: Sendable {
                 s.replicas[lease.index].outlier.recordSuccess()
                 let seconds = (now - lease.started).seconds
                 s.serviceSeconds = s.serviceSeconds.map { 0.8 * $0 + 0.2 * seconds } ?? seconds
+                s.serviceByLane[lease.request.lane] = s.serviceByLane[lease.request.lane].map { 0.8 * $0 + 0.2 * seconds } ?? seconds
             case .failure: ejected = s.replicas[lease.index].outlier.recordFailure(now: now)
             case .neutral: if lease.isProbe { s.replicas[lease.index].outlier.cancelProbe() }
             }
@@ -509,21 +513,28 @@ public final class ModelPool: Sendable {
 
     /// A queued request of an urgent lane that would miss its start deadline while every slot it
     /// could use is held: the youngest preemptible request of a lower band is stopped (its proxy
-    /// requeues it first in its queue). One preemption per waiting request.
+    /// requeues it first in its queue). Not before it is needed: while some in-flight request is
+    /// expected to finish (its lane's usual service time) early enough, counting the time the
+    /// engine takes to stop a cancelled generation (`preemption_lead`), the request waits.
     private func preemptLocked(_ s: inout State, now: Duration) -> [String] {
         guard !s.urgent.isEmpty else { return [] }
-        let slots = max(1, s.replicas.reduce(0) { $0 + limit($1) })
-        let slotWait = Duration.seconds((s.serviceSeconds ?? 0) / Double(slots)) + tickInterval * 5
+        let lead = config.preemptionLead + tickInterval * 2
         var preempted: [String] = []
         for id in s.urgent {
-            guard let w = s.waiting[id], w.result == nil, !w.preemptionAsked, let startBy = w.request.deadline,
-                  now + slotWait >= startBy else { continue }
+            guard let w = s.waiting[id], w.result == nil, !w.preemptionAsked, let startBy = w.request.deadline else { continue }
+            var soonestFree: Duration?
             var victim: (replica: Int, lease: UInt64, started: Duration)?
             for (i, r) in s.replicas.enumerated() where !w.ticket.excluding.contains(i) && isEligible(r, now: now) {
-                for (leaseID, lease) in r.leases where lease.priority > w.priority && lease.signal?.isArmed == true {
-                    if victim == nil || lease.started > victim!.started { victim = (i, leaseID, lease.started) }
+                for (leaseID, lease) in r.leases {
+                    let expected = s.serviceByLane[lease.lane] ?? s.serviceSeconds
+                    let remaining = expected.map { Swift.max(.zero, .seconds($0) - (now - lease.started)) }
+                    if let remaining { soonestFree = soonestFree.map { Swift.min($0, remaining) } ?? remaining }
+                    if lease.priority > w.priority, lease.signal?.isArmed == true, victim == nil || lease.started > victim!.started {
+                        victim = (i, leaseID, lease.started)
+                    }
                 }
             }
+            guard now + (soonestFree ?? .zero) + lead >= startBy || (soonestFree == nil && now + lead >= startBy) else { continue }
             guard let victim, let signal = s.replicas[victim.replica].leases[victim.lease]?.signal, signal.fire() else { continue }
             s.waiting[id]!.preemptionAsked = true
             preempted.append(w.request.lane)
