@@ -182,4 +182,47 @@ import SwitchyardTestSupport
             }
         }
     }
+    @Test func noDispatchWithoutKVCacheHeadroom() async throws {
+        let upstream = TestUpstream()
+        upstream.kvCacheUsage.withLock { $0 = 0.95 }
+        try await upstream.run { port in
+            var model = GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])
+            model.backends[0].maxInflight = 4
+            var headroom = MemoryHeadroomConfig()
+            headroom.kvCacheMax = 0.8
+            headroom.scrapeInterval = .milliseconds(20)
+            model.memoryHeadroom = headroom
+            try await GatewayHarness.with(GatewayHarness.config(models: [model])) { gateway, base in
+                let pool = try #require(gateway.pools["m"])
+                #expect(await Poll.until { pool.snapshot().first?.engine?.kvCacheUsage == 0.95 }, "the engine's /metrics were read")
+                let first = Self.send(base, "first", hold: true)
+                #expect(await Poll.until { upstream.arrivals == ["first"] }, "an idle replica always takes one request")
+                let second = Self.send(base, "second")
+                #expect(await Poll.until { pool.queued(lane: "realtime") == 1 }, "a free slot, but no KV-cache room: it waits")
+                upstream.kvCacheUsage.withLock { $0 = 0.3 }
+                #expect(try await second.value.status == 200, "dispatched once the engine reports room")
+                upstream.release()
+                #expect(try await first.value.status == 200)
+            }
+        }
+    }
+
+    @Test func adaptiveWindowShrinksOnBackendOverload() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            var model = GatewayHarness.model("m", ["http://127.0.0.1:\(port)/status429/v1"])
+            model.backends[0].maxInflight = 4
+            model.adaptiveConcurrency.enabled = true
+            model.adaptiveConcurrency.interval = .milliseconds(20)
+            let config = GatewayHarness.config(models: [model]) { $0.retry.maxRetryAfter = .zero }
+            try await GatewayHarness.with(config) { gateway, base in
+                let pool = try #require(gateway.pools["m"])
+                #expect(pool.snapshot().first?.window == 4, "starts at the slot count")
+                let reply = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat())
+                #expect(reply.status == 429)
+                #expect(await Poll.until { (pool.snapshot().first?.window ?? 4) < 4 }, "×0.9 after a 429 from the backend")
+                #expect(await Poll.until { String(decoding: gateway.metrics.render(), as: UTF8.self).contains("switchyard_backend_window{backend=") })
+            }
+        }
+    }
 }

@@ -40,6 +40,9 @@ final class TestUpstream: Sendable {
     /// Requests with `"hold": true` wait here until ``release()``.
     let gate = OneShotSignal()
 
+    /// What `/metrics` reports as `llamacpp:kv_cache_usage_ratio`.
+    let kvCacheUsage = Mutex<Double>(0)
+
     /// Inputs per upstream embeddings request, in arrival order.
     let embeddingBatches = Mutex<[Int]>([])
 
@@ -64,6 +67,11 @@ final class TestUpstream: Sendable {
     func router() -> Router<TestUpstreamContext> {
         let router = Router(context: TestUpstreamContext.self)
         router.get("/health") { _, _ in "ok" }
+        // llama.cpp-style engine metrics; the KV-cache use is set by the test.
+        router.get("/metrics") { _, _ in
+            let kv = self.kvCacheUsage.withLock { $0 }
+            return "# TYPE llamacpp:kv_cache_usage_ratio gauge\nllamacpp:kv_cache_usage_ratio \(kv)\nllamacpp:requests_processing 1\nllamacpp:requests_deferred 0\n"
+        }
         router.post("/:behaviour/v1/chat/completions") { request, context in
             try await self.handle(request, context: context)
         }
