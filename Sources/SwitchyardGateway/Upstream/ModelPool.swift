@@ -129,6 +129,8 @@ public final class ModelPool: Sendable {
         /// Set for preemptible lanes while the request may still be preempted.
         public let preemption: PreemptionSignal?
         let started: Duration
+        /// Dispatched by the scheduler (its tenant was charged): usage reconciles the charge.
+        let charged: Bool
     }
 
     public enum AcquireError: Error, Sendable {
@@ -222,6 +224,16 @@ public final class ModelPool: Sendable {
             s.nextID += 1
             let request = LaneScheduler.Request(id: id, lane: ticket.lane, tenant: ticket.tenant, inputTokens: ticket.inputTokens,
                                                 maxOutputTokens: ticket.maxOutputTokens, deadline: ticket.startBy.map { $0 - origin })
+            // Nobody waits: no ordering to decide, take a slot at once (the common, uncontended
+            // case). Fairness counters only matter between backlogged tenants, so nothing is charged.
+            if s.scheduler.queuedTotal == 0, !ticket.requeue {
+                let candidates = dispatchable(s, excluding: ticket.excluding, tokens: request.inputTokens + request.maxOutputTokens, now: now)
+                if case .replica(let index, let affinity) = Balancer.choose(candidates, affinityKey: ticket.affinityKey,
+                                                                            balanceFactor: config.routing.balanceFactor, using: &s.rng) {
+                    return (.done(.success(lease(&s, request, ticket: ticket, priority: lane.priority, index: index, affinity: affinity,
+                                                 charged: false, now: now))), [])
+                }
+            }
             if ticket.requeue {
                 s.scheduler.requeueAtFront(request)
             } else {
@@ -323,19 +335,7 @@ public final class ModelPool: Sendable {
             }
             guard let request = picked else { break }
             guard let (index, affinity) = choice, let waiting = s.waiting[request.id] else { continue }
-            var probe = false
-            if s.replicas[index].outlier.admission(now: now) == .probe {
-                s.replicas[index].outlier.startProbe(now: now)
-                probe = true
-            }
-            let lane = lanes[request.lane]
-            let preemptible = (lane?.preemptible ?? false) && waiting.ticket.preemptions < (lane?.maxPreemptions ?? 0)
-            let signal = preemptible ? PreemptionSignal() : nil
-            let lease = Lease(index: index, backend: s.replicas[index].backend, isProbe: probe, viaAffinity: affinity, id: request.id,
-                              request: request, preemption: signal, started: now)
-            s.replicas[index].inflight += 1
-            s.replicas[index].inflightTokens += request.inputTokens + request.maxOutputTokens
-            s.replicas[index].leases[request.id] = ActiveLease(lane: request.lane, priority: waiting.priority, started: now, signal: signal)
+            let lease = lease(&s, request, ticket: waiting.ticket, priority: waiting.priority, index: index, affinity: affinity, charged: true, now: now)
             if let continuation = waiting.continuation {
                 s.waiting.removeValue(forKey: request.id)
                 s.urgent.remove(request.id)
@@ -345,6 +345,24 @@ public final class ModelPool: Sendable {
             }
         }
         return out
+    }
+
+    /// Takes a slot on replica `index` for a dispatched request.
+    private func lease(_ s: inout State, _ request: LaneScheduler.Request, ticket: Ticket, priority: Int, index: Int, affinity: Bool,
+                       charged: Bool, now: Duration) -> Lease {
+        var probe = false
+        if s.replicas[index].outlier.admission(now: now) == .probe {
+            s.replicas[index].outlier.startProbe(now: now)
+            probe = true
+        }
+        let lane = lanes[request.lane]
+        let preemptible = (lane?.preemptible ?? false) && ticket.preemptions < (lane?.maxPreemptions ?? 0)
+        let signal = preemptible ? PreemptionSignal() : nil
+        s.replicas[index].inflight += 1
+        s.replicas[index].inflightTokens += request.inputTokens + request.maxOutputTokens
+        s.replicas[index].leases[request.id] = ActiveLease(lane: request.lane, priority: priority, started: now, signal: signal)
+        return Lease(index: index, backend: s.replicas[index].backend, isProbe: probe, viaAffinity: affinity, id: request.id,
+                     request: request, preemption: signal, started: now, charged: charged)
     }
 
     private func eligibleReplicas(_ s: State, excluding: Set<Int>, now: Duration) -> [Int] {
@@ -438,7 +456,7 @@ public final class ModelPool: Sendable {
             case .failure: ejected = s.replicas[lease.index].outlier.recordFailure(now: now)
             case .neutral: if lease.isProbe { s.replicas[lease.index].outlier.cancelProbe() }
             }
-            if !preempted {
+            if lease.charged, !preempted {
                 s.scheduler.complete(lease.request, outputTokens: usage?.completionTokens ?? lease.request.maxOutputTokens,
                                      inputTokens: usage?.promptTokens)
             }
