@@ -68,6 +68,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "SwitchyardEvidence",
+            dependencies: [
+                "SwitchyardCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "SwitchyardProbe",
             dependencies: ["SwitchyardCore", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
@@ -79,6 +88,7 @@ let package = Package(
                 "SwitchyardGateway",
                 "SwitchyardProbe",
                 "SwitchyardBackends",
+                "SwitchyardEvidence",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -94,6 +104,18 @@ let package = Package(
         .testTarget(
             name: "SwitchyardCoreTests",
             dependencies: ["SwitchyardCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SwitchyardEvidenceTests",
+            dependencies: [
+                "SwitchyardEvidence",
+                "SwitchyardCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,116 @@
+import SwitchyardCore
+
+/// Per-request SLO thresholds for goodput (a request is good when it succeeded and meets each).
+public struct RequestSLO: Sendable, Equatable {
+    public var ttft: Double?
+    public var tpot: Double?
+    public var e2e: Double?
+    public var maxStall: Double?
+    public init(ttft: Double? = nil, tpot: Double? = nil, e2e: Double? = nil, maxStall: Double? = nil) {
+        self.ttft = ttft
+        self.tpot = tpot
+        self.e2e = e2e
+        self.maxStall = maxStall
+    }
+
+    public var isEmpty: Bool { ttft == nil && tpot == nil && e2e == nil && maxStall == nil }
+
+    /// Measured from the schedule (TTFT_sched), so a late client cannot hide queueing.
+    public func met(by r: RequestRecord) -> Bool {
+        guard r.succeeded else { return false }
+        if let ttft, (r.ttftSched ?? .infinity) > ttft { return false }
+        if let tpot, let v = r.tpot, v > tpot { return false }
+        if let e2e, (r.e2eSched ?? .infinity) > e2e { return false }
+        if let maxStall, let v = r.maxGap, v > maxStall { return false }
+        return true
+    }
+}
+
+/// The statistics of one lane over its measurement window (reference/metrics.md).
+public struct LaneSummary: Sendable {
+    public var lane: String
+    /// Seconds from the end of warmup to the last measured request's end.
+    public var window: Double
+    public var offeredRate: Double?
+    public var scheduled: Int
+    public var sent: Int
+    public var succeeded: Int
+    public var failed: Int
+    public var sendRate: Double
+    public var requestThroughput: Double
+    public var outputTokenThroughput: Double
+    public var goodput: Double?
+    public var attainment: Double?
+    public var tokenMismatches: Int
+    public var metrics: [(name: String, summary: MetricSummary)]
+    /// Problems that make the numbers unfit for a verdict.
+    public var invalid: [String]
+    /// Up to five distinct error messages with their counts.
+    public var errors: [(message: String, count: Int)]
+
+    public static let metricNames = ["ttft", "ttft_sched", "e2e", "e2e_sched", "tpot", "itl", "stall", "schedule_lag"]
+
+    public func metric(_ name: String) -> MetricSummary? { metrics.first { $0.name == name }?.summary }
+
+    public static func compute(lane: String, records all: [RequestRecord], offeredRate: Double?, slo: RequestSLO = RequestSLO(),
+                               lagBound: Double = 0.05) -> LaneSummary {
+        let records = all.filter { !$0.warmup }
+        let start = records.map(\.tSched).min() ?? .zero
+        let end = records.compactMap { $0.tLast ?? $0.tSend }.max() ?? start
+        let window = max(1e-9, (end - start).seconds)
+        let ok = records.filter(\.succeeded)
+        let sendSpan = max(1e-9, ((records.compactMap(\.tSend).max() ?? start) - start).seconds)
+        var summary = LaneSummary(
+            lane: lane, window: window, offeredRate: offeredRate, scheduled: records.count, sent: records.filter { $0.tSend != nil }.count,
+            succeeded: ok.count, failed: records.count - ok.count,
+            sendRate: records.count > 1 ? Double(records.count - 1) / sendSpan : Double(records.count),
+            requestThroughput: Double(ok.count) / window,
+            outputTokenThroughput: Double(ok.reduce(0) { $0 + ($1.outputTokensServer ?? $1.outputTokensClient) }) / window,
+            goodput: nil, attainment: nil, tokenMismatches: ok.filter(\.tokenMismatch).count, metrics: [], invalid: [], errors: [])
+        if !slo.isEmpty {
+            let good = records.filter { slo.met(by: $0) }.count
+            summary.goodput = Double(good) / window
+            summary.attainment = records.isEmpty ? nil : Double(good) / Double(records.count)
+        }
+        let series: [(String, [Double])] = [
+            ("ttft", ok.compactMap(\.ttft)), ("ttft_sched", ok.compactMap(\.ttftSched)),
+            ("e2e", ok.compactMap(\.e2e)), ("e2e_sched", ok.compactMap(\.e2eSched)),
+            ("tpot", ok.compactMap(\.tpot)), ("itl", ok.flatMap(\.gaps)), ("stall", ok.compactMap(\.maxGap)),
+            ("schedule_lag", records.compactMap(\.scheduleLag)),
+        ]
+        summary.metrics = series.compactMap { name, values in MetricSummary(values).map { (name, $0) } }
+        if let offered = offeredRate, records.count > 10, summary.sendRate < 0.95 * offered {
+            summary.invalid.append(String(format: "sent %.2f req/s, below 95%% of the offered %.2f req/s: the client could not keep up", summary.sendRate, offered))
+        }
+        if let lag = summary.metric("schedule_lag"), lag.p99 > lagBound {
+            summary.invalid.append(String(format: "schedule lag p99 %.1f ms is over the %.1f ms bound", lag.p99 * 1000, lagBound * 1000))
+        }
+        if !ok.isEmpty, Double(summary.tokenMismatches) / Double(ok.count) > 0.05 {
+            summary.invalid.append("server and client token counts disagree on \(summary.tokenMismatches) of \(ok.count) requests")
+        }
+        var counts: [String: Int] = [:]
+        for r in records { if let e = r.error { counts[String(e.prefix(160)), default: 0] += 1 } }
+        summary.errors = counts.sorted { $0.value > $1.value }.prefix(5).map { ($0.key, $0.value) }
+        return summary
+    }
+
+    public var json: JSONValue {
+        func num(_ v: Double?) -> JSONValue { v.map { .number(String(format: "%.6g", $0)) } ?? .null }
+        var fields: [(String, JSONValue)] = [
+            ("lane", .string(lane)), ("window_s", num(window)), ("offered_rate", num(offeredRate)), ("scheduled", .number(scheduled)),
+            ("sent", .number(sent)), ("succeeded", .number(succeeded)), ("failed", .number(failed)), ("send_rate", num(sendRate)),
+            ("request_throughput", num(requestThroughput)), ("output_token_throughput", num(outputTokenThroughput)),
+            ("goodput", num(goodput)), ("attainment", num(attainment)), ("token_mismatches", .number(tokenMismatches)),
+        ]
+        fields.append(("metrics", .object(metrics.map { name, m in
+            (name, .object([("n", .number(m.n)), ("min", num(m.min)), ("mean", num(m.mean)), ("p50", num(m.p50)), ("p90", num(m.p90)),
+                            ("p95", num(m.p95)), ("p99", num(m.p99)), ("p99.9", num(m.p999)), ("max", num(m.max))]))
+        })))
+        fields.append(("valid", .bool(invalid.isEmpty)))
+        fields.append(("invalid_reasons", .array(invalid.map(JSONValue.string))))
+        fields.append(("errors", .array(errors.map { .object([("message", .string($0.message)), ("count", .number($0.count))]) })))
+        return .object(fields)
+    }
+}
+
+import Foundation

@@ -1,0 +1,76 @@
+import SwitchyardCore
+
+/// Everything measured about one request, on the run's monotonic clock (offsets from its start).
+public struct RequestRecord: Sendable {
+    public var id: Int
+    public var lane: String
+    /// Sent during warmup: kept in requests.jsonl, left out of the statistics.
+    public var warmup = false
+    public var tSched: Duration
+    public var tSend: Duration?
+    public var tFirst: Duration?
+    public var tLast: Duration?
+    /// Gaps between token-bearing chunks (ITL), seconds.
+    public var gaps: [Double] = []
+    public var status: Int?
+    public var error: String?
+    public var promptTokens: Int?
+    /// From the server's `usage.completion_tokens`.
+    public var outputTokensServer: Int?
+    /// Token-bearing chunks the client counted.
+    public var outputTokensClient = 0
+
+    public init(id: Int, lane: String, tSched: Duration) {
+        self.id = id
+        self.lane = lane
+        self.tSched = tSched
+    }
+
+    public var succeeded: Bool { status == 200 && error == nil && tLast != nil }
+
+    public var ttft: Double? { diff(tFirst, tSend) }
+    public var ttftSched: Double? { diff(tFirst, tSched) }
+    public var e2e: Double? { diff(tLast, tSend) }
+    public var e2eSched: Double? { diff(tLast, tSched) }
+    /// How late the request went out against its schedule.
+    public var scheduleLag: Double? { diff(tSend, tSched) }
+
+    /// (t_last − t_first) / (n_out − 1) with the server's n_out (the client's when absent);
+    /// undefined below 2 tokens.
+    public var tpot: Double? {
+        guard let first = tFirst, let last = tLast else { return nil }
+        let n = outputTokensServer ?? outputTokensClient
+        guard n >= 2 else { return nil }
+        return (last - first).seconds / Double(n - 1)
+    }
+
+    public var maxGap: Double? { gaps.max() }
+
+    /// The server's and the client's token counts disagree (streams only).
+    public var tokenMismatch: Bool {
+        guard let server = outputTokensServer, outputTokensClient > 0 else { return false }
+        return server != outputTokensClient
+    }
+
+    private func diff(_ a: Duration?, _ b: Duration?) -> Double? {
+        guard let a, let b else { return nil }
+        return (a - b).seconds
+    }
+
+    /// One line of requests.jsonl.
+    public var json: JSONValue {
+        func num(_ v: Double?) -> JSONValue { v.map { .number(String(format: "%.6f", $0)) } ?? .null }
+        func int(_ v: Int?) -> JSONValue { v.map { .number($0) } ?? .null }
+        return .object([
+            ("id", .number(id)), ("lane", .string(lane)), ("warmup", .bool(warmup)),
+            ("t_sched", num(tSched.seconds)), ("t_send", num(tSend?.seconds)), ("t_first", num(tFirst?.seconds)), ("t_last", num(tLast?.seconds)),
+            ("ttft", num(ttft)), ("ttft_sched", num(ttftSched)), ("e2e", num(e2e)), ("e2e_sched", num(e2eSched)), ("tpot", num(tpot)),
+            ("max_gap", num(maxGap)), ("schedule_lag", num(scheduleLag)),
+            ("status", int(status)), ("ok", .bool(succeeded)), ("error", error.map(JSONValue.string) ?? .null),
+            ("prompt_tokens", int(promptTokens)), ("n_out_server", int(outputTokensServer)), ("n_out_client", .number(outputTokensClient)),
+            ("gaps", .array(gaps.map { .number(String(format: "%.6f", $0)) })),
+        ])
+    }
+}
+
+import Foundation

@@ -1,0 +1,77 @@
+import SwitchyardCore
+
+/// Turns the events of one OpenAI-style SSE stream into the timestamps of reference/metrics.md:
+/// the first and every later token-bearing chunk (non-empty `content`, `reasoning_content`,
+/// `tool_calls`, or a completion's `text`; never the role-only chunk, keep-alives or the usage
+/// chunk), the server's usage, an in-band error, and whether `[DONE]` came.
+public struct StreamObserver: Sendable {
+    public private(set) var first: Duration?
+    public private(set) var last: Duration?
+    /// Gaps between consecutive token-bearing chunks, seconds.
+    public private(set) var gaps: [Double] = []
+    /// Token-bearing chunks seen (the client's own count).
+    public private(set) var chunks = 0
+    public private(set) var usageCompletionTokens: Int?
+    public private(set) var usagePromptTokens: Int?
+    /// An `{"error": …}` event inside a 200 stream: the request failed.
+    public private(set) var error: String?
+    public private(set) var sawDone = false
+    /// Data that was not JSON (and not `[DONE]`).
+    public private(set) var malformed: String?
+
+    private var decoder = SSEDecoder()
+
+    public init() {}
+
+    /// Feeds bytes as they arrived at `time`.
+    public mutating func feed(_ bytes: some Sequence<UInt8>, at time: Duration) {
+        for event in decoder.feed(bytes) { observe(event, at: time) }
+    }
+
+    /// End of body: flushes an unterminated last event.
+    public mutating func finish(at time: Duration) {
+        if let event = decoder.finish() { observe(event, at: time) }
+    }
+
+    public mutating func observe(_ event: SSEEvent, at time: Duration) {
+        guard !event.isComment else { return }
+        let data = event.data.trimmingCharacters(in: .whitespaces)
+        if data == "[DONE]" {
+            sawDone = true
+            return
+        }
+        guard let json = try? JSONParser.parse(Array(data.utf8)) else {
+            if malformed == nil { malformed = String(data.prefix(120)) }
+            return
+        }
+        if let err = json["error"], err != .null {
+            error = err["message"]?.stringValue ?? err.stringValue ?? err.serializedString
+            return
+        }
+        if let usage = json["usage"], usage != .null {
+            usageCompletionTokens = usage["completion_tokens"]?.intValue ?? usageCompletionTokens
+            usagePromptTokens = usage["prompt_tokens"]?.intValue ?? usagePromptTokens
+        }
+        guard Self.bearsTokens(json) else { return }
+        if let last { gaps.append((time - last).seconds) }
+        if first == nil { first = time }
+        last = time
+        chunks += 1
+    }
+
+    static func bearsTokens(_ json: JSONValue) -> Bool {
+        for choice in json["choices"]?.arrayValue ?? [] {
+            if let text = choice["text"]?.stringValue, !text.isEmpty { return true }
+            guard let delta = choice["delta"] else { continue }
+            if let content = delta["content"]?.stringValue, !content.isEmpty { return true }
+            if let reasoning = delta["reasoning_content"]?.stringValue, !reasoning.isEmpty { return true }
+            if let calls = delta["tool_calls"]?.arrayValue, !calls.isEmpty { return true }
+        }
+        return false
+    }
+
+    /// Longest gap between token-bearing chunks (the stall), seconds.
+    public var maxGap: Double? { gaps.max() }
+}
+
+import Foundation
