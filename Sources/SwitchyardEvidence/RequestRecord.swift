@@ -49,7 +49,8 @@ public struct RequestRecord: Sendable {
     /// The server's and the client's token counts disagree (streams only).
     public var tokenMismatch: Bool {
         guard let server = outputTokensServer, outputTokensClient > 0 else { return false }
-        return server != outputTokensClient
+        // One token of difference is the end-of-sequence token (no text, counted by the server).
+        return abs(server - outputTokensClient) > 1
     }
 
     private func diff(_ a: Duration?, _ b: Duration?) -> Double? {
