@@ -73,10 +73,11 @@ public struct Manifest: Sendable {
     }
 }
 
-/// Writes an evidence bundle: manifest.json, requests.jsonl, summary.json, report.md.
+/// Writes an evidence bundle: manifest.json, requests.jsonl, summary.json, report.md, report.html.
 public enum EvidenceBundle {
     public static func write(to directory: String, manifest: Manifest, records: [RequestRecord], summaries: [LaneSummary],
-                             extra: [(String, JSONValue)] = []) throws {
+                             extra: [(String, JSONValue)] = [], markers: [TimelineMarker] = [], sampled: [SampledSeries] = [],
+                             markdownPreamble: String = "") throws {
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
         func put(_ name: String, _ text: String) throws {
@@ -92,7 +93,8 @@ public enum EvidenceBundle {
         try put("requests.jsonl", lines)
         let summary = JSONValue.object([("lanes", .array(summaries.map(\.json)))] + extra)
         try put("summary.json", pretty(summary) + "\n")
-        try put("report.md", Report.markdown(manifest: manifest, summaries: summaries))
+        try put("report.md", Report.markdown(manifest: manifest, summaries: summaries, preamble: markdownPreamble))
+        try put("report.html", HTMLReport.render(manifest: manifest, summaries: summaries, records: records, markers: markers, sampled: sampled))
     }
 
     /// JSON with one key per line at the top levels (diff-friendly), compact below.
@@ -106,8 +108,8 @@ public enum EvidenceBundle {
 
 /// The human-readable report.
 public enum Report {
-    public static func markdown(manifest: Manifest, summaries: [LaneSummary]) -> String {
-        var out = "# Switchyard evidence\n\n"
+    public static func markdown(manifest: Manifest, summaries: [LaneSummary], preamble: String = "") -> String {
+        var out = "# Switchyard evidence\n\n" + preamble
         out += "- command: `\(manifest.command.joined(separator: " "))`\n"
         out += "- version \(manifest.version)\(manifest.gitCommit.map { ", commit \($0.prefix(12))" } ?? ""); spec sha256 \(manifest.specHash.prefix(16))…\n"
         out += "- machine: \(manifest.machine.cpuModel), \(manifest.machine.cores) cores, \(manifest.machine.memoryBytes >> 30) GiB, \(manifest.machine.os)\n\n"

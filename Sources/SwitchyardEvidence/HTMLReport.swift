@@ -1,0 +1,168 @@
+import Foundation
+
+/// A moment to mark on the time charts (a fault injected, a phase change).
+public struct TimelineMarker: Sendable {
+    public var at: Double
+    public var label: String
+    public init(at: Double, label: String) {
+        self.at = at
+        self.label = label
+    }
+}
+
+/// A sampled series from outside the client (the gateway's queue depth from its /metrics).
+public struct SampledSeries: Sendable {
+    public var name: String
+    public var points: [(t: Double, value: Double)]
+    public init(name: String, points: [(t: Double, value: Double)]) {
+        self.name = name
+        self.points = points
+    }
+}
+
+/// report.html: one self-contained file (inline CSS and SVG, no scripts, no network): per-lane
+/// tables, TTFT and E2E CDFs, latency over time with markers, throughput and errors per second,
+/// and sampled gateway series when given.
+public enum HTMLReport {
+    static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
+
+    public static func render(manifest: Manifest, summaries: [LaneSummary], records: [RequestRecord],
+                              markers: [TimelineMarker] = [], sampled: [SampledSeries] = []) -> String {
+        let lanes = summaries.map(\.lane)
+        func color(_ lane: String) -> String { palette[(lanes.firstIndex(of: lane) ?? 0) % palette.count] }
+        var body = ""
+        body += "<h1>Switchyard evidence</h1>\n<p class=meta>\(escape(manifest.command.joined(separator: " ")))<br>"
+        body += "version \(escape(manifest.version))\(manifest.gitCommit.map { ", commit \(escape(String($0.prefix(12))))" } ?? "") · "
+        body += "\(escape(manifest.machine.cpuModel)), \(manifest.machine.cores) cores, \(manifest.machine.memoryBytes >> 30) GiB, \(escape(manifest.machine.os))</p>\n"
+        for s in summaries { body += laneSection(s, color: color(s.lane)) }
+
+        let measured = records.filter { !$0.warmup }
+        func cdf(_ metric: (RequestRecord) -> Double?) -> [(String, String, [(Double, Double)])] {
+            lanes.map { lane in
+                let values = measured.filter { $0.lane == lane && $0.succeeded }.compactMap(metric).sorted()
+                let n = Double(values.count)
+                return (lane, color(lane), values.enumerated().map { ($0.element * 1000, Double($0.offset + 1) / n) })
+            }
+        }
+        body += "<h2>Latency distributions</h2>\n<div class=row>"
+        body += chart(title: "TTFT CDF", xLabel: "ms", yLabel: "fraction", series: cdf(\.ttft), yMax: 1, step: true)
+        body += chart(title: "E2E CDF", xLabel: "ms", yLabel: "fraction", series: cdf(\.e2e), yMax: 1, step: true)
+        body += "</div>\n<h2>Over time</h2>\n<div class=row>"
+        let overTime = lanes.map { lane in
+            (lane, color(lane), measured.filter { $0.lane == lane && $0.succeeded }
+                .compactMap { r in r.ttftSched.map { (r.tSched.seconds, $0 * 1000) } }.sorted { $0.0 < $1.0 })
+        }
+        body += chart(title: "TTFT (from schedule) by send time", xLabel: "s", yLabel: "ms", series: overTime, markers: markers, dots: true)
+        let end = records.compactMap { ($0.tLast ?? $0.tSend)?.seconds }.max() ?? 0
+        let buckets = max(1, Int(end.rounded(.up)))
+        var perSecond: [(String, String, [(Double, Double)])] = []
+        for lane in lanes {
+            var ok = [Double](repeating: 0, count: buckets + 1)
+            var failed = [Double](repeating: 0, count: buckets + 1)
+            for r in records where r.lane == lane {
+                let t = Int(((r.tLast ?? r.tSend ?? r.tSched).seconds).rounded(.down))
+                if r.succeeded { ok[min(t, buckets)] += 1 } else { failed[min(t, buckets)] += 1 }
+            }
+            perSecond.append(("\(lane) ok/s", color(lane), ok.enumerated().map { (Double($0.offset), $0.element) }))
+            if failed.contains(where: { $0 > 0 }) {
+                perSecond.append(("\(lane) errors/s", "#000000", failed.enumerated().map { (Double($0.offset), $0.element) }))
+            }
+        }
+        body += chart(title: "Completions and errors per second", xLabel: "s", yLabel: "req/s", series: perSecond, markers: markers)
+        if !sampled.isEmpty {
+            let series = sampled.enumerated().map { i, s in (s.name, palette[(i + 3) % palette.count], s.points.map { ($0.t, $0.value) }) }
+            body += chart(title: "Gateway queue depth", xLabel: "s", yLabel: "requests", series: series, markers: markers)
+        }
+        body += "</div>\n"
+        return """
+            <!doctype html>
+            <html lang=en><head><meta charset=utf-8><title>Switchyard evidence</title>
+            <style>
+            body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1280px}
+            h1{font-size:22px}h2{font-size:17px;margin-top:28px}.meta{color:#555;font-size:12px}
+            table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}
+            td:first-child,th:first-child{text-align:left}.row{display:flex;flex-wrap:wrap;gap:16px}
+            .pass{color:#1a7f37;font-weight:bold}.fail{color:#cf222e;font-weight:bold}.warn{color:#9a6700}
+            svg{background:#fff;border:1px solid #ddd}
+            </style></head><body>
+            \(body)
+            </body></html>
+
+            """
+    }
+
+    static func laneSection(_ s: LaneSummary, color: String) -> String {
+        var out = "<h2><span style=\"color:\(color)\">■</span> Lane \(escape(s.lane))</h2>\n<p>"
+        out += String(format: "Window %.1f s: %d scheduled, %d sent, %d succeeded, %d failed. ", s.window, s.scheduled, s.sent, s.succeeded, s.failed)
+        if let offered = s.offeredRate { out += String(format: "Offered %.2f req/s, sent %.2f req/s. ", offered, s.sendRate) }
+        out += String(format: "Throughput %.2f req/s, %.1f output tokens/s.", s.requestThroughput, s.outputTokenThroughput)
+        if let g = s.goodput, let a = s.attainment { out += String(format: " Goodput %.2f req/s, SLO attainment %.1f%%.", g, a * 100) }
+        out += "</p>\n<table><tr><th>metric (ms)</th><th>n</th><th>min</th><th>mean</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th></tr>\n"
+        for (name, m) in s.metrics {
+            let cells = [m.min, m.mean, m.p50, m.p90, m.p95, m.p99, m.p999, m.max].map { String(format: "<td>%.1f</td>", $0 * 1000) }.joined()
+            out += "<tr><td>\(name)</td><td>\(m.n)</td>\(cells)</tr>\n"
+        }
+        out += "</table>\n"
+        out += s.invalid.isEmpty ? "<p class=pass>Valid run.</p>\n"
+            : "<p class=warn>Not valid for a verdict:</p><ul>" + s.invalid.map { "<li>\(escape($0))</li>" }.joined() + "</ul>\n"
+        if !s.errors.isEmpty { out += "<ul>" + s.errors.map { "<li>\($0.count)× \(escape($0.message))</li>" }.joined() + "</ul>\n" }
+        return out
+    }
+
+    /// A line (or dot) chart with linear axes, ticks, a legend and vertical markers.
+    static func chart(title: String, xLabel: String, yLabel: String, series: [(String, String, [(Double, Double)])],
+                      markers: [TimelineMarker] = [], yMax: Double? = nil, step: Bool = false, dots: Bool = false) -> String {
+        let w = 600.0, h = 300.0, left = 56.0, right = 12.0, top = 28.0, bottom = 40.0
+        let all = series.flatMap(\.2)
+        let xMax = max(all.map(\.0).max() ?? 1, markers.map(\.at).max() ?? 0, 1e-9)
+        let yTop = yMax ?? max(all.map(\.1).max() ?? 1, 1e-9) * 1.05
+        func px(_ x: Double) -> Double { left + x / xMax * (w - left - right) }
+        func py(_ y: Double) -> Double { h - bottom - y / yTop * (h - top - bottom) }
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=img aria-label=\"\(escape(title))\">"
+        svg += "<text x=\"\(left)\" y=\"18\" font-size=\"13\" font-weight=\"bold\">\(escape(title))</text>"
+        for i in 0...4 {
+            let yv = yTop * Double(i) / 4, xv = xMax * Double(i) / 4
+            svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>", left, py(yv), w - right, py(yv))
+            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">%@</text>", left - 4, py(yv) + 3, tick(yv))
+            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">%@</text>", px(xv), h - bottom + 14, tick(xv))
+        }
+        svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>", left, h - bottom, w - right, h - bottom)
+        svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>", left, top, left, h - bottom)
+        svg += "<text x=\"\(w - right)\" y=\"\(h - 6)\" font-size=\"11\" text-anchor=\"end\">\(escape(xLabel))</text>"
+        svg += "<text x=\"12\" y=\"\(top - 8)\" font-size=\"11\">\(escape(yLabel))</text>"
+        for m in markers {
+            svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#cf222e\" stroke-dasharray=\"4 3\"/>", px(m.at), top, px(m.at), h - bottom)
+            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"#cf222e\">%@</text>", px(m.at) + 3, top + 10, escape(m.label))
+        }
+        for (i, (name, color, points)) in series.enumerated() {
+            guard !points.isEmpty else { continue }
+            if dots {
+                var d = ""
+                for (x, y) in points { d += String(format: "M%.1f %.1fh0.01", px(x), py(min(y, yTop))) }
+                svg += "<path d=\"\(d)\" stroke=\"\(color)\" stroke-width=\"4\" stroke-linecap=\"round\" fill=\"none\"/>"
+            } else {
+                var d = String(format: "M%.1f %.1f", px(points[0].0), py(step ? 0 : points[0].1))
+                for (x, y) in points {
+                    if step { d += String(format: "H%.1f", px(x)) }
+                    d += String(format: "L%.1f %.1f", px(x), py(min(y, yTop)))
+                }
+                svg += "<path d=\"\(d)\" stroke=\"\(color)\" stroke-width=\"1.5\" fill=\"none\"/>"
+            }
+            svg += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"10\" height=\"10\" fill=\"%@\"/>", w - right - 150, top + 4 + Double(i) * 14, color)
+            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">%@</text>", w - right - 136, top + 13 + Double(i) * 14, escape(name))
+        }
+        return svg + "</svg>\n"
+    }
+
+    static func tick(_ v: Double) -> String {
+        if v == 0 { return "0" }
+        if abs(v) >= 100 { return String(format: "%.0f", v) }
+        if abs(v) >= 1 { return String(format: "%.1f", v) }
+        return String(format: "%.2f", v)
+    }
+
+    static func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+}
