@@ -98,6 +98,7 @@ enum TimedUpstream {
             let ttft = Self.median(records.compactMap(\.ttft))
             let tpot = Self.median(records.compactMap(\.tpot))
             let actual = truth.values.withLock { $0 }
+            print("DEBUG client", records.compactMap(\.ttft).map { Int($0 * 100000) }, "truth", actual.map { Int($0.ttft * 100000) })
             #expect(actual.count == 20)
             let trueTTFT = Self.median(actual.map(\.ttft))
             let trueTPOT = Self.median(actual.map(\.tpot))
@@ -153,6 +154,12 @@ enum TimedUpstream {
             let manifest = try JSONParser.parse(Array(try String(contentsOfFile: dir + "/manifest.json", encoding: .utf8).utf8))
             #expect((manifest["machine"]?["cores"]?.intValue ?? 0) >= 1)
             #expect(try String(contentsOfFile: dir + "/report.md", encoding: .utf8).contains("| ttft |"))
+            let html = try String(contentsOfFile: dir + "/report.html", encoding: .utf8)
+            #expect(html.contains("<svg") && html.contains("TTFT CDF") && !html.contains("<script"), "self-contained, no scripts")
+            let comparison = try BundleCompare.compare(dir, dir)
+            #expect(comparison.contains("lane default"))
+            #expect(comparison.split(separator: "\n").contains { $0.hasPrefix("ttft p99") && $0.contains("+0.000ms") && $0.hasSuffix("1.00          ") })
+            #expect(throws: BundleCompare.CompareError.self) { try BundleCompare.compare(dir, "/nonexistent") }
         }
     }
 }
