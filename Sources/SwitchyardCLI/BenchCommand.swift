@@ -1,5 +1,4 @@
 import ArgumentParser
-import AsyncHTTPClient
 import Foundation
 import SwitchyardCore
 import SwitchyardEvidence
@@ -124,21 +123,22 @@ extension BenchCommand {
         func run() async throws {
             let options = try makeOptions()
             let slo = try slo.map(Self.parseSLO) ?? RequestSLO()
-            var configuration = HTTPClient.Configuration()
-            configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 4096)
-            configuration.decompression = .disabled
-            configuration.tracing.tracer = nil
-            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-            let runner = LoadRunner(options: options, client: client)
+            let runner = LoadRunner(options: options)
             let started = Date()
-            let records = await withTaskGroup(of: [RequestRecord]?.self) { group in
-                group.addTask { await runner.run() }
+            let records = try await withThrowingTaskGroup(of: [RequestRecord]?.self) { group in
+                group.addTask {
+                    do {
+                        return try await runner.run()
+                    } catch {
+                        throw ValidationError("\(error)")
+                    }
+                }
                 group.addTask {
                     await Self.reportProgress(runner)
                     return nil
                 }
                 var result: [RequestRecord] = []
-                for await value in group {
+                while let value = try await group.next() {
                     if let value {
                         result = value
                         group.cancelAll()
@@ -146,7 +146,6 @@ extension BenchCommand {
                 }
                 return result
             }
-            try? await client.shutdown()
             var offered: Double?
             if case .rate(let r, _) = options.load { offered = r }
             let summary = LaneSummary.compute(lane: options.laneLabel, records: records, offeredRate: offered, slo: slo)

@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import NIOCore
 import Synchronization
 import SwitchyardCore
@@ -59,27 +58,28 @@ public struct BenchProgress: Sendable {
     }
 }
 
-/// Sends the load of ``BenchOptions`` and measures each request per reference/metrics.md.
+/// Sends the load of ``BenchOptions`` and measures each request per reference/metrics.md, on
+/// NIO event loops (see ``BenchClient``).
 public final class LoadRunner: Sendable {
     public let options: BenchOptions
-    let client: HTTPClient
     private let origin: ContinuousClock.Instant
     private let counters = Mutex(Counters())
+    private let threads: Int
 
     struct Counters {
         var sent = 0
-        var inFlight = 0
         var completed = 0
         var errors = 0
         var ttfts: [Double] = []
         var records: [RequestRecord] = []
-        /// Next request index of the closed loop.
-        var nextIndex = 0
+        var finished: CheckedContinuation<Void, Never>?
+        var expected: Int?
     }
 
-    public init(options: BenchOptions, client: HTTPClient) {
+    /// - Parameter threads: event loops (default: the cores).
+    public init(options: BenchOptions, threads: Int = System.coreCount) {
         self.options = options
-        self.client = client
+        self.threads = threads
         origin = .now
     }
 
@@ -89,43 +89,108 @@ public final class LoadRunner: Sendable {
         let elapsed = now
         return counters.withLock { c in
             let sorted = c.ttfts.sorted()
-            return BenchProgress(elapsed: elapsed, sent: c.sent, inFlight: c.inFlight, completed: c.completed, errors: c.errors,
+            return BenchProgress(elapsed: elapsed, sent: c.sent, inFlight: c.sent - c.completed, completed: c.completed, errors: c.errors,
                                  achievedRate: elapsed > .zero ? Double(c.completed) / elapsed.seconds : 0,
                                  ttftP50: sorted.isEmpty ? nil : MetricSummary.nearestRank(sorted, 0.5),
                                  ttftP99: sorted.isEmpty ? nil : MetricSummary.nearestRank(sorted, 0.99))
         }
     }
 
+    public struct SetupError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
     /// Runs the whole load; returns every request's record, in id order.
-    public func run() async -> [RequestRecord] {
+    public func run() async throws(SetupError) -> [RequestRecord] {
+        guard let url = HTTPURL(options.baseURL), url.scheme == "http" else {
+            throw SetupError(description: "--url must be an http:// OpenAI base URL (got '\(options.baseURL)')")
+        }
+        let path = url.path + (options.api == .chat ? "/chat/completions" : "/completions")
+        let target = BenchClient.Target(host: url.host, port: url.port, path: path,
+                                        hostHeader: url.host.contains(":") ? "[\(url.host)]:\(url.port)" : "\(url.host):\(url.port)")
+        let client = BenchClient(target: target, threads: threads, origin: origin)
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "accept", value: options.stream ? "text/event-stream" : "application/json")
+        if let lane = options.lane { headers.add(name: "x-switchyard-lane", value: lane) }
+        if let key = options.apiKey { headers.add(name: "authorization", value: "Bearer \(key)") }
+        let fixedHeaders = headers
+        @Sendable func job(_ i: Int, at offset: Duration) -> BenchClient.Job {
+            BenchClient.Job(id: i, lane: options.laneLabel, warmup: offset < options.warmup, tSched: offset, body: body(for: i), headers: fixedHeaders)
+        }
         switch options.load {
         case .rate(let rate, let process):
             let schedule = Schedule.make(rate: rate, process: process, seed: options.seed, count: options.requests, duration: options.duration)
-            await withTaskGroup(of: Void.self) { group in
-                for (i, offset) in schedule.enumerated() {
-                    try? await Task.sleep(until: origin + offset, clock: .continuous)
-                    group.addTask { await self.send(i, scheduled: offset) }
+            counters.withLock { $0.expected = schedule.count }
+            // Timers are armed a little ahead, in slices, on the event loops: they fire on time
+            // however busy this task is, and memory stays bounded on long runs.
+            let slice: Duration = .milliseconds(200)
+            var next = 0
+            while next < schedule.count {
+                let horizon = schedule[next] + slice
+                var i = next
+                while i < schedule.count, schedule[i] < horizon {
+                    let offset = schedule[i]
+                    let request = job(i, at: offset)
+                    counters.withLock { $0.sent += 1 }
+                    client.schedule(request, at: offset, loop: i) { [self] record in self.finished(record) }
+                    i += 1
+                }
+                next = i
+                if next < schedule.count {
+                    try? await Task.sleep(until: origin + schedule[next] - slice / 2, clock: .continuous)
                 }
             }
         case .concurrency(let clients):
             let end = options.duration.map { origin + $0 }
-            await withTaskGroup(of: Void.self) { group in
-                for _ in 0..<max(1, clients) {
-                    group.addTask {
-                        while true {
-                            if let end, ContinuousClock.now >= end { return }
-                            let i = self.counters.withLock { c in
-                                defer { c.nextIndex += 1 }
-                                return c.nextIndex
-                            }
-                            if let limit = self.options.requests, i >= limit { return }
-                            await self.send(i, scheduled: self.now)
-                        }
+            let limit = options.requests
+            let issued = Mutex(0)
+            counters.withLock { $0.expected = nil }
+            @Sendable func issue(loop: Int) {
+                let i: Int? = issued.withLock { n in
+                    if let end, ContinuousClock.now >= end { return nil }
+                    if let limit, n >= limit { return nil }
+                    defer { n += 1 }
+                    return n
+                }
+                guard let i else {
+                    counters.withLock { c in
+                        c.expected = issued.withLock { $0 }
+                        if c.completed == c.expected, let k = c.finished { c.finished = nil; k.resume() }
                     }
+                    return
+                }
+                counters.withLock { $0.sent += 1 }
+                client.schedule(job(i, at: now), at: nil, loop: loop) { [self] record in
+                    self.finished(record)
+                    issue(loop: loop)
                 }
             }
+            for c in 0..<max(1, clients) { issue(loop: c) }
         }
+        await withCheckedContinuation { (k: CheckedContinuation<Void, Never>) in
+            let resumeNow = counters.withLock { c -> Bool in
+                if let expected = c.expected, c.completed >= expected { return true }
+                c.finished = k
+                return false
+            }
+            if resumeNow { k.resume() }
+        }
+        await client.shutdown()
         return counters.withLock { $0.records }.sorted { $0.id < $1.id }
+    }
+
+    private func finished(_ record: RequestRecord) {
+        let k = counters.withLock { c -> CheckedContinuation<Void, Never>? in
+            c.completed += 1
+            if !record.succeeded { c.errors += 1 }
+            if let ttft = record.ttft, record.succeeded, !record.warmup { c.ttfts.append(ttft) }
+            c.records.append(record)
+            guard let expected = c.expected, c.completed >= expected, let k = c.finished else { return nil }
+            c.finished = nil
+            return k
+        }
+        k?.resume()
     }
 
     func body(for index: Int) -> ByteBuffer {
@@ -143,70 +208,8 @@ public final class LoadRunner: Sendable {
         }
         return ByteBuffer(bytes: JSONValue.object(fields).serialized())
     }
-
-    func send(_ index: Int, scheduled: Duration) async {
-        var record = RequestRecord(id: index, lane: options.laneLabel, tSched: scheduled)
-        record.warmup = scheduled < options.warmup
-        var request = HTTPClientRequest(url: options.baseURL + (options.api == .chat ? "/chat/completions" : "/completions"))
-        request.method = .POST
-        request.headers.add(name: "content-type", value: "application/json")
-        if let lane = options.lane { request.headers.add(name: "x-switchyard-lane", value: lane) }
-        if let key = options.apiKey { request.headers.add(name: "authorization", value: "Bearer \(key)") }
-        request.body = .bytes(body(for: index))
-        counters.withLock {
-            $0.sent += 1
-            $0.inFlight += 1
-        }
-        record.tSend = now
-        do {
-            let response = try await client.execute(request, timeout: .nanoseconds(Int64(options.requestTimeout.seconds * 1e9)))
-            record.status = Int(response.status.code)
-            let isStream = response.headers.first(name: "content-type")?.hasPrefix("text/event-stream") == true
-            if record.status == 200, isStream {
-                var observer = StreamObserver()
-                for try await chunk in response.body { observer.feed(chunk.readableBytesView, at: now) }
-                observer.finish(at: now)
-                record.tFirst = observer.first
-                record.tLast = observer.last
-                record.gaps = observer.gaps
-                record.outputTokensClient = observer.chunks
-                record.outputTokensServer = observer.usageCompletionTokens
-                record.promptTokens = observer.usagePromptTokens
-                if let error = observer.error {
-                    record.error = "in-band error after 200: \(error)"
-                } else if let bad = observer.malformed {
-                    record.error = "malformed event: \(bad)"
-                } else if !observer.sawDone {
-                    record.error = "stream ended without [DONE]"
-                } else if observer.first == nil {
-                    record.error = "no token in the stream"
-                }
-            } else {
-                let bytes = try await response.body.collect(upTo: 64 << 20)
-                let end = now
-                let json = try? JSONParser.parse(bytes.readableBytesView)
-                if record.status == 200 {
-                    record.tFirst = end
-                    record.tLast = end
-                    record.outputTokensServer = json?["usage"]?["completion_tokens"]?.intValue
-                    record.promptTokens = json?["usage"]?["prompt_tokens"]?.intValue
-                } else {
-                    let message = json?["error"]?["message"]?.stringValue ?? String(buffer: bytes).prefix(200).description
-                    record.error = "HTTP \(record.status ?? 0): \(message)"
-                }
-            }
-        } catch {
-            record.error = "\(error)"
-        }
-        let done = record
-        counters.withLock { c in
-            c.inFlight -= 1
-            c.completed += 1
-            if !done.succeeded { c.errors += 1 }
-            if let ttft = done.ttft, done.succeeded, !done.warmup { c.ttfts.append(ttft) }
-            c.records.append(done)
-        }
-    }
 }
 
 import Foundation
+import NIOHTTP1
+import NIOPosix

@@ -82,7 +82,6 @@ enum TimedUpstream {
 }
 
 @Suite(.serialized) struct LoadRunnerTests {
-    static let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
 
     static func median(_ values: [Double]) -> Double { MetricSummary(values)!.p50 }
 
@@ -92,13 +91,12 @@ enum TimedUpstream {
             var options = BenchOptions(baseURL: url, model: "ok", load: .rate(20, .constant))
             options.requests = 20
             options.workload.outputTokens = .fixed(8)
-            let records = await LoadRunner(options: options, client: Self.client).run()
+            let records = try await LoadRunner(options: options).run()
             #expect(records.count == 20)
             #expect(records.allSatisfy { $0.succeeded }, "\(records.compactMap(\.error))")
             let ttft = Self.median(records.compactMap(\.ttft))
             let tpot = Self.median(records.compactMap(\.tpot))
             let actual = truth.values.withLock { $0 }
-            print("DEBUG client", records.compactMap(\.ttft).map { Int($0 * 100000) }, "truth", actual.map { Int($0.ttft * 100000) })
             #expect(actual.count == 20)
             let trueTTFT = Self.median(actual.map(\.ttft))
             let trueTPOT = Self.median(actual.map(\.tpot))
@@ -114,7 +112,7 @@ enum TimedUpstream {
         try await TimedUpstream.run { url in
             var stall = BenchOptions(baseURL: url, model: "stall", load: .concurrency(1))
             stall.requests = 2
-            let stalled = await LoadRunner(options: stall, client: Self.client).run()
+            let stalled = try await LoadRunner(options: stall).run()
             #expect(stalled.allSatisfy { $0.succeeded })
             #expect(stalled.allSatisfy { ($0.maxGap ?? 0) >= 0.29 }, "\(stalled.map(\.maxGap))")
             let summary = LaneSummary.compute(lane: "default", records: stalled, offeredRate: nil, slo: RequestSLO(maxStall: 0.2))
@@ -123,13 +121,13 @@ enum TimedUpstream {
 
             var inband = BenchOptions(baseURL: url, model: "inband", load: .concurrency(1))
             inband.requests = 2
-            let failed = await LoadRunner(options: inband, client: Self.client).run()
+            let failed = try await LoadRunner(options: inband).run()
             #expect(failed.allSatisfy { $0.status == 200 && !$0.succeeded }, "an error after 200 is a failure")
             #expect(failed.first?.error?.contains("engine fell over") == true)
 
             var broken = BenchOptions(baseURL: url, model: "status500", load: .concurrency(1))
             broken.requests = 1
-            let answered = await LoadRunner(options: broken, client: Self.client).run()
+            let answered = try await LoadRunner(options: broken).run()
             #expect(answered.first?.error == "HTTP 500: boom")
         }
     }
@@ -139,7 +137,7 @@ enum TimedUpstream {
             var options = BenchOptions(baseURL: url, model: "ok", load: .rate(50, .poisson))
             options.requests = 10
             options.workload.outputTokens = .fixed(3)
-            let records = await LoadRunner(options: options, client: Self.client).run()
+            let records = try await LoadRunner(options: options).run()
             let summary = LaneSummary.compute(lane: "default", records: records, offeredRate: 50)
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bundle-\(UUID().uuidString)").path
             defer { try? FileManager.default.removeItem(atPath: dir) }
