@@ -77,7 +77,7 @@ public struct Manifest: Sendable {
 public enum EvidenceBundle {
     public static func write(to directory: String, manifest: Manifest, records: [RequestRecord], summaries: [LaneSummary],
                              extra: [(String, JSONValue)] = [], markers: [TimelineMarker] = [], sampled: [SampledSeries] = [],
-                             markdownPreamble: String = "") throws {
+                             markdownPreamble: String = "", htmlPreamble: String = "") throws {
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
         func put(_ name: String, _ text: String) throws {
@@ -94,7 +94,8 @@ public enum EvidenceBundle {
         let summary = JSONValue.object([("lanes", .array(summaries.map(\.json)))] + extra)
         try put("summary.json", pretty(summary) + "\n")
         try put("report.md", Report.markdown(manifest: manifest, summaries: summaries, preamble: markdownPreamble))
-        try put("report.html", HTMLReport.render(manifest: manifest, summaries: summaries, records: records, markers: markers, sampled: sampled))
+        try put("report.html", HTMLReport.render(manifest: manifest, summaries: summaries, records: records, markers: markers, sampled: sampled,
+                                                    preamble: htmlPreamble))
     }
 
     /// JSON with one key per line at the top levels (diff-friendly), compact below.

@@ -27,13 +27,14 @@ public enum HTMLReport {
     static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
 
     public static func render(manifest: Manifest, summaries: [LaneSummary], records: [RequestRecord],
-                              markers: [TimelineMarker] = [], sampled: [SampledSeries] = []) -> String {
+                              markers: [TimelineMarker] = [], sampled: [SampledSeries] = [], preamble: String = "") -> String {
         let lanes = summaries.map(\.lane)
         func color(_ lane: String) -> String { palette[(lanes.firstIndex(of: lane) ?? 0) % palette.count] }
         var body = ""
         body += "<h1>Switchyard evidence</h1>\n<p class=meta>\(escape(manifest.command.joined(separator: " ")))<br>"
         body += "version \(escape(manifest.version))\(manifest.gitCommit.map { ", commit \(escape(String($0.prefix(12))))" } ?? "") · "
         body += "\(escape(manifest.machine.cpuModel)), \(manifest.machine.cores) cores, \(manifest.machine.memoryBytes >> 30) GiB, \(escape(manifest.machine.os))</p>\n"
+        body += preamble
         for s in summaries { body += laneSection(s, color: color(s.lane)) }
 
         let measured = records.filter { !$0.warmup }

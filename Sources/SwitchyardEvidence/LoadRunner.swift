@@ -36,7 +36,9 @@ public struct BenchOptions: Sendable {
         self.load = load
     }
 
-    public var laneLabel: String { lane ?? "default" }
+    public var laneLabel: String { label ?? lane ?? "default" }
+    /// Name of the lane in the records when it differs from the header (acceptance lanes).
+    public var label: String?
 }
 
 /// Live counters for the progress line.
@@ -77,10 +79,11 @@ public final class LoadRunner: Sendable {
     }
 
     /// - Parameter threads: event loops (default: the cores).
-    public init(options: BenchOptions, threads: Int = System.coreCount) {
+    /// - Parameter origin: time zero of the records (lanes of one acceptance run share it).
+    public init(options: BenchOptions, threads: Int = System.coreCount, origin: ContinuousClock.Instant = .now) {
         self.options = options
         self.threads = threads
-        origin = .now
+        self.origin = origin
     }
 
     var now: Duration { ContinuousClock.now - origin }

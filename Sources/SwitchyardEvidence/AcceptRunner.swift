@@ -1,0 +1,184 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import Synchronization
+import SwitchyardCore
+
+/// Runs an ``AcceptSpec``: every lane's load at once, the phases on a timer with their faults,
+/// the gateway's queue depth sampled from its /metrics, then the verdicts.
+public final class AcceptRunner: Sendable {
+    public let spec: AcceptSpec
+    let log: @Sendable (String) -> Void
+
+    public struct Result: Sendable {
+        public var records: [RequestRecord]
+        public var phases: [LaneVerdict.PhaseSpan]
+        public var markers: [TimelineMarker]
+        public var sampled: [SampledSeries]
+        public var verdicts: [LaneVerdict]
+        /// What the chaos proxy did, when used.
+        public var chaosCounts: [String: Int]
+    }
+
+    /// What the phase and sampling tasks gather during the run.
+    final class Collected: Sendable {
+        let markers = Mutex<[TimelineMarker]>([])
+        let samples = Mutex<[String: [(t: Double, value: Double)]]>([:])
+    }
+
+    public struct RunError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public init(spec: AcceptSpec, log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.spec = spec
+        self.log = log
+    }
+
+    public func run() async throws(RunError) -> Result {
+        let http = HTTPClient.shared
+        // Chaos faults need the traffic to go through the proxy for the whole run.
+        var chaos: ChaosProxy?
+        var baseURL = spec.target.url
+        let proxyTask: Task<Void, any Error>?
+        if spec.usesChaos {
+            guard let url = HTTPURL(spec.target.url) else { throw RunError(description: "target.url is not a URL") }
+            let proxy: ChaosProxy
+            do {
+                proxy = try ChaosProxy(upstream: url.origin, seed: spec.seed)
+            } catch {
+                throw RunError(description: "\(error)")
+            }
+            let (ports, continuation) = AsyncStream<Int>.makeStream()
+            proxyTask = Task { try await proxy.run(port: 0) { continuation.yield($0) } }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else { throw RunError(description: "the chaos proxy did not start") }
+            baseURL = "http://127.0.0.1:\(port)" + url.path
+            chaos = proxy
+            log("chaos proxy on 127.0.0.1:\(port) → \(url.origin)")
+        } else {
+            proxyTask = nil
+        }
+        defer { proxyTask?.cancel() }
+
+        let proxy = chaos
+        let origin = ContinuousClock.now
+        let total = spec.totalDuration
+        let spans = LaneVerdict.spans(spec.phases)
+        let collected = Collected()
+        let runners = spec.lanes.enumerated().map { i, lane -> LoadRunner in
+            var options = BenchOptions(baseURL: baseURL, model: spec.target.model, load: lane.load)
+            options.api = lane.api
+            options.duration = total
+            options.seed = spec.seed &+ UInt64(i) &* 7919
+            options.workload.inputTokens = lane.inputTokens
+            options.workload.outputTokens = lane.outputTokens
+            options.stream = lane.stream
+            options.lane = lane.header
+            options.apiKey = lane.apiKey
+            options.requestTimeout = .seconds(120)
+            options.label = lane.name
+            return LoadRunner(options: options, threads: 1, origin: origin)
+        }
+        let records: [RequestRecord]
+        do {
+            records = try await withThrowingTaskGroup(of: [RequestRecord].self) { group in
+                for runner in runners { group.addTask { try await runner.run() } }
+                group.addTask { [self] in
+                    await runPhases(origin: origin, spans: spans, chaos: proxy, http: http, collected: collected)
+                    return []
+                }
+                if let metricsURL = spec.target.metricsURL {
+                    group.addTask { [self] in
+                        await sample(metricsURL, origin: origin, until: origin + total, http: http, collected: collected)
+                        return []
+                    }
+                }
+                var all: [RequestRecord] = []
+                for try await part in group { all += part }
+                return all
+            }
+        } catch {
+            throw RunError(description: "\(error)")
+        }
+        let verdicts = spec.lanes.map { lane -> LaneVerdict in
+            var offered: Double?
+            if case .rate(let r, _) = lane.load { offered = r }
+            return LaneVerdict.judge(lane: lane, records: records.filter { $0.lane == lane.name }, phases: spans,
+                                     recoveryWithin: spec.recoveryWithin?.seconds, offeredRate: offered)
+        }
+        let sampled = collected.samples.withLock { s in s.keys.sorted().map { SampledSeries(name: "queue \($0)", points: s[$0]!) } }
+        return Result(records: records.sorted { ($0.lane, $0.id) < ($1.lane, $1.id) }, phases: spans, markers: collected.markers.withLock { $0 },
+                      sampled: sampled, verdicts: verdicts, chaosCounts: proxy?.injected ?? [:])
+    }
+
+    /// Applies each phase's fault at its start and lifts it at its end.
+    func runPhases(origin: ContinuousClock.Instant, spans: [LaneVerdict.PhaseSpan], chaos: ChaosProxy?, http: HTTPClient,
+                   collected: Collected) async {
+        for span in spans {
+            try? await Task.sleep(until: origin + .seconds(span.start), clock: .continuous)
+            log(String(format: "%6.1fs phase %@%@", span.start, span.name, span.fault.map { " — fault: \($0.label)" } ?? ""))
+            guard let fault = span.fault else { continue }
+            collected.markers.withLock { $0.append(TimelineMarker(at: (ContinuousClock.now - origin).seconds, label: fault.label)) }
+            var stoppedPID: Int32?
+            switch fault {
+            case .chaos(let faults):
+                chaos?.set(faults)
+            case .killBackend(let name), .stopBackend(let name):
+                do {
+                    let pid = try await backendPID(name, http: http)
+                    let isKill: Bool = { if case .killBackend = fault { return true } else { return false } }()
+                    kill(pid, isKill ? SIGKILL : SIGSTOP)
+                    if !isKill { stoppedPID = pid }
+                    log("  \(isKill ? "killed" : "stopped") \(name) (pid \(pid))")
+                } catch {
+                    log("  could not inject '\(fault.label)': \(error)")
+                    collected.markers.withLock { $0.append(TimelineMarker(at: (ContinuousClock.now - origin).seconds, label: "fault not injected")) }
+                }
+            }
+            try? await Task.sleep(until: origin + .seconds(span.end), clock: .continuous)
+            if case .chaos = fault { chaos?.set(ChaosFaults()) }
+            if let pid = stoppedPID { kill(pid, SIGCONT) }
+            if case .killBackend = fault { continue }
+            collected.markers.withLock { $0.append(TimelineMarker(at: (ContinuousClock.now - origin).seconds, label: "lifted")) }
+        }
+    }
+
+    /// The pid of the managed replica `name` from the gateway's admin API.
+    func backendPID(_ name: String, http: HTTPClient) async throws -> Int32 {
+        guard let admin = spec.target.adminURL, let token = spec.target.adminToken else {
+            throw RunError(description: "target.admin_url and target.admin_token are needed")
+        }
+        var request = HTTPClientRequest(url: (admin.hasSuffix("/") ? String(admin.dropLast()) : admin) + "/admin/backends")
+        request.headers.add(name: "authorization", value: "Bearer \(token)")
+        let response = try await http.execute(request, timeout: .seconds(5))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        guard response.status == .ok else { throw RunError(description: "GET /admin/backends answered \(response.status.code)") }
+        let json = try JSONParser.parse(body.readableBytesView)
+        for model in json["models"]?.arrayValue ?? [] {
+            for backend in model["backends"]?.arrayValue ?? [] where backend["name"]?.stringValue == name {
+                guard let pid = backend["pid"]?.intValue else { throw RunError(description: "\(name) has no running process") }
+                return Int32(pid)
+            }
+        }
+        throw RunError(description: "no managed backend named '\(name)' in /admin/backends")
+    }
+
+    /// `switchyard_queue_depth` of the target model, per lane, every second.
+    func sample(_ url: String, origin: ContinuousClock.Instant, until end: ContinuousClock.Instant, http: HTTPClient,
+                collected: Collected) async {
+        let prefix = "switchyard_queue_depth{model=\"\(spec.target.model)\",lane=\""
+        while ContinuousClock.now < end {
+            if let response = try? await http.execute(HTTPClientRequest(url: url), timeout: .seconds(2)),
+               let body = try? await response.body.collect(upTo: 8 << 20) {
+                let t = (ContinuousClock.now - origin).seconds
+                for line in String(buffer: body).split(separator: "\n") where line.hasPrefix(prefix) {
+                    let rest = line.dropFirst(prefix.count)
+                    guard let quote = rest.firstIndex(of: "\""), let value = Double(rest.split(separator: " ").last ?? "") else { continue }
+                    collected.samples.withLock { $0[String(rest[..<quote]), default: []].append((t, value)) }
+                }
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+}

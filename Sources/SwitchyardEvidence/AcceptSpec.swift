@@ -1,0 +1,239 @@
+import SwitchyardCore
+import Yams
+
+/// `switchyard accept SPEC.yaml`: lanes run at the same time, each with its load, SLOs and
+/// attainment target, through phases that may inject a fault.
+///
+/// ```yaml
+/// target: { url: http://127.0.0.1:8080/v1, model: smollm2, metrics_url: http://127.0.0.1:8080/metrics,
+///           admin_url: http://127.0.0.1:8080, admin_token: "…" }
+/// seed: 1
+/// recovery_within: 30s
+/// lanes:
+///   - name: realtime
+///     load: { rate: 2, arrival: poisson }         # or { concurrency: 4 }
+///     stream: true
+///     input_tokens: uniform:16:64
+///     output_tokens: 32
+///     slo: { ttft: { p99: 2s }, tpot: { p95: 200ms }, e2e: { p99: 10s } }
+///     attainment: 0.9
+/// phases:
+///   - { name: warmup, duration: 5s }
+///   - { name: steady, duration: 30s }
+///   - { name: fault, duration: 20s, fault: { kill_backend: smollm2-0 } }
+///   - { name: recovery, duration: 30s }
+/// ```
+public struct AcceptSpec: Sendable {
+    public struct Target: Sendable {
+        public var url: String
+        public var model: String
+        public var metricsURL: String?
+        public var adminURL: String?
+        public var adminToken: String?
+    }
+
+    public struct SLOBound: Sendable, Equatable {
+        /// ttft, tpot, e2e, itl or stall.
+        public var metric: String
+        public var percentile: Percentile
+        public var bound: Duration
+    }
+
+    public struct Lane: Sendable {
+        public var name: String
+        /// Sent as x-switchyard-lane (defaults to the lane's name; `header: none` sends none).
+        public var header: String?
+        public var load: BenchOptions.Load
+        public var stream = true
+        public var api: BenchOptions.API = .chat
+        public var inputTokens: TokenDistribution = .fixed(64)
+        public var outputTokens: TokenDistribution = .fixed(32)
+        public var apiKey: String?
+        public var slos: [SLOBound] = []
+        /// Share of requests that must succeed and meet every SLO bound (as per-request limits).
+        public var attainment: Double?
+
+        /// The SLO bounds as per-request limits for goodput and attainment.
+        public var requestSLO: RequestSLO {
+            var slo = RequestSLO()
+            for b in slos {
+                switch b.metric {
+                case "ttft": slo.ttft = min(slo.ttft ?? .infinity, b.bound.seconds)
+                case "tpot": slo.tpot = min(slo.tpot ?? .infinity, b.bound.seconds)
+                case "e2e": slo.e2e = min(slo.e2e ?? .infinity, b.bound.seconds)
+                case "stall": slo.maxStall = min(slo.maxStall ?? .infinity, b.bound.seconds)
+                default: break
+                }
+            }
+            return slo
+        }
+    }
+
+    public enum Fault: Sendable, Equatable {
+        /// SIGKILL the managed replica of that name (its pid from the gateway's /admin/backends).
+        case killBackend(String)
+        /// SIGSTOP it for the phase, SIGCONT at its end (a hung server).
+        case stopBackend(String)
+        /// Route every lane through the in-process chaos proxy with these faults for the phase.
+        case chaos(ChaosFaults)
+
+        public var label: String {
+            switch self {
+            case .killBackend(let name): "kill \(name)"
+            case .stopBackend(let name): "stop \(name)"
+            case .chaos(let f): "chaos: \(f.summary)"
+            }
+        }
+    }
+
+    public struct Phase: Sendable {
+        public var name: String
+        public var duration: Duration
+        public var fault: Fault?
+        /// Whether SLO verdicts count this phase (default: not warmup, no fault, not recovery*).
+        public var judged: Bool
+    }
+
+    public var target: Target
+    public var seed: UInt64 = 1
+    public var recoveryWithin: Duration?
+    public var lanes: [Lane] = []
+    public var phases: [Phase] = []
+    /// SHA-256 of the spec text (for the manifest).
+    public var sha256 = ""
+
+    public var totalDuration: Duration { phases.reduce(.zero) { $0 + $1.duration } }
+    public var usesChaos: Bool { phases.contains { if case .chaos = $0.fault { return true } else { return false } } }
+
+    public static func load(yaml text: String) throws(ConfigError) -> AcceptSpec {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigError(issues: [ConfigIssue(path: "", message: "not valid YAML: \(error)")])
+        }
+        var r = YAMLReader()
+        var spec = AcceptSpec(target: Target(url: "", model: ""))
+        spec.sha256 = SHA256.hex(text)
+        guard let root, let top = r.mapping(root, "", allowed: ["target", "seed", "recovery_within", "lanes", "phases"]) else {
+            throw ConfigError(issues: r.issues.isEmpty ? [ConfigIssue(path: "", message: "empty spec")] : r.issues)
+        }
+        if let n = top["target"], let m = r.mapping(n, "target", allowed: ["url", "model", "metrics_url", "admin_url", "admin_token"]) {
+            if let v = m["url"] { spec.target.url = r.httpURL(v, "target.url") ?? "" } else { r.fail("target.url", "required (the OpenAI base URL)", n) }
+            if let v = m["model"] { spec.target.model = r.string(v, "target.model") ?? "" } else { r.fail("target.model", "required", n) }
+            if let v = m["metrics_url"] { spec.target.metricsURL = r.httpURL(v, "target.metrics_url") }
+            if let v = m["admin_url"] { spec.target.adminURL = r.httpURL(v, "target.admin_url") }
+            if let v = m["admin_token"] { spec.target.adminToken = r.string(v, "target.admin_token") }
+        } else if top["target"] == nil {
+            r.fail("target", "required: { url, model }", root)
+        }
+        if let n = top["seed"], let v = r.int(n, "seed", min: 0) { spec.seed = UInt64(v) }
+        if let n = top["recovery_within"], let v = r.duration(n, "recovery_within") { spec.recoveryWithin = v }
+        if let n = top["lanes"], let list = r.sequence(n, "lanes") {
+            for (i, item) in list.enumerated() { if let lane = decodeLane(item, "lanes[\(i)]", &r) { spec.lanes.append(lane) } }
+            if list.isEmpty { r.fail("lanes", "at least one lane", n) }
+        } else if top["lanes"] == nil {
+            r.fail("lanes", "required: at least one lane", root)
+        }
+        if let n = top["phases"], let list = r.sequence(n, "phases") {
+            for (i, item) in list.enumerated() { if let phase = decodePhase(item, "phases[\(i)]", &r) { spec.phases.append(phase) } }
+        } else if top["phases"] == nil {
+            r.fail("phases", "required: at least one phase with a duration", root)
+        }
+        let names = spec.lanes.map(\.name)
+        if Set(names).count != names.count { r.fail("lanes", "lane names must be unique", top["lanes"]) }
+        for (i, phase) in spec.phases.enumerated() {
+            switch phase.fault {
+            case .killBackend, .stopBackend:
+                if spec.target.adminURL == nil || spec.target.adminToken == nil {
+                    r.fail("phases[\(i)].fault", "killing or stopping a backend needs target.admin_url and target.admin_token (the gateway's /admin/backends gives its pid)", top["phases"])
+                }
+            default: break
+            }
+        }
+        if !r.issues.isEmpty { throw ConfigError(issues: r.issues) }
+        return spec
+    }
+
+    static func decodeLane(_ node: Node, _ path: String, _ r: inout YAMLReader) -> Lane? {
+        guard let m = r.mapping(node, path, allowed: ["name", "header", "load", "stream", "api", "input_tokens", "output_tokens", "api_key", "slo", "attainment"]) else { return nil }
+        guard let nameNode = m["name"], let name = r.string(nameNode, "\(path).name") else {
+            if m["name"] == nil { r.fail("\(path).name", "required", node) }
+            return nil
+        }
+        var lane = Lane(name: name, header: name, load: .concurrency(1))
+        if let v = m["header"], let x = r.string(v, "\(path).header") { lane.header = x == "none" ? nil : x }
+        if let n = m["load"], let lm = r.mapping(n, "\(path).load", allowed: ["rate", "arrival", "burstiness", "concurrency"]) {
+            if let v = lm["rate"], let rate = r.double(v, "\(path).load.rate", min: 0, max: 100_000, exclusiveMin: true) {
+                var process: ArrivalProcess = .poisson
+                if let a = lm["arrival"], let s = r.string(a, "\(path).load.arrival") {
+                    switch s {
+                    case "constant": process = .constant
+                    case "poisson": process = .poisson
+                    case "gamma":
+                        var shape = 1.0
+                        if let b = lm["burstiness"], let x = r.double(b, "\(path).load.burstiness", min: 0, exclusiveMin: true) { shape = x }
+                        process = .gamma(burstiness: shape)
+                    default: r.fail("\(path).load.arrival", "must be one of constant, poisson, gamma, got '\(s)'", a)
+                    }
+                }
+                lane.load = .rate(rate, process)
+            } else if let v = lm["concurrency"], let c = r.int(v, "\(path).load.concurrency", min: 1, max: 10_000) {
+                lane.load = .concurrency(c)
+            } else if lm["rate"] == nil {
+                r.fail("\(path).load", "give rate (open loop) or concurrency (closed loop)", n)
+            }
+        } else if m["load"] == nil {
+            r.fail("\(path).load", "required: { rate: R } or { concurrency: C }", node)
+        }
+        if let v = m["stream"], let x = r.bool(v, "\(path).stream") { lane.stream = x }
+        if let v = m["api"], let x = r.oneOf(v, "\(path).api", BenchOptions.API.self) { lane.api = x }
+        for (key, keyPath) in [("input_tokens", \Lane.inputTokens), ("output_tokens", \Lane.outputTokens)] {
+            guard let v = m[key] else { continue }
+            let text = v.string ?? v.int.map(String.init) ?? ""
+            if let d = TokenDistribution.parse(text) { lane[keyPath: keyPath] = d } else {
+                r.fail("\(path).\(key)", "expected N, fixed:N, uniform:LO:HI or normal:MEAN:SD, got '\(text)'", v)
+            }
+        }
+        if let v = m["api_key"], let x = r.string(v, "\(path).api_key") { lane.apiKey = x }
+        if let n = m["slo"], let sm = r.mapping(n, "\(path).slo", allowed: ["ttft", "tpot", "e2e", "itl", "stall"]) {
+            for metric in ["ttft", "tpot", "e2e", "itl", "stall"] {
+                guard let pn = sm[metric], let pm = r.mapping(pn, "\(path).slo.\(metric)", allowed: Percentile.allCases.map(\.rawValue)) else { continue }
+                for (key, value) in pm.sorted(by: { $0.key < $1.key }) {
+                    guard let p = Percentile(rawValue: key), let bound = r.duration(value, "\(path).slo.\(metric).\(key)") else { continue }
+                    lane.slos.append(SLOBound(metric: metric, percentile: p, bound: bound))
+                }
+            }
+        }
+        if let v = m["attainment"], let x = r.double(v, "\(path).attainment", min: 0, max: 1, exclusiveMin: true) { lane.attainment = x }
+        return lane
+    }
+
+    static func decodePhase(_ node: Node, _ path: String, _ r: inout YAMLReader) -> Phase? {
+        guard let m = r.mapping(node, path, allowed: ["name", "duration", "fault", "judge"]) else { return nil }
+        let name = m["name"].flatMap { r.string($0, "\(path).name") } ?? "phase\(path)"
+        guard let dn = m["duration"], let duration = r.duration(dn, "\(path).duration") else {
+            if m["duration"] == nil { r.fail("\(path).duration", "required", node) }
+            return nil
+        }
+        var fault: Fault?
+        if let fn = m["fault"], let fm = r.mapping(fn, "\(path).fault", allowed: ["kill_backend", "stop_backend", "chaos"]) {
+            if let v = fm["kill_backend"], let x = r.string(v, "\(path).fault.kill_backend") { fault = .killBackend(x) }
+            if let v = fm["stop_backend"], let x = r.string(v, "\(path).fault.stop_backend") { fault = .stopBackend(x) }
+            if let cn = fm["chaos"], let cm = r.mapping(cn, "\(path).fault.chaos", allowed: ["latency", "reset_rate", "status_503_rate", "stall_rate", "stall_after_chunks", "stall_for"]) {
+                var f = ChaosFaults()
+                if let v = cm["latency"], let x = r.duration(v, "\(path).fault.chaos.latency", allowZero: true) { f.latency = x }
+                if let v = cm["reset_rate"], let x = r.double(v, "\(path).fault.chaos.reset_rate", min: 0, max: 1) { f.resetRate = x }
+                if let v = cm["status_503_rate"], let x = r.double(v, "\(path).fault.chaos.status_503_rate", min: 0, max: 1) { f.status503Rate = x }
+                if let v = cm["stall_rate"], let x = r.double(v, "\(path).fault.chaos.stall_rate", min: 0, max: 1) { f.stallRate = x }
+                if let v = cm["stall_after_chunks"], let x = r.int(v, "\(path).fault.chaos.stall_after_chunks", min: 0) { f.stallAfterChunks = x }
+                if let v = cm["stall_for"], let x = r.duration(v, "\(path).fault.chaos.stall_for") { f.stallFor = x }
+                fault = .chaos(f)
+            }
+            if fm.count != 1 { r.fail("\(path).fault", "give exactly one of kill_backend, stop_backend, chaos", fn) }
+        }
+        var judged = fault == nil && name != "warmup" && !name.hasPrefix("recovery")
+        if let v = m["judge"], let x = r.bool(v, "\(path).judge") { judged = x }
+        return Phase(name: name, duration: duration, fault: fault, judged: judged)
+    }
+}

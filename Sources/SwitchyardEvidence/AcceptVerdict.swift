@@ -1,0 +1,130 @@
+/// The acceptance verdict of one lane, with its reasons (pure: computed from the records).
+public struct LaneVerdict: Sendable {
+    public enum Outcome: String, Sendable { case pass = "PASS", fail = "FAIL", void = "VOID" }
+
+    public struct Recovery: Sendable {
+        public var phase: String
+        public var fault: String
+        /// Seconds from the fault being lifted until goodput was back to ≥ 90% of its pre-fault
+        /// level; nil when it never came back within the run.
+        public var seconds: Double?
+        public var preFaultGoodput: Double
+        /// When the fault stopped acting (a kill: at once; stop/chaos: the phase end), run seconds.
+        public var liftedAt: Double
+    }
+
+    public var lane: String
+    public var outcome: Outcome
+    public var reasons: [String]
+    /// Statistics over the judged phases.
+    public var summary: LaneSummary
+    public var recoveries: [Recovery]
+
+    /// Phase boundaries on the run clock.
+    public struct PhaseSpan: Sendable {
+        public var name: String
+        public var start: Double
+        public var end: Double
+        public var fault: AcceptSpec.Fault?
+        public var judged: Bool
+    }
+
+    public static func spans(_ phases: [AcceptSpec.Phase]) -> [PhaseSpan] {
+        var t = 0.0
+        return phases.map { p in
+            defer { t += p.duration.seconds }
+            return PhaseSpan(name: p.name, start: t, end: t + p.duration.seconds, fault: p.fault, judged: p.judged)
+        }
+    }
+
+    public static func judge(lane: AcceptSpec.Lane, records all: [RequestRecord], phases: [PhaseSpan], recoveryWithin: Double?,
+                             offeredRate: Double?) -> LaneVerdict {
+        let slo = lane.requestSLO
+        let judged = all.map { r -> RequestRecord in
+            var r = r
+            let t = r.tSched.seconds
+            r.warmup = !phases.contains { $0.judged && t >= $0.start && t < $0.end }
+            return r
+        }
+        let summary = LaneSummary.compute(lane: lane.name, records: judged, offeredRate: offeredRate, slo: slo)
+        var reasons: [String] = []
+        var failed = false
+        for bound in lane.slos {
+            let name = bound.metric == "stall" ? "stall" : bound.metric
+            guard let m = summary.metric(name) else {
+                reasons.append("\(bound.metric) \(bound.percentile.rawValue): no successful request measured it")
+                failed = true
+                continue
+            }
+            let value = m.value(bound.percentile)
+            let ok = value <= bound.bound.seconds
+            var line = String(format: "%@ %@ %.1f ms %@ %.1f ms (n=%d)", bound.metric, bound.percentile.rawValue, value * 1000,
+                              ok ? "≤" : ">", bound.bound.seconds * 1000, m.n)
+            if m.n < MetricSummary.minimumSamples(for: bound.percentile) {
+                line += "; n is too small for \(bound.percentile.rawValue) (≥ \(MetricSummary.minimumSamples(for: bound.percentile)) needed), it is close to the max"
+            }
+            reasons.append(line)
+            if !ok { failed = true }
+        }
+        if let target = lane.attainment {
+            let attained = summary.attainment ?? (summary.scheduled > 0 ? Double(summary.succeeded) / Double(summary.scheduled) : 0)
+            let ok = attained >= target
+            reasons.append(String(format: "attainment %.1f%% %@ %.1f%% (%d of %d requests good; failed and shed count as misses)",
+                                  attained * 100, ok ? "≥" : "<", target * 100, Int((attained * Double(summary.scheduled)).rounded()), summary.scheduled))
+            if !ok { failed = true }
+        }
+        if summary.scheduled == 0 {
+            reasons.append("no request was scheduled in a judged phase")
+            failed = true
+        }
+        var recoveries: [Recovery] = []
+        for (i, phase) in phases.enumerated() {
+            guard let fault = phase.fault else { continue }
+            let before = phases[..<i].last { $0.judged } ?? (i > 0 ? phases[i - 1] : nil)
+            guard let before else { continue }
+            let lifted: Double
+            if case .killBackend = fault { lifted = phase.start } else { lifted = phase.end }
+            let runEnd = phases.last?.end ?? phase.end
+            let pre = goodput(all, slo: slo, from: before.start, to: before.end)
+            let seconds = recoveryTime(all, slo: slo, preLevel: pre, liftedAt: lifted, runEnd: runEnd)
+            recoveries.append(Recovery(phase: phase.name, fault: fault.label, seconds: seconds, preFaultGoodput: pre, liftedAt: lifted))
+            if let seconds {
+                var line = String(format: "recovered %.1f s after %@ (goodput back to ≥ 90%% of %.2f req/s)", seconds, fault.label, pre)
+                if let limit = recoveryWithin, seconds > limit {
+                    line += String(format: ", over the %.0f s limit", limit)
+                    failed = true
+                }
+                reasons.append(line)
+            } else {
+                reasons.append(String(format: "did not recover after %@ within the run (pre-fault goodput %.2f req/s)", fault.label, pre))
+                if recoveryWithin != nil || pre > 0 { failed = true }
+            }
+        }
+        let outcome: Outcome = !summary.invalid.isEmpty ? .void : (failed ? .fail : .pass)
+        if outcome == .void { reasons = summary.invalid.map { "void: \($0)" } + reasons }
+        return LaneVerdict(lane: lane.name, outcome: outcome, reasons: reasons, summary: summary, recoveries: recoveries)
+    }
+
+    /// Good requests (succeeded, every per-request SLO met) completed per second in [from, to).
+    public static func goodput(_ records: [RequestRecord], slo: RequestSLO, from: Double, to: Double) -> Double {
+        guard to > from else { return 0 }
+        let good = records.filter { r in
+            guard let end = r.tLast?.seconds, end >= from, end < to else { return false }
+            return slo.met(by: r)
+        }.count
+        return Double(good) / (to - from)
+    }
+
+    /// The first moment after `liftedAt` from which goodput over a `window` is back to ≥ `share`
+    /// of `preLevel`, as seconds after `liftedAt`; nil when that never happens before `runEnd`.
+    public static func recoveryTime(_ records: [RequestRecord], slo: RequestSLO, preLevel: Double, liftedAt: Double, runEnd: Double,
+                                    window: Double = 5, share: Double = 0.9, step: Double = 0.25) -> Double? {
+        guard preLevel > 0 else { return nil }
+        var t = liftedAt
+        while t + window <= runEnd + 1e-9 {
+            if goodput(records, slo: slo, from: t, to: t + window) >= share * preLevel { return t - liftedAt }
+            t += step
+        }
+        return nil
+    }
+}

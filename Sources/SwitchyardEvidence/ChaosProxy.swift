@@ -1,0 +1,157 @@
+import AsyncHTTPClient
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import SwitchyardCore
+
+/// The faults a ``ChaosProxy`` injects, per request; changeable while it runs.
+public struct ChaosFaults: Sendable, Equatable {
+    /// Added before the request is forwarded.
+    public var latency: Duration = .zero
+    /// Share of requests whose connection is reset (RST) before any answer.
+    public var resetRate = 0.0
+    /// Share of requests answered 503 with `Retry-After: 1` without reaching the upstream.
+    public var status503Rate = 0.0
+    /// Share of streamed answers that stop for `stallFor` after `stallAfterChunks` body chunks.
+    public var stallRate = 0.0
+    public var stallAfterChunks = 3
+    public var stallFor: Duration = .seconds(5)
+
+    public init() {}
+
+    public var isNone: Bool { self == ChaosFaults() }
+
+    public var summary: String {
+        var parts: [String] = []
+        if latency > .zero { parts.append("latency \(latency.formatted)") }
+        if resetRate > 0 { parts.append("resets \(Int(resetRate * 100))%") }
+        if status503Rate > 0 { parts.append("503 \(Int(status503Rate * 100))%") }
+        if stallRate > 0 { parts.append("stalls \(Int(stallRate * 100))% (\(stallFor.formatted) after \(stallAfterChunks) chunks)") }
+        return parts.isEmpty ? "none" : parts.joined(separator: ", ")
+    }
+}
+
+struct ChaosContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+}
+
+/// A small fault-injecting HTTP proxy for acceptance runs (`switchyard chaos-proxy`): every
+/// request is forwarded to `upstream` (streams relayed chunk by chunk) unless a fault picks it:
+/// added latency, a connection reset, a 503, or a stall mid-stream. Loopback targets only.
+public final class ChaosProxy: Sendable {
+    public let upstream: String
+    private let faults: Mutex<ChaosFaults>
+    private let rng: Mutex<SplitMix64>
+    private let counts = Mutex<[String: Int]>([:])
+    private let client: HTTPClient
+
+    /// - Parameter upstream: origin to forward to, e.g. `http://127.0.0.1:8080`.
+    public init(upstream: String, faults: ChaosFaults = ChaosFaults(), seed: UInt64 = 1) throws(ConfigError) {
+        guard let url = HTTPURL(upstream), url.scheme == "http" else {
+            throw ConfigError(issues: [ConfigIssue(path: "--upstream", message: "not an http:// URL: '\(upstream)'")])
+        }
+        guard ["127.0.0.1", "::1", "localhost"].contains(url.host) || url.host.hasPrefix("127.") else {
+            throw ConfigError(issues: [ConfigIssue(path: "--upstream", message: "fault injection only targets loopback addresses, got '\(url.host)'")])
+        }
+        self.upstream = url.origin
+        self.faults = Mutex(faults)
+        rng = Mutex(SplitMix64(seed: seed))
+        var configuration = HTTPClient.Configuration()
+        configuration.decompression = .disabled
+        configuration.tracing.tracer = nil
+        client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }
+
+    public var current: ChaosFaults { faults.withLock { $0 } }
+    public func set(_ new: ChaosFaults) { faults.withLock { $0 = new } }
+    /// Requests by what happened to them: forwarded, reset, status503, stalled, upstream_error.
+    public var injected: [String: Int] { counts.withLock { $0 } }
+
+    private func roll(_ rate: Double) -> Bool {
+        guard rate > 0 else { return false }
+        return rng.withLock { Double($0.next() >> 11) / 9007199254740992.0 } < rate
+    }
+
+    private func count(_ what: String) { counts.withLock { $0[what, default: 0] += 1 } }
+
+    func router() -> Router<ChaosContext> {
+        let router = Router(context: ChaosContext.self)
+        router.on("**", method: .post) { [self] request, context in try await forward(request, context: context) }
+        router.on("**", method: .get) { [self] request, context in try await forward(request, context: context) }
+        return router
+    }
+
+    func forward(_ request: Request, context: ChaosContext) async throws -> Response {
+        let f = current
+        var request = request
+        let body = try await request.collectBody(upTo: 64 << 20)
+        if f.latency > .zero { try await Task.sleep(for: f.latency) }
+        if roll(f.resetRate) {
+            count("reset")
+            if let provider = context.channel as? any SocketOptionProvider {
+                try? await provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).get()
+            }
+            try? await context.channel.close().get()
+            throw CancellationError()
+        }
+        if roll(f.status503Rate) {
+            count("status503")
+            return Response(status: .serviceUnavailable, headers: [.contentType: "application/json", .retryAfter: "1"],
+                            body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"chaos-proxy: injected 503","type":"server_error","code":"chaos"}}"#)))
+        }
+        var upstreamRequest = HTTPClientRequest(url: upstream + request.uri.description)
+        upstreamRequest.method = .init(rawValue: request.method.rawValue)
+        for field in request.headers where field.name.canonicalName != "host" && field.name != .contentLength && field.name != .connection {
+            upstreamRequest.headers.add(name: field.name.rawName, value: field.value)
+        }
+        if request.method == .post { upstreamRequest.body = .bytes(body) }
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(upstreamRequest, timeout: .seconds(600))
+        } catch {
+            count("upstream_error")
+            return Response(status: .badGateway, headers: [.contentType: "application/json"],
+                            body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"chaos-proxy: upstream unreachable","type":"server_error"}}"#)))
+        }
+        var headers = HTTPFields()
+        for (name, value) in response.headers {
+            guard let field = HTTPField.Name(name), field != .contentLength, field != .connection, field != .transferEncoding else { continue }
+            headers.append(HTTPField(name: field, value: value))
+        }
+        let stall = roll(f.stallRate)
+        count(stall ? "stalled" : "forwarded")
+        let upstreamBody = response.body
+        return Response(status: .init(code: Int(response.status.code)), headers: headers, body: .init { writer in
+            var chunks = 0
+            for try await chunk in upstreamBody {
+                try await writer.write(chunk)
+                chunks += 1
+                if stall, chunks == f.stallAfterChunks { try await Task.sleep(for: f.stallFor) }
+            }
+            try await writer.finish(nil)
+        })
+    }
+
+    /// Serves on `host:port` (0 = any free port) until cancelled; `onListening` gets the port.
+    public func run(host: String = "127.0.0.1", port: Int, onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        var logger = Logger(label: "chaos-proxy")
+        logger.logLevel = .error
+        let app = Application(router: router(), configuration: .init(address: .hostname(host, port: port), serverName: "switchyard-chaos"),
+                              onServerRunning: { await onListening($0.localAddress?.port ?? 0) }, logger: logger)
+        do {
+            try await app.runService()
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        try? await client.shutdown()
+    }
+}
