@@ -143,7 +143,7 @@ public final class ChaosProxy: Sendable {
     /// Serves on `host:port` (0 = any free port) until cancelled; `onListening` gets the port.
     public func run(host: String = "127.0.0.1", port: Int, onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         var logger = Logger(label: "chaos-proxy")
-        logger.logLevel = .error
+        logger.logLevel = .critical
         let app = Application(router: router(), configuration: .init(address: .hostname(host, port: port), serverName: "switchyard-chaos"),
                               onServerRunning: { await onListening($0.localAddress?.port ?? 0) }, logger: logger)
         do {

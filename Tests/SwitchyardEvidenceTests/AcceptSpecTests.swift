@@ -1,0 +1,105 @@
+import Testing
+import SwitchyardCore
+@testable import SwitchyardEvidence
+
+@Suite struct AcceptSpecTests {
+    static let valid = """
+        target: { url: "http://127.0.0.1:8080/v1", model: smollm2, admin_url: "http://127.0.0.1:8080", admin_token: secret-secret-secret }
+        recovery_within: 30s
+        lanes:
+          - name: realtime
+            load: { rate: 2, arrival: gamma, burstiness: 0.5 }
+            slo: { ttft: { p99: 2s, p50: 500ms }, tpot: { p95: 200ms } }
+            attainment: 0.9
+          - name: batch
+            header: none
+            load: { concurrency: 4 }
+            stream: false
+            output_tokens: uniform:16:64
+        phases:
+          - { name: warmup, duration: 5s }
+          - { name: steady, duration: 30s }
+          - { name: fault, duration: 10s, fault: { kill_backend: smollm2-0 } }
+          - { name: chaos, duration: 10s, fault: { chaos: { reset_rate: 0.1, status_503_rate: 0.2, latency: 50ms } } }
+          - { name: recovery, duration: 20s }
+        """
+
+    @Test func specDecodes() throws {
+        let spec = try AcceptSpec.load(yaml: Self.valid)
+        #expect(spec.lanes.map(\.name) == ["realtime", "batch"])
+        #expect(spec.lanes[0].load == .rate(2, .gamma(burstiness: 0.5)))
+        #expect(spec.lanes[0].header == "realtime")
+        #expect(spec.lanes[1].header == nil)
+        #expect(spec.lanes[1].outputTokens == .uniform(16, 64))
+        #expect(spec.lanes[0].slos.count == 3)
+        #expect(spec.lanes[0].requestSLO.ttft == 0.5, "the tightest bound is the per-request limit")
+        #expect(spec.phases.map(\.judged) == [false, true, false, false, false])
+        #expect(spec.phases[3].fault == .chaos({ var f = ChaosFaults(); f.resetRate = 0.1; f.status503Rate = 0.2; f.latency = .milliseconds(50); return f }()))
+        #expect(spec.totalDuration == .seconds(75))
+        #expect(spec.usesChaos)
+        #expect(spec.sha256.count == 64)
+    }
+
+    @Test func problemsAreNamedByPath() {
+        #expect {
+            try AcceptSpec.load(yaml: """
+                target: { url: "not a url", model: m }
+                lanes:
+                  - name: a
+                    load: { rate: 2, arrival: bursty }
+                    slo: { ttft: { p42: 1s } }
+                phases:
+                  - { name: fault, duration: 5s, fault: { kill_backend: m-0 } }
+                  - { name: x }
+                """)
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("target.url") && text.contains("lanes[0].load.arrival") && text.contains("lanes[0].slo.ttft")
+                && text.contains("phases[0].fault: killing or stopping a backend needs target.admin_url") && text.contains("phases[1].duration: required")
+        }
+    }
+
+    static func record(_ id: Int, sched: Double, end: Double, ok: Bool = true) -> RequestRecord {
+        var r = RequestRecord(id: id, lane: "l", tSched: .seconds(sched))
+        r.tSend = .seconds(sched)
+        r.status = ok ? 200 : 503
+        if ok {
+            r.tFirst = .seconds(end)
+            r.tLast = .seconds(end)
+        } else {
+            r.error = "HTTP 503"
+        }
+        return r
+    }
+
+    @Test func recoveryIsTheFirstWindowBackAt90Percent() {
+        // 2 good/s until 10 s, nothing good from 10 to 14 s, 2 good/s again from 14 s.
+        var records: [RequestRecord] = []
+        var id = 0
+        for tenth in stride(from: 0, to: 300, by: 5) {
+            let t = Double(tenth) / 10
+            let ok = t < 10 || t >= 14
+            records.append(Self.record(id, sched: t, end: t + 0.1, ok: ok))
+            id += 1
+        }
+        let pre = LaneVerdict.goodput(records, slo: RequestSLO(), from: 0, to: 10)
+        #expect(pre == 2)
+        let recovery = LaneVerdict.recoveryTime(records, slo: RequestSLO(), preLevel: pre, liftedAt: 10, runEnd: 30)
+        // Good requests end at 14.1, 14.6, …: the window [13.25, 18.25) holds nine of them
+        // (≥ 90% of 2/s × 5 s), the first on the 0.25 s grid to do so.
+        #expect(recovery == 3.25)
+        #expect(LaneVerdict.recoveryTime(records.filter { $0.tSched.seconds < 10 }, slo: RequestSLO(), preLevel: pre, liftedAt: 10, runEnd: 30) == nil)
+    }
+
+    @Test func verdictCountsFailuresAsMissesAndNamesTheReasons() throws {
+        var spec = try AcceptSpec.load(yaml: Self.valid)
+        spec.lanes[0].slos = [AcceptSpec.SLOBound(metric: "e2e", percentile: .p50, bound: .milliseconds(200))]
+        spec.lanes[0].attainment = 0.9
+        let records = (0..<20).map { i in Self.record(i, sched: 6 + Double(i), end: 6 + Double(i) + 0.1, ok: i % 5 != 0) }
+        let spans = LaneVerdict.spans([spec.phases[0], spec.phases[1]])
+        let v = LaneVerdict.judge(lane: spec.lanes[0], records: records, phases: spans, recoveryWithin: nil, offeredRate: nil)
+        #expect(v.outcome == .fail)
+        #expect(v.reasons.contains { $0.hasPrefix("e2e p50 100.0 ms ≤ 200.0 ms (n=16)") })
+        #expect(v.reasons.contains { $0.hasPrefix("attainment 80.0% < 90.0%") })
+    }
+}

