@@ -55,6 +55,10 @@ extension BenchCommand {
         @Option(name: .customLong("api-key"), help: "Bearer key (else $OPENAI_API_KEY when set).") var apiKey: String?
         @Option(help: "Per-request SLO for goodput, e.g. ttft=500ms,tpot=50ms,e2e=10s,max_stall=2s (TTFT and E2E from the schedule).") var slo: String?
         @Option(help: "Write the evidence bundle to this folder.") var out: String?
+        @Flag(help: "Find the highest --rate (the upper bound) that meets --slo at --attainment, bisecting from --sweep-min.") var sweep = false
+        @Option(name: .customLong("sweep-min"), help: "Lowest rate tried by --sweep (default: --rate / 10).") var sweepMin: Double?
+        @Option(name: .customLong("sweep-steps"), help: "Probes after the two bounds.") var sweepSteps: Int = 4
+        @Option(help: "Share of requests that must meet every --slo for a --sweep probe to pass.") var attainment: Double = 0.9
 
         func validate() throws {
             guard (rate == nil) != (concurrency == nil) else { throw ValidationError("give exactly one of --rate R (open loop) or --concurrency C (closed loop)") }
@@ -70,6 +74,13 @@ extension BenchCommand {
             if burstiness <= 0 { throw ValidationError("--burstiness must be positive") }
             if HTTPURL(url) == nil { throw ValidationError("--url: not a valid http(s) URL: '\(url)'") }
             if let slo { _ = try Self.parseSLO(slo) }
+            if sweep {
+                guard rate != nil else { throw ValidationError("--sweep needs --rate (the highest rate to try)") }
+                guard slo != nil else { throw ValidationError("--sweep needs --slo: it looks for the highest rate that meets it") }
+                guard duration != nil else { throw ValidationError("--sweep needs --duration (the length of each probe)") }
+                if !(0...1).contains(attainment) || attainment == 0 { throw ValidationError("--attainment must be in (0, 1]") }
+                if let sweepMin, let rate, sweepMin <= 0 || sweepMin >= rate { throw ValidationError("--sweep-min must be positive and below --rate") }
+            }
         }
 
         static func parseSLO(_ text: String) throws -> RequestSLO {
@@ -121,6 +132,7 @@ extension BenchCommand {
         }
 
         func run() async throws {
+            if sweep { return try await runSweep() }
             let options = try makeOptions()
             let slo = try slo.map(Self.parseSLO) ?? RequestSLO()
             let runner = LoadRunner(options: options)
@@ -148,7 +160,8 @@ extension BenchCommand {
             }
             var offered: Double?
             if case .rate(let r, _) = options.load { offered = r }
-            let summary = LaneSummary.compute(lane: options.laneLabel, records: records, offeredRate: offered, slo: slo)
+            let summary = LaneSummary.compute(lane: options.laneLabel, records: records, offeredRate: offered, slo: slo,
+                                              minimumWindow: options.duration.map { ($0 - options.warmup).seconds })
             print(Self.table(summary))
             if let out {
                 let command = ["switchyard"] + CommandLine.arguments.dropFirst()
@@ -163,6 +176,82 @@ extension BenchCommand {
             }
             if !summary.invalid.isEmpty {
                 FileHandle.standardError.write(Data(("not valid for a verdict:\n" + summary.invalid.map { "  - \($0)\n" }.joined()).utf8))
+            }
+        }
+
+        /// One probe at `rate`: its records and summary.
+        func probe(_ options: BenchOptions, rate: Double, slo: RequestSLO) async throws -> ([RequestRecord], LaneSummary) {
+            var options = options
+            if case .rate(_, let process) = options.load { options.load = .rate(rate, process) }
+            let records: [RequestRecord]
+            do {
+                records = try await LoadRunner(options: options).run()
+            } catch {
+                throw ValidationError("\(error)")
+            }
+            return (records, LaneSummary.compute(lane: options.laneLabel, records: records, offeredRate: rate, slo: slo,
+                                                 minimumWindow: options.duration.map { ($0 - options.warmup).seconds }))
+        }
+
+        /// Bisects between --sweep-min and --rate for the highest rate whose probe is valid and
+        /// meets the SLOs at the attainment target (DistServe's goodput definition).
+        func runSweep() async throws {
+            let options = try makeOptions()
+            let slo = try Self.parseSLO(slo ?? "")
+            let high = rate ?? 1
+            var low = sweepMin ?? high / 10
+            var best: (rate: Double, records: [RequestRecord], summary: LaneSummary)?
+            var probes: [(Double, LaneSummary)] = []
+            func passes(_ s: LaneSummary) -> Bool { s.invalid.isEmpty && (s.attainment ?? 0) >= attainment }
+            func report(_ r: Double, _ s: LaneSummary) {
+                print(String(format: "probe %8.2f req/s: attainment %5.1f%%, goodput %.2f req/s, TTFT p99 %@%@ → %@", r, (s.attainment ?? 0) * 100, s.goodput ?? 0,
+                             s.metric("ttft_sched").map { String(format: "%.0f ms", $0.p99 * 1000) } ?? "-",
+                             s.invalid.isEmpty ? "" : " (not valid: \(s.invalid.joined(separator: "; ")))", passes(s) ? "meets" : "misses"))
+            }
+            let (topRecords, top) = try await probe(options, rate: high, slo: slo)
+            probes.append((high, top))
+            report(high, top)
+            var upper = high
+            if passes(top) {
+                best = (high, topRecords, top)
+            } else {
+                let (lowRecords, bottom) = try await probe(options, rate: low, slo: slo)
+                probes.append((low, bottom))
+                report(low, bottom)
+                if passes(bottom) {
+                    best = (low, lowRecords, bottom)
+                    for _ in 0..<max(0, sweepSteps) {
+                        let mid = (low + upper) / 2
+                        let (records, s) = try await probe(options, rate: mid, slo: slo)
+                        probes.append((mid, s))
+                        report(mid, s)
+                        if passes(s) {
+                            low = mid
+                            best = (mid, records, s)
+                        } else {
+                            upper = mid
+                        }
+                    }
+                }
+            }
+            if let best {
+                print(String(format: "highest rate meeting the SLOs at %.0f%% attainment: %.2f req/s (goodput %.2f req/s)%@", attainment * 100, best.rate,
+                             best.summary.goodput ?? 0, best.rate == high ? "; the upper bound itself passed, try a higher --rate" : ""))
+            } else {
+                print(String(format: "no probed rate met the SLOs at %.0f%% attainment (lowest tried %.2f req/s)", attainment * 100, low))
+            }
+            if let out, let best {
+                let command = ["switchyard"] + CommandLine.arguments.dropFirst()
+                let manifest = Manifest(version: SwitchyardVersion.current, command: command, gitCommit: Manifest.gitCommit(),
+                                        specHash: SHA256.hex(command.joined(separator: " ")))
+                let sweepJSON = JSONValue.array(probes.map { r, s in
+                    .object([("rate", .number(String(format: "%.4f", r))), ("attainment", s.attainment.map { .number(String(format: "%.4f", $0)) } ?? .null),
+                             ("goodput", s.goodput.map { .number(String(format: "%.4f", $0)) } ?? .null), ("valid", .bool(s.invalid.isEmpty)),
+                             ("meets", .bool(passes(s)))])
+                })
+                try EvidenceBundle.write(to: out, manifest: manifest, records: best.records, summaries: [best.summary],
+                                         extra: [("sweep", sweepJSON), ("best_rate", .number(String(format: "%.4f", best.rate)))])
+                print("evidence bundle (the best probe): \(out)")
             }
         }
 

@@ -46,7 +46,8 @@ public struct LaneVerdict: Sendable {
             r.warmup = !phases.contains { $0.judged && t >= $0.start && t < $0.end }
             return r
         }
-        let summary = LaneSummary.compute(lane: lane.name, records: judged, offeredRate: offeredRate, slo: slo)
+        let judgedSeconds = phases.filter(\.judged).reduce(0) { $0 + ($1.end - $1.start) }
+        let summary = LaneSummary.compute(lane: lane.name, records: judged, offeredRate: offeredRate, slo: slo, minimumWindow: judgedSeconds)
         var reasons: [String] = []
         var failed = false
         for bound in lane.slos {

@@ -52,12 +52,14 @@ public struct LaneSummary: Sendable {
 
     public func metric(_ name: String) -> MetricSummary? { metrics.first { $0.name == name }?.summary }
 
+    /// - Parameter minimumWindow: the scheduled length (a sparse open-loop run must not look
+    ///   faster than its schedule).
     public static func compute(lane: String, records all: [RequestRecord], offeredRate: Double?, slo: RequestSLO = RequestSLO(),
-                               lagBound: Double = 0.05) -> LaneSummary {
+                               lagBound: Double = 0.05, minimumWindow: Double? = nil) -> LaneSummary {
         let records = all.filter { !$0.warmup }
         let start = records.map(\.tSched).min() ?? .zero
         let end = records.compactMap { $0.tLast ?? $0.tSend }.max() ?? start
-        let window = max(1e-9, (end - start).seconds)
+        let window = max(1e-9, (end - start).seconds, minimumWindow ?? 0)
         let ok = records.filter(\.succeeded)
         // Achieved against offered on the same requests: a Poisson sample's own rate is the
         // offered one, so only a client falling behind its schedule lowers the ratio.

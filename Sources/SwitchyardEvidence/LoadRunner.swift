@@ -72,7 +72,9 @@ public final class LoadRunner: Sendable {
         var sent = 0
         var completed = 0
         var errors = 0
-        var ttfts: [Double] = []
+        /// TTFT in microseconds, 3 significant digits (HdrHistogram): the live line's percentiles
+        /// in constant memory and time however long the run; the report uses exact ranks.
+        var ttfts = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
         var records: [RequestRecord] = []
         var finished: CheckedContinuation<Void, Never>?
         var expected: Int?
@@ -91,11 +93,11 @@ public final class LoadRunner: Sendable {
     public func progress() -> BenchProgress {
         let elapsed = now
         return counters.withLock { c in
-            let sorted = c.ttfts.sorted()
+            let any = c.ttfts.totalCount > 0
             return BenchProgress(elapsed: elapsed, sent: c.sent, inFlight: c.sent - c.completed, completed: c.completed, errors: c.errors,
                                  achievedRate: elapsed > .zero ? Double(c.completed) / elapsed.seconds : 0,
-                                 ttftP50: sorted.isEmpty ? nil : MetricSummary.nearestRank(sorted, 0.5),
-                                 ttftP99: sorted.isEmpty ? nil : MetricSummary.nearestRank(sorted, 0.99))
+                                 ttftP50: any ? Double(c.ttfts.valueAtPercentile(50)) / 1e6 : nil,
+                                 ttftP99: any ? Double(c.ttfts.valueAtPercentile(99)) / 1e6 : nil)
         }
     }
 
@@ -187,7 +189,7 @@ public final class LoadRunner: Sendable {
         let k = counters.withLock { c -> CheckedContinuation<Void, Never>? in
             c.completed += 1
             if !record.succeeded { c.errors += 1 }
-            if let ttft = record.ttft, record.succeeded, !record.warmup { c.ttfts.append(ttft) }
+            if let ttft = record.ttft, record.succeeded, !record.warmup { _ = c.ttfts.record(UInt64(max(0, ttft) * 1e6)) }
             c.records.append(record)
             guard let expected = c.expected, c.completed >= expected, let k = c.finished else { return nil }
             c.finished = nil
@@ -214,5 +216,6 @@ public final class LoadRunner: Sendable {
 }
 
 import Foundation
+import Histogram
 import NIOHTTP1
 import NIOPosix

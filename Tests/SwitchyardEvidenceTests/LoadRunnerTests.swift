@@ -91,8 +91,13 @@ enum TimedUpstream {
             var options = BenchOptions(baseURL: url, model: "ok", load: .rate(20, .constant))
             options.requests = 20
             options.workload.outputTokens = .fixed(8)
-            let records = try await LoadRunner(options: options).run()
+            let runner = LoadRunner(options: options)
+            let records = try await runner.run()
             #expect(records.count == 20)
+            let live = runner.progress()
+            #expect(live.completed == 20 && live.errors == 0)
+            let exactMedian = MetricSummary(records.compactMap(\.ttft))!.p50
+            #expect(abs((live.ttftP50 ?? 0) - exactMedian) < 0.0002, "the live HdrHistogram median is within its 3 digits")
             #expect(records.allSatisfy { $0.succeeded }, "\(records.compactMap(\.error))")
             let ttft = Self.median(records.compactMap(\.ttft))
             let tpot = Self.median(records.compactMap(\.tpot))
