@@ -44,7 +44,8 @@ import SwitchyardCore
             faults = ChaosFaults()
             faults.latency = .milliseconds(100)
             faults.stallRate = 1
-            faults.stallAfterChunks = 3
+            // Chunk 1 is the role chunk (sent at once), chunk 2 the first token (50 ms later).
+            faults.stallAfterChunks = 2
             faults.stallFor = .milliseconds(300)
             proxy.set(faults)
             let slow = try await Self.load(url)

@@ -158,11 +158,11 @@ import SwitchyardTestSupport
             let config = GatewayHarness.config(models: [
                 GatewayHarness.model("trickle", ["http://127.0.0.1:\(port)/trickle/v1"]),
                 GatewayHarness.model("slow", ["http://127.0.0.1:\(port)/slow-head/v1"]),
-            ]) { $0.upstream.timeouts.idle = .milliseconds(300); $0.upstream.timeouts.firstByte = .milliseconds(300) }
+            ]) { $0.upstream.timeouts.idle = .seconds(1); $0.upstream.timeouts.firstByte = .seconds(1) }
             try await GatewayHarness.with(config) { _, base in
                 let trickle = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(stream: true, model: "trickle"))
                 let events = TestClient.events(trickle.body)
-                #expect(events.count == 3, "role, a, timeout error: \(events)")
+                try #require(events.count == 3, "role, a, timeout error: \(events)")
                 #expect(try JSONParser.parse(events[2])["error"]?["code"] == .string("timeout"))
 
                 let slow = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(model: "slow"))

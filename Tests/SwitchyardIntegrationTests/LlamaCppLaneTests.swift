@@ -13,6 +13,8 @@ import SwitchyardTestSupport
         model.memoryHeadroom = MemoryHeadroomConfig()
         model.adaptiveConcurrency.enabled = true
         model.adaptiveConcurrency.interval = .milliseconds(500)
+        // A slow machine must not turn the queue order under test into queue timeouts.
+        model.queueTimeout = .seconds(120)
         return GatewayHarness.config(models: [model], tweak: tweak)
     }
 
