@@ -55,9 +55,14 @@ final class BenchClient: Sendable {
     var loops: Int { pools.count }
 
     /// Starts `job` at `at` (run-clock offset) on loop `index % loops`; `done` runs on that loop.
-    func schedule(_ job: Job, at offset: Duration?, loop index: Int, done: @escaping @Sendable (RequestRecord) -> Void) {
+    /// `started` runs on the loop when the request is about to be written (progress counts).
+    func schedule(_ job: Job, at offset: Duration?, loop index: Int, started: @escaping @Sendable () -> Void = {},
+                  done: @escaping @Sendable (RequestRecord) -> Void) {
         let box = pools[index % pools.count]
-        let start: @Sendable () -> Void = { [self] in self.start(job, on: box, fresh: false, done: done) }
+        let start: @Sendable () -> Void = { [self] in
+            started()
+            self.start(job, on: box, fresh: false, done: done)
+        }
         if let offset {
             let wait = offset - (ContinuousClock.now - origin)
             if wait <= .zero {

@@ -137,8 +137,9 @@ public final class LoadRunner: Sendable {
                 while i < schedule.count, schedule[i] < horizon {
                     let offset = schedule[i]
                     let request = job(i, at: offset)
-                    counters.withLock { $0.sent += 1 }
-                    client.schedule(request, at: offset, loop: i) { [self] record in self.finished(record) }
+                    client.schedule(request, at: offset, loop: i, started: { [self] in counters.withLock { $0.sent += 1 } }) { [self] record in
+                        self.finished(record)
+                    }
                     i += 1
                 }
                 next = i
