@@ -68,7 +68,16 @@ enum LauncherScript {
             signal.signal(s, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        child = subprocess.Popen(cmd, start_new_session=True)
+        def die_with_launcher():
+            # If this launcher is killed outright (kill -9), the server goes too. Safe here: the
+            # main thread that spawns the server lives as long as the launcher.
+            try:
+                import ctypes
+                ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            except Exception:
+                pass
+
+        child = subprocess.Popen(cmd, start_new_session=True, preexec_fn=die_with_launcher)
         orphaned = False
         while child.poll() is None and not stopping.is_set():
             if os.getppid() != parent:

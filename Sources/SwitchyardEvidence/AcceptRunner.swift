@@ -126,7 +126,10 @@ public final class AcceptRunner: Sendable {
                 chaos?.set(faults)
             case .killBackend(let name), .stopBackend(let name):
                 do {
-                    let pid = try await backendPID(name, http: http)
+                    let launcher = try await backendPID(name, http: http)
+                    // The pid is Switchyard's launcher; the model server is its child. A crash
+                    // of the server is the fault (the launcher reports it, the supervisor restarts).
+                    let pid = Self.children(of: launcher).first ?? launcher
                     let isKill: Bool = { if case .killBackend = fault { return true } else { return false } }()
                     kill(pid, isKill ? SIGKILL : SIGSTOP)
                     if !isKill { stoppedPID = pid }
@@ -141,6 +144,22 @@ public final class AcceptRunner: Sendable {
             if let pid = stoppedPID { kill(pid, SIGCONT) }
             if case .killBackend = fault { continue }
             collected.markers.withLock { $0.append(TimelineMarker(at: (ContinuousClock.now - origin).seconds, label: "lifted")) }
+        }
+    }
+
+    /// Child processes of `pid`, from /proc (Linux).
+    static func children(of pid: Int32) -> [Int32] {
+        if let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8) {
+            let pids = text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            if !pids.isEmpty { return pids }
+        }
+        // Kernels without the children file: scan every process's parent.
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> Int32? in
+            guard let candidate = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return nil }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && Int32(fields[1]) == pid ? candidate : nil
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SwitchyardCore
+import SwitchyardTestSupport
 
 /// `switchyard accept` against the real gateway with one managed llama.cpp replica, which the
 /// fault phase kills: the bundle's verdicts and recovery time must agree with its requests.jsonl.
@@ -47,6 +48,8 @@ import SwitchyardCore
         let (status, output) = try BenchCommandTests.run(ServeProcessTests.binary, ["accept", spec.path, "--out", out])
         _ = await served.stop()
         #expect([0, 2].contains(status), "a verdict, not a void run or a crash: \(output)")
+        #expect(await Poll.until(.seconds(10)) { ManagedServeTests.modelServerPIDs(dataDir: dataDir).isEmpty },
+                "no model server outlives the gateway, the killed one's successor included")
 
         let summary = try JSONParser.parse(Array(try String(contentsOfFile: out + "/summary.json", encoding: .utf8).utf8))
         let verdict = try #require(summary["verdicts"]?.arrayValue?.first)
