@@ -12,7 +12,7 @@ DURATION="${DURATION:-10}"
 command -v nginx >/dev/null || { echo "installing nginx from Debian" >&2; apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
 swift build -c release --product switchyard >&2
 work="$(mktemp -d)"; chmod 755 "$work"
-trap 'kill $(cat "$work"/nginx.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $(cat "$work"/nginx.pid 2>/dev/null) 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"' EXIT
 UP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 completion='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"The quick brown fox jumps over the lazy dog."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":10,"total_tokens":22}}'
 sse=""

@@ -75,21 +75,32 @@ final class BenchClient: Sendable {
         }
     }
 
-    /// `fresh`: a new connection even when an idle one exists (a resend after a stale one).
-    private func start(_ job: Job, on box: EventLoopBoundBox, fresh: Bool, done: @escaping @Sendable (RequestRecord) -> Void) {
-        let pool = box.pool
-        while !fresh, let (channel, handler) = pool.idle.popLast() {
-            // Servers close idle keep-alive connections (llama.cpp after every stream): skip those.
-            guard channel.isActive else { continue }
-            handler.begin(job, channel: channel, reused: true, done: done)
-            return
+    /// Opens `perLoop` keep-alive connections on every loop before the run, so its first
+    /// requests do not pay (and queue behind) a burst of connection set-ups. Failures are left
+    /// for the requests to report.
+    func prewarm(perLoop: Int) async {
+        await withTaskGroup(of: Void.self) { group in
+            for box in pools {
+                for _ in 0..<max(0, perLoop) {
+                    group.addTask { [self] in
+                        let handler = makeHandler(on: box)
+                        guard let channel = try? await connect(box, handler: handler).get() else { return }
+                        try? await box.loop.submit { box.pool.idle.append((channel, handler)) }.get()
+                    }
+                }
+            }
         }
-        let handler = ExchangeHandler(origin: origin, target: target, loop: box.loop, release: { channel, handler, reusable in
+    }
+
+    private func makeHandler(on box: EventLoopBoundBox) -> ExchangeHandler {
+        ExchangeHandler(origin: origin, target: target, loop: box.loop, release: { channel, handler, reusable in
             if reusable { box.pool.idle.append((channel, handler)) } else { channel.close(promise: nil) }
         }, resend: { [self] job, done in
             self.start(job, on: box, fresh: true, done: done)
         })
-        let connectStarted = ContinuousClock.now - origin
+    }
+
+    private func connect(_ box: EventLoopBoundBox, handler: ExchangeHandler) -> EventLoopFuture<Channel> {
         ClientBootstrap(group: box.loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
@@ -100,6 +111,20 @@ final class BenchClient: Sendable {
                 }
             }
             .connect(host: target.host, port: target.port)
+    }
+
+    /// `fresh`: a new connection even when an idle one exists (a resend after a stale one).
+    private func start(_ job: Job, on box: EventLoopBoundBox, fresh: Bool, done: @escaping @Sendable (RequestRecord) -> Void) {
+        let pool = box.pool
+        while !fresh, let (channel, handler) = pool.idle.popLast() {
+            // Servers close idle keep-alive connections (llama.cpp after every stream): skip those.
+            guard channel.isActive else { continue }
+            handler.begin(job, channel: channel, reused: true, done: done)
+            return
+        }
+        let handler = makeHandler(on: box)
+        let connectStarted = ContinuousClock.now - origin
+        connect(box, handler: handler)
             .whenComplete { result in
                 switch result {
                 case .success(let channel):
@@ -136,8 +161,10 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
     private var observer = StreamObserver()
     private var body = ByteBuffer()
     private var job: BenchClient.Job?
-    /// The connection carried an earlier exchange (it may have been closed by the server since).
+    /// The connection carried an earlier exchange (it may have been closed by the server since);
+    /// a prewarmed connection has not.
     private var reused = false
+    private var exchanges = 0
 
     init(origin: ContinuousClock.Instant, target: BenchClient.Target, loop: any EventLoop,
          release: @escaping (Channel, ExchangeHandler, Bool) -> Void,
@@ -153,7 +180,7 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
 
     func begin(_ job: BenchClient.Job, channel: Channel, reused: Bool, done: @escaping @Sendable (RequestRecord) -> Void) {
         self.job = job
-        self.reused = reused
+        self.reused = reused && exchanges > 0
         var record = RequestRecord(id: job.id, lane: job.lane, tSched: job.tSched)
         record.warmup = job.warmup
         self.channel = channel
@@ -226,6 +253,7 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
         }
         self.record = nil
         self.done = nil
+        exchanges += 1
         done(record)
         release(channel, self, reusable)
     }

@@ -124,12 +124,20 @@ public final class LoadRunner: Sendable {
             BenchClient.Job(id: i, lane: options.laneLabel, warmup: offset < options.warmup, tSched: offset, body: body(for: i), headers: fixedHeaders)
         }
         switch options.load {
+        case .rate(let rate, _): await client.prewarm(perLoop: min(32, max(4, Int(rate / 500) / client.loops)))
+        case .concurrency(let c): await client.prewarm(perLoop: (c + client.loops - 1) / client.loops)
+        }
+        // The schedule starts once the connections are up (a few ms after the origin).
+        let start = now
+        switch options.load {
         case .rate(let rate, let process):
             let schedule = Schedule.make(rate: rate, process: process, seed: options.seed, count: options.requests, duration: options.duration)
+                .map { $0 + start }
             counters.withLock { $0.expected = schedule.count }
             // Timers are armed a little ahead, in slices, on the event loops: they fire on time
             // however busy this task is, and memory stays bounded on long runs.
-            let slice: Duration = .milliseconds(200)
+            // A slice is armed a whole slice ahead, so this task may wake up late by that much.
+            let slice: Duration = .milliseconds(500)
             var next = 0
             while next < schedule.count {
                 let horizon = schedule[next] + slice
@@ -144,7 +152,7 @@ public final class LoadRunner: Sendable {
                 }
                 next = i
                 if next < schedule.count {
-                    try? await Task.sleep(until: origin + schedule[next] - slice / 2, clock: .continuous)
+                    try? await Task.sleep(until: origin + schedule[next] - slice, clock: .continuous)
                 }
             }
         case .concurrency(let clients):
