@@ -3,6 +3,7 @@
 # completion (and a fixed 200-event SSE stream), on loopback.
 #   1. open loop at RATE req/s (default 10000), constant arrivals, non-streaming: achieved rate and
 #      schedule lag p99 (target >= 10,000 req/s with lag p99 < 2 ms);
+# THREADS sets the client's event loops (default: the cores). KEEP=1 keeps the bundles.
 #   2. closed loop, 64 clients streaming: SSE chunks parsed per second (target >= 100,000).
 # Reference: GuideLLM's maintainers cite about 1,000 req/s for one client.
 set -euo pipefail
@@ -39,7 +40,7 @@ NGINX
 nginx -c "$work/nginx.conf" -p "$work"
 bin=.build/release/switchyard
 echo "== open loop, $RATE req/s constant, ${DURATION}s, non-streaming"
-"$bin" bench --url "http://127.0.0.1:$UP/v1" --model bench --rate "$RATE" --arrival constant --duration "${DURATION}s" --no-stream \
+"$bin" bench --url "http://127.0.0.1:$UP/v1" --model bench ${THREADS:+--threads "$THREADS"} --rate "$RATE" --arrival constant --duration "${DURATION}s" --no-stream \
   --out "$work/rate" 2>/dev/null | sed -n '1p;/schedule_lag/p;/e2e /p'
 echo "== closed loop, 64 streaming clients, ${DURATION}s, 200 events per stream"
 "$bin" bench --url "http://127.0.0.1:$UP/sse/v1" --model bench --concurrency 64 --duration "${DURATION}s" \

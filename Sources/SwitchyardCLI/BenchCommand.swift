@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NIOCore
 import SwitchyardCore
 import SwitchyardEvidence
 
@@ -55,6 +56,7 @@ extension BenchCommand {
         @Option(name: .customLong("api-key"), help: "Bearer key (else $OPENAI_API_KEY when set).") var apiKey: String?
         @Option(help: "Per-request SLO for goodput, e.g. ttft=500ms,tpot=50ms,e2e=10s,max_stall=2s (TTFT and E2E from the schedule).") var slo: String?
         @Option(help: "Write the evidence bundle to this folder.") var out: String?
+        @Option(help: "Event-loop threads of the client (default: the cores; fewer leaves room for a server on the same host).") var threads: Int?
         @Flag(help: "Find the highest --rate (the upper bound) that meets --slo at --attainment, bisecting from --sweep-min.") var sweep = false
         @Option(name: .customLong("sweep-min"), help: "Lowest rate tried by --sweep (default: --rate / 10).") var sweepMin: Double?
         @Option(name: .customLong("sweep-steps"), help: "Probes after the two bounds.") var sweepSteps: Int = 4
@@ -135,7 +137,7 @@ extension BenchCommand {
             if sweep { return try await runSweep() }
             let options = try makeOptions()
             let slo = try slo.map(Self.parseSLO) ?? RequestSLO()
-            let runner = LoadRunner(options: options)
+            let runner = LoadRunner(options: options, threads: threads ?? System.coreCount)
             let started = Date()
             let records = try await withThrowingTaskGroup(of: [RequestRecord]?.self) { group in
                 group.addTask {
@@ -185,7 +187,7 @@ extension BenchCommand {
             if case .rate(_, let process) = options.load { options.load = .rate(rate, process) }
             let records: [RequestRecord]
             do {
-                records = try await LoadRunner(options: options).run()
+                records = try await LoadRunner(options: options, threads: threads ?? System.coreCount).run()
             } catch {
                 throw ValidationError("\(error)")
             }

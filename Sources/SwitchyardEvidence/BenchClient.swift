@@ -34,15 +34,37 @@ final class BenchClient: Sendable {
     /// Per-loop state, only ever touched on its loop (hence unchecked).
     final class LoopPool: @unchecked Sendable {
         var idle: [(Channel, ExchangeHandler)] = []
+        /// Connections open or being opened.
+        var open = 0
+        /// Jobs due while every allowed connection is busy (their lag shows it), oldest first.
+        var waiting: [(Job, @Sendable (RequestRecord) -> Void)] = []
+        var waitingHead = 0
+
+        func popWaiting() -> (Job, @Sendable (RequestRecord) -> Void)? {
+            guard waitingHead < waiting.count else { return nil }
+            defer {
+                waitingHead += 1
+                if waitingHead > 1024, waitingHead * 2 > waiting.count {
+                    waiting.removeFirst(waitingHead)
+                    waitingHead = 0
+                }
+            }
+            return waiting[waitingHead]
+        }
     }
+
+    /// Connections per loop at most: an overloaded server makes requests wait for a connection
+    /// (late against their schedule, which the lag records) instead of a connection storm.
+    let maxConnectionsPerLoop: Int
 
     struct EventLoopBoundBox: Sendable {
         let loop: any EventLoop
         let pool: LoopPool
     }
 
-    init(target: Target, threads: Int, origin: ContinuousClock.Instant) {
+    init(target: Target, threads: Int, origin: ContinuousClock.Instant, maxConnections: Int = 2048) {
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+        maxConnectionsPerLoop = max(1, maxConnections / max(1, threads))
         self.target = target
         self.origin = origin
         pools = group.makeIterator().map { EventLoopBoundBox(loop: $0, pool: LoopPool()) }
@@ -84,7 +106,11 @@ final class BenchClient: Sendable {
                 for _ in 0..<max(0, perLoop) {
                     group.addTask { [self] in
                         let handler = makeHandler(on: box)
-                        guard let channel = try? await connect(box, handler: handler).get() else { return }
+                        try? await box.loop.submit { box.pool.open += 1 }.get()
+                        guard let channel = try? await connect(box, handler: handler).get() else {
+                            try? await box.loop.submit { box.pool.open -= 1 }.get()
+                            return
+                        }
                         try? await box.loop.submit { box.pool.idle.append((channel, handler)) }.get()
                     }
                 }
@@ -94,12 +120,21 @@ final class BenchClient: Sendable {
 
     private func makeHandler(on box: EventLoopBoundBox) -> ExchangeHandler {
         ExchangeHandler(origin: origin, target: target, loop: box.loop, release: { channel, handler, reusable in
-            if reusable { box.pool.idle.append((channel, handler)) } else { channel.close(promise: nil) }
+            if reusable {
+                if let (job, done) = box.pool.popWaiting() {
+                    handler.begin(job, channel: channel, reused: true, done: done)
+                } else {
+                    box.pool.idle.append((channel, handler))
+                }
+            } else {
+                channel.close(promise: nil)  // its close hands its place to a waiting job
+            }
         }, resend: { [self] job, done in
             self.start(job, on: box, fresh: true, done: done)
         })
     }
 
+    /// Connects; the pool's open count drops when the connection closes, whatever closes it.
     private func connect(_ box: EventLoopBoundBox, handler: ExchangeHandler) -> EventLoopFuture<Channel> {
         ClientBootstrap(group: box.loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -111,6 +146,16 @@ final class BenchClient: Sendable {
                 }
             }
             .connect(host: target.host, port: target.port)
+            .map { channel in
+                channel.closeFuture.whenComplete { [self] _ in
+                    box.pool.open -= 1
+                    // A connection gone: a waiting job may use the freed place.
+                    if box.pool.open < maxConnectionsPerLoop, let (job, done) = box.pool.popWaiting() {
+                        self.start(job, on: box, fresh: true, done: done)
+                    }
+                }
+                return channel
+            }
     }
 
     /// `fresh`: a new connection even when an idle one exists (a resend after a stale one).
@@ -122,6 +167,11 @@ final class BenchClient: Sendable {
             handler.begin(job, channel: channel, reused: true, done: done)
             return
         }
+        guard pool.open < maxConnectionsPerLoop else {
+            pool.waiting.append((job, done))
+            return
+        }
+        pool.open += 1
         let handler = makeHandler(on: box)
         let connectStarted = ContinuousClock.now - origin
         connect(box, handler: handler)
@@ -130,6 +180,7 @@ final class BenchClient: Sendable {
                 case .success(let channel):
                     handler.begin(job, channel: channel, reused: false, done: done)
                 case .failure(let error):
+                    box.pool.open -= 1
                     var record = RequestRecord(id: job.id, lane: job.lane, tSched: job.tSched)
                     record.warmup = job.warmup
                     record.tSend = connectStarted
