@@ -3,8 +3,8 @@
 # completion (and a fixed 200-event SSE stream), on loopback.
 #   1. open loop at RATE req/s (default 10000), constant arrivals, non-streaming: achieved rate and
 #      schedule lag p99 (target >= 10,000 req/s with lag p99 < 2 ms);
-# THREADS sets the client's event loops (default: the cores). KEEP=1 keeps the bundles.
 #   2. closed loop, 64 clients streaming: SSE chunks parsed per second (target >= 100,000).
+# THREADS sets the client's event loops (default: the cores). KEEP=1 keeps the bundles.
 # Reference: GuideLLM's maintainers cite about 1,000 req/s for one client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
