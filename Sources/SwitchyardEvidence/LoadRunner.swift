@@ -136,8 +136,10 @@ public final class LoadRunner: Sendable {
             counters.withLock { $0.expected = schedule.count }
             // Timers are armed a little ahead, in slices, on the event loops: they fire on time
             // however busy this task is, and memory stays bounded on long runs.
-            // A slice is armed a whole slice ahead, so this task may wake up late by that much.
-            let slice: Duration = .milliseconds(500)
+            // Small slices (short bursts of timer arming on the loops), armed well ahead (this
+            // task may wake up late by that much without anyone sending late).
+            let slice: Duration = .milliseconds(50)
+            let lead: Duration = .milliseconds(400)
             var next = 0
             while next < schedule.count {
                 let horizon = schedule[next] + slice
@@ -152,7 +154,7 @@ public final class LoadRunner: Sendable {
                 }
                 next = i
                 if next < schedule.count {
-                    try? await Task.sleep(until: origin + schedule[next] - slice, clock: .continuous)
+                    try? await Task.sleep(until: origin + schedule[next] - lead, clock: .continuous)
                 }
             }
         case .concurrency(let clients):
