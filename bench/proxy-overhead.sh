@@ -23,14 +23,8 @@ chmod 755 "$work"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port); PX=$(free_port); SY=$(free_port)
 
-completion='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"The quick brown fox jumps over the lazy dog."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":10,"total_tokens":22}}'
-: > "$work/sse.txt"
-sse=""
-for i in $(seq $EVENTS); do
-  sse+='data: {"id":"c","object":"chat.completion.chunk","model":"bench","choices":[{"index":0,"delta":{"content":"tok'$i' "},"finish_reason":null}]}\n\n'
-done
-sse+='data: {"id":"c","object":"chat.completion.chunk","model":"bench","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":200,"total_tokens":212}}\n\ndata: [DONE]\n\n'
-printf "$sse" > "$work/sse.txt"
+source bench/fixed-origin.sh
+write_fixed_sse "$work" $EVENTS
 
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 1;

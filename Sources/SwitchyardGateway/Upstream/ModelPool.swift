@@ -12,12 +12,12 @@ public final class ModelPool: Sendable {
     public let lanes: [String: LaneConfig]
     /// Every replica ever added, by index (indices stay stable; removed ones are tombstoned).
     public var backends: [Backend] { state.withLock { $0.replicas.map(\.backend) } }
-    private let replicaTemplate: ReplicaState
+    let replicaTemplate: ReplicaState
     let origin: ContinuousClock.Instant
-    private let state: Mutex<State>
+    let state: Mutex<State>
     /// Lanes whose queued requests may preempt in-flight work of a lower, preemptible lane.
-    private let urgentLanes: Set<String>
-    private let tickInterval: Duration
+    let urgentLanes: Set<String>
+    let tickInterval: Duration
 
     struct ReplicaState {
         var backend: Backend
@@ -143,7 +143,7 @@ public final class ModelPool: Sendable {
         case cancelled
     }
 
-    private static let placeholder = LaneScheduler(lanes: [])
+    static let placeholder = LaneScheduler(lanes: [])
 
     public init(config: ModelConfig, health: HealthCheckConfig, outlier: OutlierConfig, lanes: [LaneConfig] = LaneConfig.defaults,
                 tenantWeights: [String: Double] = [:], tick: Duration = .milliseconds(10), origin: ContinuousClock.Instant = .now) {
@@ -179,7 +179,7 @@ public final class ModelPool: Sendable {
     }
 
     /// The AIMD window of a replica, between `min` and its slot limit; nil when disabled or unlimited.
-    private static func makeWindow(config: ModelConfig, lanes: [LaneConfig], replica: ReplicaState) -> AdaptiveConcurrency? {
+    static func makeWindow(config: ModelConfig, lanes: [LaneConfig], replica: ReplicaState) -> AdaptiveConcurrency? {
         guard config.adaptiveConcurrency.enabled else { return nil }
         let slots = staticLimit(config: config, backend: replica.backend)
         guard slots > 0 else { return nil }
@@ -194,7 +194,7 @@ public final class ModelPool: Sendable {
         return cap
     }
 
-    private func limit(_ r: ReplicaState) -> Int {
+    func limit(_ r: ReplicaState) -> Int {
         let cap = Self.staticLimit(config: config, backend: r.backend)
         guard cap > 0, let window = r.window else { return cap }
         return min(cap, window.window)
@@ -275,7 +275,7 @@ public final class ModelPool: Sendable {
         }
     }
 
-    private func suspend(_ id: UInt64) async -> Result<Lease, AcquireError> {
+    func suspend(_ id: UInt64) async -> Result<Lease, AcquireError> {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Result<Lease, AcquireError>, Never>) in
                 let ready = state.withLock { s -> Result<Lease, AcquireError>? in
@@ -309,12 +309,12 @@ public final class ModelPool: Sendable {
         }
     }
 
-    private func resume(_ resumptions: [Resumption]) {
+    func resume(_ resumptions: [Resumption]) {
         for (continuation, result) in resumptions { continuation.resume(returning: result) }
     }
 
     /// Hands free slots to queued requests in scheduler order until none fits.
-    private func dispatchLocked(_ s: inout State, now: Duration) -> [Resumption] {
+    func dispatchLocked(_ s: inout State, now: Duration) -> [Resumption] {
         var out: [Resumption] = []
         guard s.scheduler.queuedTotal > 0 else { return out }
         // The scheduler is moved out so the fit check may read the replicas without a copy.
@@ -348,7 +348,7 @@ public final class ModelPool: Sendable {
     }
 
     /// Takes a slot on replica `index` for a dispatched request.
-    private func lease(_ s: inout State, _ request: LaneScheduler.Request, ticket: Ticket, priority: Int, index: Int, affinity: Bool,
+    func lease(_ s: inout State, _ request: LaneScheduler.Request, ticket: Ticket, priority: Int, index: Int, affinity: Bool,
                        charged: Bool, now: Duration) -> Lease {
         var probe = false
         if s.replicas[index].outlier.admission(now: now) == .probe {
@@ -365,13 +365,13 @@ public final class ModelPool: Sendable {
                      request: request, preemption: signal, started: now, charged: charged)
     }
 
-    private func eligibleReplicas(_ s: State, excluding: Set<Int>, now: Duration) -> [Int] {
+    func eligibleReplicas(_ s: State, excluding: Set<Int>, now: Duration) -> [Int] {
         var result: [Int] = []
         for (i, r) in s.replicas.enumerated() where !excluding.contains(i) && isEligible(r, now: now) { result.append(i) }
         return result
     }
 
-    private func isEligible(_ r: ReplicaState, now: Duration) -> Bool {
+    func isEligible(_ r: ReplicaState, now: Duration) -> Bool {
         guard r.active.isHealthy, r.gateOpen, !r.removed else { return false }
         if let expiry = r.expiresAt, expiry <= now { return false }
         if r.outlier.admission(now: now) == .refuse { return false }
@@ -382,7 +382,7 @@ public final class ModelPool: Sendable {
     /// Eligible replicas that can take `tokens` more within their token budget and KV-cache
     /// headroom; the balancer then checks their slot windows. A replica with nothing in flight
     /// always takes one request, so a large prompt or stale metrics cannot wedge the pool.
-    private func dispatchable(_ s: State, excluding: Set<Int>, tokens: Int, now: Duration) -> [Balancer.Replica] {
+    func dispatchable(_ s: State, excluding: Set<Int>, tokens: Int, now: Duration) -> [Balancer.Replica] {
         var result: [Balancer.Replica] = []
         result.reserveCapacity(s.replicas.count)
         for (i, r) in s.replicas.enumerated() where !excluding.contains(i) && isEligible(r, now: now) {
@@ -398,7 +398,7 @@ public final class ModelPool: Sendable {
 
     /// Mean engine saturation over eligible replicas (Gateway API Inference Extension); nil
     /// without metrics.
-    private func saturation(_ s: State, now: Duration) -> Double? {
+    func saturation(_ s: State, now: Duration) -> Double? {
         guard let headroom = config.memoryHeadroom else { return nil }
         var levels: [Double] = []
         for r in s.replicas where isEligible(r, now: now) && !r.metricsUnsupported {
@@ -410,7 +410,7 @@ public final class ModelPool: Sendable {
     }
 
     /// Estimated wait for a request of band `priority`, from measured rates; nil before any.
-    private func capacity(_ s: State, priority: Int, now: Duration) -> LaneScheduler.Capacity? {
+    func capacity(_ s: State, priority: Int, now: Duration) -> LaneScheduler.Capacity? {
         guard s.prefillTokensPerSecond != nil || s.serviceSeconds != nil else { return nil }
         var slots = 0
         var free = false
@@ -481,258 +481,4 @@ public final class ModelPool: Sendable {
             if overloaded { s.replicas[lease.index].samples.overloads += 1 }
         }
     }
-
-    // MARK: - Periodic work
-
-    /// Queue depth per lane and each replica's window, for metrics.
-    public struct TickReport: Sendable {
-        public var queueDepth: [(lane: String, depth: Int)] = []
-        public var windows: [(backend: String, window: Int)] = []
-        /// Requests preempted this tick, by lane.
-        public var preempted: [String] = []
-        public var timedOut: [String] = []
-    }
-
-    /// Timeout actions, total timeouts of queued requests, preemption and the AIMD windows;
-    /// called every tick by the gateway's scheduler loop.
-    @discardableResult
-    public func tick() -> TickReport {
-        let now = self.now
-        var report = TickReport()
-        let resumptions = state.withLock { s -> [Resumption] in
-            var out: [Resumption] = []
-            func fail(_ id: UInt64, _ error: AcquireError) {
-                guard let w = s.waiting.removeValue(forKey: id) else { return }
-                s.urgent.remove(id)
-                report.timedOut.append(w.request.lane)
-                if let c = w.continuation { out.append((c, .failure(error))) }
-            }
-            for request in s.scheduler.expire(now: now) { fail(request.id, .queueTimeout) }
-            if now - s.lastGiveUpCheck >= .milliseconds(100) {
-                s.lastGiveUpCheck = now
-                for (id, w) in s.waiting where w.result == nil && now >= w.giveUpAt {
-                    _ = s.scheduler.remove(id: id, lane: w.request.lane, tenant: w.request.tenant)
-                    fail(id, .queueTimeout)
-                }
-            }
-            report.preempted = preemptLocked(&s, now: now)
-            if config.adaptiveConcurrency.enabled, now - s.lastAdaptive >= config.adaptiveConcurrency.interval {
-                s.lastAdaptive = now
-                adaptLocked(&s)
-            }
-            out += dispatchLocked(&s, now: now)
-            report.queueDepth = lanes.keys.sorted().map { ($0, s.scheduler.queued(lane: $0)) }
-            report.windows = s.replicas.filter { !$0.removed }.map { ($0.backend.id, limit($0)) }
-            return out
-        }
-        resume(resumptions)
-        return report
-    }
-
-    /// A queued request of an urgent lane that would miss its start deadline while every slot it
-    /// could use is held: the youngest preemptible request of a lower band is stopped (its proxy
-    /// requeues it first in its queue). Not before it is needed: while some in-flight request is
-    /// expected to finish (its lane's usual service time) early enough, counting the time the
-    /// engine takes to stop a cancelled generation (`preemption_lead`), the request waits.
-    private func preemptLocked(_ s: inout State, now: Duration) -> [String] {
-        guard !s.urgent.isEmpty else { return [] }
-        let lead = config.preemptionLead + tickInterval * 2
-        var preempted: [String] = []
-        for id in s.urgent {
-            guard let w = s.waiting[id], w.result == nil, !w.preemptionAsked, let startBy = w.request.deadline else { continue }
-            var soonestFree: Duration?
-            var victim: (replica: Int, lease: UInt64, started: Duration)?
-            for (i, r) in s.replicas.enumerated() where !w.ticket.excluding.contains(i) && isEligible(r, now: now) {
-                for (leaseID, lease) in r.leases {
-                    let expected = s.serviceByLane[lease.lane] ?? s.serviceSeconds
-                    let remaining = expected.map { Swift.max(.zero, .seconds($0) - (now - lease.started)) }
-                    if let remaining { soonestFree = soonestFree.map { Swift.min($0, remaining) } ?? remaining }
-                    if lease.priority > w.priority, lease.signal?.isArmed == true, victim == nil || lease.started > victim!.started {
-                        victim = (i, leaseID, lease.started)
-                    }
-                }
-            }
-            guard now + (soonestFree ?? .zero) + lead >= startBy || (soonestFree == nil && now + lead >= startBy) else { continue }
-            guard let victim, let signal = s.replicas[victim.replica].leases[victim.lease]?.signal, signal.fire() else { continue }
-            s.waiting[id]!.preemptionAsked = true
-            preempted.append(w.request.lane)
-        }
-        return preempted
-    }
-
-    private func adaptLocked(_ s: inout State) {
-        for i in s.replicas.indices where s.replicas[i].window != nil {
-            let samples = s.replicas[i].samples
-            s.replicas[i].samples = Samples()
-            var deferrals = 0
-            var preemptions = 0
-            if let signals = s.replicas[i].signals {
-                deferrals = Int(signals.waiting ?? 0)
-                if let total = signals.deferredTotal { deferrals += Int(max(0, total - (s.replicas[i].lastDeferred ?? total))) }
-                if let total = signals.preemptionsTotal { preemptions = Int(max(0, total - (s.replicas[i].lastPreemptions ?? total))) }
-                s.replicas[i].lastDeferred = signals.deferredTotal
-                s.replicas[i].lastPreemptions = signals.preemptionsTotal
-            }
-            let observation = AdaptiveConcurrency.Observation(
-                tpotP95: Self.p95(samples.tpot).map { Duration.seconds($0) }, ttftP95: Self.p95(samples.ttft).map { Duration.seconds($0) },
-                overloadAnswers: samples.overloads, deferrals: deferrals, preemptions: preemptions)
-            // No traffic, no evidence: hold.
-            if samples.ttft.isEmpty, samples.tpot.isEmpty, observation == AdaptiveConcurrency.Observation() { continue }
-            s.replicas[i].window!.update(observation)
-        }
-    }
-
-    static func p95(_ values: [Double]) -> Double? {
-        guard !values.isEmpty else { return nil }
-        let sorted = values.sorted()
-        return sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.95).rounded(.up)) - 1)]
-    }
-
-    /// Latest `/metrics` of a replica (nil `signals` with `unsupported`: it has none).
-    public func recordSignals(_ index: Int, _ signals: BackendSignals?, unsupported: Bool = false) {
-        let resumptions = state.withLock { s -> [Resumption] in
-            guard s.replicas.indices.contains(index) else { return [] }
-            if let signals { s.replicas[index].signals = signals }
-            s.replicas[index].metricsUnsupported = unsupported
-            return dispatchLocked(&s, now: now)
-        }
-        resume(resumptions)
-    }
-
-    /// A request on this replica was cancelled (preempted, or its client left). llama.cpp notices
-    /// a closed connection of a non-streaming request only after a second with no other result
-    /// on its queue, and every `/metrics` scrape is such a result: scraping pauses meanwhile, or
-    /// the cancelled generation runs on and holds the slot that was just freed.
-    public func noteCancelled(_ index: Int, quiet: Duration = .milliseconds(1500)) {
-        let now = self.now
-        state.withLock { $0.replicas[index].quietUntil = now + quiet }
-    }
-
-    /// True while scraping this replica should pause (a cancellation is being noticed).
-    public func isQuiet(_ index: Int) -> Bool {
-        let now = self.now
-        return state.withLock { s in s.replicas[index].quietUntil.map { $0 > now } ?? false }
-    }
-
-    /// Pool time (seconds since the pool was made), the clock of ``BackendSignals/scrapedAt``.
-    public var clock: Duration { now }
-
-    // MARK: - Replica lifecycle
-
-    /// Opens or closes a replica to new requests (managed replica lifecycle, drain). Requests
-    /// already in flight are not affected.
-    public func setGate(_ index: Int, open: Bool) {
-        let resumptions = state.withLock { s -> [Resumption] in
-            s.replicas[index].gateOpen = open
-            return open ? dispatchLocked(&s, now: now) : []
-        }
-        resume(resumptions)
-    }
-
-    /// A backend answered 429/503 with `Retry-After`: keep traffic away until then.
-    public func coolDown(_ index: Int, for duration: Duration) {
-        let now = self.now
-        state.withLock { $0.replicas[index].coolingUntil = now + duration }
-    }
-
-    /// Records an active health check; returns true when the backend's health flipped.
-    @discardableResult
-    public func recordHealthCheck(_ index: Int, passed: Bool, error: String? = nil) -> Bool {
-        let (flipped, resumptions) = state.withLock { s -> (Bool, [Resumption]) in
-            let flipped = s.replicas[index].active.record(passed: passed, error: error)
-            return (flipped, flipped && passed ? dispatchLocked(&s, now: now) : [])
-        }
-        resume(resumptions)
-        return flipped
-    }
-
-    public struct ReplicaSnapshot: Sendable {
-        public let index: Int
-        public let backend: Backend
-        public let inflight: Int
-        public let healthy: Bool
-        public let ejected: Bool
-        public let gateOpen: Bool
-        public let lastError: String?
-        /// Current slot limit (adaptive window when enabled; 0 = unlimited).
-        public let window: Int
-        /// The engine's own view from its `/metrics`, when scraped.
-        public let engine: BackendSignals?
-    }
-
-    /// Live replicas (registered ones whose heartbeat lapsed are left out), with their index.
-    public func snapshot() -> [ReplicaSnapshot] {
-        let now = self.now
-        return state.withLock { s in
-            s.replicas.enumerated().compactMap { i, r in
-                if r.removed { return nil }
-                if let expiry = r.expiresAt, expiry <= now { return nil }
-                return ReplicaSnapshot(index: i, backend: r.backend, inflight: r.inflight, healthy: r.active.isHealthy,
-                                       ejected: r.outlier.admission(now: now) == .refuse, gateOpen: r.gateOpen, lastError: r.active.lastError,
-                                       window: limit(r), engine: r.signals)
-            }
-        }
-    }
-
-    /// At least one live replica passes its health checks and takes traffic.
-    public var isReady: Bool {
-        snapshot().contains { $0.healthy && $0.gateOpen }
-    }
-
-    /// Requests waiting in a lane.
-    public func queued(lane: String) -> Int { state.withLock { $0.scheduler.queued(lane: lane) } }
-
-    /// Adds a backend started elsewhere (a Slurm job, another orchestrator), or renews its lease
-    /// when its URL is already registered (a heartbeat). Returns its index and whether it is new.
-    /// Registration counts as a passing health check: the server just announced itself.
-    public func register(_ config: BackendConfig, ttl: Duration) -> (index: Int, isNew: Bool) {
-        let now = self.now
-        let backend = Backend(config: config, publicModel: self.config.name)
-        let (index, isNew, resumptions) = state.withLock { s -> (Int, Bool, [Resumption]) in
-            if let i = s.replicas.firstIndex(where: { !$0.removed && $0.backend.id == backend.id && $0.expiresAt != nil }) {
-                s.replicas[i].expiresAt = now + ttl
-                return (i, false, [])
-            }
-            var r = replicaTemplate
-            r.backend = backend
-            r.expiresAt = now + ttl
-            r.active.record(passed: true)
-            r.window = Self.makeWindow(config: self.config, lanes: Array(lanes.values), replica: r)
-            s.replicas.append(r)
-            return (s.replicas.count - 1, true, dispatchLocked(&s, now: now))
-        }
-        resume(resumptions)
-        return (index, isNew)
-    }
-
-    /// Tombstones registered backends whose heartbeat lapsed; returns the ones removed.
-    @discardableResult
-    public func reapExpired() -> [Backend] {
-        let now = self.now
-        return state.withLock { s in
-            var removed: [Backend] = []
-            for i in s.replicas.indices where !s.replicas[i].removed {
-                if let expiry = s.replicas[i].expiresAt, expiry <= now, s.replicas[i].inflight == 0 {
-                    s.replicas[i].removed = true
-                    removed.append(s.replicas[i].backend)
-                }
-            }
-            return removed
-        }
-    }
-
-    /// Removes a registered backend at once (deregistration).
-    public func deregister(_ index: Int) {
-        state.withLock { s in
-            if s.replicas.indices.contains(index), s.replicas[index].expiresAt != nil { s.replicas[index].removed = true }
-        }
-    }
-
-    public func isLive(_ index: Int) -> Bool {
-        state.withLock { s in s.replicas.indices.contains(index) && !s.replicas[index].removed }
-    }
-
-    func metricsUnsupported(_ index: Int) -> Bool { state.withLock { $0.replicas[index].metricsUnsupported } }
-
-    public func inflight(_ index: Int) -> Int { state.withLock { $0.replicas[index].inflight } }
 }

@@ -1,0 +1,102 @@
+import Hummingbird
+import Logging
+import Synchronization
+import SwitchyardCore
+
+/// SLO accounting, metrics and the access log of the proxy.
+extension Proxy {
+    /// `switchyard_slo_total`: every SLO of the lane, met or missed. A request refused or failed
+    /// by the gateway or the backend misses them all; one whose client left counts for none.
+    func recordSLOs(_ record: Record, total: Duration) {
+        guard let lane = config.lane(named: record.request.lane), record.status != 499 else { return }
+        let slo = lane.slo
+        let failed = record.status >= 400 || record.error != nil
+        func count(_ name: String, _ limit: Duration?, _ value: Duration?) {
+            guard let limit else { return }
+            if failed {
+                metrics.slo(lane: lane.name, slo: name, met: false)
+            } else if let value {
+                metrics.slo(lane: lane.name, slo: name, met: value <= limit)
+            }
+        }
+        // Without a stream, the first token arrives with the whole answer.
+        let ttft = record.firstToken.map { $0 - record.start } ?? (record.request.stream ? nil : total)
+        count("ttft", slo.ttft, ttft)
+        var tpot: Duration?
+        if let f = record.firstToken, let l = record.lastToken, let n = record.completionTokens, n >= 2 { tpot = (l - f) / (n - 1) }
+        count("tpot", slo.tpot, tpot)
+        count("e2e", slo.e2e, total)
+        count("max_stall", slo.maxStall, record.maxGap ?? (record.firstToken != nil ? .zero : nil))
+    }
+
+    /// Metrics and the one access-log line per request.
+    func log(_ record: inout Record, logger: Logger) {
+        let end = ContinuousClock.now
+        let total = (end - record.start).seconds
+        let lane = record.request.lane
+        if let inputs = record.request.coalescedInputs {
+            // Its members are counted and logged one by one.
+            logger.debug("coalesced embeddings request", metadata: ["request_id": "\(record.request.id)", "inputs": "\(inputs)", "status": "\(record.status)",
+                                                                    "backend": "\(record.backend ?? "-")", "total_ms": "\(Int((total * 1000).rounded()))"])
+            return
+        }
+        metrics.requestFinished(model: record.request.model, lane: lane, code: record.status, duration: total)
+        var ttftMs: String = "-"
+        if let first = record.firstToken {
+            let ttft = (first - record.start).seconds
+            metrics.ttft(model: record.request.model, lane: lane, seconds: ttft)
+            ttftMs = String(Int((ttft * 1000).rounded()))
+            if let last = record.lastToken, let n = record.completionTokens, n >= 2 {
+                metrics.tpot(model: record.request.model, lane: lane, seconds: (last - first).seconds / Double(n - 1))
+            }
+        }
+        recordSLOs(record, total: end - record.start)
+        if let n = record.completionTokens, n > 0 {
+            metrics.outputTokens(model: record.request.model, n)
+            metrics.tenantTokens(tenant: record.request.tenant, kind: "output", n)
+        }
+        if let n = record.promptTokens, n > 0 { metrics.tenantTokens(tenant: record.request.tenant, kind: "input", n) }
+        guard logger.logLevel <= .info else { return }
+        var metadata: Logger.Metadata = [
+            "request_id": "\(record.request.id)",
+            "tenant": "\(record.request.tenant)",
+            "model": "\(record.request.model)",
+            "lane": "\(lane)",
+            "backend": "\(record.backend ?? "-")",
+            "route": "\(record.route ?? "-")",
+            "status": "\(record.status)",
+            "attempts": "\(record.attempts)",
+            "preemptions": "\(record.preemptions)",
+            "queue_ms": "\(Int((record.queueWait.seconds * 1000).rounded()))",
+            "ttft_ms": "\(ttftMs)",
+            "total_ms": "\(Int((total * 1000).rounded()))",
+            "prompt_tokens": "\(record.promptTokens.map(String.init) ?? "-")",
+            "completion_tokens": "\(record.completionTokens.map(String.init) ?? "-")",
+        ]
+        if record.model != record.request.model { metadata["served_by_model"] = "\(record.model)" }
+        if let error = record.error { metadata["error"] = "\(error)" }
+        logger.info("request", metadata: metadata)
+    }
+}
+
+/// First and last token times of a stream, shared between the handler and the body pump.
+final class TokenTimes: Sendable {
+    private struct State {
+        var first: ContinuousClock.Instant?
+        var last: ContinuousClock.Instant?
+        var maxGap: Duration?
+    }
+
+    private let state = Mutex(State())
+
+    @Sendable func record(_ time: ContinuousClock.Instant) {
+        state.withLock { s in
+            if s.first == nil { s.first = time }
+            if let last = s.last { s.maxGap = max(s.maxGap ?? .zero, time - last) }
+            s.last = time
+        }
+    }
+
+    var times: (ContinuousClock.Instant?, ContinuousClock.Instant?) { state.withLock { ($0.first, $0.last) } }
+    var maxGap: Duration? { state.withLock { $0.maxGap } }
+}

@@ -1,0 +1,141 @@
+import Synchronization
+import SwitchyardCore
+import SwitchyardScheduling
+
+/// Timeouts, preemption, adaptive windows and engine signals: the pool's work on a clock.
+extension ModelPool {
+    // MARK: - Periodic work
+
+    /// Queue depth per lane and each replica's window, for metrics.
+    public struct TickReport: Sendable {
+        public var queueDepth: [(lane: String, depth: Int)] = []
+        public var windows: [(backend: String, window: Int)] = []
+        /// Requests preempted this tick, by lane.
+        public var preempted: [String] = []
+        public var timedOut: [String] = []
+    }
+
+    /// Timeout actions, total timeouts of queued requests, preemption and the AIMD windows;
+    /// called every tick by the gateway's scheduler loop.
+    @discardableResult
+    public func tick() -> TickReport {
+        let now = self.now
+        var report = TickReport()
+        let resumptions = state.withLock { s -> [Resumption] in
+            var out: [Resumption] = []
+            func fail(_ id: UInt64, _ error: AcquireError) {
+                guard let w = s.waiting.removeValue(forKey: id) else { return }
+                s.urgent.remove(id)
+                report.timedOut.append(w.request.lane)
+                if let c = w.continuation { out.append((c, .failure(error))) }
+            }
+            for request in s.scheduler.expire(now: now) { fail(request.id, .queueTimeout) }
+            if now - s.lastGiveUpCheck >= .milliseconds(100) {
+                s.lastGiveUpCheck = now
+                for (id, w) in s.waiting where w.result == nil && now >= w.giveUpAt {
+                    _ = s.scheduler.remove(id: id, lane: w.request.lane, tenant: w.request.tenant)
+                    fail(id, .queueTimeout)
+                }
+            }
+            report.preempted = preemptLocked(&s, now: now)
+            if config.adaptiveConcurrency.enabled, now - s.lastAdaptive >= config.adaptiveConcurrency.interval {
+                s.lastAdaptive = now
+                adaptLocked(&s)
+            }
+            out += dispatchLocked(&s, now: now)
+            report.queueDepth = lanes.keys.sorted().map { ($0, s.scheduler.queued(lane: $0)) }
+            report.windows = s.replicas.filter { !$0.removed }.map { ($0.backend.id, limit($0)) }
+            return out
+        }
+        resume(resumptions)
+        return report
+    }
+
+    /// A queued request of an urgent lane that would miss its start deadline while every slot it
+    /// could use is held: the youngest preemptible request of a lower band is stopped (its proxy
+    /// requeues it first in its queue). Not before it is needed: while some in-flight request is
+    /// expected to finish (its lane's usual service time) early enough, counting the time the
+    /// engine takes to stop a cancelled generation (`preemption_lead`), the request waits.
+    func preemptLocked(_ s: inout State, now: Duration) -> [String] {
+        guard !s.urgent.isEmpty else { return [] }
+        let lead = config.preemptionLead + tickInterval * 2
+        var preempted: [String] = []
+        for id in s.urgent {
+            guard let w = s.waiting[id], w.result == nil, !w.preemptionAsked, let startBy = w.request.deadline else { continue }
+            var soonestFree: Duration?
+            var victim: (replica: Int, lease: UInt64, started: Duration)?
+            for (i, r) in s.replicas.enumerated() where !w.ticket.excluding.contains(i) && isEligible(r, now: now) {
+                for (leaseID, lease) in r.leases {
+                    let expected = s.serviceByLane[lease.lane] ?? s.serviceSeconds
+                    let remaining = expected.map { Swift.max(.zero, .seconds($0) - (now - lease.started)) }
+                    if let remaining { soonestFree = soonestFree.map { Swift.min($0, remaining) } ?? remaining }
+                    if lease.priority > w.priority, lease.signal?.isArmed == true, victim == nil || lease.started > victim!.started {
+                        victim = (i, leaseID, lease.started)
+                    }
+                }
+            }
+            guard now + (soonestFree ?? .zero) + lead >= startBy || (soonestFree == nil && now + lead >= startBy) else { continue }
+            guard let victim, let signal = s.replicas[victim.replica].leases[victim.lease]?.signal, signal.fire() else { continue }
+            s.waiting[id]!.preemptionAsked = true
+            preempted.append(w.request.lane)
+        }
+        return preempted
+    }
+
+    func adaptLocked(_ s: inout State) {
+        for i in s.replicas.indices where s.replicas[i].window != nil {
+            let samples = s.replicas[i].samples
+            s.replicas[i].samples = Samples()
+            var deferrals = 0
+            var preemptions = 0
+            if let signals = s.replicas[i].signals {
+                deferrals = Int(signals.waiting ?? 0)
+                if let total = signals.deferredTotal { deferrals += Int(max(0, total - (s.replicas[i].lastDeferred ?? total))) }
+                if let total = signals.preemptionsTotal { preemptions = Int(max(0, total - (s.replicas[i].lastPreemptions ?? total))) }
+                s.replicas[i].lastDeferred = signals.deferredTotal
+                s.replicas[i].lastPreemptions = signals.preemptionsTotal
+            }
+            let observation = AdaptiveConcurrency.Observation(
+                tpotP95: Self.p95(samples.tpot).map { Duration.seconds($0) }, ttftP95: Self.p95(samples.ttft).map { Duration.seconds($0) },
+                overloadAnswers: samples.overloads, deferrals: deferrals, preemptions: preemptions)
+            // No traffic, no evidence: hold.
+            if samples.ttft.isEmpty, samples.tpot.isEmpty, observation == AdaptiveConcurrency.Observation() { continue }
+            s.replicas[i].window!.update(observation)
+        }
+    }
+
+    static func p95(_ values: [Double]) -> Double? {
+        guard !values.isEmpty else { return nil }
+        let sorted = values.sorted()
+        return sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.95).rounded(.up)) - 1)]
+    }
+
+    /// Latest `/metrics` of a replica (nil `signals` with `unsupported`: it has none).
+    public func recordSignals(_ index: Int, _ signals: BackendSignals?, unsupported: Bool = false) {
+        let resumptions = state.withLock { s -> [Resumption] in
+            guard s.replicas.indices.contains(index) else { return [] }
+            if let signals { s.replicas[index].signals = signals }
+            s.replicas[index].metricsUnsupported = unsupported
+            return dispatchLocked(&s, now: now)
+        }
+        resume(resumptions)
+    }
+
+    /// A request on this replica was cancelled (preempted, or its client left). llama.cpp notices
+    /// a closed connection of a non-streaming request only after a second with no other result
+    /// on its queue, and every `/metrics` scrape is such a result: scraping pauses meanwhile, or
+    /// the cancelled generation runs on and holds the slot that was just freed.
+    public func noteCancelled(_ index: Int, quiet: Duration = .milliseconds(1500)) {
+        let now = self.now
+        state.withLock { $0.replicas[index].quietUntil = now + quiet }
+    }
+
+    /// True while scraping this replica should pause (a cancellation is being noticed).
+    public func isQuiet(_ index: Int) -> Bool {
+        let now = self.now
+        return state.withLock { s in s.replicas[index].quietUntil.map { $0 > now } ?? false }
+    }
+
+    /// Pool time (seconds since the pool was made), the clock of ``BackendSignals/scrapedAt``.
+    public var clock: Duration { now }
+}

@@ -1,0 +1,125 @@
+import Synchronization
+import SwitchyardCore
+import SwitchyardScheduling
+
+/// Replicas joining, leaving, opening and closing; health and snapshots.
+extension ModelPool {
+    // MARK: - Replica lifecycle
+
+    /// Opens or closes a replica to new requests (managed replica lifecycle, drain). Requests
+    /// already in flight are not affected.
+    public func setGate(_ index: Int, open: Bool) {
+        let resumptions = state.withLock { s -> [Resumption] in
+            s.replicas[index].gateOpen = open
+            return open ? dispatchLocked(&s, now: now) : []
+        }
+        resume(resumptions)
+    }
+
+    /// A backend answered 429/503 with `Retry-After`: keep traffic away until then.
+    public func coolDown(_ index: Int, for duration: Duration) {
+        let now = self.now
+        state.withLock { $0.replicas[index].coolingUntil = now + duration }
+    }
+
+    /// Records an active health check; returns true when the backend's health flipped.
+    @discardableResult
+    public func recordHealthCheck(_ index: Int, passed: Bool, error: String? = nil) -> Bool {
+        let (flipped, resumptions) = state.withLock { s -> (Bool, [Resumption]) in
+            let flipped = s.replicas[index].active.record(passed: passed, error: error)
+            return (flipped, flipped && passed ? dispatchLocked(&s, now: now) : [])
+        }
+        resume(resumptions)
+        return flipped
+    }
+
+    public struct ReplicaSnapshot: Sendable {
+        public let index: Int
+        public let backend: Backend
+        public let inflight: Int
+        public let healthy: Bool
+        public let ejected: Bool
+        public let gateOpen: Bool
+        public let lastError: String?
+        /// Current slot limit (adaptive window when enabled; 0 = unlimited).
+        public let window: Int
+        /// The engine's own view from its `/metrics`, when scraped.
+        public let engine: BackendSignals?
+    }
+
+    /// Live replicas (registered ones whose heartbeat lapsed are left out), with their index.
+    public func snapshot() -> [ReplicaSnapshot] {
+        let now = self.now
+        return state.withLock { s in
+            s.replicas.enumerated().compactMap { i, r in
+                if r.removed { return nil }
+                if let expiry = r.expiresAt, expiry <= now { return nil }
+                return ReplicaSnapshot(index: i, backend: r.backend, inflight: r.inflight, healthy: r.active.isHealthy,
+                                       ejected: r.outlier.admission(now: now) == .refuse, gateOpen: r.gateOpen, lastError: r.active.lastError,
+                                       window: limit(r), engine: r.signals)
+            }
+        }
+    }
+
+    /// At least one live replica passes its health checks and takes traffic.
+    public var isReady: Bool {
+        snapshot().contains { $0.healthy && $0.gateOpen }
+    }
+
+    /// Requests waiting in a lane.
+    public func queued(lane: String) -> Int { state.withLock { $0.scheduler.queued(lane: lane) } }
+
+    /// Adds a backend started elsewhere (a Slurm job, another orchestrator), or renews its lease
+    /// when its URL is already registered (a heartbeat). Returns its index and whether it is new.
+    /// Registration counts as a passing health check: the server just announced itself.
+    public func register(_ config: BackendConfig, ttl: Duration) -> (index: Int, isNew: Bool) {
+        let now = self.now
+        let backend = Backend(config: config, publicModel: self.config.name)
+        let (index, isNew, resumptions) = state.withLock { s -> (Int, Bool, [Resumption]) in
+            if let i = s.replicas.firstIndex(where: { !$0.removed && $0.backend.id == backend.id && $0.expiresAt != nil }) {
+                s.replicas[i].expiresAt = now + ttl
+                return (i, false, [])
+            }
+            var r = replicaTemplate
+            r.backend = backend
+            r.expiresAt = now + ttl
+            r.active.record(passed: true)
+            r.window = Self.makeWindow(config: self.config, lanes: Array(lanes.values), replica: r)
+            s.replicas.append(r)
+            return (s.replicas.count - 1, true, dispatchLocked(&s, now: now))
+        }
+        resume(resumptions)
+        return (index, isNew)
+    }
+
+    /// Tombstones registered backends whose heartbeat lapsed; returns the ones removed.
+    @discardableResult
+    public func reapExpired() -> [Backend] {
+        let now = self.now
+        return state.withLock { s in
+            var removed: [Backend] = []
+            for i in s.replicas.indices where !s.replicas[i].removed {
+                if let expiry = s.replicas[i].expiresAt, expiry <= now, s.replicas[i].inflight == 0 {
+                    s.replicas[i].removed = true
+                    removed.append(s.replicas[i].backend)
+                }
+            }
+            return removed
+        }
+    }
+
+    /// Removes a registered backend at once (deregistration).
+    public func deregister(_ index: Int) {
+        state.withLock { s in
+            if s.replicas.indices.contains(index), s.replicas[index].expiresAt != nil { s.replicas[index].removed = true }
+        }
+    }
+
+    public func isLive(_ index: Int) -> Bool {
+        state.withLock { s in s.replicas.indices.contains(index) && !s.replicas[index].removed }
+    }
+
+    func metricsUnsupported(_ index: Int) -> Bool { state.withLock { $0.replicas[index].metricsUnsupported } }
+
+    public func inflight(_ index: Int) -> Int { state.withLock { $0.replicas[index].inflight } }
+}
