@@ -10,9 +10,6 @@ extension ModelPool {
     public struct TickReport: Sendable {
         public var queueDepth: [(lane: String, depth: Int)] = []
         public var windows: [(backend: String, window: Int)] = []
-        /// Requests preempted this tick, by lane.
-        public var preempted: [String] = []
-        public var timedOut: [String] = []
     }
 
     /// Timeout actions, total timeouts of queued requests, preemption and the AIMD windows;
@@ -26,7 +23,6 @@ extension ModelPool {
             func fail(_ id: UInt64, _ error: AcquireError) {
                 guard let w = s.waiting.removeValue(forKey: id) else { return }
                 s.urgent.remove(id)
-                report.timedOut.append(w.request.lane)
                 if let c = w.continuation { out.append((c, .failure(error))) }
             }
             for request in s.scheduler.expire(now: now) { fail(request.id, .queueTimeout) }
@@ -37,7 +33,7 @@ extension ModelPool {
                     fail(id, .queueTimeout)
                 }
             }
-            report.preempted = preemptLocked(&s, now: now)
+            preemptLocked(&s, now: now)
             if config.adaptiveConcurrency.enabled, now - s.lastAdaptive >= config.adaptiveConcurrency.interval {
                 s.lastAdaptive = now
                 adaptLocked(&s)
@@ -56,10 +52,9 @@ extension ModelPool {
     /// requeues it first in its queue). Not before it is needed: while some in-flight request is
     /// expected to finish (its lane's usual service time) early enough, counting the time the
     /// engine takes to stop a cancelled generation (`preemption_lead`), the request waits.
-    func preemptLocked(_ s: inout State, now: Duration) -> [String] {
-        guard !s.urgent.isEmpty else { return [] }
+    func preemptLocked(_ s: inout State, now: Duration) {
+        guard !s.urgent.isEmpty else { return }
         let lead = config.preemptionLead + tickInterval * 2
-        var preempted: [String] = []
         for id in s.urgent {
             guard let w = s.waiting[id], w.result == nil, !w.preemptionAsked, let startBy = w.request.deadline else { continue }
             var soonestFree: Duration?
@@ -77,9 +72,7 @@ extension ModelPool {
             guard now + (soonestFree ?? .zero) + lead >= startBy || (soonestFree == nil && now + lead >= startBy) else { continue }
             guard let victim, let signal = s.replicas[victim.replica].leases[victim.lease]?.signal, signal.fire() else { continue }
             s.waiting[id]!.preemptionAsked = true
-            preempted.append(w.request.lane)
         }
-        return preempted
     }
 
     func adaptLocked(_ s: inout State) {
