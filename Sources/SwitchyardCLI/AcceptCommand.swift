@@ -38,9 +38,7 @@ struct AcceptCommand: AsyncParsableCommand {
             for reason in v.reasons { print("  - \(reason)") }
         }
         if let out {
-            let command = ["switchyard"] + CommandLine.arguments.dropFirst()
-            let manifest = Manifest(version: SwitchyardVersion.current, command: command, gitCommit: Manifest.gitCommit(),
-                                    specHash: parsed.sha256, startedAt: started)
+            let manifest = Manifest.thisRun(specHash: parsed.sha256, startedAt: started)
             try EvidenceBundle.write(to: out, manifest: manifest, records: result.records, summaries: result.verdicts.map(\.summary),
                                      extra: AcceptReport.json(result), markers: result.markers, sampled: result.sampled,
                                      markdownPreamble: AcceptReport.markdown(result), htmlPreamble: AcceptReport.html(result))

@@ -166,9 +166,7 @@ extension BenchCommand {
                                               minimumWindow: options.duration.map { ($0 - options.warmup).seconds })
             print(Self.table(summary))
             if let out {
-                let command = ["switchyard"] + CommandLine.arguments.dropFirst()
-                let manifest = Manifest(version: SwitchyardVersion.current, command: command, gitCommit: Manifest.gitCommit(),
-                                        specHash: SHA256.hex(command.joined(separator: " ")), startedAt: started)
+                let manifest = Manifest.thisRun(specHash: nil, startedAt: started)
                 do {
                     try EvidenceBundle.write(to: out, manifest: manifest, records: records, summaries: [summary])
                     print("evidence bundle: \(out) (manifest.json, requests.jsonl, summary.json, report.md)")
@@ -243,9 +241,7 @@ extension BenchCommand {
                 print(String(format: "no probed rate met the SLOs at %.0f%% attainment (lowest tried %.2f req/s)", attainment * 100, low))
             }
             if let out, let best {
-                let command = ["switchyard"] + CommandLine.arguments.dropFirst()
-                let manifest = Manifest(version: SwitchyardVersion.current, command: command, gitCommit: Manifest.gitCommit(),
-                                        specHash: SHA256.hex(command.joined(separator: " ")))
+                let manifest = Manifest.thisRun(specHash: nil)
                 let sweepJSON = JSONValue.array(probes.map { r, s in
                     .object([("rate", .number(String(format: "%.4f", r))), ("attainment", s.attainment.map { .number(String(format: "%.4f", $0)) } ?? .null),
                              ("goodput", s.goodput.map { .number(String(format: "%.4f", $0)) } ?? .null), ("valid", .bool(s.invalid.isEmpty)),
@@ -285,5 +281,15 @@ extension BenchCommand {
             for e in s.errors { lines.append("  error ×\(e.count): \(e.message)") }
             return lines.joined(separator: "\n")
         }
+    }
+}
+
+extension Manifest {
+    /// The manifest of this invocation: its command line, version and git commit; `specHash`
+    /// defaults to the hash of the command line (a bench run's whole specification).
+    static func thisRun(specHash: String?, startedAt: Date = Date()) -> Manifest {
+        let command = ["switchyard"] + CommandLine.arguments.dropFirst()
+        return Manifest(version: SwitchyardVersion.current, command: command, gitCommit: Manifest.gitCommit(),
+                        specHash: specHash ?? SHA256.hex(command.joined(separator: " ")), startedAt: startedAt)
     }
 }

@@ -115,6 +115,8 @@ public final class Proxy: Sendable {
         var lastFailure: RetryableFailure?
         var queueTimedOut = false
         var requeue = false
+        // Scanned once: every attempt and fallback queues with the same estimate.
+        let inputTokens = request.estimatedInputTokens, outputTokens = request.maxOutputTokens
         let chain = [request.model] + primary.config.fallback
         modelLoop: for (modelIndex, modelName) in chain.enumerated() {
             guard let pool = pools[modelName] else { continue }
@@ -131,8 +133,8 @@ public final class Proxy: Sendable {
                     guard ContinuousClock.now + lane.retry.backoff < deadline else { break modelLoop }
                     try? await Task.sleep(for: lane.retry.backoff)
                 }
-                var ticket = ModelPool.Ticket(lane: request.lane, tenant: request.tenant, inputTokens: request.estimatedInputTokens,
-                                              maxOutputTokens: request.maxOutputTokens,
+                var ticket = ModelPool.Ticket(lane: request.lane, tenant: request.tenant, inputTokens: inputTokens,
+                                              maxOutputTokens: outputTokens,
                                               startBy: startBy(lane: lane, pool: pool, arrival: start, request: request),
                                               giveUpAt: deadline, affinityKey: affinity)
                 ticket.excluding = tried
