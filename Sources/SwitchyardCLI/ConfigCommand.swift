@@ -46,7 +46,7 @@ public enum EffectiveConfig {
     public static func render(_ c: GatewayConfig) -> String {
         var lines: [String] = []
         lines.append("configuration OK")
-        lines.append("server: listen \(c.server.host):\(c.server.port), max body \(c.server.maxBodyBytes) bytes, shutdown grace \(c.server.shutdownGrace.formatted)")
+        lines.append("server: listen \(c.server.host):\(c.server.port), max body \(c.server.maxBodyBytes) bytes, shutdown grace \(c.server.shutdownGrace.formatted), fast path \(c.server.fastPath ? "on" : "off")")
         let t = c.upstream.timeouts
         lines.append("upstream: connect timeout \(c.upstream.connectTimeout.formatted), first byte \(t.firstByte.formatted), idle \(t.idle.formatted), total \(t.total.formatted), max connections/backend \(c.upstream.maxConnectionsPerBackend), idle connections closed after \(c.upstream.idleConnectionTimeout.formatted)")
         lines.append(c.health.enabled

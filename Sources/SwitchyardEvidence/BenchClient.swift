@@ -33,7 +33,7 @@ final class BenchClient: Sendable {
 
     /// Per-loop state, only ever touched on its loop (hence unchecked).
     final class LoopPool: @unchecked Sendable {
-        var idle: [(Channel, ExchangeHandler)] = []
+        var idle: [(any Channel, ExchangeHandler)] = []
         /// Connections open or being opened.
         var open = 0
         /// Jobs due while every allowed connection is busy (their lag shows it), oldest first.
@@ -135,7 +135,7 @@ final class BenchClient: Sendable {
     }
 
     /// Connects; the pool's open count drops when the connection closes, whatever closes it.
-    private func connect(_ box: EventLoopBoundBox, handler: ExchangeHandler) -> EventLoopFuture<Channel> {
+    private func connect(_ box: EventLoopBoundBox, handler: ExchangeHandler) -> EventLoopFuture<any Channel> {
         ClientBootstrap(group: box.loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
@@ -200,13 +200,13 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
     let target: BenchClient.Target
     let loop: any EventLoop
     /// Called when an exchange ended: whether the connection may carry another request.
-    let release: (Channel, ExchangeHandler, Bool) -> Void
+    let release: (any Channel, ExchangeHandler, Bool) -> Void
     /// Sends a job again on a new connection.
     let resend: (BenchClient.Job, @escaping @Sendable (RequestRecord) -> Void) -> Void
 
     private var record: RequestRecord?
     private var done: (@Sendable (RequestRecord) -> Void)?
-    private var channel: Channel?
+    private var channel: any Channel?
     private var isStream = false
     private var keepAlive = true
     private var observer = StreamObserver()
@@ -218,7 +218,7 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
     private var exchanges = 0
 
     init(origin: ContinuousClock.Instant, target: BenchClient.Target, loop: any EventLoop,
-         release: @escaping (Channel, ExchangeHandler, Bool) -> Void,
+         release: @escaping (any Channel, ExchangeHandler, Bool) -> Void,
          resend: @escaping (BenchClient.Job, @escaping @Sendable (RequestRecord) -> Void) -> Void) {
         self.origin = origin
         self.target = target
@@ -229,7 +229,7 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
 
     var now: Duration { ContinuousClock.now - origin }
 
-    func begin(_ job: BenchClient.Job, channel: Channel, reused: Bool, done: @escaping @Sendable (RequestRecord) -> Void) {
+    func begin(_ job: BenchClient.Job, channel: any Channel, reused: Bool, done: @escaping @Sendable (RequestRecord) -> Void) {
         self.job = job
         self.reused = reused && exchanges > 0
         var record = RequestRecord(id: job.id, lane: job.lane, tSched: job.tSched)

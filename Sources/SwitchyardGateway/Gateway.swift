@@ -1,5 +1,6 @@
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -25,6 +26,8 @@ public final class Gateway: Sendable {
     /// SHA-256 hex of each API key → tenant name.
     let tenantsByKeyHash: [String: String]
     private let group = Mutex<ServiceGroup?>(nil)
+    /// The event-loop path for uncontended completions (nil when `server.fast_path` is off).
+    let fastPath = Mutex<FastPath?>(nil)
     let replicas = Mutex<[String: ReplicaStatus]>([:])
     /// Managed replicas by admin id (`<model>-<index>`), in start order.
     let controls = Mutex<[(id: String, model: String, index: Int, control: any ManagedReplicaControl)]>([])
@@ -168,7 +171,8 @@ public final class Gateway: Sendable {
         } catch {
             return proxy.reject(error, requestID: requestID, logger: logger)
         }
-        return await proxy.handle(parsed, channel: context.channel, logger: logger)
+        let prior = fastPath.withLock { $0 }?.takeHandBack(context.channel)
+        return await proxy.handle(parsed, channel: context.channel, prior: prior, logger: logger)
     }
 
     /// `x-switchyard-lane` picks a configured lane; `x-switchyard-timeout-ms` shortens the deadline.
@@ -192,8 +196,12 @@ public final class Gateway: Sendable {
     /// The tenant for a request's `Authorization: Bearer <key>`; any request passes as
     /// `anonymous` when no tenants are configured. Keys are compared by their SHA-256.
     func authenticate(_ request: Request) -> Result<String, APIError> {
+        authenticate(headers: request.headers)
+    }
+
+    func authenticate(headers: HTTPFields) -> Result<String, APIError> {
         guard !tenantsByKeyHash.isEmpty else { return .success("anonymous") }
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "), header.count > 7 else {
+        guard let header = headers[.authorization], header.hasPrefix("Bearer "), header.count > 7 else {
             return .failure(APIError(status: 401, message: "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
                                      type: "invalid_request_error", code: "invalid_api_key"))
         }
@@ -203,17 +211,25 @@ public final class Gateway: Sendable {
         return .success(tenant)
     }
 
+    private static let idKeys: [UInt64] = {
+        var rng = SystemRandomNumberGenerator()
+        return [rng.next(), rng.next()]
+    }()
+    private static let idCounter = Atomic<UInt64>(0)
+
     /// Keeps a client's id when it is short and printable, else makes one.
     static func requestID(from header: String?) -> String {
         if let header, !header.isEmpty, header.count <= 128,
            header.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.:".unicodeScalars.contains($0)) }) {
             return header
         }
-        var rng = SystemRandomNumberGenerator()
+        // A counter through a bijective mix with random keys: unique in the process, not
+        // sequential-looking, and no system call per request.
+        let n = idCounter.wrappingAdd(1, ordering: .relaxed).newValue
         let digits = Array("0123456789abcdef".utf8)
         var bytes = [UInt8](repeating: 0, count: 32)
         for half in 0..<2 {
-            var value = rng.next() as UInt64
+            var value = SplitMix64.mix(n &+ idKeys[half])
             for i in 0..<16 {
                 bytes[half * 16 + 15 - i] = digits[Int(value & 0xF)]
                 value >>= 4
@@ -228,8 +244,11 @@ public final class Gateway: Sendable {
     ///   (managed model-server supervisors).
     public func run(signals: [UnixSignal] = [.sigterm, .sigint], services: [any Service] = [],
                     onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let fastPath = config.server.fastPath ? FastPath(gateway: self) : nil
+        self.fastPath.withLock { $0 = fastPath }
         let app = Application(
             router: makeRouter(),
+            server: HTTPServerBuilder { responder in GatewayChannel(responder: responder, fastPath: fastPath) },
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "switchyard"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger

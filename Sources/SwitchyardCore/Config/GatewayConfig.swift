@@ -32,6 +32,9 @@ public struct ServerConfig: Sendable, Equatable {
     public var maxBodyBytes = 4 * 1024 * 1024
     /// How long in-flight requests may run on after SIGTERM/SIGINT.
     public var shutdownGrace: Duration = .seconds(30)
+    /// Serve uncontended completions on the event loop (see the gateway's `FastPath`); off
+    /// sends every request through the router.
+    public var fastPath = true
     public init() {}
 }
 

@@ -22,10 +22,16 @@ public enum GatewayHeaders {
 
 enum GatewayResponses {
     static func error(_ error: APIError, headers: HTTPFields = [:]) -> Response {
+        let (head, body) = errorParts(error, headers: headers)
+        return Response(status: head.status, headers: head.headerFields, body: .init(byteBuffer: body))
+    }
+
+    /// An error in OpenAI's shape as a response head and body (for the event-loop fast path).
+    static func errorParts(_ error: APIError, headers: HTTPFields = [:]) -> (HTTPResponse, ByteBuffer) {
         var headers = headers
         headers[.contentType] = "application/json"
         if let seconds = error.retryAfterSeconds { headers[GatewayHeaders.retryAfter] = String(seconds) }
-        return Response(status: .init(code: error.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: error.json.serialized())))
+        return (HTTPResponse(status: .init(code: error.status), headerFields: headers), ByteBuffer(bytes: error.json.serialized()))
     }
 
     static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {

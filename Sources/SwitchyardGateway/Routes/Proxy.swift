@@ -41,7 +41,7 @@ public final class Proxy: Sendable {
     }
 
     /// A failed attempt that another replica may fix.
-    struct RetryableFailure {
+    struct RetryableFailure: Sendable {
         var reason: String
         var message: String
         var status: Int?
@@ -90,13 +90,27 @@ public final class Proxy: Sendable {
         var coalescedInputs: Int?
     }
 
+    /// An attempt the event-loop fast path made before handing the request over (see
+    /// ``FastPath``): the retry continues from it, as if this loop had made it.
+    struct PriorAttempt: Sendable {
+        let start: ContinuousClock.Instant
+        let replica: Int
+        let backend: String
+        let route: String
+        let failure: RetryableFailure
+    }
+
     public func handle(_ request: ProxyRequest, channel: (any Channel)?, logger: Logger) async -> Response {
+        await handle(request, channel: channel, prior: nil, logger: logger)
+    }
+
+    func handle(_ request: ProxyRequest, channel: (any Channel)?, prior: PriorAttempt?, logger: Logger) async -> Response {
         if request.coalesced == nil, let batcher = batchers[request.model], let input = EmbeddingBatcher.singleInput(request) {
             let arrival = ContinuousClock.now
             let (answer, index) = await batcher.submit(request, input: input) { [self] items in await sendCoalesced(items, logger: logger) }
             return answerCoalesced(request, arrival: arrival, answer: answer, index: index, logger: logger)
         }
-        let start = ContinuousClock.now
+        let start = prior?.start ?? ContinuousClock.now
         var record = Record(start: start,
                             request: ProxyRequestSummary(id: request.requestID, tenant: request.tenant, model: request.model, lane: request.lane,
                                                          stream: request.stream, coalescedInputs: request.coalesced?.inputs),
@@ -110,9 +124,14 @@ public final class Proxy: Sendable {
         let maxAttempts = lane.retry.maxAttempts ?? config.retry.maxAttempts
         var deadline = start + timeouts.total
         if let timeout = request.timeout { deadline = min(deadline, start + timeout) }
-        budget.withLock { $0.recordRequest(now: ContinuousClock.now - origin) }
+        if prior == nil { noteArrival() }
 
-        var lastFailure: RetryableFailure?
+        var lastFailure: RetryableFailure? = prior?.failure
+        if let prior {
+            record.attempts = 1
+            record.backend = prior.backend
+            record.route = prior.route
+        }
         var queueTimedOut = false
         var requeue = false
         // Scanned once: every attempt and fallback queues with the same estimate.
@@ -125,8 +144,8 @@ public final class Proxy: Sendable {
             }
             record.model = modelName
             let affinity = pool.config.routing.policy == .prefixAffinity ? request.affinityKey(prefixChars: pool.config.routing.prefixChars) : nil
-            var tried: Set<Int> = []
-            var attemptsHere = 0
+            var tried: Set<Int> = modelIndex == 0 ? Set(prior.map { [$0.replica] } ?? []) : []
+            var attemptsHere = modelIndex == 0 && prior != nil ? 1 : 0
             var reusedTriedReplicas = false
             while attemptsHere < maxAttempts {
                 if attemptsHere > 0, !requeue, lane.retry.backoff > .zero {
@@ -241,6 +260,11 @@ public final class Proxy: Sendable {
         return latest
     }
 
+    /// Counts a request for the retry budget (retries may add at most its ratio of requests).
+    func noteArrival() {
+        budget.withLock { $0.recordRequest(now: ContinuousClock.now - origin) }
+    }
+
     private func acquireRetry(reason: String, requestID: String, logger: Logger) -> Bool {
         let granted = budget.withLock { $0.tryAcquireRetry(now: ContinuousClock.now - origin) }
         if granted {
@@ -314,18 +338,24 @@ public final class Proxy: Sendable {
         case .whole(let response, let buffer):
             let status = Int(response.status.code)
             if status == 429 || status == 503 {
-                let retryAfter = response.headers.first(name: "retry-after").flatMap { Int($0) }.map { Duration.seconds($0) }
-                metrics.upstreamError(backend: backend.id, kind: status == 429 ? .status429 : .status503)
-                pool.coolDown(lease.index, for: retryAfter ?? .seconds(1))
-                pool.observe(lease, overloaded: true)
-                release(pool, lease, status == 503 ? .failure : .neutral)
-                return .retry(RetryableFailure(reason: "status_\(status)",
-                                               message: "\(backend.id) answered \(status): \(String(buffer: buffer).prefix(200))",
-                                               status: status, retryAfter: retryAfter))
+                return .retry(overloaded(status: status, retryAfter: response.headers.first(name: "retry-after"), body: buffer, pool: pool, lease: lease))
             }
             lease.preemption?.commit()
-            return relayWhole(request, response: response, buffer: buffer, pool: pool, lease: lease, record: record, logger: logger)
+            let (head, out) = answerWhole(request, status: status, contentType: response.headers.first(name: "content-type"), buffer: buffer,
+                                          pool: pool, lease: lease, record: record, logger: logger)
+            return .done(Response(status: head.status, headers: head.headerFields, body: .init(byteBuffer: out)))
         }
+    }
+
+    /// A backend's 429/503: cool the replica down for its Retry-After and try another.
+    func overloaded(status: Int, retryAfter header: String?, body: ByteBuffer, pool: ModelPool, lease: ModelPool.Lease) -> RetryableFailure {
+        let retryAfter = header.flatMap { Int($0) }.map { Duration.seconds($0) }
+        metrics.upstreamError(backend: lease.backend.id, kind: status == 429 ? .status429 : .status503)
+        pool.coolDown(lease.index, for: retryAfter ?? .seconds(1))
+        pool.observe(lease, overloaded: true)
+        release(pool, lease, status == 503 ? .failure : .neutral)
+        return RetryableFailure(reason: "status_\(status)", message: "\(lease.backend.id) answered \(status): \(String(buffer: body).prefix(200))",
+                                status: status, retryAfter: retryAfter)
     }
 
     enum UpstreamReply: Sendable {
@@ -355,7 +385,7 @@ public final class Proxy: Sendable {
         return collected
     }
 
-    private func stopped(_ reason: StopReason, pool: ModelPool, lease: ModelPool.Lease) -> AttemptResult {
+    func stopped(_ reason: StopReason, pool: ModelPool, lease: ModelPool.Lease) -> AttemptResult {
         switch reason {
         case .preempted:
             pool.noteCancelled(lease.index)
@@ -375,7 +405,7 @@ public final class Proxy: Sendable {
     }
 
     /// `preempted`: the request goes back to the queue, so its fairness charge is not settled here.
-    private func release(_ pool: ModelPool, _ lease: ModelPool.Lease, _ outcome: AttemptOutcome, usage: ModelPool.Usage? = nil, preempted: Bool = false) {
+    func release(_ pool: ModelPool, _ lease: ModelPool.Lease, _ outcome: AttemptOutcome, usage: ModelPool.Usage? = nil, preempted: Bool = false) {
         if pool.release(lease, outcome: outcome, usage: usage, preempted: preempted) {
             metrics.healthy(backend: lease.backend.id, false)
         }
@@ -387,24 +417,20 @@ public final class Proxy: Sendable {
         return String(buffer: buffer)
     }
 
-    /// Non-streaming answers (and error statuses): restore the model name, relay.
-    private func relayWhole(
-        _ request: ProxyRequest, response: HTTPClientResponse, buffer: ByteBuffer, pool: ModelPool, lease: ModelPool.Lease,
+    /// Non-streaming answers (and error statuses): restore the model name, settle the lease, log;
+    /// returns the response head and body for the client.
+    func answerWhole(
+        _ request: ProxyRequest, status: Int, contentType: String?, buffer: ByteBuffer, pool: ModelPool, lease: ModelPool.Lease,
         record: Record, logger: Logger
-    ) -> AttemptResult {
-        let status = Int(response.status.code)
+    ) -> (HTTPResponse, ByteBuffer) {
         var record = record
         record.status = status
         var out = buffer
-        if status >= 200, status < 300, var json = try? JSONParser.parse(buffer.readableBytesView), json.isObject {
-            if let usage = json["usage"] {
-                record.promptTokens = usage["prompt_tokens"]?.intValue
-                record.completionTokens = usage["completion_tokens"]?.intValue
-            }
-            if let model = json["model"], model.stringValue != request.model {
-                json.set("model", .string(request.model))
-                out = ByteBuffer(bytes: json.serialized())
-            }
+        if status >= 200, status < 300 {
+            let restored = WholeAnswer.restore(buffer, publicModel: request.model)
+            out = restored.body
+            record.promptTokens = restored.promptTokens
+            record.completionTokens = restored.completionTokens
         }
         if status >= 500 {
             metrics.upstreamError(backend: lease.backend.id, kind: .status5xx)
@@ -414,17 +440,17 @@ public final class Proxy: Sendable {
         request.coalesced?.store { a in
             a.status = status
             a.body = out
-            a.contentType = response.headers.first(name: "content-type") ?? "application/json"
+            a.contentType = contentType ?? "application/json"
             a.backend = record.backend
             a.attempts = record.attempts
             a.queueWait = record.queueWait
             a.promptTokens = record.promptTokens
         }
         var headers = HTTPFields()
-        headers[.contentType] = response.headers.first(name: "content-type") ?? "application/json"
+        headers[.contentType] = contentType ?? "application/json"
         addGatewayHeaders(&headers, record: record)
         log(&record, logger: logger)
-        return .done(Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: out)))
+        return (HTTPResponse(status: .init(code: status), headerFields: headers), out)
     }
 
     func addGatewayHeaders(_ headers: inout HTTPFields, record: Record) {
@@ -476,7 +502,7 @@ public final class Proxy: Sendable {
         addGatewayHeaders(&headers, record: record)
         let committed = record
         let body = ResponseBody { [self] writer in
-            var record = committed
+            let record = committed
             try? await writer.write(ByteBuffer(bytes: first))
             let (pieces, continuation) = AsyncStream<[UInt8]>.makeStream()
             let pumpProgress = Watchdog.Progress()
@@ -504,56 +530,76 @@ public final class Proxy: Sendable {
                 }
             }
             let stop = await pumped
-            // Ends that are not a clean [DONE] get an error event: never a silent truncation.
-            var outcome: AttemptOutcome = .success
-            var endError: APIError?
-            switch stop {
-            case .some(.clientClosed), .some(.preempted):
-                // Preemption is refused once bytes went out, so only a client leaving ends here.
-                clientGone = true
-                outcome = .neutral
-            case .some(.idleTimeout), .some(.firstByteTimeout):
-                endError = .timeout("The backend stopped sending for longer than the idle timeout (\(timeouts.idle.formatted)).")
-                self.metrics.upstreamError(backend: lease.backend.id, kind: .idleTimeout)
-                outcome = .failure
-            case .some(.totalTimeout):
-                endError = .timeout("The request exceeded the total timeout (\(timeouts.total.formatted)).")
-                self.metrics.upstreamError(backend: lease.backend.id, kind: .totalTimeout)
-                outcome = .failure
-            case .none:
-                if case .malformed(let message) = stream.relay.stop {
-                    endError = .upstream("The backend sent a malformed stream: \(message)")
-                    self.metrics.upstreamError(backend: lease.backend.id, kind: .malformed)
-                    outcome = .failure
-                } else if case .inBandError(let message) = stream.relay.stop {
-                    record.error = message
-                    self.metrics.upstreamError(backend: lease.backend.id, kind: .inBandError)
-                } else if let readError = stream.readError {
-                    endError = .upstream("The connection to the backend was lost mid-stream: \(readError)", code: "upstream_reset")
-                    self.metrics.upstreamError(backend: lease.backend.id, kind: .reset)
-                    outcome = .failure
-                } else if !stream.relay.sawDone {
-                    endError = .upstream("The backend ended the stream without [DONE].", code: "upstream_truncated")
-                    outcome = .failure
-                }
-            }
-            if let endError {
-                record.error = endError.message
-                if !clientGone { try? await writer.write(ByteBuffer(bytes: StreamRelay.errorEvent(endError))) }
-            }
-            if clientGone { record.status = 499 }
-            (record.firstToken, record.lastToken) = tokens.times
-            record.maxGap = tokens.maxGap
-            var tpot: Duration?
-            if let f = record.firstToken, let l = record.lastToken, let n = stream.relay.completionTokens, n >= 2 { tpot = (l - f) / (n - 1) }
-            pool.observe(lease, ttft: record.firstToken.map { $0 - sent }, tpot: tpot, promptTokens: stream.relay.promptTokens)
-            self.release(pool, lease, outcome, usage: ModelPool.Usage(promptTokens: stream.relay.promptTokens, completionTokens: stream.relay.completionTokens))
-            record.promptTokens = stream.relay.promptTokens
-            record.completionTokens = stream.relay.completionTokens
-            self.log(&record, logger: logger)
+            let times = tokens.times
+            let ending = self.finishStream(stop: stop, relay: stream.relay, readError: stream.readError, clientGone: clientGone,
+                                           tokens: StreamTokens(first: times.0, last: times.1, maxGap: tokens.maxGap), sent: sent,
+                                           timeouts: timeouts, pool: pool, lease: lease, record: record, logger: logger)
+            if let ending { try? await writer.write(ByteBuffer(bytes: ending)) }
             try? await writer.finish(nil)
         }
         return .done(Response(status: .ok, headers: headers, body: body))
+    }
+
+    /// When the tokens of a stream arrived.
+    struct StreamTokens {
+        var first: ContinuousClock.Instant?
+        var last: ContinuousClock.Instant?
+        var maxGap: Duration?
+    }
+
+    /// The end of a committed stream: how it ended, the lease settled, metrics and the access log.
+    /// Returns the SSE error event for the client when the end is not a clean `[DONE]` (never a
+    /// silent truncation); nil when the stream ended cleanly or the client is gone.
+    func finishStream(
+        stop: StopReason?, relay: StreamRelay, readError: (any Error)?, clientGone: Bool, tokens: StreamTokens, sent: ContinuousClock.Instant,
+        timeouts: TimeoutConfig, pool: ModelPool, lease: ModelPool.Lease, record: Record, logger: Logger
+    ) -> [UInt8]? {
+        var record = record
+        var clientGone = clientGone
+        var outcome: AttemptOutcome = .success
+        var endError: APIError?
+        switch stop {
+        case .some(.clientClosed), .some(.preempted):
+            // Preemption is refused once bytes went out, so only a client leaving ends here.
+            clientGone = true
+            outcome = .neutral
+        case .some(.idleTimeout), .some(.firstByteTimeout):
+            endError = .timeout("The backend stopped sending for longer than the idle timeout (\(timeouts.idle.formatted)).")
+            metrics.upstreamError(backend: lease.backend.id, kind: .idleTimeout)
+            outcome = .failure
+        case .some(.totalTimeout):
+            endError = .timeout("The request exceeded the total timeout (\(timeouts.total.formatted)).")
+            metrics.upstreamError(backend: lease.backend.id, kind: .totalTimeout)
+            outcome = .failure
+        case .none:
+            if case .malformed(let message) = relay.stop {
+                endError = .upstream("The backend sent a malformed stream: \(message)")
+                metrics.upstreamError(backend: lease.backend.id, kind: .malformed)
+                outcome = .failure
+            } else if case .inBandError(let message) = relay.stop {
+                record.error = message
+                metrics.upstreamError(backend: lease.backend.id, kind: .inBandError)
+            } else if let readError {
+                endError = .upstream("The connection to the backend was lost mid-stream: \(readError)", code: "upstream_reset")
+                metrics.upstreamError(backend: lease.backend.id, kind: .reset)
+                outcome = .failure
+            } else if !relay.sawDone {
+                endError = .upstream("The backend ended the stream without [DONE].", code: "upstream_truncated")
+                outcome = .failure
+            }
+        }
+        if let endError { record.error = endError.message }
+        if clientGone { record.status = 499 }
+        (record.firstToken, record.lastToken, record.maxGap) = (tokens.first, tokens.last, tokens.maxGap)
+        var tpot: Duration?
+        if let f = record.firstToken, let l = record.lastToken, let n = relay.completionTokens, n >= 2 { tpot = (l - f) / (n - 1) }
+        pool.observe(lease, ttft: record.firstToken.map { $0 - sent }, tpot: tpot, promptTokens: relay.promptTokens)
+        release(pool, lease, outcome, usage: ModelPool.Usage(promptTokens: relay.promptTokens, completionTokens: relay.completionTokens))
+        record.promptTokens = relay.promptTokens
+        record.completionTokens = relay.completionTokens
+        log(&record, logger: logger)
+        guard let endError, !clientGone else { return nil }
+        return StreamRelay.errorEvent(endError)
     }
 
     /// A request refused before it was parsed (bad JSON, size, content type): still one access-log
@@ -564,6 +610,11 @@ public final class Proxy: Sendable {
     }
 
     func finish(error: APIError, record: inout Record, logger: Logger) -> Response {
+        GatewayResponses.error(error, headers: settle(error: error, record: &record, logger: logger))
+    }
+
+    /// Counts and logs a request that ends with `error`; returns the gateway's response headers.
+    func settle(error: APIError, record: inout Record, logger: Logger) -> HTTPFields {
         record.status = error.status
         record.error = error.message
         record.sink?.store { [record] a in
@@ -576,6 +627,6 @@ public final class Proxy: Sendable {
         log(&record, logger: logger)
         var headers = HTTPFields()
         addGatewayHeaders(&headers, record: record)
-        return GatewayResponses.error(error, headers: headers)
+        return headers
     }
 }

@@ -16,129 +16,139 @@ public final class GatewayMetrics: Sendable {
         self.registry = registry
     }
 
-    /// Handles per label set, so the hot path skips the registry's label-array lookup.
-    private struct RequestKey: Hashable {
-        let model: String
-        let lane: String
-        let code: Int
-    }
-
-    private let requestHandles = Mutex<[RequestKey: (Counter, ValueHistogram)]>([:])
-    private let inflightGauges = Mutex<[String: Gauge]>([:])
-
     public func requestFinished(model: String, lane: String, code: Int, duration: Double) {
-        let key = RequestKey(model: model, lane: lane, code: code)
-        let handles = requestHandles.withLock { cache in
-            if let handles = cache[key] { return handles }
-            let handles = (
-                registry.makeCounter(descriptor: .init(metricName: "switchyard_requests_total", unitName: "", helpText: "Requests answered, by public model, lane and HTTP status."), labels: [("model", model), ("lane", lane), ("code", String(code))]),
-                registry.makeValueHistogram(descriptor: .init(metricName: "switchyard_request_duration_seconds", unitName: "", helpText: "Time from request arrival to the last byte of the response."), labels: [("model", model), ("lane", lane)], buckets: Self.latencyBuckets)
-            )
-            cache[key] = handles
-            return handles
-        }
-        handles.0.increment()
-        handles.1.record(duration)
+        counter("switchyard_requests_total", help: "Requests answered, by public model, lane and HTTP status.", [("model", model), ("lane", lane), ("code", String(code))])
+            .increment()
+        histogram("switchyard_request_duration_seconds", help: "Time from request arrival to the last byte of the response.", [("model", model), ("lane", lane)], buckets: Self.latencyBuckets)
+            .record(duration)
     }
 
     public func ttft(model: String, lane: String, seconds: Double) {
-        registry.makeValueHistogram(descriptor: .init(metricName: "switchyard_ttft_seconds", unitName: "", helpText: "Time from request arrival to the first token-bearing chunk (streaming)."), labels: [("model", model), ("lane", lane)], buckets: Self.ttftBuckets)
+        histogram("switchyard_ttft_seconds", help: "Time from request arrival to the first token-bearing chunk (streaming).", [("model", model), ("lane", lane)], buckets: Self.ttftBuckets)
             .record(seconds)
     }
 
     public func tpot(model: String, lane: String, seconds: Double) {
-        registry.makeValueHistogram(descriptor: .init(metricName: "switchyard_tpot_seconds", unitName: "", helpText: "Time per output token after the first: (t_last - t_first) / (n_out - 1)."), labels: [("model", model), ("lane", lane)], buckets: Self.tpotBuckets)
+        histogram("switchyard_tpot_seconds", help: "Time per output token after the first: (t_last - t_first) / (n_out - 1).", [("model", model), ("lane", lane)], buckets: Self.tpotBuckets)
             .record(seconds)
     }
 
     public func upstreamError(backend: String, kind: UpstreamErrorKind) {
-        registry.makeCounter(descriptor: .init(metricName: "switchyard_upstream_errors_total", unitName: "", helpText: "Failed upstream attempts, by backend and kind."), labels: [("backend", backend), ("kind", kind.rawValue)]).increment()
+        counter("switchyard_upstream_errors_total", help: "Failed upstream attempts, by backend and kind.", [("backend", backend), ("kind", kind.rawValue)]).increment()
     }
 
     public func retry(reason: String) {
-        registry.makeCounter(descriptor: .init(metricName: "switchyard_retries_total", unitName: "", helpText: "Upstream attempts beyond the first, by reason."), labels: [("reason", reason)]).increment()
+        counter("switchyard_retries_total", help: "Upstream attempts beyond the first, by reason.", [("reason", reason)]).increment()
     }
 
     public func inflight(backend: String, _ value: Int) {
-        let gauge = inflightGauges.withLock { cache in
-            if let gauge = cache[backend] { return gauge }
-            let gauge = registry.makeGauge(descriptor: .init(metricName: "switchyard_backend_inflight", unitName: "", helpText: "Requests in flight to a backend."), labels: [("backend", backend)])
-            cache[backend] = gauge
-            return gauge
-        }
-        gauge.set(to: Double(value))
+        gauge("switchyard_backend_inflight", help: "Requests in flight to a backend.", [("backend", backend)]).set(to: Double(value))
     }
 
-
     public func healthy(backend: String, _ value: Bool) {
-        registry.makeGauge(descriptor: .init(metricName: "switchyard_backend_healthy", unitName: "", helpText: "1 when the backend passes active checks and is not ejected."), labels: [("backend", backend)]).set(to: value ? 1.0 : 0.0)
+        gauge("switchyard_backend_healthy", help: "1 when the backend passes active checks and is not ejected.", [("backend", backend)]).set(to: value ? 1.0 : 0.0)
     }
 
     public func outputTokens(model: String, _ count: Int) {
-        registry.makeCounter(descriptor: .init(metricName: "switchyard_output_tokens_total", unitName: "", helpText: "Completion tokens served, from the backend's usage."), labels: [("model", model)]).increment(by: Int64(count))
+        counter("switchyard_output_tokens_total", help: "Completion tokens served, from the backend's usage.", [("model", model)]).increment(by: Int64(count))
     }
 
     /// Managed replica evidence: load, warmup and time-to-ready of the last start; restarts.
     public func replica(_ status: ReplicaStatus, previousRestarts: Int) {
         let labels = [("backend", status.url)]
         if let v = status.loadSeconds {
-            registry.makeGauge(descriptor: .init(metricName: "switchyard_backend_load_seconds", unitName: "", helpText: "Managed replica: process start until the server answered its health check (last start)."), labels: labels).set(to: v)
+            gauge("switchyard_backend_load_seconds", help: "Managed replica: process start until the server answered its health check (last start).", labels).set(to: v)
         }
         if let v = status.warmupSeconds {
-            registry.makeGauge(descriptor: .init(metricName: "switchyard_backend_warmup_seconds", unitName: "", helpText: "Managed replica: time spent on warmup requests (last start)."), labels: labels).set(to: v)
+            gauge("switchyard_backend_warmup_seconds", help: "Managed replica: time spent on warmup requests (last start).", labels).set(to: v)
         }
         if let v = status.readySeconds {
-            registry.makeGauge(descriptor: .init(metricName: "switchyard_backend_ready_seconds", unitName: "", helpText: "Managed replica: process start until ready for traffic (last start)."), labels: labels).set(to: v)
+            gauge("switchyard_backend_ready_seconds", help: "Managed replica: process start until ready for traffic (last start).", labels).set(to: v)
         }
-        let restarts = registry.makeCounter(descriptor: .init(metricName: "switchyard_backend_restarts_total", unitName: "", helpText: "Managed replica restarts after an exit."), labels: labels)
+        let restarts = counter("switchyard_backend_restarts_total", help: "Managed replica restarts after an exit.", labels)
         if status.restarts > previousRestarts { restarts.increment(by: Int64(status.restarts - previousRestarts)) }
-        registry.makeGauge(descriptor: .init(metricName: "switchyard_backend_up", unitName: "", helpText: "Managed replica: 1 when ready for traffic."), labels: labels)
+        gauge("switchyard_backend_up", help: "Managed replica: 1 when ready for traffic.", labels)
             .set(to: status.phase == .ready ? 1 : 0)
     }
 
     public func tenantTokens(tenant: String, kind: String, _ count: Int) {
-        registry.makeCounter(descriptor: .init(metricName: "switchyard_tenant_tokens_total", unitName: "", helpText: "Tokens served per tenant, by kind (input, output), from the backend's usage."),
-                             labels: [("tenant", tenant), ("kind", kind)]).increment(by: Int64(count))
+        counter("switchyard_tenant_tokens_total", help: "Tokens served per tenant, by kind (input, output), from the backend's usage.", [("tenant", tenant), ("kind", kind)]).increment(by: Int64(count))
     }
 
     static let queueWaitBuckets: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
 
     public func queueWait(lane: String, seconds: Double) {
-        registry.makeValueHistogram(descriptor: .init(metricName: "switchyard_queue_wait_seconds", unitName: "", helpText: "Time a request waited in its lane's queue for a slot on a replica."),
-                                    labels: [("lane", lane)], buckets: Self.queueWaitBuckets).record(seconds)
+        histogram("switchyard_queue_wait_seconds", help: "Time a request waited in its lane's queue for a slot on a replica.", [("lane", lane)], buckets: Self.queueWaitBuckets).record(seconds)
     }
 
     /// Requests refused or dropped by the scheduler: queue_full, deadline, saturated, queue_timeout.
     public func shed(lane: String, reason: String) {
-        registry.makeCounter(descriptor: .init(metricName: "switchyard_shed_total", unitName: "", helpText: "Requests refused at admission or timed out in the queue, by lane and reason."),
-                             labels: [("lane", lane), ("reason", reason)]).increment()
+        counter("switchyard_shed_total", help: "Requests refused at admission or timed out in the queue, by lane and reason.", [("lane", lane), ("reason", reason)]).increment()
     }
 
     public func preempted(lane: String) {
-        registry.makeCounter(descriptor: .init(metricName: "switchyard_preemptions_total", unitName: "", helpText: "In-flight requests stopped and requeued for a higher-priority lane."),
-                             labels: [("lane", lane)]).increment()
+        counter("switchyard_preemptions_total", help: "In-flight requests stopped and requeued for a higher-priority lane.", [("lane", lane)]).increment()
     }
 
     public func slo(lane: String, slo: String, met: Bool) {
-        registry.makeCounter(descriptor: .init(metricName: "switchyard_slo_total", unitName: "", helpText: "Requests per lane SLO (ttft, tpot, e2e, max_stall): met or missed; refused and failed requests miss."),
-                             labels: [("lane", lane), ("slo", slo), ("result", met ? "met" : "missed")]).increment()
+        counter("switchyard_slo_total", help: "Requests per lane SLO (ttft, tpot, e2e, max_stall): met or missed; refused and failed requests miss.", [("lane", lane), ("slo", slo), ("result", met ? "met" : "missed")]).increment()
     }
 
     public func queueDepth(model: String, lane: String, _ depth: Int) {
-        registry.makeGauge(descriptor: .init(metricName: "switchyard_queue_depth", unitName: "", helpText: "Requests waiting in a lane of a model pool."),
-                           labels: [("model", model), ("lane", lane)]).set(to: Double(depth))
+        gauge("switchyard_queue_depth", help: "Requests waiting in a lane of a model pool.", [("model", model), ("lane", lane)]).set(to: Double(depth))
     }
 
     public func backendWindow(backend: String, _ window: Int) {
-        registry.makeGauge(descriptor: .init(metricName: "switchyard_backend_window", unitName: "", helpText: "Current concurrency limit of a replica (adaptive window; 0 = unlimited)."),
-                           labels: [("backend", backend)]).set(to: Double(window))
+        gauge("switchyard_backend_window", help: "Current concurrency limit of a replica (adaptive window; 0 = unlimited).", [("backend", backend)]).set(to: Double(window))
     }
 
     static let batchBuckets: [Double] = [1, 2, 4, 8, 16, 32, 64, 128]
 
     public func coalescedBatch(model: String, size: Int) {
-        registry.makeValueHistogram(descriptor: .init(metricName: "switchyard_coalesced_batch_size", unitName: "", helpText: "Inputs per merged upstream embeddings request."),
-                                    labels: [("model", model)], buckets: Self.batchBuckets).record(Double(size))
+        histogram("switchyard_coalesced_batch_size", help: "Inputs per merged upstream embeddings request.", [("model", model)], buckets: Self.batchBuckets).record(Double(size))
+    }
+
+    // MARK: Handles
+
+    /// Handles per metric and label values: the registry validates names and labels on every
+    /// `make…` call, measurable at tens of thousands of requests per second.
+    private struct HandleKey: Hashable {
+        let name: String
+        let labels: [String]
+    }
+
+    private let counters = Mutex<[HandleKey: Counter]>([:])
+    private let gauges = Mutex<[HandleKey: Gauge]>([:])
+    private let histograms = Mutex<[HandleKey: ValueHistogram]>([:])
+
+    private func counter(_ name: String, help: String, _ labels: [(String, String)]) -> Counter {
+        let key = HandleKey(name: name, labels: labels.map(\.1))
+        return counters.withLock { cache in
+            if let handle = cache[key] { return handle }
+            let handle = registry.makeCounter(descriptor: .init(metricName: name, unitName: "", helpText: help), labels: labels)
+            cache[key] = handle
+            return handle
+        }
+    }
+
+    private func gauge(_ name: String, help: String, _ labels: [(String, String)]) -> Gauge {
+        let key = HandleKey(name: name, labels: labels.map(\.1))
+        return gauges.withLock { cache in
+            if let handle = cache[key] { return handle }
+            let handle = registry.makeGauge(descriptor: .init(metricName: name, unitName: "", helpText: help), labels: labels)
+            cache[key] = handle
+            return handle
+        }
+    }
+
+    private func histogram(_ name: String, help: String, _ labels: [(String, String)], buckets: [Double]) -> ValueHistogram {
+        let key = HandleKey(name: name, labels: labels.map(\.1))
+        return histograms.withLock { cache in
+            if let handle = cache[key] { return handle }
+            let handle = registry.makeValueHistogram(descriptor: .init(metricName: name, unitName: "", helpText: help), labels: labels, buckets: buckets)
+            cache[key] = handle
+            return handle
+        }
     }
 
     public func render() -> [UInt8] {

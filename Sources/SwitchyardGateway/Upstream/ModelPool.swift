@@ -224,15 +224,8 @@ public final class ModelPool: Sendable {
             s.nextID += 1
             let request = LaneScheduler.Request(id: id, lane: ticket.lane, tenant: ticket.tenant, inputTokens: ticket.inputTokens,
                                                 maxOutputTokens: ticket.maxOutputTokens, deadline: ticket.startBy.map { $0 - origin })
-            // Nobody waits: no ordering to decide, take a slot at once (the common, uncontended
-            // case). Fairness counters only matter between backlogged tenants, so nothing is charged.
-            if s.scheduler.queuedTotal == 0, !ticket.requeue {
-                let candidates = dispatchable(s, excluding: ticket.excluding, tokens: request.inputTokens + request.maxOutputTokens, now: now)
-                if case .replica(let index, let affinity) = Balancer.choose(candidates, affinityKey: ticket.affinityKey,
-                                                                            balanceFactor: config.routing.balanceFactor, using: &s.rng) {
-                    return (.done(.success(lease(&s, request, ticket: ticket, priority: lane.priority, index: index, affinity: affinity,
-                                                 charged: false, now: now))), [])
-                }
+            if let lease = uncontendedLease(&s, request, ticket: ticket, lane: lane, now: now) {
+                return (.done(.success(lease)), [])
             }
             if ticket.requeue {
                 s.scheduler.requeueAtFront(request)
@@ -256,6 +249,32 @@ public final class ModelPool: Sendable {
         switch step {
         case .done(let result): return try result.get()
         case .wait(let id): return try await suspend(id).get()
+        }
+    }
+
+    /// A slot at once when nobody waits (the common, uncontended case), else nil: no ordering to
+    /// decide, and fairness counters only matter between backlogged tenants, so nothing is charged.
+    func uncontendedLease(_ s: inout State, _ request: LaneScheduler.Request, ticket: Ticket, lane: LaneConfig, now: Duration) -> Lease? {
+        guard s.scheduler.queuedTotal == 0, !ticket.requeue else { return nil }
+        let candidates = dispatchable(s, excluding: ticket.excluding, tokens: request.inputTokens + request.maxOutputTokens, now: now)
+        guard case .replica(let index, let affinity) = Balancer.choose(candidates, affinityKey: ticket.affinityKey,
+                                                                       balanceFactor: config.routing.balanceFactor, using: &s.rng) else { return nil }
+        return lease(&s, request, ticket: ticket, priority: lane.priority, index: index, affinity: affinity, charged: false, now: now)
+    }
+
+    /// The event-loop fast path's acquire: a slot now if the request would get one without
+    /// waiting or any admission decision (nobody queued, a replica free, not shed), else nil and
+    /// nothing changed: the request then takes the full ``acquire(_:)`` path.
+    public func tryAcquireNow(_ ticket: Ticket) -> Lease? {
+        let now = self.now
+        return state.withLock { s -> Lease? in
+            guard let lane = lanes[ticket.lane], s.scheduler.queuedTotal == 0, !ticket.requeue else { return nil }
+            if lane.sheddable, let level = saturation(s, now: now), level >= 1 { return nil }
+            let request = LaneScheduler.Request(id: s.nextID, lane: ticket.lane, tenant: ticket.tenant, inputTokens: ticket.inputTokens,
+                                                maxOutputTokens: ticket.maxOutputTokens, deadline: ticket.startBy.map { $0 - origin })
+            guard let lease = uncontendedLease(&s, request, ticket: ticket, lane: lane, now: now) else { return nil }
+            s.nextID += 1
+            return lease
         }
     }
 

@@ -1,0 +1,93 @@
+import HTTPTypes
+import Logging
+import NIOCore
+import Synchronization
+import SwitchyardCore
+
+/// The event-loop serving path for the common case: a chat or text completion in a
+/// non-preemptible lane that gets a replica slot at once (nobody queued, a replica free).
+/// Such a request is parsed, admitted, sent and relayed on the client connection's event loop,
+/// over that loop's own keep-alive connection to the backend: no task, no thread hop, no lock
+/// beyond the pool's.
+///
+/// Everything else goes to the router's ``Proxy`` path unchanged: bad requests (the router
+/// writes the errors), queueing, preemptible lanes, embeddings, HTTPS backends. A fast attempt
+/// that fails in a way another replica may fix (connection refused or reset, 429/503) before
+/// any byte reached the client is handed to the router too, which retries it like its own
+/// attempt: same request id, start time and budget, the failed replica excluded.
+final class FastPath: Sendable {
+    let gateway: Gateway
+    let registry: UpstreamConnectionRegistry
+    /// Attempts made here, by client connection, for the request handed to the router next.
+    private let handedBack = Mutex<[ObjectIdentifier: Proxy.PriorAttempt]>([:])
+    private let paths: [String: Endpoint] = ["/v1/chat/completions": .chatCompletions, "/v1/completions": .completions]
+
+    init(gateway: Gateway) {
+        self.gateway = gateway
+        registry = UpstreamConnectionRegistry(config: gateway.config.upstream)
+    }
+
+    var maxBodyBytes: Int { gateway.config.server.maxBodyBytes }
+    var proxy: Proxy { gateway.proxy }
+
+    func makeHandler(for channel: any Channel) -> FastPathHandler {
+        FastPathHandler(fastPath: self, connections: registry.connections(for: channel.eventLoop))
+    }
+
+    /// Whether the fast path may take the request: decided on its head, before its body.
+    func mayServe(_ head: HTTPRequest) -> Bool {
+        head.method == .post && head.path.map { paths[$0] != nil } == true
+    }
+
+    /// Starts serving the request here, or returns nil (nothing changed) for the router to serve.
+    func start(head: HTTPRequest, body: ByteBuffer, handler: FastPathHandler) -> FastExchange? {
+        guard let path = head.path, let endpoint = paths[path] else { return nil }
+        let config = gateway.config
+        if let contentType = head.headerFields[.contentType], !contentType.lowercased().hasPrefix("application/json") { return nil }
+        guard case .success(let tenant) = gateway.authenticate(headers: head.headerFields) else { return nil }
+        let requestID = Gateway.requestID(from: head.headerFields[GatewayHeaders.requestID])
+        guard var request = try? ProxyRequest.parse(endpoint: endpoint, bytes: body.readableBytesView, requestID: requestID) else { return nil }
+        request.tenant = tenant
+        guard (try? gateway.applyLaneHeaders(head.headerFields, to: &request)) != nil,
+              let lane = config.lane(named: request.lane), !lane.preemptible,
+              let pool = gateway.pools[request.model] else { return nil }
+        let start = ContinuousClock.now
+        let timeouts = pool.config.timeouts ?? config.upstream.timeouts
+        var deadline = start + timeouts.total
+        if let timeout = request.timeout { deadline = min(deadline, start + timeout) }
+        let affinity = pool.config.routing.policy == .prefixAffinity ? request.affinityKey(prefixChars: pool.config.routing.prefixChars) : nil
+        let ticket = ModelPool.Ticket(lane: request.lane, tenant: request.tenant, inputTokens: request.estimatedInputTokens,
+                                      maxOutputTokens: request.maxOutputTokens,
+                                      startBy: proxy.startBy(lane: lane, pool: pool, arrival: start, request: request),
+                                      giveUpAt: deadline, affinityKey: affinity)
+        guard let lease = pool.tryAcquireNow(ticket) else { return nil }
+        guard lease.backend.url.scheme == "http", lease.preemption == nil else {
+            _ = pool.release(lease, outcome: .neutral)
+            return nil
+        }
+        proxy.noteArrival()
+        proxy.metrics.queueWait(lane: lane.name, seconds: 0)
+        // The router must see the same id if the request is handed back.
+        var head = head
+        head.headerFields[GatewayHeaders.requestID] = requestID
+        return FastExchange(fastPath: self, handler: handler, head: head, body: body, request: request, pool: pool, lease: lease,
+                            timeouts: timeouts, start: start, deadline: deadline,
+                            closeAfter: head.headerFields[.connection]?.lowercased() == "close")
+    }
+
+    /// Passes a request whose fast attempt failed retryably to the router, which continues it.
+    func handBack(_ exchange: FastExchange, prior: Proxy.PriorAttempt) {
+        guard let connection = exchange.handler.connectionID else { return }
+        handedBack.withLock { $0[connection] = prior }
+        exchange.handler.handBack(exchange.head, body: exchange.body)
+    }
+
+    /// The attempt made here for the request the router is about to serve on `channel`, if any.
+    func takeHandBack(_ channel: any Channel) -> Proxy.PriorAttempt? {
+        handedBack.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+
+    func forgetHandBack(_ connection: ObjectIdentifier) {
+        handedBack.withLock { _ = $0.removeValue(forKey: connection) }
+    }
+}

@@ -1,0 +1,196 @@
+import DequeModule
+import HTTPTypes
+import NIOCore
+import NIOHTTPTypes
+
+/// Sits in each client connection's pipeline in front of the Hummingbird router and serves the
+/// requests ``FastPath`` accepts on the event loop; every other request (and any the fast path
+/// declines or hands back after a failed attempt) continues to the router unchanged.
+///
+/// Requests on a connection are answered in order: while one is being answered, the parts of the
+/// next ones wait here (and reading pauses once a few are waiting).
+final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    private enum Mode {
+        case idle
+        /// Collecting the body of a request the fast path may take.
+        case capturing(HTTPRequest, ByteBuffer)
+        /// Answered by the fast path.
+        case fast(FastExchange)
+        /// Passed to the router: forwarding its remaining parts.
+        case routerReading
+        /// Passed to the router, which is answering it.
+        case routerAnswering
+    }
+
+    private let fastPath: FastPath
+    private var mode = Mode.idle
+    private var waiting = Deque<HTTPRequestPart>()
+    private var readHeld = false
+    private(set) var context: ChannelHandlerContext?
+    let connections: UpstreamConnections
+    /// Identifies this client connection (for a request handed to the router after an attempt).
+    private(set) var connectionID: ObjectIdentifier?
+
+    init(fastPath: FastPath, connections: UpstreamConnections) {
+        self.fastPath = fastPath
+        self.connections = connections
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        connectionID = ObjectIdentifier(context.channel)
+        // Hummingbird's connection state handler, in front of this one, does not pass
+        // channelInactive on: the close future tells us the client left.
+        context.channel.closeFuture.assumeIsolated().whenComplete { [self] _ in connectionClosed() }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if !waiting.isEmpty {
+            waiting.append(part)
+            return
+        }
+        process(part, context: context)
+    }
+
+    private func process(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
+        switch (mode, part) {
+        case (.idle, .head(let head)):
+            if fastPath.mayServe(head) {
+                mode = .capturing(head, context.channel.allocator.buffer(capacity: 0))
+            } else {
+                mode = .routerReading
+                context.fireChannelRead(wrapInboundOut(part))
+            }
+        case (.capturing(let head, var body), .body(let chunk)):
+            mode = .idle
+            if body.readableBytes + chunk.readableBytes > fastPath.maxBodyBytes {
+                // The router answers 413 and keeps its connection rules.
+                passToRouter(head, body: body, end: false, context: context)
+                context.fireChannelRead(wrapInboundOut(.body(chunk)))
+                return
+            }
+            body.writeImmutableBuffer(chunk)
+            mode = .capturing(head, body)
+        case (.capturing(let head, let body), .end):
+            mode = .idle
+            if let exchange = fastPath.start(head: head, body: body, handler: self) {
+                mode = .fast(exchange)
+                exchange.begin()
+            } else {
+                passToRouter(head, body: body, end: true, context: context)
+            }
+        case (.routerReading, .end):
+            mode = .routerAnswering
+            context.fireChannelRead(wrapInboundOut(part))
+        case (.routerReading, _):
+            context.fireChannelRead(wrapInboundOut(part))
+        case (.fast, _), (.routerAnswering, _):
+            waiting.append(part)
+        case (.idle, _), (.capturing, .head):
+            // A stray part: let the router's parser rules deal with it.
+            mode = .routerReading
+            context.fireChannelRead(wrapInboundOut(part))
+        }
+    }
+
+    /// Sends a request the fast path will not (or no longer) answer on to the router.
+    func passToRouter(_ head: HTTPRequest, body: ByteBuffer, end: Bool, context: ChannelHandlerContext) {
+        mode = end ? .routerAnswering : .routerReading
+        context.fireChannelRead(wrapInboundOut(.head(head)))
+        if body.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(.body(body))) }
+        if end { context.fireChannelRead(wrapInboundOut(.end(nil))) }
+        context.fireChannelReadComplete()
+    }
+
+    /// The fast path gave a request back after a failed attempt: the router retries it.
+    func handBack(_ head: HTTPRequest, body: ByteBuffer) {
+        guard let context else { return }
+        passToRouter(head, body: body, end: true, context: context)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.fireChannelReadComplete()
+    }
+
+    private func connectionClosed() {
+        if case .fast(let exchange) = mode {
+            mode = .idle
+            exchange.clientClosed()
+        }
+        waiting.removeAll()
+        if let connectionID { fastPath.forgetHandBack(connectionID) }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if case .fast(let exchange) = mode { exchange.clientWritable(context.channel.isWritable) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    // MARK: Outbound
+
+    func read(context: ChannelHandlerContext) {
+        // Keep reading while answering (a client that leaves must be noticed), unless requests
+        // pile up behind the current one.
+        if waiting.count >= 16 {
+            readHeld = true
+        } else {
+            context.read()
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let isEnd: Bool
+        if case .end = unwrapOutboundIn(data) { isEnd = true } else { isEnd = false }
+        context.write(data, promise: promise)
+        if isEnd, case .routerAnswering = mode {
+            mode = .idle
+            context.eventLoop.assumeIsolated().execute { self.drainWaiting() }
+        }
+    }
+
+    // MARK: Answers of the fast path
+
+    func send(_ part: HTTPResponsePart, flush: Bool = false) {
+        guard let context else { return }
+        context.write(wrapOutboundOut(part), promise: nil)
+        if flush { context.flush() }
+    }
+
+    func flush() {
+        context?.flush()
+    }
+
+    /// The fast path finished answering; `close` after a `Connection: close` request.
+    func exchangeDone(close: Bool) {
+        guard let context, case .fast = mode else { return }
+        mode = .idle
+        if close {
+            context.close(promise: nil)
+            return
+        }
+        drainWaiting()
+    }
+
+    private func drainWaiting() {
+        guard let context else { return }
+        while case .idle = mode, let next = waiting.popFirst() {
+            process(next, context: context)
+        }
+        if waiting.isEmpty, readHeld {
+            readHeld = false
+            context.read()
+        }
+    }
+}
