@@ -206,7 +206,7 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
 
     private var record: RequestRecord?
     private var done: (@Sendable (RequestRecord) -> Void)?
-    private var channel: any Channel?
+    private var channel: (any Channel)?
     private var isStream = false
     private var keepAlive = true
     private var observer = StreamObserver()
