@@ -177,14 +177,18 @@ public final class Gateway: Sendable {
 
     /// `x-switchyard-lane` picks a configured lane; `x-switchyard-timeout-ms` shortens the deadline.
     func applyLaneHeaders(_ headers: HTTPFields, to request: inout ProxyRequest) throws(APIError) {
-        if let lane = headers[GatewayHeaders.lane] {
+        try applyLaneHeaders(lane: headers[GatewayHeaders.lane], timeoutMs: headers[GatewayHeaders.timeoutMs], to: &request)
+    }
+
+    func applyLaneHeaders(lane: String?, timeoutMs: String?, to request: inout ProxyRequest) throws(APIError) {
+        if let lane {
             guard config.lane(named: lane) != nil else {
                 throw APIError.invalidRequest("Unknown lane '\(lane)' in x-switchyard-lane; configured lanes: \(config.lanes.map(\.name).joined(separator: ", ")).",
                                               param: "x-switchyard-lane", code: "invalid_value")
             }
             request.lane = lane
         }
-        if let text = headers[GatewayHeaders.timeoutMs] {
+        if let text = timeoutMs {
             guard let ms = Int(text.trimmingCharacters(in: .whitespaces)), ms > 0 else {
                 throw APIError.invalidRequest("Invalid x-switchyard-timeout-ms '\(text)': expected a positive whole number of milliseconds.",
                                               param: "x-switchyard-timeout-ms", code: "invalid_value")
@@ -200,8 +204,12 @@ public final class Gateway: Sendable {
     }
 
     func authenticate(headers: HTTPFields) -> Result<String, APIError> {
+        authenticate(authorization: tenantsByKeyHash.isEmpty ? nil : headers[.authorization])
+    }
+
+    func authenticate(authorization header: String?) -> Result<String, APIError> {
         guard !tenantsByKeyHash.isEmpty else { return .success("anonymous") }
-        guard let header = headers[.authorization], header.hasPrefix("Bearer "), header.count > 7 else {
+        guard let header, header.hasPrefix("Bearer "), header.count > 7 else {
             return .failure(APIError(status: 401, message: "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
                                      type: "invalid_request_error", code: "invalid_api_key"))
         }

@@ -83,7 +83,7 @@ final class FastExchange: UpstreamDelegate {
     // MARK: Sending
 
     func begin() {
-        proxy.metrics.inflight(backend: lease.backend.id, pool.inflight(lease.index))
+        proxy.metrics.inflight(backend: lease.backend.id, lease.inflight)
         upstreamBody = ByteBuffer(bytes: request.upstreamBody(model: lease.backend.upstreamModel))
         sent = .now
         armTimer()
@@ -118,7 +118,7 @@ final class FastExchange: UpstreamDelegate {
         phase = .awaitingHead
         let url = lease.backend.url
         var headers = HTTPHeaders()
-        headers.add(name: "host", value: url.host.contains(":") ? "[\(url.host)]:\(url.port)" : "\(url.host):\(url.port)")
+        headers.add(name: "host", value: lease.backend.hostHeader)
         headers.add(name: "content-type", value: "application/json")
         headers.add(name: "accept", value: request.stream ? "text/event-stream" : "application/json")
         headers.add(name: "x-request-id", value: request.requestID)

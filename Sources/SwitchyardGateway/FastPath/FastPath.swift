@@ -42,17 +42,29 @@ final class FastPath: Sendable {
     /// Starts serving the request here, or returns nil (nothing changed) for the router to serve.
     func start(head: HTTPRequest, body: ByteBuffer, handler: FastPathHandler) -> FastExchange? {
         guard let path = head.path, let endpoint = paths[path] else { return nil }
-        let config = gateway.config
-        if let contentType = head.headerFields[.contentType], !contentType.lowercased().hasPrefix("application/json") { return nil }
-        guard case .success(let tenant) = gateway.authenticate(headers: head.headerFields) else { return nil }
-        let requestID = Gateway.requestID(from: head.headerFields[GatewayHeaders.requestID])
+        // One pass over the headers (each lookup by name is a scan).
+        var contentType: String?, authorization: String?, clientID: String?, laneName: String?, timeoutMs: String?, connection: String?
+        for field in head.headerFields {
+            switch field.name {
+            case .contentType: contentType = field.value
+            case .authorization: authorization = field.value
+            case GatewayHeaders.requestID: clientID = field.value
+            case GatewayHeaders.lane: laneName = field.value
+            case GatewayHeaders.timeoutMs: timeoutMs = field.value
+            case .connection: connection = field.value
+            default: break
+            }
+        }
+        if let contentType, !contentType.lowercased().hasPrefix("application/json") { return nil }
+        guard case .success(let tenant) = gateway.authenticate(authorization: authorization) else { return nil }
+        let requestID = Gateway.requestID(from: clientID)
         guard var request = try? ProxyRequest.parse(endpoint: endpoint, bytes: body.readableBytesView, requestID: requestID) else { return nil }
         request.tenant = tenant
-        guard (try? gateway.applyLaneHeaders(head.headerFields, to: &request)) != nil,
-              let lane = config.lane(named: request.lane), !lane.preemptible,
+        guard (try? gateway.applyLaneHeaders(lane: laneName, timeoutMs: timeoutMs, to: &request)) != nil,
+              let lane = gateway.config.lane(named: request.lane), !lane.preemptible,
               let pool = gateway.pools[request.model] else { return nil }
         let start = ContinuousClock.now
-        let timeouts = pool.config.timeouts ?? config.upstream.timeouts
+        let timeouts = pool.config.timeouts ?? gateway.config.upstream.timeouts
         var deadline = start + timeouts.total
         if let timeout = request.timeout { deadline = min(deadline, start + timeout) }
         let affinity = pool.config.routing.policy == .prefixAffinity ? request.affinityKey(prefixChars: pool.config.routing.prefixChars) : nil
@@ -62,17 +74,17 @@ final class FastPath: Sendable {
                                       giveUpAt: deadline, affinityKey: affinity)
         guard let lease = pool.tryAcquireNow(ticket) else { return nil }
         guard lease.backend.url.scheme == "http", lease.preemption == nil else {
-            _ = pool.release(lease, outcome: .neutral)
+            pool.release(lease, outcome: .neutral)
             return nil
         }
         proxy.noteArrival()
         proxy.metrics.queueWait(lane: lane.name, seconds: 0)
         // The router must see the same id if the request is handed back.
         var head = head
-        head.headerFields[GatewayHeaders.requestID] = requestID
+        if clientID != requestID { head.headerFields[GatewayHeaders.requestID] = requestID }
         return FastExchange(fastPath: self, handler: handler, head: head, body: body, request: request, pool: pool, lease: lease,
                             timeouts: timeouts, start: start, deadline: deadline,
-                            closeAfter: head.headerFields[.connection]?.lowercased() == "close")
+                            closeAfter: connection?.lowercased() == "close")
     }
 
     /// Passes a request whose fast attempt failed retryably to the router, which continues it.

@@ -286,7 +286,7 @@ public final class Proxy: Sendable {
         deadline: ContinuousClock.Instant, channel: (any Channel)?, record: Record, logger: Logger
     ) async -> AttemptResult {
         let backend = lease.backend
-        metrics.inflight(backend: backend.id, pool.inflight(lease.index))
+        metrics.inflight(backend: backend.id, lease.inflight)
         let body = request.upstreamBody(model: backend.upstreamModel)
         let progress = Watchdog.Progress()
         let reply: UpstreamReply
@@ -406,10 +406,9 @@ public final class Proxy: Sendable {
 
     /// `preempted`: the request goes back to the queue, so its fairness charge is not settled here.
     func release(_ pool: ModelPool, _ lease: ModelPool.Lease, _ outcome: AttemptOutcome, usage: ModelPool.Usage? = nil, preempted: Bool = false) {
-        if pool.release(lease, outcome: outcome, usage: usage, preempted: preempted) {
-            metrics.healthy(backend: lease.backend.id, false)
-        }
-        metrics.inflight(backend: lease.backend.id, pool.inflight(lease.index))
+        let released = pool.release(lease, outcome: outcome, usage: usage, preempted: preempted)
+        if released.ejected { metrics.healthy(backend: lease.backend.id, false) }
+        metrics.inflight(backend: lease.backend.id, released.inflight)
     }
 
     private func collectText(_ response: HTTPClientResponse, limit: Int) async -> String {

@@ -10,6 +10,8 @@ public struct Backend: Sendable {
     public let weight: Double
     public let maxInflight: Int
     public let managed: Bool
+    /// The `Host` header for requests to it.
+    public let hostHeader: String
 
     public init(config: BackendConfig, publicModel: String) {
         url = HTTPURL(config.url)!
@@ -18,6 +20,7 @@ public struct Backend: Sendable {
         weight = config.weight
         maxInflight = config.maxInflight
         managed = config.managed
+        hostHeader = url.host.utf8.contains(UInt8(ascii: ":")) ? "[\(url.host)]:\(url.port)" : "\(url.host):\(url.port)"
     }
 }
 

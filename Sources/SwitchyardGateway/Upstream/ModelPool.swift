@@ -131,6 +131,8 @@ public final class ModelPool: Sendable {
         let started: Duration
         /// Dispatched by the scheduler (its tenant was charged): usage reconciles the charge.
         let charged: Bool
+        /// Requests in flight on the replica, this one included, when it was leased.
+        public let inflight: Int
     }
 
     public enum AcquireError: Error, Sendable {
@@ -381,7 +383,7 @@ public final class ModelPool: Sendable {
         s.replicas[index].inflightTokens += request.inputTokens + request.maxOutputTokens
         s.replicas[index].leases[request.id] = ActiveLease(lane: request.lane, priority: priority, started: now, signal: signal)
         return Lease(index: index, backend: s.replicas[index].backend, isProbe: probe, viaAffinity: affinity, id: request.id,
-                     request: request, preemption: signal, started: now, charged: charged)
+                     request: request, preemption: signal, started: now, charged: charged, inflight: s.replicas[index].inflight)
     }
 
     func eligibleReplicas(_ s: State, excluding: Set<Int>, now: Duration) -> [Int] {
@@ -456,12 +458,18 @@ public final class ModelPool: Sendable {
         }
     }
 
+    /// What releasing a lease did: whether the replica was ejected, and its requests in flight now.
+    public struct Released {
+        public let ejected: Bool
+        public let inflight: Int
+    }
+
     /// Returns the slot and records what the attempt says about the backend's health; `usage`
-    /// reconciles the tenant's fairness counter. Returns true when this failure ejected the backend.
+    /// reconciles the tenant's fairness counter.
     @discardableResult
-    public func release(_ lease: Lease, outcome: AttemptOutcome, usage: Usage? = nil, preempted: Bool = false) -> Bool {
+    public func release(_ lease: Lease, outcome: AttemptOutcome, usage: Usage? = nil, preempted: Bool = false) -> Released {
         let now = self.now
-        let (resumptions, ejected) = state.withLock { s -> ([Resumption], Bool) in
+        let (resumptions, released) = state.withLock { s -> ([Resumption], Released) in
             s.replicas[lease.index].inflight -= 1
             s.replicas[lease.index].inflightTokens -= lease.request.inputTokens + lease.request.maxOutputTokens
             s.replicas[lease.index].leases.removeValue(forKey: lease.id)
@@ -479,10 +487,11 @@ public final class ModelPool: Sendable {
                 s.scheduler.complete(lease.request, outputTokens: usage?.completionTokens ?? lease.request.maxOutputTokens,
                                      inputTokens: usage?.promptTokens)
             }
-            return (dispatchLocked(&s, now: now), ejected)
+            let resumptions = dispatchLocked(&s, now: now)
+            return (resumptions, Released(ejected: ejected, inflight: s.replicas[lease.index].inflight))
         }
         resume(resumptions)
-        return ejected
+        return released
     }
 
     /// Feeds adaptive concurrency and the prefill-rate estimate: server-side time to first token
