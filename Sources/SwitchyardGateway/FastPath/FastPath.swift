@@ -41,6 +41,12 @@ final class FastPath: Sendable {
 
     /// Starts serving the request here, or returns nil (nothing changed) for the router to serve.
     func start(head: HTTPRequest, body: ByteBuffer, handler: FastPathHandler) -> FastExchange? {
+        let exchange = tryStart(head: head, body: body, handler: handler)
+        proxy.metrics.fastPath(exchange == nil ? "declined" : "served")
+        return exchange
+    }
+
+    private func tryStart(head: HTTPRequest, body: ByteBuffer, handler: FastPathHandler) -> FastExchange? {
         guard let path = head.path, let endpoint = paths[path] else { return nil }
         // One pass over the headers (each lookup by name is a scan).
         var contentType: String?, authorization: String?, clientID: String?, laneName: String?, timeoutMs: String?, connection: String?
@@ -90,6 +96,7 @@ final class FastPath: Sendable {
     /// Passes a request whose fast attempt failed retryably to the router, which continues it.
     func handBack(_ exchange: FastExchange, prior: Proxy.PriorAttempt) {
         guard let connection = exchange.handler.connectionID else { return }
+        proxy.metrics.fastPath("handed_back")
         handedBack.withLock { $0[connection] = prior }
         exchange.handler.handBack(exchange.head, body: exchange.body)
     }

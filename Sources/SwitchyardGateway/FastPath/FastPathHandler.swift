@@ -21,8 +21,9 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case capturing(HTTPRequest, ByteBuffer)
         /// Answered by the fast path.
         case fast(FastExchange)
-        /// Passed to the router: forwarding its remaining parts.
-        case routerReading
+        /// Passed to the router: forwarding its remaining parts (`answered`: the router already
+        /// wrote its whole answer, as it may for an error).
+        case routerReading(answered: Bool)
         /// Passed to the router, which is answering it.
         case routerAnswering
     }
@@ -70,7 +71,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if fastPath.mayServe(head) {
                 mode = .capturing(head, context.channel.allocator.buffer(capacity: 0))
             } else {
-                mode = .routerReading
+                mode = .routerReading(answered: false)
                 context.fireChannelRead(wrapInboundOut(part))
             }
         case (.capturing(let head, var body), .body(let chunk)):
@@ -91,8 +92,8 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
             } else {
                 passToRouter(head, body: body, end: true, context: context)
             }
-        case (.routerReading, .end):
-            mode = .routerAnswering
+        case (.routerReading(let answered), .end):
+            mode = answered ? .idle : .routerAnswering
             context.fireChannelRead(wrapInboundOut(part))
         case (.routerReading, _):
             context.fireChannelRead(wrapInboundOut(part))
@@ -100,14 +101,14 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
             waiting.append(part)
         case (.idle, _), (.capturing, .head):
             // A stray part: let the router's parser rules deal with it.
-            mode = .routerReading
+            mode = .routerReading(answered: false)
             context.fireChannelRead(wrapInboundOut(part))
         }
     }
 
     /// Sends a request the fast path will not (or no longer) answer on to the router.
     func passToRouter(_ head: HTTPRequest, body: ByteBuffer, end: Bool, context: ChannelHandlerContext) {
-        mode = end ? .routerAnswering : .routerReading
+        mode = end ? .routerAnswering : .routerReading(answered: false)
         context.fireChannelRead(wrapInboundOut(.head(head)))
         if body.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(.body(body))) }
         if end { context.fireChannelRead(wrapInboundOut(.end(nil))) }
@@ -154,9 +155,15 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let isEnd: Bool
         if case .end = unwrapOutboundIn(data) { isEnd = true } else { isEnd = false }
         context.write(data, promise: promise)
-        if isEnd, case .routerAnswering = mode {
+        guard isEnd else { return }
+        switch mode {
+        case .routerAnswering:
             mode = .idle
             context.eventLoop.assumeIsolated().execute { self.drainWaiting() }
+        case .routerReading:
+            mode = .routerReading(answered: true)
+        default:
+            break
         }
     }
 
@@ -183,11 +190,23 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         drainWaiting()
     }
 
+    private var isAnswering: Bool {
+        switch mode {
+        case .fast, .routerAnswering: true
+        case .idle, .capturing, .routerReading: false
+        }
+    }
+
     private func drainWaiting() {
         guard let context else { return }
-        while case .idle = mode, let next = waiting.popFirst() {
+        var drained = false
+        // Parts are taken while they belong to no request being answered.
+        while !isAnswering, let next = waiting.popFirst() {
             process(next, context: context)
+            drained = true
         }
+        // The router's side delivers what it was given at the end of a read: this is one.
+        if drained { context.fireChannelReadComplete() }
         if waiting.isEmpty, readHeld {
             readHeld = false
             context.read()

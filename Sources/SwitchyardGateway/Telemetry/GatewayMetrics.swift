@@ -37,6 +37,13 @@ public final class GatewayMetrics: Sendable {
         counter("switchyard_upstream_errors_total", help: "Failed upstream attempts, by backend and kind.", [("backend", backend), ("kind", kind.rawValue)]).increment()
     }
 
+    /// Completions the event-loop fast path took (`served`), gave to the router after a failed
+    /// attempt (`handed_back`), or left to the router from the start (`declined`: queueing,
+    /// preemptible lane, invalid request, …).
+    public func fastPath(_ outcome: String) {
+        counter("switchyard_fast_path_total", help: "Completion requests by event-loop fast path outcome: served, handed_back, declined.", [("outcome", outcome)]).increment()
+    }
+
     public func retry(reason: String) {
         counter("switchyard_retries_total", help: "Upstream attempts beyond the first, by reason.", [("reason", reason)]).increment()
     }

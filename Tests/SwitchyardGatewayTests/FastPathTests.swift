@@ -1,0 +1,163 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+import SwitchyardCore
+@testable import SwitchyardGateway
+import SwitchyardTestSupport
+
+/// The event-loop fast path must answer exactly as the router path does, and hand over to it
+/// whenever it cannot finish a request itself.
+@Suite(.serialized) struct FastPathTests {
+    static func metric(_ gateway: Gateway, _ line: String) -> Bool {
+        String(decoding: gateway.metrics.render(), as: UTF8.self).contains(line)
+    }
+
+    @Test func answersLikeTheRouterPath() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            var replies: [Bool: (TestClient.Reply, TestClient.Reply)] = [:]
+            for fast in [true, false] {
+                let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])]) { $0.server.fastPath = fast }
+                replies[fast] = try await GatewayHarness.with(config) { gateway, base in
+                    let whole = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(extra: #","logprobs":true"#),
+                                                          headers: ["x-request-id": "same-id"])
+                    let stream = try await TestClient.post("\(base)/v1/chat/completions",
+                                                           TestClient.chat(stream: true, extra: #","stream_options":{"include_usage":true}"#),
+                                                           headers: ["x-request-id": "same-id"])
+                    #expect(Self.metric(gateway, #"switchyard_fast_path_total{outcome="served"} 2"#) == fast)
+                    #expect(Self.metric(gateway, #"switchyard_requests_total{model="m",lane="realtime",code="200"} 1"#))
+                    #expect(Self.metric(gateway, #"switchyard_output_tokens_total{model="m"} 4"#), "usage of both answers counted")
+                    return (whole, stream)
+                }
+            }
+            let (fastWhole, fastStream) = try #require(replies[true])
+            let (routerWhole, routerStream) = try #require(replies[false])
+            #expect(fastWhole.status == 200)
+            #expect(fastWhole.body == routerWhole.body, "same bytes to the client")
+            #expect(fastWhole.json?["model"] == .string("m"))
+            #expect(fastStream.body == routerStream.body)
+            #expect(TestClient.events(fastStream.body).last == "[DONE]")
+            for header in ["content-type", "x-request-id", "x-switchyard-backend", "x-switchyard-attempts", "x-switchyard-lane"] {
+                #expect(fastWhole.headers[header] == routerWhole.headers[header], "\(header)")
+                #expect(fastStream.headers[header] == routerStream.headers[header], "\(header)")
+            }
+        }
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrderAndConnectionCloseIsHonoured() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])])
+            try await GatewayHarness.with(config) { gateway, base in
+                let gatewayPort = Int(base.split(separator: ":").last!)!
+                func post(_ tag: String, close: Bool = false) -> String {
+                    let body = TestClient.chat(extra: #","tag":"\#(tag)""#)
+                    return "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n"
+                        + (close ? "connection: close\r\n" : "") + "\r\n" + body
+                }
+                // fast, router (models list), router (bad JSON), fast: one write, answers in order.
+                let text = post("first") + "GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n"
+                    + "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 5\r\n\r\n{oops"
+                    + post("last", close: true)
+                let received = try await Self.rawExchange(port: gatewayPort, text)
+                let order = [#""tag":"first""#, #""object":"list""#, #""code":"invalid_json""#, #""tag":"last""#].map { marker in
+                    received.range(of: marker)?.lowerBound
+                }
+                #expect(order.allSatisfy { $0 != nil }, "every answer arrived: \(received)")
+                let positions = order.compactMap { $0 }
+                #expect(positions == positions.sorted(), "answers in request order")
+                #expect(received.components(separatedBy: "HTTP/1.1 ").count - 1 == 4)
+                #expect(Self.metric(gateway, #"switchyard_fast_path_total{outcome="served"} 2"#))
+                #expect(Self.metric(gateway, #"switchyard_fast_path_total{outcome="declined"} 1"#), "the bad request went to the router")
+            }
+        }
+    }
+
+    @Test func aFailedFastAttemptIsRetriedByTheRouter() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            // The heavy replica resets every connection: the fast path tries it first, then
+            // hands the request to the router, which retries on the other one.
+            let model = GatewayHarness.model("m", ["http://127.0.0.1:\(port)/reset-before/v1", "http://127.0.0.1:\(port)/ok/v1"],
+                                             weights: [1, 0.01])
+            let config = GatewayHarness.config(models: [model])
+            try await GatewayHarness.with(config) { gateway, base in
+                let reply = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(), headers: ["x-request-id": "retry-me"])
+                #expect(reply.status == 200)
+                #expect(reply.headers["x-switchyard-attempts"] == "2")
+                #expect(reply.headers["x-switchyard-backend"] == "http://127.0.0.1:\(port)/ok/v1")
+                #expect(reply.headers["x-request-id"] == "retry-me", "the router continued the same request")
+                #expect(upstream.count("reset-before") == 1)
+                #expect(Self.metric(gateway, #"switchyard_fast_path_total{outcome="handed_back"} 1"#))
+                #expect(Self.metric(gateway, #"switchyard_retries_total{reason="reset"} 1"#), "the retry spent budget like any other")
+                #expect(Self.metric(gateway, #"switchyard_requests_total{model="m",lane="realtime",code="200"} 1"#), "counted once")
+            }
+        }
+    }
+
+    @Test func gracefulShutdownWaitsForAFastPathAnswer() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])])
+            try await GatewayHarness.with(config) { gateway, base in
+                async let held = TestClient.post("\(base)/v1/chat/completions", TestClient.chat(extra: #","hold":true"#))
+                #expect(await Poll.until { upstream.count("ok") == 1 }, "the request reached the backend")
+                await gateway.shutdown()
+                #expect(await Poll.until { gateway.isDraining })
+                upstream.release()
+                let reply = try await held
+                #expect(reply.status == 200, "the in-flight answer completed during the drain")
+                #expect(Self.metric(gateway, #"switchyard_fast_path_total{outcome="served"} 1"#))
+            }
+        }
+    }
+
+    @Test func aClientLeavingMidAnswerReleasesTheSlot() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])])
+            try await GatewayHarness.with(config) { gateway, base in
+                let gatewayPort = Int(base.split(separator: ":").last!)!
+                let body = TestClient.chat(extra: #","hold":true"#)
+                let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .connect(host: "127.0.0.1", port: gatewayPort).get()
+                try await channel.writeAndFlush(ByteBuffer(string: "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)"))
+                #expect(await Poll.until { upstream.count("ok") == 1 })
+                let pool = try #require(gateway.pools["m"])
+                #expect(pool.inflight(0) == 1)
+                try await channel.close()
+                #expect(await Poll.until { pool.inflight(0) == 0 }, "the slot came back when the client left")
+                #expect(await Poll.until { Self.metric(gateway, #"switchyard_requests_total{model="m",lane="realtime",code="499"} 1"#) })
+                upstream.release()
+            }
+        }
+    }
+
+    /// Sends `text` on one connection and returns everything the server sent until it closed.
+    static func rawExchange(port: Int, _ text: String) async throws -> String {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        return try await withThrowingTaskGroup(of: String.self) { group in
+            group.addTask {
+                try await channel.executeThenClose { inbound, outbound in
+                    try await outbound.write(ByteBuffer(string: text))
+                    var received = ""
+                    for try await chunk in inbound { received += String(buffer: chunk) }
+                    return received
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: .seconds(10))
+                channel.channel.close(promise: nil)
+                throw CancellationError()
+            }
+            let first = try await group.next()!
+            group.cancelAll()
+            return first
+        }
+    }
+}
