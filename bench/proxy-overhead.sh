@@ -21,7 +21,7 @@ trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$work"'
 work="$(mktemp -d)"
 chmod 755 "$work"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(free_port); PX=$(free_port); SY=$(free_port)
+UP=$(free_port); PX=$(free_port); SY=$(free_port); SR=$(free_port)
 
 source bench/fixed-origin.sh
 write_fixed_sse "$work" $EVENTS
@@ -58,7 +58,14 @@ nginx -c "$work/nginx.conf" -p "$work" || { sed -n 10,16p "$work/nginx.conf" | c
 .build/release/switchyard serve --host 127.0.0.1 --port "$SY" --log-level error \
   --upstream bench=http://127.0.0.1:$UP/v1 --upstream sse=http://127.0.0.1:$UP/sse/v1 >"$work/sy.log" 2>&1 &
 echo $! > "$work/switchyard.pid"
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$SY/readyz" >/dev/null && break; sleep 0.1; done
+# The same gateway with every request on the router path (server.fast_path: false), for comparison.
+printf 'server:\n  fast_path: false\n' > "$work/router-path.yaml"
+.build/release/switchyard serve --config "$work/router-path.yaml" --host 127.0.0.1 --port "$SR" --log-level error \
+  --upstream bench=http://127.0.0.1:$UP/v1 --upstream sse=http://127.0.0.1:$UP/sse/v1 >"$work/sr.log" 2>&1 &
+echo $! > "$work/switchyard-router.pid"
+for port in "$SY" "$SR"; do
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+done
 
 cat > "$work/post.lua" <<'LUA'
 wrk.method = "POST"
@@ -87,11 +94,14 @@ echo "== request/response, wrk -c$CONNS, ${DURATION}s each (loopback, $(nproc) c
 read -r _ d_rps d_p50 d_p99 d_bad < <(run direct "http://127.0.0.1:$UP/v1/chat/completions" "$work/post.lua" "$CONNS")
 read -r _ n_rps n_p50 n_p99 n_bad < <(run nginx-proxy "http://127.0.0.1:$PX/v1/chat/completions" "$work/post.lua" "$CONNS")
 read -r _ s_rps s_p50 s_p99 s_bad < <(run switchyard "http://127.0.0.1:$SY/v1/chat/completions" "$work/post.lua" "$CONNS")
+read -r _ r_rps r_p50 r_p99 r_bad < <(run switchyard-router "http://127.0.0.1:$SR/v1/chat/completions" "$work/post.lua" "$CONNS")
 printf "%-12s %10s %10s %10s %8s\n" path "req/s" "p50 ms" "p99 ms" "non-2xx"
 printf "%-12s %10s %10s %10s %8s\n" direct "$d_rps" "$d_p50" "$d_p99" "$d_bad"
 printf "%-12s %10s %10s %10s %8s\n" nginx-proxy "$n_rps" "$n_p50" "$n_p99" "$n_bad"
 printf "%-12s %10s %10s %10s %8s\n" switchyard "$s_rps" "$s_p50" "$s_p99" "$s_bad"
-# Context: the HTTP server alone (GET /healthz, no upstream, no body) bounds what any proxy on it can do.
+printf "%-12s %10s %10s %10s %8s\n" "(router)" "$r_rps" "$r_p50" "$r_p99" "$r_bad"
+# Context: "(router)" is Switchyard with server.fast_path off (Hummingbird handler + AsyncHTTPClient).
+# The HTTP server alone (GET /healthz, no upstream, no body) bounds what any proxy on it can do.
 read -r _ h_rps h_p50 _ _ < <(run switchyard-healthz "http://127.0.0.1:$SY/healthz" /dev/null "$CONNS")
 printf "%-12s %10s %10s %10s %8s\n" "(healthz)" "$h_rps" "$h_p50" "-" "-"
 python3 - "$d_p50" "$n_rps" "$n_p50" "$s_rps" "$s_p50" <<'PY'
@@ -105,10 +115,12 @@ PY
 echo "== SSE relay, $STREAMS concurrent streams of $EVENTS events, ${DURATION}s each"
 read -r _ ns_rps _ _ ns_bad < <(run sse-nginx-proxy "http://127.0.0.1:$PX/sse/v1/chat/completions" "$work/stream.lua" "$STREAMS")
 read -r _ ss_rps _ _ ss_bad < <(run sse-switchyard "http://127.0.0.1:$SY/v1/chat/completions" "$work/stream.lua" "$STREAMS")
-python3 - "$ns_rps" "$ss_rps" "$EVENTS" "$ns_bad" "$ss_bad" <<'PY'
+read -r _ sr_rps _ _ sr_bad < <(run sse-switchyard-router "http://127.0.0.1:$SR/v1/chat/completions" "$work/stream.lua" "$STREAMS")
+python3 - "$ns_rps" "$ss_rps" "$EVENTS" "$ns_bad" "$ss_bad" "$sr_rps" "$sr_bad" <<'PY'
 import sys
-n, s, ev = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+n, s, ev, r = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[6])
 print(f"nginx-proxy: {n:.0f} streams/s = {n*ev:,.0f} chunks/s relayed (non-2xx {sys.argv[4]})")
 print(f"switchyard:  {s:.0f} streams/s = {s*ev:,.0f} chunks/s relayed, each parsed and model-checked (non-2xx {sys.argv[5]})")
+print(f"(router):    {r:.0f} streams/s = {r*ev:,.0f} chunks/s (non-2xx {sys.argv[7]})")
 print(f"ratio switchyard/nginx-proxy: {s/n:.2f}")
 PY
