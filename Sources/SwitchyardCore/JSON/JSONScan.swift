@@ -1,41 +1,72 @@
-/// Finds the values of top-level keys of a JSON object without building the object: the proxy
-/// reads `model` and `usage` of every answer and rewrites only the model's bytes, so the rest of
-/// the answer goes to the client byte for byte.
+/// Finds values inside a JSON document without building it: the proxy reads `model` and `usage`
+/// of every answer (and the token fields of every stream chunk) and rewrites only the model's
+/// bytes, so the rest reaches the client byte for byte.
 ///
-/// The scan checks structure (strings, nesting, separators), not every literal: callers use it
-/// on answers they relay anyway, and fall back to ``JSONParser`` when it returns nil.
+/// The scan validates the whole document with JSON's grammar (strings and their escapes,
+/// numbers, literals, nesting up to ``maxDepth``) but allocates nothing per value. Callers fall
+/// back to ``JSONParser`` when it returns nil, which also yields the parser's error message.
 public enum JSONScan {
+    public static let maxDepth = 256
+
     /// The byte ranges of the values of `keys` (plain ASCII names) at the top level of the object
-    /// in `bytes`, in the order of `keys` (nil where absent); nil when `bytes` is not an object
-    /// or a key is written with escapes.
-    public static func topLevelValues(_ bytes: UnsafeRawBufferPointer, keys: [String]) -> [Range<Int>?]? {
-        var found = [Range<Int>?](repeating: nil, count: keys.count)
-        let wanted = keys.map { Array($0.utf8) }
-        var i = skipSpace(bytes, 0)
-        guard i < bytes.count, bytes[i] == UInt8(ascii: "{") else { return nil }
-        i = skipSpace(bytes, i + 1)
-        if i < bytes.count, bytes[i] == UInt8(ascii: "}") { return skipSpace(bytes, i + 1) == bytes.count ? found : nil }
+    /// in `bytes`, in the order of `keys` (nil where absent); nil when `bytes` is not exactly one
+    /// valid JSON object, or when a key is written with escapes.
+    public static func topLevelValues(_ bytes: UnsafeRawBufferPointer, keys: [StaticString]) -> [Range<Int>?]? {
+        let start = skipSpace(bytes, 0)
+        guard let (found, end) = members(bytes, object: start, keys: keys), skipSpace(bytes, end) == bytes.count else { return nil }
+        return found
+    }
+
+    /// The values of `keys` in the object at `range` (a range a scan returned); nil when it is
+    /// not an object.
+    public static func values(_ bytes: UnsafeRawBufferPointer, of range: Range<Int>, keys: [StaticString]) -> [Range<Int>?]? {
+        guard let (found, end) = members(UnsafeRawBufferPointer(rebasing: bytes[..<range.upperBound]), object: range.lowerBound, keys: keys),
+              end == range.upperBound else { return nil }
+        return found
+    }
+
+    /// The element ranges of the array at `range`; nil when it is not an array.
+    public static func elements(_ bytes: UnsafeRawBufferPointer, of range: Range<Int>) -> [Range<Int>]? {
+        let slice = UnsafeRawBufferPointer(rebasing: bytes[..<range.upperBound])
+        guard range.lowerBound < slice.count, slice[range.lowerBound] == UInt8(ascii: "[") else { return nil }
+        var out: [Range<Int>] = []
+        var i = skipSpace(slice, range.lowerBound + 1)
+        if i < slice.count, slice[i] == UInt8(ascii: "]") { return i + 1 == range.upperBound ? out : nil }
         while true {
-            guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { return nil }
-            guard let (keyEnd, escaped) = skipString(bytes, i) else { return nil }
+            guard let end = skipValue(slice, i, depth: 1) else { return nil }
+            out.append(i..<end)
+            i = skipSpace(slice, end)
+            guard i < slice.count else { return nil }
+            if slice[i] == UInt8(ascii: "]") { return i + 1 == range.upperBound ? out : nil }
+            guard slice[i] == UInt8(ascii: ",") else { return nil }
+            i = skipSpace(slice, i + 1)
+        }
+    }
+
+    /// Scans the object at `start`: the values of `keys`, and the index after the object.
+    static func members(_ bytes: UnsafeRawBufferPointer, object start: Int, keys: [StaticString]) -> ([Range<Int>?], Int)? {
+        guard start < bytes.count, bytes[start] == UInt8(ascii: "{") else { return nil }
+        var found = [Range<Int>?](repeating: nil, count: keys.count)
+        var i = skipSpace(bytes, start + 1)
+        if i < bytes.count, bytes[i] == UInt8(ascii: "}") { return (found, i + 1) }
+        while true {
+            guard i < bytes.count, bytes[i] == UInt8(ascii: "\""), let (keyEnd, escaped) = skipString(bytes, i) else { return nil }
+            // An escaped key might spell a wanted one: only a real parser can tell.
+            if escaped { return nil }
             let key = (i + 1)..<(keyEnd - 1)
             i = skipSpace(bytes, keyEnd)
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { return nil }
             let valueStart = skipSpace(bytes, i + 1)
-            guard let valueEnd = skipValue(bytes, valueStart) else { return nil }
-            for (n, name) in wanted.enumerated() where name.count == key.count && name.elementsEqual(bytes[key]) {
-                found[n] = valueStart..<valueEnd
+            guard let valueEnd = skipValue(bytes, valueStart, depth: 1) else { return nil }
+            for (n, name) in keys.enumerated() where name.utf8CodeUnitCount == key.count {
+                let same = name.withUTF8Buffer { $0.elementsEqual(bytes[key]) }
+                if same { found[n] = valueStart..<valueEnd }
             }
-            // An escaped key might spell a wanted one: only a real parser can tell.
-            if escaped { return nil }
             i = skipSpace(bytes, valueEnd)
             guard i < bytes.count else { return nil }
-            if bytes[i] == UInt8(ascii: ",") {
-                i = skipSpace(bytes, i + 1)
-                continue
-            }
-            guard bytes[i] == UInt8(ascii: "}") else { return nil }
-            return skipSpace(bytes, i + 1) == bytes.count ? found : nil
+            if bytes[i] == UInt8(ascii: "}") { return (found, i + 1) }
+            guard bytes[i] == UInt8(ascii: ",") else { return nil }
+            i = skipSpace(bytes, i + 1)
         }
     }
 
@@ -55,55 +86,106 @@ public enum JSONScan {
         var i = start + 1
         var escaped = false
         while i < bytes.count {
-            switch bytes[i] {
-            case UInt8(ascii: "\""): return (i + 1, escaped)
-            case UInt8(ascii: "\\"):
+            let byte = bytes[i]
+            if byte == UInt8(ascii: "\"") { return (i + 1, escaped) }
+            if byte < 0x20 { return nil }
+            if byte == UInt8(ascii: "\\") {
                 escaped = true
-                i += 2
-            case 0x00..<0x20: return nil
-            default: i += 1
+                guard i + 1 < bytes.count else { return nil }
+                switch bytes[i + 1] {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                     UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    i += 2
+                case UInt8(ascii: "u"):
+                    guard i + 5 < bytes.count, (2...5).allSatisfy({ isHex(bytes[i + $0]) }) else { return nil }
+                    i += 6
+                default:
+                    return nil
+                }
+                continue
             }
+            i += 1
         }
         return nil
     }
 
-    /// The index after the value starting at `start`.
-    static func skipValue(_ bytes: UnsafeRawBufferPointer, _ start: Int) -> Int? {
-        guard start < bytes.count else { return nil }
+    static func isHex(_ byte: UInt8) -> Bool {
+        (0x30...0x39).contains(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte)
+    }
+
+    static func isDigit(_ bytes: UnsafeRawBufferPointer, _ i: Int) -> Bool {
+        i < bytes.count && (0x30...0x39).contains(bytes[i])
+    }
+
+    /// The index after the valid JSON value starting at `start`.
+    static func skipValue(_ bytes: UnsafeRawBufferPointer, _ start: Int, depth: Int) -> Int? {
+        guard start < bytes.count, depth <= maxDepth else { return nil }
         switch bytes[start] {
         case UInt8(ascii: "\""):
             return skipString(bytes, start)?.0
-        case UInt8(ascii: "{"), UInt8(ascii: "["):
-            var depth = 0
-            var i = start
-            while i < bytes.count {
-                switch bytes[i] {
-                case UInt8(ascii: "\""):
-                    guard let (end, _) = skipString(bytes, i) else { return nil }
-                    i = end
-                    continue
-                case UInt8(ascii: "{"), UInt8(ascii: "["):
-                    depth += 1
-                case UInt8(ascii: "}"), UInt8(ascii: "]"):
-                    depth -= 1
-                    if depth == 0 { return i + 1 }
-                default:
-                    break
-                }
-                i += 1
+        case UInt8(ascii: "{"):
+            var i = skipSpace(bytes, start + 1)
+            if i < bytes.count, bytes[i] == UInt8(ascii: "}") { return i + 1 }
+            while true {
+                guard i < bytes.count, bytes[i] == UInt8(ascii: "\""), let (keyEnd, _) = skipString(bytes, i) else { return nil }
+                i = skipSpace(bytes, keyEnd)
+                guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { return nil }
+                guard let end = skipValue(bytes, skipSpace(bytes, i + 1), depth: depth + 1) else { return nil }
+                i = skipSpace(bytes, end)
+                guard i < bytes.count else { return nil }
+                if bytes[i] == UInt8(ascii: "}") { return i + 1 }
+                guard bytes[i] == UInt8(ascii: ",") else { return nil }
+                i = skipSpace(bytes, i + 1)
             }
-            return nil
+        case UInt8(ascii: "["):
+            var i = skipSpace(bytes, start + 1)
+            if i < bytes.count, bytes[i] == UInt8(ascii: "]") { return i + 1 }
+            while true {
+                guard let end = skipValue(bytes, i, depth: depth + 1) else { return nil }
+                i = skipSpace(bytes, end)
+                guard i < bytes.count else { return nil }
+                if bytes[i] == UInt8(ascii: "]") { return i + 1 }
+                guard bytes[i] == UInt8(ascii: ",") else { return nil }
+                i = skipSpace(bytes, i + 1)
+            }
+        case UInt8(ascii: "t"):
+            return literal(bytes, start, "true")
+        case UInt8(ascii: "f"):
+            return literal(bytes, start, "false")
+        case UInt8(ascii: "n"):
+            return literal(bytes, start, "null")
         default:
-            var i = start
-            while i < bytes.count {
-                switch bytes[i] {
-                case UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x09, 0x0A, 0x0D:
-                    return i > start ? i : nil
-                default:
-                    i += 1
-                }
-            }
-            return i > start ? i : nil
+            return number(bytes, start)
         }
+    }
+
+    static func literal(_ bytes: UnsafeRawBufferPointer, _ start: Int, _ word: StaticString) -> Int? {
+        let n = word.utf8CodeUnitCount
+        guard start + n <= bytes.count, word.withUTF8Buffer({ $0.elementsEqual(bytes[start..<(start + n)]) }) else { return nil }
+        return start + n
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+    static func number(_ bytes: UnsafeRawBufferPointer, _ start: Int) -> Int? {
+        var i = start
+        if i < bytes.count, bytes[i] == UInt8(ascii: "-") { i += 1 }
+        guard isDigit(bytes, i) else { return nil }
+        if bytes[i] == UInt8(ascii: "0") {
+            i += 1
+        } else {
+            while isDigit(bytes, i) { i += 1 }
+        }
+        if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
+            i += 1
+            guard isDigit(bytes, i) else { return nil }
+            while isDigit(bytes, i) { i += 1 }
+        }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") {
+            i += 1
+            if i < bytes.count, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") { i += 1 }
+            guard isDigit(bytes, i) else { return nil }
+            while isDigit(bytes, i) { i += 1 }
+        }
+        return i
     }
 }

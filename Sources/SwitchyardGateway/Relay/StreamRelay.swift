@@ -15,8 +15,12 @@ public struct StreamRelay: Sendable {
     }
 
     let publicModel: String
+    /// The public model as a JSON string, as spliced into chunks.
+    let publicModelJSON: [UInt8]
     let forwardUsage: Bool
     var decoder = SSEDecoder()
+    /// Off: every chunk is parsed (the reference the scanning path is tested against).
+    var scanChunks = true
 
     public private(set) var tokenChunks = 0
     public private(set) var sawDone = false
@@ -26,6 +30,7 @@ public struct StreamRelay: Sendable {
 
     public init(publicModel: String, forwardUsage: Bool) {
         self.publicModel = publicModel
+        publicModelJSON = JSONValue.string(publicModel).serialized()
         self.forwardUsage = forwardUsage
     }
 
@@ -59,9 +64,11 @@ public struct StreamRelay: Sendable {
             emit(event.data, into: &out)
             return false
         }
+        let bytes = Array(event.data.utf8)
+        if scanChunks, let token = relayScanned(bytes, into: &out) { return token }
         var json: JSONValue
         do {
-            json = try JSONParser.parse(Array(event.data.utf8))
+            json = try JSONParser.parse(bytes)
         } catch {
             stop = .malformed("upstream sent an event that is not JSON: \(error)")
             return false
@@ -96,6 +103,49 @@ public struct StreamRelay: Sendable {
         }
         emit(changed ? json.serializedString : event.data, into: &out)
         return token
+    }
+
+    /// The common chunk (no usage, no error) without building it: validated by a scan, the model
+    /// rewritten by splicing its value, token fields checked in place. Nil when the chunk needs
+    /// the full treatment (usage, error, anything the scan does not take, malformed).
+    private mutating func relayScanned(_ bytes: [UInt8], into out: inout [UInt8]) -> Bool? {
+        bytes.withUnsafeBytes { raw -> Bool? in
+            guard let found = JSONScan.topLevelValues(raw, keys: ["model", "usage", "error", "choices"]) else { return nil }
+            func isNull(_ range: Range<Int>?) -> Bool {
+                guard let range else { return true }
+                return raw[range].elementsEqual("null".utf8)
+            }
+            guard isNull(found[1]), isNull(found[2]) else { return nil }
+            let token = found[3].map { Self.carriesToken(raw, choices: $0) } ?? false
+            if token { tokenChunks += 1 }
+            out.append(contentsOf: "data: ".utf8)
+            if let model = found[0], !raw[model].elementsEqual(publicModelJSON) {
+                out.append(contentsOf: raw[..<model.lowerBound])
+                out.append(contentsOf: publicModelJSON)
+                out.append(contentsOf: raw[model.upperBound...])
+            } else {
+                out.append(contentsOf: raw)
+            }
+            out.append(contentsOf: "\n\n".utf8)
+            return token
+        }
+    }
+
+    /// ``carriesToken(_:)`` on the bytes of a `choices` array.
+    static func carriesToken(_ raw: UnsafeRawBufferPointer, choices: Range<Int>) -> Bool {
+        func nonEmpty(_ range: Range<Int>?, opening: UInt8, empty: String) -> Bool {
+            guard let range, raw[range.lowerBound] == opening else { return false }
+            return !raw[range].elementsEqual(empty.utf8) && !(opening == UInt8(ascii: "[") && JSONScan.elements(raw, of: range)?.isEmpty == true)
+        }
+        for choice in JSONScan.elements(raw, of: choices) ?? [] {
+            guard let fields = JSONScan.values(raw, of: choice, keys: ["delta", "text"]) else { continue }
+            if let delta = fields[0], let d = JSONScan.values(raw, of: delta, keys: ["content", "reasoning_content", "tool_calls"]) {
+                if nonEmpty(d[0], opening: UInt8(ascii: "\""), empty: "\"\"") || nonEmpty(d[1], opening: UInt8(ascii: "\""), empty: "\"\"")
+                    || nonEmpty(d[2], opening: UInt8(ascii: "["), empty: "[]") { return true }
+            }
+            if nonEmpty(fields[1], opening: UInt8(ascii: "\""), empty: "\"\"") { return true }
+        }
+        return false
     }
 
     private mutating func emit(_ data: String, into out: inout [UInt8]) {

@@ -1,0 +1,52 @@
+import Testing
+import SwitchyardCore
+
+@Suite struct JSONScanTests {
+    func scan(_ text: String, _ keys: [StaticString]) -> [String?]? {
+        let bytes = Array(text.utf8)
+        return bytes.withUnsafeBytes { raw in
+            JSONScan.topLevelValues(raw, keys: keys).map { found in
+                found.map { $0.map { String(decoding: raw[$0], as: UTF8.self) } }
+            }
+        }
+    }
+
+    @Test func findsTopLevelValuesOnly() {
+        let doc = #" {"id":"x","nested":{"model":"inner"},"model" : "outer","usage":{"prompt_tokens":5},"n":-1.5e3,"ok":true} "#
+        #expect(scan(doc, ["model", "usage", "missing"]) == [#""outer""#, #"{"prompt_tokens":5}"#, nil])
+        #expect(scan("{}", ["model"]) == [nil])
+        #expect(scan(#"{"a":[1,{"b":[]},"\"model\""],"model":null}"#, ["model"]) == ["null"])
+    }
+
+    @Test func refusesWhatIsNotOneValidObject() {
+        for bad in ["", "[]", #""s""#, "{", #"{"a"}"#, #"{"a":}"#, #"{"a":1,}"#, #"{"a":1}x"#, #"{"a":tru}"#, #"{"a":01}"#,
+                    #"{"a":1.}"#, #"{"a":-}"#, #"{"a":"\x"}"#, #"{"a":"\u12G4"}"#, "{\"a\":\"tab\there\"}", #"{"a":[1 2]}"#,
+                    #"{"a":{"b":1,,}}"#, #"{"mo\u0064el":"x"}"#] {
+            #expect(scan(bad, ["model"]) == nil, "\(bad)")
+        }
+        let deep = String(repeating: "[", count: 300) + String(repeating: "]", count: 300)
+        #expect(scan(#"{"a":\#(deep)}"#, ["a"]) == nil, "nesting past maxDepth goes to the parser")
+    }
+
+    @Test func agreesWithTheParserOnWhatIsValid() throws {
+        let documents = [#"{"a":"\u00e9\n\"q\"","b":[true,false,null,0,-0.25,1E+2],"c":{}}"#, #"{"emoji":"😀","s":"\/"}"#]
+        for doc in documents {
+            #expect(scan(doc, ["a"]) != nil)
+            #expect((try? JSONParser.parse(doc)) != nil)
+        }
+    }
+
+    @Test func elementsAndNestedValues() {
+        let text = #"{"choices":[{"delta":{"content":"hi"}} , {"text":""}]}"#
+        let bytes = Array(text.utf8)
+        bytes.withUnsafeBytes { raw in
+            let choices = JSONScan.topLevelValues(raw, keys: ["choices"])![0]!
+            let items = JSONScan.elements(raw, of: choices)!
+            #expect(items.count == 2)
+            let delta = JSONScan.values(raw, of: items[0], keys: ["delta"])![0]!
+            #expect(String(decoding: raw[JSONScan.values(raw, of: delta, keys: ["content"])![0]!], as: UTF8.self) == #""hi""#)
+            #expect(JSONScan.values(raw, of: items[1], keys: ["text"])![0].map { String(decoding: raw[$0], as: UTF8.self) } == #""""#)
+            #expect(JSONScan.elements(raw, of: delta) == nil, "an object is not an array")
+        }
+    }
+}
