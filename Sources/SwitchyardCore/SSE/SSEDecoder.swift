@@ -26,18 +26,29 @@ public struct SSEDecoder: Sendable {
     public init() {}
 
     public mutating func feed(_ bytes: some Sequence<UInt8>) -> [SSEEvent] {
+        if let events = bytes.withContiguousStorageIfAvailable({ feed(UnsafeRawBufferPointer($0)) }) { return events }
+        return Array(bytes).withUnsafeBytes { feed($0) }
+    }
+
+    /// Takes the bytes between line ends in runs, not one by one.
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer) -> [SSEEvent] {
         var events: [SSEEvent] = []
-        for byte in bytes {
+        var i = 0
+        while i < bytes.count {
             if sawCR {
                 sawCR = false
-                if byte == 0x0A { continue }
+                if bytes[i] == 0x0A {
+                    i += 1
+                    continue
+                }
             }
-            if byte == 0x0D || byte == 0x0A {
-                if byte == 0x0D { sawCR = true }
-                if let event = endLine() { events.append(event) }
-            } else {
-                buffer.append(byte)
-            }
+            var end = i
+            while end < bytes.count, bytes[end] != 0x0A, bytes[end] != 0x0D { end += 1 }
+            if end > i { buffer.append(contentsOf: bytes[i..<end]) }
+            guard end < bytes.count else { break }
+            if bytes[end] == 0x0D { sawCR = true }
+            if let event = endLine() { events.append(event) }
+            i = end + 1
         }
         return events
     }
@@ -55,22 +66,16 @@ public struct SSEDecoder: Sendable {
             sawComment = true
             return nil
         }
-        let line = String(decoding: buffer, as: UTF8.self)
-        let field: Substring
-        var value: Substring
-        if let colon = line.firstIndex(of: ":") {
-            field = line[..<colon]
-            value = line[line.index(after: colon)...]
-            if value.first == " " { value = value.dropFirst() }
-        } else {
-            field = line[...]
-            value = ""
+        let colon = buffer.firstIndex(of: UInt8(ascii: ":")) ?? buffer.endIndex
+        var valueStart = min(colon + 1, buffer.endIndex)
+        if valueStart < buffer.endIndex, buffer[valueStart] == UInt8(ascii: " ") { valueStart += 1 }
+        let field = buffer[..<colon]
+        if field.elementsEqual("data".utf8) {
+            dataLines.append(String(decoding: buffer[valueStart...], as: UTF8.self))
+        } else if field.elementsEqual("event".utf8) {
+            eventName = String(decoding: buffer[valueStart...], as: UTF8.self)
         }
-        switch field {
-        case "data": dataLines.append(String(value))
-        case "event": eventName = String(value)
-        default: break  // id, retry and unknown fields are not used by OpenAI streams
-        }
+        // id, retry and unknown fields are not used by OpenAI streams.
         return nil
     }
 
@@ -83,6 +88,6 @@ public struct SSEDecoder: Sendable {
         if dataLines.isEmpty {
             return sawComment ? SSEEvent(event: eventName, data: "", isComment: true) : nil
         }
-        return SSEEvent(event: eventName, data: dataLines.joined(separator: "\n"))
+        return SSEEvent(event: eventName, data: dataLines.count == 1 ? dataLines[0] : dataLines.joined(separator: "\n"))
     }
 }
