@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 import SwitchyardCore
 @testable import SwitchyardGateway
@@ -160,4 +161,64 @@ import SwitchyardTestSupport
             return first
         }
     }
+}
+
+@Suite(.serialized) struct FastPathConnectionTests {
+    @Test func aPooledConnectionTheBackendDroppedIsResentNotFailed() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/once-per-connection/v1"])])
+            try await GatewayHarness.with(config) { gateway, base in
+                let first = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat())
+                #expect(first.status == 200)
+                // The next request goes out on the pooled connection, which the backend resets.
+                let second = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat())
+                #expect(second.status == 200)
+                #expect(second.headers["x-switchyard-attempts"] == "1", "a resend on a fresh connection is not a retry")
+                #expect(upstream.count("once-per-connection") == 3)
+                #expect(FastPathTests.metric(gateway, #"switchyard_retries_total{reason="stale_connection"} 1"#))
+                #expect(FastPathTests.metric(gateway, #"switchyard_fast_path_total{outcome="served"} 2"#))
+                #expect(!FastPathTests.metric(gateway, "outcome=\"handed_back\""))
+            }
+        }
+    }
+
+    @Test func aSlowClientPausesTheBackendAndLosesNothing() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])])
+            try await GatewayHarness.with(config) { gateway, base in
+                let gatewayPort = Int(base.split(separator: ":").last!)!
+                let tokens = 60_000
+                let body = TestClient.chat(stream: true, extra: #","max_tokens":\#(tokens)"#)
+                let sink = ByteSink()
+                let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .channelOption(.autoRead, value: false)
+                    .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(sink) } }
+                    .connect(host: "127.0.0.1", port: gatewayPort).get()
+                try await channel.writeAndFlush(ByteBuffer(string: "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n\(body)"))
+                // Not reading: the gateway's socket fills, and it stops reading from the backend.
+                #expect(await Poll.until(.seconds(20)) { FastPathTests.metric(gateway, "switchyard_client_backpressure_total 1") })
+                try await channel.setOption(.autoRead, value: true)
+                channel.read()
+                try await channel.closeFuture.get()
+                let text = sink.text
+                #expect(text.components(separatedBy: #""content":"t"#).count - 1 == tokens, "every token arrived")
+                #expect(text.contains("data: [DONE]"))
+            }
+        }
+    }
+}
+
+/// Collects what a raw connection receives.
+final class ByteSink: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    private let received = Mutex(ByteBuffer())
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var chunk = unwrapInboundIn(data)
+        received.withLock { $0.writeBuffer(&chunk) }
+    }
+
+    var text: String { received.withLock { String(buffer: $0) } }
 }

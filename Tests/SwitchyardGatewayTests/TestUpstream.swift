@@ -20,6 +20,8 @@ import SwitchyardCore
 /// - `trickle`: one chunk, then silence for 5 s.
 /// - `slow-head`: waits 5 s before answering.
 /// - `endless`: a chunk every 20 ms for 10 s (to watch cancellation).
+/// - `once-per-connection`: answers the first request on a keep-alive connection, resets the
+///   connection on the next one (a server that dropped an idle connection).
 ///
 /// Any request may carry `"tag"` (recorded in arrival order) and `"hold": true` (waits for
 /// ``TestUpstream/release()`` before answering).
@@ -37,6 +39,7 @@ final class TestUpstream: Sendable {
     private let closedStreams = Atomic<Int>(0)
     private let lastBody = Mutex<JSONValue?>(nil)
     private let tags = Mutex<[String]>([])
+    private let perConnection = Mutex<[ObjectIdentifier: Int]>([:])
     /// Requests with `"hold": true` wait here until ``release()``.
     let gate = OneShotSignal()
 
@@ -112,6 +115,15 @@ final class TestUpstream: Sendable {
             return Response(status: behaviour == "status503" ? .serviceUnavailable : .tooManyRequests,
                             headers: [.retryAfter: "1", .contentType: "application/json"],
                             body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"busy"}}"#)))
+        case "once-per-connection":
+            let seen = perConnection.withLock { map in
+                map[ObjectIdentifier(channel), default: 0] += 1
+                return map[ObjectIdentifier(channel)]!
+            }
+            if seen > 1 {
+                try await Self.reset(channel)
+                throw CancellationError()
+            }
         case let name where name.hasPrefix("reset-before"):
             try await Self.reset(channel)
             throw CancellationError()

@@ -321,6 +321,7 @@ final class FastExchange: UpstreamDelegate {
     func clientWritable(_ writable: Bool) {
         guard let connection, paused == writable else { return }
         paused = !writable
+        if paused { proxy.metrics.clientBackpressure() }
         connection.channel.setOption(ChannelOptions.autoRead, value: writable).whenFailure { _ in }
     }
 

@@ -44,6 +44,11 @@ public final class GatewayMetrics: Sendable {
         counter("switchyard_fast_path_total", help: "Completion requests by event-loop fast path outcome: served, handed_back, declined.", [("outcome", outcome)]).increment()
     }
 
+    /// A stream paused because its client read slower than the backend wrote.
+    public func clientBackpressure() {
+        counter("switchyard_client_backpressure_total", help: "Times a relayed stream stopped reading from its backend until a slow client caught up.", []).increment()
+    }
+
     public func retry(reason: String) {
         counter("switchyard_retries_total", help: "Upstream attempts beyond the first, by reason.", [("reason", reason)]).increment()
     }
