@@ -15,6 +15,19 @@ import SwitchyardTestSupport
         String(decoding: gateway.metrics.render(), as: UTF8.self).contains(line)
     }
 
+    /// A gateway serving model `m` from one test upstream `behaviour`: the upstream, the gateway,
+    /// its base URL and port.
+    static func withGateway(_ behaviour: String = "ok",
+                            _ body: @escaping @Sendable (TestUpstream, Gateway, String, Int) async throws -> Void) async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/\(behaviour)/v1"])])
+            try await GatewayHarness.with(config) { gateway, base in
+                try await body(upstream, gateway, base, Int(base.split(separator: ":").last!)!)
+            }
+        }
+    }
+
     @Test func answersLikeTheRouterPath() async throws {
         let upstream = TestUpstream()
         try await upstream.run { port in
@@ -48,31 +61,26 @@ import SwitchyardTestSupport
     }
 
     @Test func pipelinedRequestsAreAnsweredInOrderAndConnectionCloseIsHonoured() async throws {
-        let upstream = TestUpstream()
-        try await upstream.run { port in
-            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])])
-            try await GatewayHarness.with(config) { gateway, base in
-                let gatewayPort = Int(base.split(separator: ":").last!)!
-                func post(_ tag: String, close: Bool = false) -> String {
-                    let body = TestClient.chat(extra: #","tag":"\#(tag)""#)
-                    return "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n"
-                        + (close ? "connection: close\r\n" : "") + "\r\n" + body
-                }
-                // fast, router (models list), router (bad JSON), fast: one write, answers in order.
-                let text = post("first") + "GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n"
-                    + "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 5\r\n\r\n{oops"
-                    + post("last", close: true)
-                let received = try await Self.rawExchange(port: gatewayPort, text)
-                let order = [#""tag":"first""#, #""object":"list""#, #""code":"invalid_json""#, #""tag":"last""#].map { marker in
-                    received.range(of: marker)?.lowerBound
-                }
-                #expect(order.allSatisfy { $0 != nil }, "every answer arrived: \(received)")
-                let positions = order.compactMap { $0 }
-                #expect(positions == positions.sorted(), "answers in request order")
-                #expect(received.components(separatedBy: "HTTP/1.1 ").count - 1 == 4)
-                #expect(Self.metric(gateway, #"switchyard_fast_path_total{outcome="served"} 2"#))
-                #expect(Self.metric(gateway, #"switchyard_fast_path_total{outcome="declined"} 1"#), "the bad request went to the router")
-            }
+        try await FastPathTests.withGateway { upstream, gateway, base, gatewayPort in
+            func post(_ tag: String, close: Bool = false) -> String {
+                let body = TestClient.chat(extra: #","tag":"\#(tag)""#)
+                return "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n"
+                    + (close ? "connection: close\r\n" : "") + "\r\n" + body
+        }
+        // fast, router (models list), router (bad JSON), fast: one write, answers in order.
+        let text = post("first") + "GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n"
+            + "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 5\r\n\r\n{oops"
+            + post("last", close: true)
+        let received = try await Self.rawExchange(port: gatewayPort, text)
+        let order = [#""tag":"first""#, #""object":"list""#, #""code":"invalid_json""#, #""tag":"last""#].map { marker in
+            received.range(of: marker)?.lowerBound
+        }
+        #expect(order.allSatisfy { $0 != nil }, "every answer arrived: \(received)")
+        let positions = order.compactMap { $0 }
+        #expect(positions == positions.sorted(), "answers in request order")
+        #expect(received.components(separatedBy: "HTTP/1.1 ").count - 1 == 4)
+        #expect(Self.metric(gateway, #"switchyard_fast_path_total{outcome="served"} 2"#))
+        #expect(Self.metric(gateway, #"switchyard_fast_path_total{outcome="declined"} 1"#), "the bad request went to the router")
         }
     }
 
@@ -99,40 +107,31 @@ import SwitchyardTestSupport
     }
 
     @Test func gracefulShutdownWaitsForAFastPathAnswer() async throws {
-        let upstream = TestUpstream()
-        try await upstream.run { port in
-            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])])
-            try await GatewayHarness.with(config) { gateway, base in
-                async let held = TestClient.post("\(base)/v1/chat/completions", TestClient.chat(extra: #","hold":true"#))
-                #expect(await Poll.until { upstream.count("ok") == 1 }, "the request reached the backend")
-                await gateway.shutdown()
-                #expect(await Poll.until { gateway.isDraining })
-                upstream.release()
-                let reply = try await held
-                #expect(reply.status == 200, "the in-flight answer completed during the drain")
-                #expect(Self.metric(gateway, #"switchyard_fast_path_total{outcome="served"} 1"#))
-            }
+        try await FastPathTests.withGateway { upstream, gateway, base, gatewayPort in
+            async let held = TestClient.post("\(base)/v1/chat/completions", TestClient.chat(extra: #","hold":true"#))
+            #expect(await Poll.until { upstream.count("ok") == 1 }, "the request reached the backend")
+            await gateway.shutdown()
+            #expect(await Poll.until { gateway.isDraining })
+            upstream.release()
+            let reply = try await held
+            #expect(reply.status == 200, "the in-flight answer completed during the drain")
+            #expect(Self.metric(gateway, #"switchyard_fast_path_total{outcome="served"} 1"#))
         }
     }
 
     @Test func aClientLeavingMidAnswerReleasesTheSlot() async throws {
-        let upstream = TestUpstream()
-        try await upstream.run { port in
-            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])])
-            try await GatewayHarness.with(config) { gateway, base in
-                let gatewayPort = Int(base.split(separator: ":").last!)!
-                let body = TestClient.chat(extra: #","hold":true"#)
-                let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                    .connect(host: "127.0.0.1", port: gatewayPort).get()
-                try await channel.writeAndFlush(ByteBuffer(string: "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)"))
-                #expect(await Poll.until { upstream.count("ok") == 1 })
-                let pool = try #require(gateway.pools["m"])
-                #expect(pool.inflight(0) == 1)
-                try await channel.close()
-                #expect(await Poll.until { pool.inflight(0) == 0 }, "the slot came back when the client left")
-                #expect(await Poll.until { Self.metric(gateway, #"switchyard_requests_total{model="m",lane="realtime",code="499"} 1"#) })
-                upstream.release()
-            }
+        try await FastPathTests.withGateway { upstream, gateway, base, gatewayPort in
+            let body = TestClient.chat(extra: #","hold":true"#)
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: gatewayPort).get()
+            try await channel.writeAndFlush(ByteBuffer(string: "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)"))
+            #expect(await Poll.until { upstream.count("ok") == 1 })
+            let pool = try #require(gateway.pools["m"])
+            #expect(pool.inflight(0) == 1)
+            try await channel.close()
+            #expect(await Poll.until { pool.inflight(0) == 0 }, "the slot came back when the client left")
+            #expect(await Poll.until { Self.metric(gateway, #"switchyard_requests_total{model="m",lane="realtime",code="499"} 1"#) })
+            upstream.release()
         }
     }
 
@@ -165,47 +164,38 @@ import SwitchyardTestSupport
 
 @Suite(.serialized) struct FastPathConnectionTests {
     @Test func aPooledConnectionTheBackendDroppedIsResentNotFailed() async throws {
-        let upstream = TestUpstream()
-        try await upstream.run { port in
-            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/once-per-connection/v1"])])
-            try await GatewayHarness.with(config) { gateway, base in
-                let first = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat())
-                #expect(first.status == 200)
-                // The next request goes out on the pooled connection, which the backend resets.
-                let second = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat())
-                #expect(second.status == 200)
-                #expect(second.headers["x-switchyard-attempts"] == "1", "a resend on a fresh connection is not a retry")
-                #expect(upstream.count("once-per-connection") == 3)
-                #expect(FastPathTests.metric(gateway, #"switchyard_retries_total{reason="stale_connection"} 1"#))
-                #expect(FastPathTests.metric(gateway, #"switchyard_fast_path_total{outcome="served"} 2"#))
-                #expect(!FastPathTests.metric(gateway, "outcome=\"handed_back\""))
-            }
+        try await FastPathTests.withGateway("once-per-connection") { upstream, gateway, base, gatewayPort in
+            let first = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat())
+            #expect(first.status == 200)
+            // The next request goes out on the pooled connection, which the backend resets.
+            let second = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat())
+            #expect(second.status == 200)
+            #expect(second.headers["x-switchyard-attempts"] == "1", "a resend on a fresh connection is not a retry")
+            #expect(upstream.count("once-per-connection") == 3)
+            #expect(FastPathTests.metric(gateway, #"switchyard_retries_total{reason="stale_connection"} 1"#))
+            #expect(FastPathTests.metric(gateway, #"switchyard_fast_path_total{outcome="served"} 2"#))
+            #expect(!FastPathTests.metric(gateway, "outcome=\"handed_back\""))
         }
     }
 
     @Test func aSlowClientPausesTheBackendAndLosesNothing() async throws {
-        let upstream = TestUpstream()
-        try await upstream.run { port in
-            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])])
-            try await GatewayHarness.with(config) { gateway, base in
-                let gatewayPort = Int(base.split(separator: ":").last!)!
-                let tokens = 60_000
-                let body = TestClient.chat(stream: true, extra: #","max_tokens":\#(tokens)"#)
-                let sink = ByteSink()
-                let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                    .channelOption(.autoRead, value: false)
-                    .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(sink) } }
-                    .connect(host: "127.0.0.1", port: gatewayPort).get()
-                try await channel.writeAndFlush(ByteBuffer(string: "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n\(body)"))
-                // Not reading: the gateway's socket fills, and it stops reading from the backend.
-                #expect(await Poll.until(.seconds(20)) { FastPathTests.metric(gateway, "switchyard_client_backpressure_total 1") })
-                try await channel.setOption(.autoRead, value: true)
-                channel.read()
-                try await channel.closeFuture.get()
-                let text = sink.text
-                #expect(text.components(separatedBy: #""content":"t"#).count - 1 == tokens, "every token arrived")
-                #expect(text.contains("data: [DONE]"))
-            }
+        try await FastPathTests.withGateway { upstream, gateway, base, gatewayPort in
+            let tokens = 60_000
+            let body = TestClient.chat(stream: true, extra: #","max_tokens":\#(tokens)"#)
+            let sink = ByteSink()
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelOption(.autoRead, value: false)
+                .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(sink) } }
+                .connect(host: "127.0.0.1", port: gatewayPort).get()
+            try await channel.writeAndFlush(ByteBuffer(string: "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n\(body)"))
+            // Not reading: the gateway's socket fills, and it stops reading from the backend.
+            #expect(await Poll.until(.seconds(20)) { FastPathTests.metric(gateway, "switchyard_client_backpressure_total 1") })
+            try await channel.setOption(.autoRead, value: true)
+            channel.read()
+            try await channel.closeFuture.get()
+            let text = sink.text
+            #expect(text.components(separatedBy: #""content":"t"#).count - 1 == tokens, "every token arrived")
+            #expect(text.contains("data: [DONE]"))
         }
     }
 }

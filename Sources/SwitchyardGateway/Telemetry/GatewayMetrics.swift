@@ -134,31 +134,26 @@ public final class GatewayMetrics: Sendable {
     private let histograms = Mutex<[HandleKey: ValueHistogram]>([:])
 
     private func counter(_ name: String, help: String, _ labels: [(String, String)]) -> Counter {
-        let key = HandleKey(name: name, labels: labels.map(\.1))
-        return counters.withLock { cache in
-            if let handle = cache[key] { return handle }
-            let handle = registry.makeCounter(descriptor: .init(metricName: name, unitName: "", helpText: help), labels: labels)
-            cache[key] = handle
-            return handle
-        }
+        Self.handle(counters, name, labels) { registry.makeCounter(descriptor: .init(metricName: name, unitName: "", helpText: help), labels: labels) }
     }
 
     private func gauge(_ name: String, help: String, _ labels: [(String, String)]) -> Gauge {
-        let key = HandleKey(name: name, labels: labels.map(\.1))
-        return gauges.withLock { cache in
-            if let handle = cache[key] { return handle }
-            let handle = registry.makeGauge(descriptor: .init(metricName: name, unitName: "", helpText: help), labels: labels)
-            cache[key] = handle
-            return handle
-        }
+        Self.handle(gauges, name, labels) { registry.makeGauge(descriptor: .init(metricName: name, unitName: "", helpText: help), labels: labels) }
     }
 
     private func histogram(_ name: String, help: String, _ labels: [(String, String)], buckets: [Double]) -> ValueHistogram {
+        Self.handle(histograms, name, labels) {
+            registry.makeValueHistogram(descriptor: .init(metricName: name, unitName: "", helpText: help), labels: labels, buckets: buckets)
+        }
+    }
+
+    private static func handle<Handle: Sendable>(_ cache: borrowing Mutex<[HandleKey: Handle]>, _ name: String, _ labels: [(String, String)],
+                                                 make: () -> Handle) -> Handle {
         let key = HandleKey(name: name, labels: labels.map(\.1))
-        return histograms.withLock { cache in
-            if let handle = cache[key] { return handle }
-            let handle = registry.makeValueHistogram(descriptor: .init(metricName: name, unitName: "", helpText: help), labels: labels, buckets: buckets)
-            cache[key] = handle
+        return cache.withLock { handles in
+            if let handle = handles[key] { return handle }
+            let handle = make()
+            handles[key] = handle
             return handle
         }
     }
