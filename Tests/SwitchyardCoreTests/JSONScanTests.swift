@@ -16,6 +16,7 @@ import SwitchyardCore
         #expect(scan(doc, ["model", "usage", "missing"]) == [#""outer""#, #"{"prompt_tokens":5}"#, nil])
         #expect(scan("{}", ["model"]) == [nil])
         #expect(scan(#"{"a":[1,{"b":[]},"\"model\""],"model":null}"#, ["model"]) == ["null"])
+        #expect(scan(#"{"a":{"we\"ird":1},"model":"m"}"#, ["model"]) == [#""m""#], "escaped keys below the top level are fine")
     }
 
     @Test func refusesWhatIsNotOneValidObject() {

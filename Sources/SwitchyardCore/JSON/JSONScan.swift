@@ -27,24 +27,31 @@ public enum JSONScan {
 
     /// The element ranges of the array at `range`; nil when it is not an array.
     public static func elements(_ bytes: UnsafeRawBufferPointer, of range: Range<Int>) -> [Range<Int>]? {
-        let slice = UnsafeRawBufferPointer(rebasing: bytes[..<range.upperBound])
-        guard range.lowerBound < slice.count, slice[range.lowerBound] == UInt8(ascii: "[") else { return nil }
-        var out: [Range<Int>] = []
-        var i = skipSpace(slice, range.lowerBound + 1)
-        if i < slice.count, slice[i] == UInt8(ascii: "]") { return i + 1 == range.upperBound ? out : nil }
+        var out: [Range<Int>]? = []
+        guard items(UnsafeRawBufferPointer(rebasing: bytes[..<range.upperBound]), array: range.lowerBound, depth: 1, into: &out) == range.upperBound
+        else { return nil }
+        return out
+    }
+
+    /// Scans the array at `start` (collecting element ranges into `out` unless it is nil) and
+    /// returns the index after it.
+    static func items(_ bytes: UnsafeRawBufferPointer, array start: Int, depth: Int, into out: inout [Range<Int>]?) -> Int? {
+        guard start < bytes.count, bytes[start] == UInt8(ascii: "[") else { return nil }
+        var i = skipSpace(bytes, start + 1)
+        if i < bytes.count, bytes[i] == UInt8(ascii: "]") { return i + 1 }
         while true {
-            guard let end = skipValue(slice, i, depth: 1) else { return nil }
-            out.append(i..<end)
-            i = skipSpace(slice, end)
-            guard i < slice.count else { return nil }
-            if slice[i] == UInt8(ascii: "]") { return i + 1 == range.upperBound ? out : nil }
-            guard slice[i] == UInt8(ascii: ",") else { return nil }
-            i = skipSpace(slice, i + 1)
+            guard let end = skipValue(bytes, i, depth: depth + 1) else { return nil }
+            out?.append(i..<end)
+            i = skipSpace(bytes, end)
+            guard i < bytes.count else { return nil }
+            if bytes[i] == UInt8(ascii: "]") { return i + 1 }
+            guard bytes[i] == UInt8(ascii: ",") else { return nil }
+            i = skipSpace(bytes, i + 1)
         }
     }
 
     /// Scans the object at `start`: the values of `keys`, and the index after the object.
-    static func members(_ bytes: UnsafeRawBufferPointer, object start: Int, keys: [StaticString]) -> ([Range<Int>?], Int)? {
+    static func members(_ bytes: UnsafeRawBufferPointer, object start: Int, keys: [StaticString], depth: Int = 1) -> ([Range<Int>?], Int)? {
         guard start < bytes.count, bytes[start] == UInt8(ascii: "{") else { return nil }
         var found = [Range<Int>?](repeating: nil, count: keys.count)
         var i = skipSpace(bytes, start + 1)
@@ -52,12 +59,12 @@ public enum JSONScan {
         while true {
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\""), let (keyEnd, escaped) = skipString(bytes, i) else { return nil }
             // An escaped key might spell a wanted one: only a real parser can tell.
-            if escaped { return nil }
+            if escaped, !keys.isEmpty { return nil }
             let key = (i + 1)..<(keyEnd - 1)
             i = skipSpace(bytes, keyEnd)
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { return nil }
             let valueStart = skipSpace(bytes, i + 1)
-            guard let valueEnd = skipValue(bytes, valueStart, depth: 1) else { return nil }
+            guard let valueEnd = skipValue(bytes, valueStart, depth: depth + 1) else { return nil }
             for (n, name) in keys.enumerated() where name.utf8CodeUnitCount == key.count {
                 let same = name.withUTF8Buffer { $0.elementsEqual(bytes[key]) }
                 if same { found[n] = valueStart..<valueEnd }
@@ -124,30 +131,10 @@ public enum JSONScan {
         case UInt8(ascii: "\""):
             return skipString(bytes, start)?.0
         case UInt8(ascii: "{"):
-            var i = skipSpace(bytes, start + 1)
-            if i < bytes.count, bytes[i] == UInt8(ascii: "}") { return i + 1 }
-            while true {
-                guard i < bytes.count, bytes[i] == UInt8(ascii: "\""), let (keyEnd, _) = skipString(bytes, i) else { return nil }
-                i = skipSpace(bytes, keyEnd)
-                guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { return nil }
-                guard let end = skipValue(bytes, skipSpace(bytes, i + 1), depth: depth + 1) else { return nil }
-                i = skipSpace(bytes, end)
-                guard i < bytes.count else { return nil }
-                if bytes[i] == UInt8(ascii: "}") { return i + 1 }
-                guard bytes[i] == UInt8(ascii: ",") else { return nil }
-                i = skipSpace(bytes, i + 1)
-            }
+            return members(bytes, object: start, keys: [], depth: depth)?.1
         case UInt8(ascii: "["):
-            var i = skipSpace(bytes, start + 1)
-            if i < bytes.count, bytes[i] == UInt8(ascii: "]") { return i + 1 }
-            while true {
-                guard let end = skipValue(bytes, i, depth: depth + 1) else { return nil }
-                i = skipSpace(bytes, end)
-                guard i < bytes.count else { return nil }
-                if bytes[i] == UInt8(ascii: "]") { return i + 1 }
-                guard bytes[i] == UInt8(ascii: ",") else { return nil }
-                i = skipSpace(bytes, i + 1)
-            }
+            var ignored: [Range<Int>]?
+            return items(bytes, array: start, depth: depth, into: &ignored)
         case UInt8(ascii: "t"):
             return literal(bytes, start, "true")
         case UInt8(ascii: "f"):
