@@ -69,7 +69,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch (mode, part) {
         case (.idle, .head(let head)):
             if fastPath.mayServe(head) {
-                mode = .capturing(head, context.channel.allocator.buffer(capacity: 0))
+                mode = .capturing(head, ByteBuffer())
             } else {
                 mode = .routerReading(answered: false)
                 context.fireChannelRead(wrapInboundOut(part))
@@ -82,7 +82,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 context.fireChannelRead(wrapInboundOut(.body(chunk)))
                 return
             }
-            body.writeImmutableBuffer(chunk)
+            if body.readableBytes == 0 { body = chunk } else { body.writeImmutableBuffer(chunk) }
             mode = .capturing(head, body)
         case (.capturing(let head, let body), .end):
             mode = .idle
