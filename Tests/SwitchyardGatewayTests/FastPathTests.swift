@@ -37,11 +37,14 @@ import SwitchyardTestSupport
                 replies[fast] = try await GatewayHarness.with(config) { gateway, base in
                     let whole = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(extra: #","logprobs":true"#),
                                                           headers: ["x-request-id": "same-id"])
+                    let embedding = try await TestClient.post("\(base)/v1/embeddings", #"{"model":"m","input":"hello","encoding_format":"float"}"#)
+                    #expect(embedding.status == 200)
+                    #expect(embedding.json?["model"] == .string("m"))
                     let stream = try await TestClient.post("\(base)/v1/chat/completions",
                                                            TestClient.chat(stream: true, extra: #","stream_options":{"include_usage":true}"#),
                                                            headers: ["x-request-id": "same-id"])
-                    #expect(Self.metric(gateway, #"switchyard_fast_path_total{outcome="served"} 2"#) == fast)
-                    #expect(Self.metric(gateway, #"switchyard_requests_total{model="m",lane="realtime",code="200"} 1"#))
+                    #expect(Self.metric(gateway, #"switchyard_fast_path_total{outcome="served"} 3"#) == fast)
+                    #expect(Self.metric(gateway, #"switchyard_requests_total{model="m",lane="realtime",code="200"} 2"#))
                     #expect(Self.metric(gateway, #"switchyard_output_tokens_total{model="m"} 4"#), "usage of both answers counted")
                     return (whole, stream)
                 }

@@ -4,14 +4,14 @@ import NIOCore
 import Synchronization
 import SwitchyardCore
 
-/// The event-loop serving path for the common case: a chat or text completion in a
-/// non-preemptible lane that gets a replica slot at once (nobody queued, a replica free).
+/// The event-loop serving path for the common case: a chat or text completion (or embeddings
+/// request of a model without coalescing) in a non-preemptible lane that gets a replica slot at once (nobody queued, a replica free).
 /// Such a request is parsed, admitted, sent and relayed on the client connection's event loop,
 /// over that loop's own keep-alive connection to the backend: no task, no thread hop, no lock
 /// beyond the pool's.
 ///
 /// Everything else goes to the router's ``Proxy`` path unchanged: bad requests (the router
-/// writes the errors), queueing, preemptible lanes, embeddings, HTTPS backends. A fast attempt
+/// writes the errors), queueing, preemptible lanes, embeddings to be coalesced, HTTPS backends. A fast attempt
 /// that fails in a way another replica may fix (connection refused or reset, 429/503) before
 /// any byte reached the client is handed to the router too, which retries it like its own
 /// attempt: same request id, start time and budget, the failed replica excluded.
@@ -20,7 +20,8 @@ final class FastPath: Sendable {
     let registry: UpstreamConnectionRegistry
     /// Attempts made here, by client connection, for the request handed to the router next.
     private let handedBack = Mutex<[ObjectIdentifier: Proxy.PriorAttempt]>([:])
-    private let paths: [String: Endpoint] = ["/v1/chat/completions": .chatCompletions, "/v1/completions": .completions]
+    private let paths: [String: Endpoint] = ["/v1/chat/completions": .chatCompletions, "/v1/completions": .completions,
+                                             "/v1/embeddings": .embeddings]
 
     init(gateway: Gateway) {
         self.gateway = gateway
@@ -69,6 +70,8 @@ final class FastPath: Sendable {
         guard (try? gateway.applyLaneHeaders(lane: laneName, timeoutMs: timeoutMs, to: &request)) != nil,
               let lane = gateway.config.lane(named: request.lane), !lane.preemptible,
               let pool = gateway.pools[request.model] else { return nil }
+        // Embeddings to be merged wait for their batch on the router path.
+        if endpoint == .embeddings, proxy.batchers[request.model] != nil { return nil }
         let start = ContinuousClock.now
         let timeouts = pool.config.timeouts ?? gateway.config.upstream.timeouts
         var deadline = start + timeouts.total
