@@ -17,11 +17,11 @@ import SwitchyardTestSupport
 
     /// A gateway serving model `m` from one test upstream `behaviour`: the upstream, the gateway,
     /// its base URL and port.
-    static func withGateway(_ behaviour: String = "ok",
+    static func withGateway(_ behaviour: String = "ok", tweak: @escaping @Sendable (inout GatewayConfig) -> Void = { _ in },
                             _ body: @escaping @Sendable (TestUpstream, Gateway, String, Int) async throws -> Void) async throws {
         let upstream = TestUpstream()
         try await upstream.run { port in
-            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/\(behaviour)/v1"])])
+            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/\(behaviour)/v1"])], tweak: tweak)
             try await GatewayHarness.with(config) { gateway, base in
                 try await body(upstream, gateway, base, Int(base.split(separator: ":").last!)!)
             }
@@ -181,8 +181,20 @@ import SwitchyardTestSupport
         }
     }
 
+    @Test func theIdleLimitTakesOverFromALongerFirstByteLimit() async throws {
+        // One chunk, then 5 s of silence: the 300 ms idle limit ends the stream, not the 10 s
+        // first-byte limit nor the backend giving up.
+        try await FastPathTests.withGateway("trickle", tweak: { $0.upstream.timeouts.firstByte = .seconds(10); $0.upstream.timeouts.idle = .milliseconds(300) }) { _, gateway, base, _ in
+            let reply = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(stream: true))
+            let last = try #require(TestClient.events(reply.body).last)
+            #expect(last.contains("idle timeout"), "\(last)")
+            #expect(FastPathTests.metric(gateway, "kind=\"idle_timeout\"} 1"))
+        }
+    }
+
     @Test func aSlowClientPausesTheBackendAndLosesNothing() async throws {
-        try await FastPathTests.withGateway { upstream, gateway, base, gatewayPort in
+        let idle = Duration.milliseconds(200)
+        try await FastPathTests.withGateway(tweak: { $0.upstream.timeouts.idle = idle }) { upstream, gateway, base, gatewayPort in
             let tokens = 60_000
             let body = TestClient.chat(stream: true, extra: #","max_tokens":\#(tokens)"#)
             let sink = ByteSink()
@@ -193,12 +205,16 @@ import SwitchyardTestSupport
             try await channel.writeAndFlush(ByteBuffer(string: "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n\(body)"))
             // Not reading: the gateway's socket fills, and it stops reading from the backend.
             #expect(await Poll.until(.seconds(20)) { FastPathTests.metric(gateway, "switchyard_client_backpressure_total 1") })
+            // The subject of the test: a client that stays away longer than the idle timeout is
+            // not the backend going silent.
+            try await Task.sleep(for: idle * 3)
             try await channel.setOption(.autoRead, value: true)
             channel.read()
             try await channel.closeFuture.get()
             let text = sink.text
             #expect(text.components(separatedBy: #""content":"t"#).count - 1 == tokens, "every token arrived")
             #expect(text.contains("data: [DONE]"))
+            #expect(!text.contains(#""error""#), "no idle timeout while paused")
         }
     }
 }

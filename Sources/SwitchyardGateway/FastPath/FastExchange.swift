@@ -52,6 +52,7 @@ final class FastExchange: UpstreamDelegate {
     private var lastActivity = NIODeadline.now()
     private var idleLimit: TimeAmount
     private var timer: Scheduled<Void>?
+    private var timerDeadline = NIODeadline.distantFuture
 
     init(fastPath: FastPath, handler: FastPathHandler, head: HTTPRequest, body: ByteBuffer, request: ProxyRequest, pool: ModelPool,
          lease: ModelPool.Lease, timeouts: TimeoutConfig, start: ContinuousClock.Instant, deadline: ContinuousClock.Instant, closeAfter: Bool) {
@@ -144,7 +145,7 @@ final class FastExchange: UpstreamDelegate {
             } else {
                 phase = .whole
                 retryAfter = response.headers.first(name: "retry-after")
-                idleLimit = Self.amount(timeouts.idle)
+                setIdleLimit(timeouts.idle)
             }
         case (.whole, .body(let chunk)):
             guard collected.readableBytes + chunk.readableBytes <= Proxy.maxResponseBytes else {
@@ -228,7 +229,7 @@ final class FastExchange: UpstreamDelegate {
     private func emit(_ out: [UInt8]) {
         if !committed {
             committed = true
-            idleLimit = Self.amount(timeouts.idle)
+            setIdleLimit(timeouts.idle)
             record.status = 200
             var headers = HTTPFields()
             headers[.contentType] = "text/event-stream"
@@ -321,19 +322,29 @@ final class FastExchange: UpstreamDelegate {
     func clientWritable(_ writable: Bool) {
         guard let connection, paused == writable else { return }
         paused = !writable
-        if paused { proxy.metrics.clientBackpressure() }
+        if paused { proxy.metrics.clientBackpressure() } else { lastActivity = .now() }
         connection.channel.setOption(ChannelOptions.autoRead, value: writable).whenFailure { _ in }
     }
 
+    /// From the first-byte limit to the idle limit: the timer moves up if that is sooner.
+    private func setIdleLimit(_ limit: Duration) {
+        idleLimit = Self.amount(limit)
+        guard timer != nil, min(lastActivity + idleLimit, deadline) < timerDeadline else { return }
+        timer?.cancel()
+        armTimer()
+    }
+
     private func armTimer() {
-        let next = min(lastActivity + idleLimit, deadline)
+        let next = min((paused ? .now() : lastActivity) + idleLimit, deadline)
+        timerDeadline = next
         timer = handler.connections.eventLoop.assumeIsolated().scheduleTask(deadline: next) { [self] in
             timer = nil
             if case .finished = phase { return }
             let now = NIODeadline.now()
             if now >= deadline {
                 stop(.totalTimeout)
-            } else if now >= lastActivity + idleLimit {
+            } else if now >= lastActivity + idleLimit, !paused {
+                // (While paused for a slow client the backend is not the one idling.)
                 let waitingForFirst = phase == .connecting || phase == .awaitingHead || (phase == .stream && !committed)
                 stop(waitingForFirst ? .firstByteTimeout : .idleTimeout)
             } else {
