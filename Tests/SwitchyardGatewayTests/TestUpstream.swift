@@ -116,9 +116,14 @@ final class TestUpstream: Sendable {
                             headers: [.retryAfter: "1", .contentType: "application/json"],
                             body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"busy"}}"#)))
         case "once-per-connection":
+            // Keyed by channel while it is open (a later channel may reuse the address).
+            let key = ObjectIdentifier(channel)
             let seen = perConnection.withLock { map in
-                map[ObjectIdentifier(channel), default: 0] += 1
-                return map[ObjectIdentifier(channel)]!
+                map[key, default: 0] += 1
+                return map[key]!
+            }
+            if seen == 1 {
+                channel.closeFuture.whenComplete { _ in self.perConnection.withLock { _ = $0.removeValue(forKey: key) } }
             }
             if seen > 1 {
                 try await Self.reset(channel)
