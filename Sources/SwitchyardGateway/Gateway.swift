@@ -200,11 +200,7 @@ public final class Gateway: Sendable {
     /// The tenant for a request's `Authorization: Bearer <key>`; any request passes as
     /// `anonymous` when no tenants are configured. Keys are compared by their SHA-256.
     func authenticate(_ request: Request) -> Result<String, APIError> {
-        authenticate(headers: request.headers)
-    }
-
-    func authenticate(headers: HTTPFields) -> Result<String, APIError> {
-        authenticate(authorization: tenantsByKeyHash.isEmpty ? nil : headers[.authorization])
+        authenticate(authorization: tenantsByKeyHash.isEmpty ? nil : request.headers[.authorization])
     }
 
     func authenticate(authorization header: String?) -> Result<String, APIError> {

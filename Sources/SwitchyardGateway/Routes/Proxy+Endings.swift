@@ -4,7 +4,7 @@ import Logging
 import NIOCore
 import SwitchyardCore
 
-/// How an attempt ends, shared by the router path (``Proxy/handle(_:channel:logger:)``) and the
+/// How an attempt ends, shared by the router path (``Proxy/handle(_:channel:prior:logger:)``) and the
 /// event-loop fast path (``FastExchange``): the lease settled, metrics, the access log, and what
 /// the client gets.
 extension Proxy {

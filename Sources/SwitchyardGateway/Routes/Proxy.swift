@@ -100,11 +100,7 @@ public final class Proxy: Sendable {
         let failure: RetryableFailure
     }
 
-    public func handle(_ request: ProxyRequest, channel: (any Channel)?, logger: Logger) async -> Response {
-        await handle(request, channel: channel, prior: nil, logger: logger)
-    }
-
-    func handle(_ request: ProxyRequest, channel: (any Channel)?, prior: PriorAttempt?, logger: Logger) async -> Response {
+    func handle(_ request: ProxyRequest, channel: (any Channel)?, prior: PriorAttempt? = nil, logger: Logger) async -> Response {
         if request.coalesced == nil, let batcher = batchers[request.model], let input = EmbeddingBatcher.singleInput(request) {
             let arrival = ContinuousClock.now
             let (answer, index) = await batcher.submit(request, input: input) { [self] items in await sendCoalesced(items, logger: logger) }
