@@ -16,12 +16,15 @@ command -v nginx >/dev/null && command -v wrk >/dev/null || {
   apt-get update -qq && apt-get install -y -qq nginx wrk >/dev/null
 }
 [ -x .build/release/switchyard ] || swift build -c release --product switchyard >&2
+# The floor: a bare SwiftNIO reverse proxy with none of the gateway's logic (bench/nio-floor).
+FLOOR=bench/nio-floor/.build/release/nio-floor
+[ -x "$FLOOR" ] || { echo "building bench/nio-floor (first run only)" >&2; swift build -c release --package-path bench/nio-floor >&2; }
 
 trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
 work="$(mktemp -d)"
 chmod 755 "$work"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(free_port); PX=$(free_port); SY=$(free_port); SR=$(free_port)
+UP=$(free_port); PX=$(free_port); SY=$(free_port); SR=$(free_port); FL=$(free_port)
 
 source bench/fixed-origin.sh
 write_fixed_sse "$work" $EVENTS
@@ -63,6 +66,8 @@ printf 'server:\n  fast_path: false\n' > "$work/router-path.yaml"
 .build/release/switchyard serve --config "$work/router-path.yaml" --host 127.0.0.1 --port "$SR" --log-level error \
   --upstream bench=http://127.0.0.1:$UP/v1 --upstream sse=http://127.0.0.1:$UP/sse/v1 >"$work/sr.log" 2>&1 &
 echo $! > "$work/switchyard-router.pid"
+"$FLOOR" "$FL" "$UP" >"$work/floor.log" 2>&1 &
+echo $! > "$work/floor.pid"
 for port in "$SY" "$SR"; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 done
@@ -95,21 +100,26 @@ read -r _ d_rps d_p50 d_p99 d_bad < <(run direct "http://127.0.0.1:$UP/v1/chat/c
 read -r _ n_rps n_p50 n_p99 n_bad < <(run nginx-proxy "http://127.0.0.1:$PX/v1/chat/completions" "$work/post.lua" "$CONNS")
 read -r _ s_rps s_p50 s_p99 s_bad < <(run switchyard "http://127.0.0.1:$SY/v1/chat/completions" "$work/post.lua" "$CONNS")
 read -r _ r_rps r_p50 r_p99 r_bad < <(run switchyard-router "http://127.0.0.1:$SR/v1/chat/completions" "$work/post.lua" "$CONNS")
+read -r _ f_rps f_p50 f_p99 f_bad < <(run nio-floor "http://127.0.0.1:$FL/v1/chat/completions" "$work/post.lua" "$CONNS")
 printf "%-12s %10s %10s %10s %8s\n" path "req/s" "p50 ms" "p99 ms" "non-2xx"
 printf "%-12s %10s %10s %10s %8s\n" direct "$d_rps" "$d_p50" "$d_p99" "$d_bad"
 printf "%-12s %10s %10s %10s %8s\n" nginx-proxy "$n_rps" "$n_p50" "$n_p99" "$n_bad"
 printf "%-12s %10s %10s %10s %8s\n" switchyard "$s_rps" "$s_p50" "$s_p99" "$s_bad"
 printf "%-12s %10s %10s %10s %8s\n" "(router)" "$r_rps" "$r_p50" "$r_p99" "$r_bad"
-# Context: "(router)" is Switchyard with server.fast_path off (Hummingbird handler + AsyncHTTPClient).
+printf "%-12s %10s %10s %10s %8s\n" "(NIO floor)" "$f_rps" "$f_p50" "$f_p99" "$f_bad"
+# Context: "(router)" is Switchyard with server.fast_path off (Hummingbird handler + AsyncHTTPClient);
+# "(NIO floor)" is bench/nio-floor, a SwiftNIO proxy that only forwards: what any gateway on NIO's
+# HTTP/1.1 codec can reach here, before parsing, routing, metrics or timeouts.
 # The HTTP server alone (GET /healthz, no upstream, no body) bounds what any proxy on it can do.
 read -r _ h_rps h_p50 _ _ < <(run switchyard-healthz "http://127.0.0.1:$SY/healthz" /dev/null "$CONNS")
 printf "%-12s %10s %10s %10s %8s\n" "(healthz)" "$h_rps" "$h_p50" "-" "-"
-python3 - "$d_p50" "$n_rps" "$n_p50" "$s_rps" "$s_p50" <<'PY'
+python3 - "$d_p50" "$n_rps" "$n_p50" "$s_rps" "$s_p50" "$f_rps" "$f_p50" <<'PY'
 import sys
-d50, nrps, n50, srps, s50 = map(float, sys.argv[1:])
-nadd, sadd = max(n50 - d50, 1e-6), s50 - d50
-print(f"switchyard/nginx-proxy throughput: {srps/nrps:.2f}  (target >= 0.50)")
-print(f"added p50 latency: nginx-proxy {nadd:.3f} ms, switchyard {sadd:.3f} ms, ratio {sadd/nadd:.2f}  (target <= 2.0)")
+d50, nrps, n50, srps, s50, frps, f50 = map(float, sys.argv[1:])
+nadd, sadd, fadd = max(n50 - d50, 1e-6), s50 - d50, f50 - d50
+print(f"switchyard/nginx-proxy throughput: {srps/nrps:.2f}  (target >= 0.50; the NIO floor reaches {frps/nrps:.2f})")
+print(f"added p50 latency: nginx-proxy {nadd:.3f} ms, switchyard {sadd:.3f} ms, ratio {sadd/nadd:.2f}  (target <= 2.0; NIO floor {fadd/nadd:.2f})")
+print(f"switchyard/NIO floor throughput: {srps/frps:.2f}")
 PY
 
 echo "== SSE relay, $STREAMS concurrent streams of $EVENTS events, ${DURATION}s each"

@@ -1,3 +1,4 @@
+import NIOCore
 import Testing
 import SwitchyardCore
 @testable import SwitchyardGateway
@@ -65,5 +66,43 @@ enum TestEvents {
         String(decoding: bytes, as: UTF8.self).components(separatedBy: "\n\n").compactMap { block in
             block.hasPrefix("data: ") ? String(block.dropFirst(6)) : nil
         }
+    }
+}
+
+/// Whole bodies get their model rewritten in place: the fast path sends a client's request to
+/// its backend that way, and restores the public name in the answer.
+@Suite struct WholeAnswerTests {
+    static func bytes(_ buffer: ByteBuffer) -> String { String(buffer: buffer) }
+
+    @Test func settingTheModelKeepsEveryOtherByte() throws {
+        let body = #"{ "model" : "pub", "messages":[{"role":"user","content":"h\u00e9 \"x\" 😀"}], "n": 2, "vendor_extra": {"top_k": 5} }"#
+        let set = try #require(WholeAnswer.settingModel(of: ByteBuffer(string: body), to: "up/model-7b"))
+        #expect(Self.bytes(set) == body.replacingOccurrences(of: #""pub""#, with: #""up/model-7b""#))
+        // The same document the router path sends (it rebuilds the body).
+        let request = try ProxyRequest.parse(endpoint: .chatCompletions, bytes: Array(body.utf8), requestID: "r")
+        #expect(try JSONParser.parse(Array(Self.bytes(set).utf8)) == JSONParser.parse(request.upstreamBody(model: "up/model-7b")))
+    }
+
+    @Test func aModelAlreadyRightIsNotCopied() throws {
+        let body = ByteBuffer(string: #"{"model":"same","prompt":"p"}"#)
+        let set = try #require(WholeAnswer.settingModel(of: body, to: "same"))
+        #expect(set == body)
+    }
+
+    @Test(arguments: [
+        #"{"mod\u0065l":"pub","prompt":"p"}"#,  // an escaped key: only the parser can tell
+        #"{"prompt":"no model"}"#,
+        #"{"model":"pub"} trailing"#,
+        #"["model"]"#,
+    ])
+    func whatTheScanCannotTellFallsBack(body: String) {
+        #expect(WholeAnswer.settingModel(of: ByteBuffer(string: body), to: "up") == nil)
+    }
+
+    @Test func answersGetThePublicNameAndTheirUsageRead() {
+        let answer = #"{"id":"x","model":"up","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":10}}"#
+        let restored = WholeAnswer.restore(ByteBuffer(string: answer), publicModel: "pub")
+        #expect(Self.bytes(restored.body) == answer.replacingOccurrences(of: #""up""#, with: #""pub""#))
+        #expect(restored.promptTokens == 12 && restored.completionTokens == 10)
     }
 }

@@ -47,12 +47,10 @@ final class FastExchange: UpstreamDelegate {
     private var relay: StreamRelay
     private var committed = false
     private var tokens = Proxy.StreamTokens()
-    // Timeouts: one timer, re-armed lazily.
+    // Timeouts, checked by the connection's timer (``FastPathHandler/checkTimeouts(by:)``).
     private let deadline: NIODeadline
     private var lastActivity = NIODeadline.now()
     private var idleLimit: TimeAmount
-    private var timer: Scheduled<Void>?
-    private var timerDeadline = NIODeadline.distantFuture
 
     init(fastPath: FastPath, handler: FastPathHandler, head: HTTPRequest, body: ByteBuffer, request: ProxyRequest, pool: ModelPool,
          lease: ModelPool.Lease, timeouts: TimeoutConfig, start: ContinuousClock.Instant, deadline: ContinuousClock.Instant, closeAfter: Bool) {
@@ -85,9 +83,12 @@ final class FastExchange: UpstreamDelegate {
 
     func begin() {
         proxy.metrics.inflight(backend: lease.backend.id, lease.inflight)
-        upstreamBody = ByteBuffer(bytes: request.upstreamBody(model: lease.backend.upstreamModel))
+        // A whole answer's request goes as the client sent it but for the model's value; a stream
+        // also asks for usage (rebuilt, as on the router path).
+        let model = lease.backend.upstreamModel
+        upstreamBody = (request.stream ? nil : WholeAnswer.settingModel(of: body, to: model)) ?? ByteBuffer(bytes: request.upstreamBody(model: model))
         sent = .now
-        armTimer()
+        handler.checkTimeouts(by: nextCheck)
         if let pooled = handler.connections.take(lease.backend.url) {
             reused = true
             send(on: pooled)
@@ -329,28 +330,29 @@ final class FastExchange: UpstreamDelegate {
     /// From the first-byte limit to the idle limit: the timer moves up if that is sooner.
     private func setIdleLimit(_ limit: Duration) {
         idleLimit = Self.amount(limit)
-        guard timer != nil, min(lastActivity + idleLimit, deadline) < timerDeadline else { return }
-        timer?.cancel()
-        armTimer()
+        handler.checkTimeouts(by: nextCheck)
     }
 
-    private func armTimer() {
-        let next = min((paused ? .now() : lastActivity) + idleLimit, deadline)
-        timerDeadline = next
-        timer = handler.connections.eventLoop.assumeIsolated().scheduleTask(deadline: next) { [self] in
-            timer = nil
-            if case .finished = phase { return }
-            let now = NIODeadline.now()
-            if now >= deadline {
-                stop(.totalTimeout)
-            } else if now >= lastActivity + idleLimit, !paused {
-                // (While paused for a slow client the backend is not the one idling.)
-                let waitingForFirst = phase == .connecting || phase == .awaitingHead || (phase == .stream && !committed)
-                stop(waitingForFirst ? .firstByteTimeout : .idleTimeout)
-            } else {
-                armTimer()
-            }
+    /// When a timeout may next have passed.
+    private var nextCheck: NIODeadline {
+        min((paused ? .now() : lastActivity) + idleLimit, deadline)
+    }
+
+    /// The connection's timer fired while this exchange is current: ends it if a limit passed,
+    /// else says when to look again.
+    func timerFired() -> NIODeadline? {
+        if case .finished = phase { return nil }
+        let now = NIODeadline.now()
+        if now >= deadline {
+            stop(.totalTimeout)
+        } else if now >= lastActivity + idleLimit, !paused {
+            // (While paused for a slow client the backend is not the one idling.)
+            let waitingForFirst = phase == .connecting || phase == .awaitingHead || (phase == .stream && !committed)
+            stop(waitingForFirst ? .firstByteTimeout : .idleTimeout)
+        } else {
+            return nextCheck
         }
+        return nil
     }
 
     private func releaseConnection(reuse: Bool) {
@@ -369,8 +371,6 @@ final class FastExchange: UpstreamDelegate {
 
     private func finishPhase() {
         phase = .finished
-        timer?.cancel()
-        timer = nil
         releaseConnection(reuse: false)
     }
 

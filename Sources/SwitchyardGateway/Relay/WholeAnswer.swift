@@ -3,7 +3,7 @@ import SwitchyardCore
 
 /// A whole (non-streamed) answer: its token usage, and its bytes with the public model name
 /// restored. Only the model's value is rewritten; every other byte reaches the client as the
-/// backend sent it.
+/// backend sent it. The fast path sends a whole request's body to its backend the same way.
 enum WholeAnswer {
     struct Restored {
         var body: ByteBuffer
@@ -22,8 +22,23 @@ enum WholeAnswer {
             restored.completionTokens = usage["completion_tokens"]?.intValue
         }
         guard let range = found[0] else { return restored }
-        let wanted = JSONValue.string(publicModel).serialized()
-        if buffer.withUnsafeReadableBytes({ $0[range].elementsEqual(wanted) }) { return restored }
+        restored.body = replacing(range, of: buffer, with: publicModel)
+        return restored
+    }
+
+    /// `buffer` (a JSON object) with the value of its top-level `model` set to `model`, every
+    /// other byte as it was; nil when the scan cannot tell (escaped keys, not one object) or
+    /// there is no `model`.
+    static func settingModel(of buffer: ByteBuffer, to model: String) -> ByteBuffer? {
+        guard let found = buffer.withUnsafeReadableBytes({ JSONScan.topLevelValues($0, keys: ["model"]) }), let range = found[0] else { return nil }
+        return replacing(range, of: buffer, with: model)
+    }
+
+    /// The bytes of `buffer` with `range` replaced by `model` as a JSON string (no copy when it
+    /// already says so).
+    private static func replacing(_ range: Range<Int>, of buffer: ByteBuffer, with model: String) -> ByteBuffer {
+        let wanted = JSONValue.string(model).serialized()
+        if buffer.withUnsafeReadableBytes({ $0[range].elementsEqual(wanted) }) { return buffer }
         var out = ByteBuffer()
         out.reserveCapacity(buffer.readableBytes - range.count + wanted.count)
         buffer.withUnsafeReadableBytes { raw in
@@ -31,8 +46,7 @@ enum WholeAnswer {
             out.writeBytes(wanted)
             out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[range.upperBound...]))
         }
-        restored.body = out
-        return restored
+        return out
     }
 
     /// The slow way, for answers the scan does not take (escaped keys, odd shapes).
