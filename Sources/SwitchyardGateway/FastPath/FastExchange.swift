@@ -2,7 +2,6 @@ import HTTPTypes
 import Logging
 import NIOCore
 import NIOHTTP1
-import NIOHTTPTypes
 import SwitchyardCore
 
 /// One request served by the fast path, from its lease to the last byte to the client, all on
@@ -20,7 +19,7 @@ final class FastExchange: UpstreamDelegate {
     let fastPath: FastPath
     let handler: FastPathHandler
     /// The client's request as received (with its request id), kept for a hand-back.
-    let head: HTTPRequest
+    let head: HTTPRequestHead
     let body: ByteBuffer
     private let request: ProxyRequest
     private let pool: ModelPool
@@ -52,7 +51,7 @@ final class FastExchange: UpstreamDelegate {
     private var lastActivity = NIODeadline.now()
     private var idleLimit: TimeAmount
 
-    init(fastPath: FastPath, handler: FastPathHandler, head: HTTPRequest, body: ByteBuffer, request: ProxyRequest, pool: ModelPool,
+    init(fastPath: FastPath, handler: FastPathHandler, head: HTTPRequestHead, body: ByteBuffer, request: ProxyRequest, pool: ModelPool,
          lease: ModelPool.Lease, timeouts: TimeoutConfig, start: ContinuousClock.Instant, deadline: ContinuousClock.Instant, closeAfter: Bool) {
         self.fastPath = fastPath
         self.handler = handler
@@ -214,9 +213,12 @@ final class FastExchange: UpstreamDelegate {
             handOff(proxy.overloaded(status: status, retryAfter: retryAfter, body: collected, pool: pool, lease: lease))
             return
         }
-        let (head, out) = proxy.answerWhole(request, status: status, contentType: contentType, buffer: collected, pool: pool, lease: lease,
-                                            record: record, logger: logger)
-        answer(head, out)
+        let (out, record) = proxy.settleWhole(request, status: status, contentType: contentType, buffer: collected, pool: pool, lease: lease,
+                                              record: record, logger: logger)
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: contentType ?? "application/json")
+        proxy.addGatewayHeaders(&headers, record: record)
+        answer(HTTPResponseStatus(statusCode: status), headers, out)
     }
 
     private func noteToken() {
@@ -232,14 +234,14 @@ final class FastExchange: UpstreamDelegate {
             committed = true
             setIdleLimit(timeouts.idle)
             record.status = 200
-            var headers = HTTPFields()
-            headers[.contentType] = "text/event-stream"
-            headers[.cacheControl] = "no-cache"
-            headers[.server] = "switchyard"
+            var headers = HTTPHeaders()
+            headers.add(name: "content-type", value: "text/event-stream")
+            headers.add(name: "cache-control", value: "no-cache")
+            headers.add(name: "server", value: "switchyard")
             proxy.addGatewayHeaders(&headers, record: record)
-            handler.send(.head(HTTPResponse(status: .ok, headerFields: headers)))
+            handler.send(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)))
         }
-        handler.send(.body(ByteBuffer(bytes: out)))
+        handler.send(.body(.byteBuffer(ByteBuffer(bytes: out))))
     }
 
     /// The stream ended before any event reached the client: still retryable, unless malformed.
@@ -258,7 +260,7 @@ final class FastExchange: UpstreamDelegate {
         let ending = proxy.finishStream(stop: stop, relay: relay, readError: readError, clientGone: stop == .clientClosed, tokens: tokens,
                                         sent: sent, timeouts: timeouts, pool: pool, lease: lease, record: record, logger: logger)
         if stop != .clientClosed {
-            if let ending { handler.send(.body(ByteBuffer(bytes: ending))) }
+            if let ending { handler.send(.body(.byteBuffer(ByteBuffer(bytes: ending)))) }
             handler.send(.end(nil), flush: true)
         }
         complete()
@@ -285,18 +287,16 @@ final class FastExchange: UpstreamDelegate {
 
     /// Ends the request with an error response (nothing was sent yet).
     private func fail(_ error: APIError) {
-        var headers = proxy.settle(error: error, record: &record, logger: logger)
-        headers[.server] = "switchyard"
-        let (head, body) = GatewayResponses.errorParts(error, headers: headers)
-        answer(head, body)
+        let (head, body) = GatewayResponses.errorParts(error, headers: proxy.settle(error: error, record: &record, logger: logger))
+        answer(HTTPResponseStatus(statusCode: head.status.code), HTTPHeaders(head.headerFields), body)
     }
 
-    private func answer(_ head: HTTPResponse, _ body: ByteBuffer) {
-        var head = head
-        head.headerFields[.contentLength] = String(body.readableBytes)
-        head.headerFields[.server] = "switchyard"
-        handler.send(.head(head))
-        handler.send(.body(body))
+    private func answer(_ status: HTTPResponseStatus, _ headers: HTTPHeaders, _ body: ByteBuffer) {
+        var headers = headers
+        headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
+        headers.replaceOrAdd(name: "server", value: "switchyard")
+        handler.send(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers)))
+        handler.send(.body(.byteBuffer(body)))
         handler.send(.end(nil), flush: true)
         complete()
     }

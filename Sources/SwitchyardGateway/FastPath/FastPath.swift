@@ -1,6 +1,6 @@
-import HTTPTypes
 import Logging
 import NIOCore
+import NIOHTTP1
 import Synchronization
 import SwitchyardCore
 
@@ -36,32 +36,23 @@ final class FastPath: Sendable {
     }
 
     /// Whether the fast path may take the request: decided on its head, before its body.
-    func mayServe(_ head: HTTPRequest) -> Bool {
-        head.method == .post && head.path.map { paths[$0] != nil } == true
+    func mayServe(_ head: HTTPRequestHead) -> Bool {
+        head.method == .POST && paths[head.uri] != nil
     }
 
     /// Starts serving the request here, or returns nil (nothing changed) for the router to serve.
-    func start(head: HTTPRequest, body: ByteBuffer, handler: FastPathHandler) -> FastExchange? {
+    func start(head: HTTPRequestHead, body: ByteBuffer, handler: FastPathHandler) -> FastExchange? {
         let exchange = tryStart(head: head, body: body, handler: handler)
         proxy.metrics.fastPath(exchange == nil ? "declined" : "served")
         return exchange
     }
 
-    private func tryStart(head: HTTPRequest, body: ByteBuffer, handler: FastPathHandler) -> FastExchange? {
-        guard let path = head.path, let endpoint = paths[path] else { return nil }
-        // One pass over the headers (each lookup by name is a scan).
-        var contentType: String?, authorization: String?, clientID: String?, laneName: String?, timeoutMs: String?, connection: String?
-        for field in head.headerFields {
-            switch field.name {
-            case .contentType: contentType = field.value
-            case .authorization: authorization = field.value
-            case GatewayHeaders.requestID: clientID = field.value
-            case GatewayHeaders.lane: laneName = field.value
-            case GatewayHeaders.timeoutMs: timeoutMs = field.value
-            case .connection: connection = field.value
-            default: break
-            }
-        }
+    private func tryStart(head: HTTPRequestHead, body: ByteBuffer, handler: FastPathHandler) -> FastExchange? {
+        guard let endpoint = paths[head.uri] else { return nil }
+        let headers = head.headers
+        let contentType = headers.first(name: "content-type"), authorization = headers.first(name: "authorization")
+        let clientID = headers.first(name: GatewayHeaders.requestID.rawName), laneName = headers.first(name: GatewayHeaders.lane.rawName)
+        let timeoutMs = headers.first(name: GatewayHeaders.timeoutMs.rawName)
         if let contentType, !contentType.lowercased().hasPrefix("application/json") { return nil }
         guard case .success(let tenant) = gateway.authenticate(authorization: authorization) else { return nil }
         let requestID = Gateway.requestID(from: clientID)
@@ -90,10 +81,9 @@ final class FastPath: Sendable {
         proxy.metrics.queueWait(lane: lane.name, seconds: 0)
         // The router must see the same id if the request is handed back.
         var head = head
-        if clientID != requestID { head.headerFields[GatewayHeaders.requestID] = requestID }
+        if clientID != requestID { head.headers.replaceOrAdd(name: GatewayHeaders.requestID.rawName, value: requestID) }
         return FastExchange(fastPath: self, handler: handler, head: head, body: body, request: request, pool: pool, lease: lease,
-                            timeouts: timeouts, start: start, deadline: deadline,
-                            closeAfter: connection?.lowercased() == "close")
+                            timeouts: timeouts, start: start, deadline: deadline, closeAfter: !head.isKeepAlive)
     }
 
     /// Passes a request whose fast attempt failed retryably to the router, which continues it.

@@ -1,24 +1,25 @@
 import DequeModule
-import HTTPTypes
 import NIOCore
-import NIOHTTPTypes
+import NIOHTTP1
 
-/// Sits in each client connection's pipeline in front of the Hummingbird router and serves the
-/// requests ``FastPath`` accepts on the event loop; every other request (and any the fast path
-/// declines or hands back after a failed attempt) continues to the router unchanged.
+/// Sits in each client connection's pipeline right after NIO's HTTP/1 codec, in front of
+/// Hummingbird's (type conversion, connection state, router), and serves the requests
+/// ``FastPath`` accepts on the event loop in NIO's own HTTP/1 types; every other request (and any
+/// the fast path declines or hands back after a failed attempt) continues to Hummingbird
+/// unchanged.
 ///
 /// Requests on a connection are answered in order: while one is being answered, the parts of the
 /// next ones wait here (and reading pauses once a few are waiting).
 final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
-    typealias OutboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPResponsePart
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
 
     private enum Mode {
         case idle
         /// Collecting the body of a request the fast path may take.
-        case capturing(HTTPRequest, ByteBuffer)
+        case capturing(HTTPRequestHead, ByteBuffer)
         /// Answered by the fast path.
         case fast(FastExchange)
         /// Passed to the router: forwarding its remaining parts (`answered`: the router already
@@ -30,7 +31,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let fastPath: FastPath
     private var mode = Mode.idle
-    private var waiting = Deque<HTTPRequestPart>()
+    private var waiting = Deque<HTTPServerRequestPart>()
     private var readHeld = false
     private(set) var context: ChannelHandlerContext?
     let connections: UpstreamConnections
@@ -40,6 +41,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// (scheduling and cancelling one per request was a measurable share of the fast path).
     private var timer: Scheduled<Void>?
     private var timerDeadline = NIODeadline.distantFuture
+    private var quiesceHeld = false
 
     init(fastPath: FastPath, connections: UpstreamConnections) {
         self.fastPath = fastPath
@@ -49,9 +51,6 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         connectionID = ObjectIdentifier(context.channel)
-        // Hummingbird's connection state handler, in front of this one, does not pass
-        // channelInactive on: the close future tells us the client left.
-        context.channel.closeFuture.assumeIsolated().whenComplete { [self] _ in connectionClosed() }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -69,7 +68,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         process(part, context: context)
     }
 
-    private func process(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
+    private func process(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         switch (mode, part) {
         case (.idle, .head(let head)):
             if fastPath.mayServe(head) {
@@ -111,22 +110,53 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Sends a request the fast path will not (or no longer) answer on to the router.
-    func passToRouter(_ head: HTTPRequest, body: ByteBuffer, end: Bool, context: ChannelHandlerContext) {
+    func passToRouter(_ head: HTTPRequestHead, body: ByteBuffer, end: Bool, context: ChannelHandlerContext) {
         mode = end ? .routerAnswering : .routerReading(answered: false)
         context.fireChannelRead(wrapInboundOut(.head(head)))
         if body.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(.body(body))) }
         if end { context.fireChannelRead(wrapInboundOut(.end(nil))) }
         context.fireChannelReadComplete()
+        releaseQuiesce(context: context)
     }
 
     /// The fast path gave a request back after a failed attempt: the router retries it.
-    func handBack(_ head: HTTPRequest, body: ByteBuffer) {
+    func handBack(_ head: HTTPRequestHead, body: ByteBuffer) {
         guard let context else { return }
         passToRouter(head, body: body, end: true, context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         context.fireChannelReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connectionClosed()
+        context.fireChannelInactive()
+    }
+
+    /// Graceful shutdown asks each connection to close once idle. Hummingbird's connection state
+    /// handler, behind this one, acts on that but never sees the fast path's requests: while one
+    /// is being read or answered here, the event waits, and goes on once the state handler can
+    /// tell (the request handed to the router, or answered: then the connection closes).
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent, holdsRequest {
+            quiesceHeld = true
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private var holdsRequest: Bool {
+        switch mode {
+        case .capturing, .fast: true
+        case .idle, .routerReading, .routerAnswering: false
+        }
+    }
+
+    private func releaseQuiesce(context: ChannelHandlerContext) {
+        guard quiesceHeld else { return }
+        quiesceHeld = false
+        context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
     }
 
     /// Makes sure the timer fires by `deadline`. It is moved only when that is sooner than it is
@@ -189,7 +219,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Answers of the fast path
 
-    func send(_ part: HTTPResponsePart, flush: Bool = false) {
+    func send(_ part: HTTPServerResponsePart, flush: Bool = false) {
         guard let context else { return }
         context.write(wrapOutboundOut(part), promise: nil)
         if flush { context.flush() }
@@ -205,6 +235,10 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         mode = .idle
         if close {
             context.close(promise: nil)
+            return
+        }
+        if quiesceHeld {
+            releaseQuiesce(context: context)
             return
         }
         drainWaiting()

@@ -6,9 +6,9 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 
-/// The gateway's HTTP/1.1 connection setup: Hummingbird's, with the ``FastPathHandler`` between
-/// the connection state handler (idle timeout, graceful-shutdown quiescing, which must see every
-/// request) and the router.
+/// The gateway's HTTP/1.1 connection setup: Hummingbird's, with the ``FastPathHandler`` right
+/// after NIO's HTTP/1 codec, so the requests it serves skip the conversion to HTTPTypes and back
+/// (it keeps graceful-shutdown quiescing right for them itself).
 struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
     typealias Value = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
 
@@ -21,9 +21,9 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
             try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false,
                                                      withOutboundHeaderValidation: false, withEncoderConfiguration: .init(),
                                                      withDecoderLimitConfiguration: .init())
+            if let fastPath { try pipeline.addHandler(fastPath.makeHandler(for: channel)) }
             try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
             try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
-            if let fastPath { try pipeline.addHandler(fastPath.makeHandler(for: channel)) }
             return try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
         }
     }

@@ -1,6 +1,7 @@
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import NIOHTTP1
 import SwitchyardCore
 
 public enum GatewayHeaders {
@@ -18,6 +19,19 @@ public enum GatewayHeaders {
     public static let preemptions = HTTPField.Name("x-switchyard-preemptions")!
     /// Response: inputs in the upstream embeddings request this one was merged into.
     public static let coalesced = HTTPField.Name("x-switchyard-coalesced")!
+}
+
+/// Response headers the gateway adds, in whichever header type the path writes.
+protocol GatewayHeaderFields {
+    mutating func setGatewayField(_ name: HTTPField.Name, _ value: String)
+}
+
+extension HTTPFields: GatewayHeaderFields {
+    mutating func setGatewayField(_ name: HTTPField.Name, _ value: String) { self[name] = value }
+}
+
+extension HTTPHeaders: GatewayHeaderFields {
+    mutating func setGatewayField(_ name: HTTPField.Name, _ value: String) { replaceOrAdd(name: name.rawName, value: value) }
 }
 
 enum GatewayResponses {

@@ -51,6 +51,21 @@ extension Proxy {
         _ request: ProxyRequest, status: Int, contentType: String?, buffer: ByteBuffer, pool: ModelPool, lease: ModelPool.Lease,
         record: Record, logger: Logger
     ) -> (HTTPResponse, ByteBuffer) {
+        let (out, record) = settleWhole(request, status: status, contentType: contentType, buffer: buffer, pool: pool, lease: lease,
+                                        record: record, logger: logger)
+        var headers = HTTPFields()
+        headers[.contentType] = contentType ?? "application/json"
+        addGatewayHeaders(&headers, record: record)
+        return (HTTPResponse(status: .init(code: status), headerFields: headers), out)
+    }
+
+    /// ``answerWhole(_:status:contentType:buffer:pool:lease:record:logger:)`` without the response
+    /// head, which the caller builds in its own header type: the body for the client and the
+    /// final record (for ``addGatewayHeaders(_:record:)``).
+    func settleWhole(
+        _ request: ProxyRequest, status: Int, contentType: String?, buffer: ByteBuffer, pool: ModelPool, lease: ModelPool.Lease,
+        record: Record, logger: Logger
+    ) -> (ByteBuffer, Record) {
         var record = record
         record.status = status
         var out = buffer
@@ -74,19 +89,19 @@ extension Proxy {
             a.queueWait = record.queueWait
             a.promptTokens = record.promptTokens
         }
-        var headers = HTTPFields()
-        headers[.contentType] = contentType ?? "application/json"
-        addGatewayHeaders(&headers, record: record)
+        let answered = record
         log(&record, logger: logger)
-        return (HTTPResponse(status: .init(code: status), headerFields: headers), out)
+        return (out, answered)
     }
 
-    func addGatewayHeaders(_ headers: inout HTTPFields, record: Record) {
-        headers[GatewayHeaders.requestID] = record.request.id
-        if let backend = record.backend { headers[GatewayHeaders.backend] = backend }
-        headers[GatewayHeaders.attempts] = String(record.attempts)
-        if record.request.lane != "-" { headers[GatewayHeaders.servedLane] = record.request.lane }
-        if record.preemptions > 0 { headers[GatewayHeaders.preemptions] = String(record.preemptions) }
+    /// The gateway's response headers (request id, backend, attempts, lane, preemptions), into
+    /// Hummingbird's fields or, on the fast path, NIO's HTTP/1 headers.
+    func addGatewayHeaders(_ headers: inout some GatewayHeaderFields, record: Record) {
+        headers.setGatewayField(GatewayHeaders.requestID, record.request.id)
+        if let backend = record.backend { headers.setGatewayField(GatewayHeaders.backend, backend) }
+        headers.setGatewayField(GatewayHeaders.attempts, String(record.attempts))
+        if record.request.lane != "-" { headers.setGatewayField(GatewayHeaders.servedLane, record.request.lane) }
+        if record.preemptions > 0 { headers.setGatewayField(GatewayHeaders.preemptions, String(record.preemptions)) }
     }
 
     /// When the tokens of a stream arrived.
