@@ -230,16 +230,17 @@ public final class Gateway: Sendable {
         // A counter through a bijective mix with random keys: unique in the process, not
         // sequential-looking, and no system call per request.
         let n = idCounter.wrappingAdd(1, ordering: .relaxed).newValue
-        let digits = Array("0123456789abcdef".utf8)
-        var bytes = [UInt8](repeating: 0, count: 32)
-        for half in 0..<2 {
-            var value = SplitMix64.mix(n &+ idKeys[half])
-            for i in 0..<16 {
-                bytes[half * 16 + 15 - i] = digits[Int(value & 0xF)]
-                value >>= 4
+        return String(unsafeUninitializedCapacity: 32) { bytes in
+            for half in 0..<2 {
+                var value = SplitMix64.mix(n &+ idKeys[half])
+                for i in 0..<16 {
+                    let digit = UInt8(truncatingIfNeeded: value & 0xF)
+                    bytes[half * 16 + 15 - i] = digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10
+                    value >>= 4
+                }
             }
+            return 32
         }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Serves until SIGTERM/SIGINT (or cancellation), then drains for `shutdown_grace`.

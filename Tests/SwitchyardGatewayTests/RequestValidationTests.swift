@@ -4,6 +4,18 @@ import SwitchyardCore
 import SwitchyardTestSupport
 
 @Suite struct RequestValidationTests {
+    @Test func requestIDsAreTheClientsWhenSafeElseGenerated() {
+        #expect(Gateway.requestID(from: "client-id_1.2:3") == "client-id_1.2:3")
+        var seen = Set<String>()
+        for header in [nil, "", "has space", "new\nline", String(repeating: "a", count: 129)] as [String?] {
+            let id = Gateway.requestID(from: header)
+            #expect(id.utf8.count == 32 && id.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }, "\(id)")
+            seen.insert(id)
+        }
+        for _ in 0..<1000 { seen.insert(Gateway.requestID(from: nil)) }
+        #expect(seen.count == 1005, "generated ids do not repeat")
+    }
+
     @Test func badInputGetsOpenAIErrors() async throws {
         let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:9/v1"])]) { $0.server.maxBodyBytes = 2048 }
         try await GatewayHarness.with(config) { _, base in

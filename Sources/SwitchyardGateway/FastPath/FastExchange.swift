@@ -88,7 +88,7 @@ final class FastExchange: UpstreamDelegate {
         upstreamBody = (request.stream ? nil : WholeAnswer.settingModel(of: body, to: model)) ?? ByteBuffer(bytes: request.upstreamBody(model: model))
         sent = .now
         handler.checkTimeouts(by: nextCheck)
-        if let pooled = handler.connections.take(lease.backend.url) {
+        if let pooled = handler.connections.take(lease.backend) {
             reused = true
             send(on: pooled)
         } else {
@@ -98,7 +98,7 @@ final class FastExchange: UpstreamDelegate {
 
     private func connect() {
         phase = .connecting
-        handler.connections.connect(lease.backend.url) { [self] result in
+        handler.connections.connect(lease.backend) { [self] result in
             switch result {
             case .success(let connection):
                 guard case .connecting = phase else {

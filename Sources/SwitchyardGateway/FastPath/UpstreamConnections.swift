@@ -88,24 +88,21 @@ final class UpstreamConnections: @unchecked Sendable {
         maxIdlePerBackend = max(1, config.maxConnectionsPerBackend)
     }
 
-    static func key(_ url: HTTPURL) -> String { "\(url.host):\(url.port)" }
-
-    /// A pooled connection to `url`'s server, if one is open.
-    func take(_ url: HTTPURL) -> UpstreamConnection? {
+    /// A pooled connection to `backend`'s server, if one is open.
+    func take(_ backend: Backend) -> UpstreamConnection? {
         eventLoop.preconditionInEventLoop()
-        let key = Self.key(url)
         let cutoff = NIODeadline.now() - idleTimeout
-        while let connection = idle[key]?.popLast() {
-            connection.handler.onIdleClose = nil
+        while let connection = idle[backend.hostHeader]?.popLast() {
             if connection.channel.isActive, connection.lastUsed > cutoff { return connection }
             connection.abandon()
         }
         return nil
     }
 
-    /// Opens a new connection to `url`'s server.
-    func connect(_ url: HTTPURL, then done: @escaping (Result<UpstreamConnection, any Error>) -> Void) {
-        let key = Self.key(url)
+    /// Opens a new connection to `backend`'s server.
+    func connect(_ backend: Backend, then done: @escaping (Result<UpstreamConnection, any Error>) -> Void) {
+        // Connections are pooled by server (`host:port`).
+        let key = backend.hostHeader, url = backend.url
         ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -119,9 +116,18 @@ final class UpstreamConnections: @unchecked Sendable {
             }
             .connect(host: url.host, port: url.port)
             .assumeIsolated()
-            .whenComplete { result in
+            .whenComplete { [weak self] result in
                 done(result.flatMap { channel in
-                    Result { UpstreamConnection(channel: channel, handler: try channel.pipeline.syncOperations.handler(type: UpstreamResponseHandler.self), key: key) }
+                    Result {
+                        let connection = UpstreamConnection(channel: channel, handler: try channel.pipeline.syncOperations.handler(type: UpstreamResponseHandler.self),
+                                                            key: key)
+                        // Called only when it closes while idle (no request using it): the pool forgets it.
+                        connection.handler.onIdleClose = { [weak self, weak connection] in
+                            guard let self, let connection else { return }
+                            self.idle[key]?.removeAll { $0 === connection }
+                        }
+                        return connection
+                    }
                 })
             }
     }
@@ -135,10 +141,6 @@ final class UpstreamConnections: @unchecked Sendable {
             return
         }
         connection.lastUsed = .now()
-        connection.handler.onIdleClose = { [weak self, weak connection] in
-            guard let self, let connection else { return }
-            self.idle[connection.key]?.removeAll { $0 === connection }
-        }
         idle[connection.key, default: []].append(connection)
     }
 }

@@ -126,7 +126,17 @@ public final class GatewayMetrics: Sendable {
     /// `make…` call, measurable at tens of thousands of requests per second.
     private struct HandleKey: Hashable {
         let name: String
-        let labels: [String]
+        /// As the call site wrote them (names are fixed per metric; the values tell handles apart).
+        let labels: [(String, String)]
+
+        static func == (a: HandleKey, b: HandleKey) -> Bool {
+            a.name == b.name && a.labels.count == b.labels.count && zip(a.labels, b.labels).allSatisfy { $0.1 == $1.1 }
+        }
+
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(name)
+            for label in labels { hasher.combine(label.1) }
+        }
     }
 
     private let counters = Mutex<[HandleKey: Counter]>([:])
@@ -149,7 +159,7 @@ public final class GatewayMetrics: Sendable {
 
     private static func handle<Handle: Sendable>(_ cache: borrowing Mutex<[HandleKey: Handle]>, _ name: String, _ labels: [(String, String)],
                                                  make: () -> Handle) -> Handle {
-        let key = HandleKey(name: name, labels: labels.map(\.1))
+        let key = HandleKey(name: name, labels: labels)
         return cache.withLock { handles in
             if let handle = handles[key] { return handle }
             let handle = make()
