@@ -50,4 +50,13 @@ import SwitchyardCore
             #expect(JSONScan.elements(raw, of: delta) == nil, "an object is not an array")
         }
     }
+
+    @Test func intValueReadsNumbersAsTheParserDoes() {
+        for text in ["12", "-3", "0", "12.0", "1e2", "-0.0", "12.5", "\"12\"", "null", "true", "12345678901234567890", "999999999999999999"] {
+            let bytes = Array(text.utf8)
+            let scanned = bytes.withUnsafeBytes { JSONScan.intValue($0, 0..<bytes.count) }
+            let parsed = try? JSONParser.parse(bytes).intValue
+            #expect(scanned == parsed ?? nil, "\(text)")
+        }
+    }
 }

@@ -104,5 +104,8 @@ enum TestEvents {
         let restored = WholeAnswer.restore(ByteBuffer(string: answer), publicModel: "pub")
         #expect(Self.bytes(restored.body) == answer.replacingOccurrences(of: #""up""#, with: #""pub""#))
         #expect(restored.promptTokens == 12 && restored.completionTokens == 10)
+        // Usage keys written with escapes, or counts written as floats: read as the parser reads them.
+        let odd = WholeAnswer.restore(ByteBuffer(string: #"{"model":"pub","usage":{"prompt_tok\u0065ns":7,"completion_tokens":3.0}}"#), publicModel: "pub")
+        #expect(odd.promptTokens == 7 && odd.completionTokens == 3)
     }
 }

@@ -25,6 +25,20 @@ public enum JSONScan {
         return found
     }
 
+    /// The value at `range` (a range a scan returned) as ``JSONValue/intValue`` reads it: an
+    /// integer, or a number with an integral value; nil for anything else.
+    public static func intValue(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {
+        guard let first = range.first.map({ bytes[$0] }), first == UInt8(ascii: "-") || (0x30...0x39).contains(first) else { return nil }
+        // The common case, plain digits, without a String.
+        let negative = first == UInt8(ascii: "-")
+        let digits = (negative ? range.lowerBound + 1 : range.lowerBound)..<range.upperBound
+        if !digits.isEmpty, digits.count <= 18, digits.allSatisfy({ (0x30...0x39).contains(bytes[$0]) }) {
+            let magnitude = digits.reduce(0) { $0 * 10 + Int(bytes[$1] - 0x30) }
+            return negative ? -magnitude : magnitude
+        }
+        return JSONValue.number(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)).intValue
+    }
+
     /// The element ranges of the array at `range`; nil when it is not an array.
     public static func elements(_ bytes: UnsafeRawBufferPointer, of range: Range<Int>) -> [Range<Int>]? {
         var out: [Range<Int>]? = []

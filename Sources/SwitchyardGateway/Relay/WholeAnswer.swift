@@ -16,10 +16,17 @@ enum WholeAnswer {
             return restoreByParsing(buffer, publicModel: publicModel)
         }
         var restored = Restored(body: buffer)
-        let view = buffer.readableBytesView
-        if let range = found[1], let usage = try? JSONParser.parse(view[(view.startIndex + range.lowerBound)..<(view.startIndex + range.upperBound)]) {
-            restored.promptTokens = usage["prompt_tokens"]?.intValue
-            restored.completionTokens = usage["completion_tokens"]?.intValue
+        if let range = found[1] {
+            buffer.withUnsafeReadableBytes { raw in
+                if let fields = JSONScan.values(raw, of: range, keys: ["prompt_tokens", "completion_tokens"]) {
+                    restored.promptTokens = fields[0].flatMap { JSONScan.intValue(raw, $0) }
+                    restored.completionTokens = fields[1].flatMap { JSONScan.intValue(raw, $0) }
+                } else if let usage = try? JSONParser.parse(UnsafeRawBufferPointer(rebasing: raw[range])) {
+                    // Not an object, or keys written with escapes: the parser decides.
+                    restored.promptTokens = usage["prompt_tokens"]?.intValue
+                    restored.completionTokens = usage["completion_tokens"]?.intValue
+                }
+            }
         }
         guard let range = found[0] else { return restored }
         restored.body = replacing(range, of: buffer, with: publicModel)
@@ -37,8 +44,13 @@ enum WholeAnswer {
     /// The bytes of `buffer` with `range` replaced by `model` as a JSON string (no copy when it
     /// already says so).
     private static func replacing(_ range: Range<Int>, of buffer: ByteBuffer, with model: String) -> ByteBuffer {
+        // Already `"model"` (a name that needs no escapes, as model names do): nothing to copy.
+        let same = buffer.withUnsafeReadableBytes { raw in
+            range.count == model.utf8.count + 2 && raw[range.lowerBound] == UInt8(ascii: "\"")
+                && raw[(range.lowerBound + 1)..<(range.upperBound - 1)].elementsEqual(model.utf8)
+        }
+        if same { return buffer }
         let wanted = JSONValue.string(model).serialized()
-        if buffer.withUnsafeReadableBytes({ $0[range].elementsEqual(wanted) }) { return buffer }
         var out = ByteBuffer()
         out.reserveCapacity(buffer.readableBytes - range.count + wanted.count)
         buffer.withUnsafeReadableBytes { raw in
