@@ -42,6 +42,8 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var timer: Scheduled<Void>?
     private var timerDeadline = NIODeadline.distantFuture
     private var quiesceHeld = false
+    /// Parts went to the router since its last read-complete.
+    private var routerReadPending = false
 
     init(fastPath: FastPath, connections: UpstreamConnections) {
         self.fastPath = fastPath
@@ -75,14 +77,14 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 mode = .capturing(head, ByteBuffer())
             } else {
                 mode = .routerReading(answered: false)
-                context.fireChannelRead(wrapInboundOut(part))
+                forward(part, context: context)
             }
         case (.capturing(let head, var body), .body(let chunk)):
             mode = .idle
             if body.readableBytes + chunk.readableBytes > fastPath.maxBodyBytes {
                 // The router answers 413 and keeps its connection rules.
                 passToRouter(head, body: body, end: false, context: context)
-                context.fireChannelRead(wrapInboundOut(.body(chunk)))
+                forward(.body(chunk), context: context)
                 return
             }
             if body.readableBytes == 0 { body = chunk } else { body.writeImmutableBuffer(chunk) }
@@ -97,16 +99,22 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
         case (.routerReading(let answered), .end):
             mode = answered ? .idle : .routerAnswering
-            context.fireChannelRead(wrapInboundOut(part))
+            forward(part, context: context)
         case (.routerReading, _):
-            context.fireChannelRead(wrapInboundOut(part))
+            forward(part, context: context)
         case (.fast, _), (.routerAnswering, _):
             waiting.append(part)
         case (.idle, _), (.capturing, .head):
             // A stray part: let the router's parser rules deal with it.
             mode = .routerReading(answered: false)
-            context.fireChannelRead(wrapInboundOut(part))
+            forward(part, context: context)
         }
+    }
+
+    /// Passes a part on to the router; it is delivered at the end of this read.
+    private func forward(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        routerReadPending = true
+        context.fireChannelRead(wrapInboundOut(part))
     }
 
     /// Sends a request the fast path will not (or no longer) answer on to the router.
@@ -115,6 +123,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelRead(wrapInboundOut(.head(head)))
         if body.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(.body(body))) }
         if end { context.fireChannelRead(wrapInboundOut(.end(nil))) }
+        routerReadPending = false
         context.fireChannelReadComplete()
         releaseQuiesce(context: context)
     }
@@ -126,6 +135,9 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        // Hummingbird's side only acts on a read's end when it was given something.
+        guard routerReadPending else { return }
+        routerReadPending = false
         context.fireChannelReadComplete()
     }
 
@@ -260,7 +272,10 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
             drained = true
         }
         // The router's side delivers what it was given at the end of a read: this is one.
-        if drained { context.fireChannelReadComplete() }
+        if drained, routerReadPending {
+            routerReadPending = false
+            context.fireChannelReadComplete()
+        }
         if waiting.isEmpty, readHeld {
             readHeld = false
             context.read()
