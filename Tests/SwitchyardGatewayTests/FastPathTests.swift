@@ -35,8 +35,9 @@ import SwitchyardTestSupport
             for fast in [true, false] {
                 let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])]) { $0.server.fastPath = fast }
                 replies[fast] = try await GatewayHarness.with(config) { gateway, base in
+                    // Header names in any case.
                     let whole = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(extra: #","logprobs":true"#),
-                                                          headers: ["x-request-id": "same-id"])
+                                                          headers: ["X-Request-ID": "same-id", "X-Switchyard-LANE": "realtime"])
                     let embedding = try await TestClient.post("\(base)/v1/embeddings", #"{"model":"m","input":"hello","encoding_format":"float"}"#)
                     #expect(embedding.status == 200)
                     #expect(embedding.json?["model"] == .string("m"))
@@ -61,6 +62,14 @@ import SwitchyardTestSupport
                 #expect(fastStream.headers[header] == routerStream.headers[header], "\(header)")
             }
         }
+    }
+
+    @Test func headerNamesMatchInAnyCase() {
+        #expect(FastPath.sameName("X-Request-ID", "x-request-id"))
+        #expect(FastPath.sameName("content-type", "content-type"))
+        #expect(!FastPath.sameName("x-request-ix", "x-request-id"))
+        #expect(!FastPath.sameName("x-request-i", "x-request-id"))
+        #expect(!FastPath.sameName("content\rtype", "content-type"), "only ASCII letters fold")
     }
 
     @Test func pipelinedRequestsAreAnsweredInOrderAndConnectionCloseIsHonoured() async throws {

@@ -291,10 +291,11 @@ final class FastExchange: UpstreamDelegate {
         answer(HTTPResponseStatus(statusCode: head.status.code), HTTPHeaders(head.headerFields), body)
     }
 
+    /// `headers` hold neither a length nor a server name yet.
     private func answer(_ status: HTTPResponseStatus, _ headers: HTTPHeaders, _ body: ByteBuffer) {
         var headers = headers
-        headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
-        headers.replaceOrAdd(name: "server", value: "switchyard")
+        headers.add(name: "content-length", value: String(body.readableBytes))
+        headers.add(name: "server", value: "switchyard")
         handler.send(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers)))
         handler.send(.body(.byteBuffer(body)))
         handler.send(.end(nil), flush: true)

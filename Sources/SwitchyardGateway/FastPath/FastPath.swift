@@ -1,3 +1,4 @@
+import HTTPTypes
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -49,10 +50,18 @@ final class FastPath: Sendable {
 
     private func tryStart(head: HTTPRequestHead, body: ByteBuffer, handler: FastPathHandler) -> FastExchange? {
         guard let endpoint = paths[head.uri] else { return nil }
-        let headers = head.headers
-        let contentType = headers.first(name: "content-type"), authorization = headers.first(name: "authorization")
-        let clientID = headers.first(name: GatewayHeaders.requestID.rawName), laneName = headers.first(name: GatewayHeaders.lane.rawName)
-        let timeoutMs = headers.first(name: GatewayHeaders.timeoutMs.rawName)
+        // One pass over the headers (each lookup by name is a scan); the first of each counts.
+        var contentType: String?, authorization: String?, clientID: String?, laneName: String?, timeoutMs: String?
+        for (name, value) in head.headers {
+            func first(_ wanted: HTTPField.Name, _ slot: inout String?) {
+                if slot == nil, Self.sameName(name, wanted.canonicalName) { slot = value }
+            }
+            first(.contentType, &contentType)
+            first(.authorization, &authorization)
+            first(GatewayHeaders.requestID, &clientID)
+            first(GatewayHeaders.lane, &laneName)
+            first(GatewayHeaders.timeoutMs, &timeoutMs)
+        }
         if let contentType, !contentType.lowercased().hasPrefix("application/json") { return nil }
         guard case .success(let tenant) = gateway.authenticate(authorization: authorization) else { return nil }
         let requestID = Gateway.requestID(from: clientID)
@@ -84,6 +93,12 @@ final class FastPath: Sendable {
         if clientID != requestID { head.headers.replaceOrAdd(name: GatewayHeaders.requestID.rawName, value: requestID) }
         return FastExchange(fastPath: self, handler: handler, head: head, body: body, request: request, pool: pool, lease: lease,
                             timeouts: timeouts, start: start, deadline: deadline, closeAfter: !head.isKeepAlive)
+    }
+
+    /// Whether header `name` is `lowercase` (ASCII letters, digits, `-`), in any case.
+    static func sameName(_ name: String, _ lowercase: String) -> Bool {
+        name.utf8.count == lowercase.utf8.count
+            && zip(name.utf8, lowercase.utf8).allSatisfy { $0 == $1 || ((0x61...0x7A).contains($1) && $0 | 0x20 == $1) }
     }
 
     /// Passes a request whose fast attempt failed retryably to the router, which continues it.

@@ -21,7 +21,8 @@ public enum GatewayHeaders {
     public static let coalesced = HTTPField.Name("x-switchyard-coalesced")!
 }
 
-/// Response headers the gateway adds, in whichever header type the path writes.
+/// Response headers the gateway adds, in whichever header type the path writes. They go into
+/// headers being built, which hold none of these names yet.
 protocol GatewayHeaderFields {
     mutating func setGatewayField(_ name: HTTPField.Name, _ value: String)
 }
@@ -31,7 +32,7 @@ extension HTTPFields: GatewayHeaderFields {
 }
 
 extension HTTPHeaders: GatewayHeaderFields {
-    mutating func setGatewayField(_ name: HTTPField.Name, _ value: String) { replaceOrAdd(name: name.rawName, value: value) }
+    mutating func setGatewayField(_ name: HTTPField.Name, _ value: String) { add(name: name.rawName, value: value) }
 }
 
 enum GatewayResponses {
