@@ -24,9 +24,12 @@ final class FastPath: Sendable {
     private let paths: [String: Endpoint] = ["/v1/chat/completions": .chatCompletions, "/v1/completions": .completions,
                                              "/v1/embeddings": .embeddings]
 
+    private let counts: GatewayMetrics.FastPathHandles
+
     init(gateway: Gateway) {
         self.gateway = gateway
         registry = UpstreamConnectionRegistry(config: gateway.config.upstream)
+        counts = gateway.proxy.metrics.fastPathHandles(lanes: gateway.config.lanes.map(\.name))
     }
 
     var maxBodyBytes: Int { gateway.config.server.maxBodyBytes }
@@ -44,7 +47,7 @@ final class FastPath: Sendable {
     /// Starts serving the request here, or returns nil (nothing changed) for the router to serve.
     func start(head: HTTPRequestHead, body: ByteBuffer, handler: FastPathHandler) -> FastExchange? {
         let exchange = tryStart(head: head, body: body, handler: handler)
-        proxy.metrics.fastPath(exchange == nil ? "declined" : "served")
+        (exchange == nil ? counts.declined : counts.served).increment()
         return exchange
     }
 
@@ -87,7 +90,7 @@ final class FastPath: Sendable {
             return nil
         }
         proxy.noteArrival()
-        proxy.metrics.queueWait(lane: lane.name, seconds: 0)
+        if let queueWait = counts.queueWait[lane.name] { queueWait.record(0.0) } else { proxy.metrics.queueWait(lane: lane.name, seconds: 0) }
         // The router must see the same id if the request is handed back.
         var head = head
         if clientID != requestID { head.headers.replaceOrAdd(name: GatewayHeaders.requestID.rawName, value: requestID) }
