@@ -279,6 +279,7 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
             record.tLast = observer.last
             record.gaps = observer.gaps
             record.outputTokensClient = observer.chunks
+            record.outputNonASCII = observer.sawNonASCII
             record.outputTokensServer = observer.usageCompletionTokens
             record.promptTokens = observer.usagePromptTokens
             if let error = observer.error {

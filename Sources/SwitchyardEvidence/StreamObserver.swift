@@ -11,6 +11,10 @@ public struct StreamObserver: Sendable {
     public private(set) var gaps: [Double] = []
     /// Token-bearing chunks seen (the client's own count).
     public private(set) var chunks = 0
+    /// A token-bearing chunk carried text beyond ASCII. Byte-level tokenizers spend several tokens
+    /// on one such character and servers hold a partial one back (llama.cpp does), so such a
+    /// stream may show fewer chunks than the server's token count.
+    public private(set) var sawNonASCII = false
     public private(set) var usageCompletionTokens: Int?
     public private(set) var usagePromptTokens: Int?
     /// An `{"error": …}` event inside a 200 stream: the request failed.
@@ -45,7 +49,10 @@ public struct StreamObserver: Sendable {
         let bytes = Array(data.utf8)
         if bytes.first == UInt8(ascii: "{"), bytes.last == UInt8(ascii: "}"),
            !Self.hasKey(bytes, Self.usageKey), !Self.hasKey(bytes, Self.errorKey) {
-            if Self.tokenKeys.contains(where: { Self.nonEmptyValue(bytes, after: $0) }) { countToken(at: time) }
+            if Self.tokenKeys.contains(where: { Self.nonEmptyValue(bytes, after: $0) }) {
+                countToken(at: time)
+                if !sawNonASCII { sawNonASCII = Self.hasNonASCII(bytes) }
+            }
             return
         }
         guard let json = try? JSONParser.parse(bytes) else {
@@ -62,6 +69,26 @@ public struct StreamObserver: Sendable {
         }
         guard Self.bearsTokens(json) else { return }
         countToken(at: time)
+        if !sawNonASCII { sawNonASCII = Self.hasNonASCII(bytes) }
+    }
+
+    /// Raw UTF-8 beyond ASCII, or a `\u` escape (of anything but ASCII).
+    static func hasNonASCII(_ bytes: [UInt8]) -> Bool {
+        var i = 0
+        while i < bytes.count {
+            let byte = bytes[i]
+            if byte >= 0x80 { return true }
+            if byte == UInt8(ascii: "\\") {
+                if i + 5 < bytes.count, bytes[i + 1] == UInt8(ascii: "u"), !(bytes[i + 2] == UInt8(ascii: "0") && bytes[i + 3] == UInt8(ascii: "0")
+                    && (0x30...0x37).contains(bytes[i + 4])) {
+                    return true
+                }
+                i += 2
+                continue
+            }
+            i += 1
+        }
+        return false
     }
 
     private mutating func countToken(at time: Duration) {

@@ -22,6 +22,28 @@ import SwitchyardCore
         #expect(o.malformed == nil)
     }
 
+    /// A server spends several tokens on a character beyond ASCII and holds a partial one back
+    /// (llama.cpp): fewer chunks than tokens is then no disagreement; on ASCII text it is.
+    @Test func fewerChunksThanTokensIsExplainedOnlyByTextBeyondASCII() {
+        func record(_ deltas: [String], tokens: Int) -> RequestRecord {
+            var o = StreamObserver()
+            for delta in deltas { o.feed(Array(Self.chunk(delta).utf8), at: .seconds(1)) }
+            o.feed(Array((#"data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":\#(tokens)}}"# + "\n\n").utf8), at: .seconds(1))
+            var r = RequestRecord(id: 0, lane: "realtime", tSched: .zero)
+            r.outputTokensClient = o.chunks
+            r.outputTokensServer = o.usageCompletionTokens
+            r.outputNonASCII = o.sawNonASCII
+            return r
+        }
+        #expect(!record([#"{"content":"👋"}"#], tokens: 4).tokenMismatch, "one emoji, four byte tokens")
+        #expect(!record([#"{"content":"caf\u00e9 ok"}"#], tokens: 4).tokenMismatch, "escaped as \\u")
+        #expect(record([#"{"content":"Hello"}"#], tokens: 4).tokenMismatch, "ASCII text: one chunk for four tokens is a disagreement")
+        #expect(record([#"{"content":"tab\u0009"}"#], tokens: 4).tokenMismatch, "an escaped ASCII character is ASCII")
+        #expect(record([#"{"content":"é"}"#, #"{"content":"a"}"#, #"{"content":"b"}"#, #"{"content":"c"}"#], tokens: 1).tokenMismatch,
+                "more chunks than tokens always disagrees")
+        #expect(record([#"{"role":"assistant","content":"é"}"#], tokens: 4).json["non_ascii"] == .bool(true), "recorded in requests.jsonl")
+    }
+
     /// Property: however the bytes are cut into reads, the same events come out.
     @Test func anySplitParsesToTheSameEvents() {
         let bytes = Array(Self.stream.utf8)
