@@ -142,7 +142,7 @@ extension Proxy {
         headers[.contentType] = answer.contentType
         headers[GatewayHeaders.coalesced] = String(count)
         addGatewayHeaders(&headers, record: record)
-        log(&record, logger: logger)
+        log(record, logger: logger)
         return Response(status: .init(code: answer.status), headers: headers, body: .init(byteBuffer: out))
     }
 }

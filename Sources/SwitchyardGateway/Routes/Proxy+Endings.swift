@@ -89,9 +89,8 @@ extension Proxy {
             a.queueWait = record.queueWait
             a.promptTokens = record.promptTokens
         }
-        let answered = record
-        log(&record, logger: logger)
-        return (out, answered)
+        log(record, logger: logger)
+        return (out, record)
     }
 
     /// The gateway's response headers (request id, backend, attempts, lane, preemptions), into
@@ -161,7 +160,7 @@ extension Proxy {
         release(pool, lease, outcome, usage: ModelPool.Usage(promptTokens: relay.promptTokens, completionTokens: relay.completionTokens))
         record.promptTokens = relay.promptTokens
         record.completionTokens = relay.completionTokens
-        log(&record, logger: logger)
+        log(record, logger: logger)
         guard let endError, !clientGone else { return nil }
         return StreamRelay.errorEvent(endError)
     }
@@ -188,7 +187,7 @@ extension Proxy {
             a.attempts = record.attempts
             a.queueWait = record.queueWait
         }
-        log(&record, logger: logger)
+        log(record, logger: logger)
         var headers = HTTPFields()
         addGatewayHeaders(&headers, record: record)
         return headers

@@ -30,7 +30,7 @@ extension Proxy {
     }
 
     /// Metrics and the one access-log line per request.
-    func log(_ record: inout Record, logger: Logger) {
+    func log(_ record: Record, logger: Logger) {
         let end = ContinuousClock.now
         let total = (end - record.start).seconds
         let lane = record.request.lane
