@@ -81,7 +81,7 @@ public enum EffectiveConfig {
             lines.append("    scheduling: " + schedulingSummary(model))
             lines.append("    " + pad("backend", 40) + pad("upstream model", 24) + pad("weight", 8) + "max in-flight")
             for b in model.backends {
-                lines.append("    " + pad(b.url, 40) + pad(b.upstreamModel ?? model.name, 24) + pad(trim(b.weight), 8) + (b.maxInflight == 0 ? "unlimited" : String(b.maxInflight)))
+                lines.append("    " + pad(b.url, 40) + pad(b.upstreamModel ?? model.name, 24) + pad(trim(b.weight), 8) + Self.capacityText(b.maxInflight, c))
             }
         }
         return lines.joined(separator: "\n")
@@ -114,7 +114,7 @@ public enum EffectiveConfig {
     static func schedulingSummary(_ model: ModelConfig) -> String {
         var parts: [String] = []
         let b = model.batching
-        parts.append("per replica at most " + (b.maxBatchSize.map { "\($0) in flight" } ?? "max_inflight in flight")
+        parts.append("per replica at most " + (b.maxBatchSize.map { "\($0) in flight" } ?? "its capacity in flight")
                      + (b.maxBatchTokens.map { ", \($0) tokens (prompt + max output)" } ?? ""))
         parts.append(b.maxQueueDelay > .zero ? "embeddings coalesced up to \(b.maxBatchSize ?? 8) inputs or \(b.maxQueueDelay.formatted)" : "embeddings not coalesced")
         if let h = model.memoryHeadroom {
@@ -125,6 +125,16 @@ public enum EffectiveConfig {
             parts.append("adaptive window \(model.adaptiveConcurrency.min)…slots, AIMD every \(model.adaptiveConcurrency.interval.formatted)")
         }
         return parts.joined(separator: "; ")
+    }
+
+    /// What `config check` says about a backend's concurrency limit: configured, or discovered
+    /// when the gateway runs.
+    static func capacityText(_ maxInflight: Int?, _ c: GatewayConfig) -> String {
+        switch maxInflight {
+        case .some(0): return "unlimited (max_inflight: 0)"
+        case .some(let n): return "\(n) (max_inflight)"
+        case .none: return "discovered at run time (/props, /get_server_info, /info, else learned from /metrics, else \(c.upstream.defaultMaxInflight))"
+        }
     }
 
     static func pad(_ s: String, _ width: Int) -> String {

@@ -65,7 +65,8 @@ extension Gateway {
 
     /// `POST /admin/backends {"url", "model", "ttl", "max_inflight"?, "upstream_model"?}`: registers a
     /// model server started elsewhere, or renews it (the heartbeat: post again before `ttl` ends).
-    func register(body: ByteBuffer) -> Response {
+    /// A new backend's capacity is discovered before the answer, which reports it.
+    func register(body: ByteBuffer) async -> Response {
         let json: JSONValue
         do {
             json = try JSONParser.parse(body.readableBytesView)
@@ -86,11 +87,23 @@ extension Gateway {
         } else {
             return GatewayResponses.error(.invalidRequest("'ttl' must be a positive number of seconds or a duration such as 30s.", param: "ttl"))
         }
-        var backend = BackendConfig(url: url, upstreamModel: json["upstream_model"]?.stringValue, maxInflight: json["max_inflight"]?.intValue ?? 0)
+        var maxInflight: Int?
+        if let value = json["max_inflight"], value != .null {
+            guard let n = value.intValue, n >= 0 else {
+                return GatewayResponses.error(.invalidRequest("'max_inflight' must be a whole number ≥ 0 (0 = unlimited), or left out to discover it.", param: "max_inflight"))
+            }
+            maxInflight = n
+        }
+        var backend = BackendConfig(url: url, upstreamModel: json["upstream_model"]?.stringValue, maxInflight: maxInflight)
         backend.weight = json["weight"]?.doubleValue ?? 1
         let (index, isNew) = pool.register(backend, ttl: ttl)
-        if isNew { logger.info("backend registered", metadata: ["model": "\(model)", "backend": "\(url)", "ttl": "\(ttl.formatted)"]) }
-        return GatewayResponses.json(.object([("id", .string("\(model)-\(index)")), ("registered", .bool(isNew)), ("ttl_seconds", .number(String(ttl.seconds)))]),
+        if isNew {
+            logger.info("backend registered", metadata: ["model": "\(model)", "backend": "\(url)", "ttl": "\(ttl.formatted)"])
+            await capacityDiscovery.discover(pool, index)
+        }
+        let capacity = pool.capacity(index).map(\.json) ?? .null
+        return GatewayResponses.json(.object([("id", .string("\(model)-\(index)")), ("registered", .bool(isNew)), ("ttl_seconds", .number(String(ttl.seconds))),
+                                              ("capacity", capacity)]),
                                      status: isNew ? .created : .ok)
     }
 
@@ -144,7 +157,8 @@ extension Gateway {
                 var fields: [(String, JSONValue)] = [
                     ("url", .string(r.backend.id)), ("managed", .bool(r.backend.managed)), ("healthy", .bool(r.healthy)),
                     ("ejected", .bool(r.ejected)), ("accepting", .bool(r.gateOpen)), ("inflight", .number(r.inflight)),
-                    ("max_inflight", .number(r.backend.maxInflight)), ("last_health_error", r.lastError.map(JSONValue.string) ?? .null),
+                    ("max_inflight", r.backend.maxInflight.map { .number($0) } ?? .null), ("capacity", r.capacity.json),
+                    ("last_health_error", r.lastError.map(JSONValue.string) ?? .null),
                 ]
                 if let s = statuses[r.backend.id] {
                     fields += [("name", .string(s.name)), ("phase", .string(s.phase.rawValue)), ("pid", s.pid.map { .number(Int($0)) } ?? .null),
@@ -159,6 +173,13 @@ extension Gateway {
         return GatewayResponses.json(.object([("models", .array(models))]))
     }
 
+}
+
+extension ModelPool.CapacityStatus {
+    /// `{"limit": 4, "source": "props", "tokens": 4096}` (limit 0 = unlimited).
+    var json: JSONValue {
+        .object([("limit", .number(limit)), ("source", .string(source.rawValue)), ("tokens", tokens.map { .number($0) } ?? .null)])
+    }
 }
 
 import Foundation

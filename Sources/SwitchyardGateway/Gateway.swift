@@ -31,6 +31,8 @@ public final class Gateway: Sendable {
     let replicas = Mutex<[String: ReplicaStatus]>([:])
     /// Managed replicas by admin id (`<model>-<index>`), in start order.
     let controls = Mutex<[(id: String, model: String, index: Int, control: any ManagedReplicaControl)]>([])
+    /// Replicas whose capacity should be asked again (came back healthy).
+    let discoveryRequests: (stream: AsyncStream<CapacityDiscovery.Target>, continuation: AsyncStream<CapacityDiscovery.Target>.Continuation)
 
     public init(config: GatewayConfig, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) {
         self.config = config
@@ -40,11 +42,13 @@ public final class Gateway: Sendable {
         var pools: [String: ModelPool] = [:]
         for model in config.models {
             pools[model.name] = ModelPool(config: model, health: config.health, outlier: config.outlier, lanes: config.lanes,
-                                          tenantWeights: Dictionary(config.tenants.map { ($0.name, $0.weight) }, uniquingKeysWith: { a, _ in a }))
+                                          tenantWeights: Dictionary(config.tenants.map { ($0.name, $0.weight) }, uniquingKeysWith: { a, _ in a }),
+                                          defaultMaxInflight: config.upstream.defaultMaxInflight)
         }
         self.pools = pools
         tenantsByKeyHash = Dictionary(config.tenants.map { ($0.apiKeySHA256, $0.name) }, uniquingKeysWith: { first, _ in first })
         proxy = Proxy(config: config, pools: pools, client: client, metrics: metrics, watch: ClientConnectionWatch(), monitor: monitor)
+        discoveryRequests = AsyncStream.makeStream(of: CapacityDiscovery.Target.self)
     }
 
     /// True once shutdown began: `/readyz` answers 503 so load balancers stop sending traffic.
@@ -55,7 +59,13 @@ public final class Gateway: Sendable {
     }
 
     public var healthChecker: HealthChecker {
-        HealthChecker(pools: config.models.compactMap { pools[$0.name] }, client: client, config: config.health, metrics: metrics, logger: logger)
+        HealthChecker(pools: config.models.compactMap { pools[$0.name] }, client: client, config: config.health, metrics: metrics, logger: logger,
+                      onHealthy: { [discoveryRequests] pool, index in discoveryRequests.continuation.yield(.init(pool: pool, index: index)) })
+    }
+
+    var capacityDiscovery: CapacityDiscovery {
+        CapacityDiscovery(pools: config.models.compactMap { pools[$0.name] }, client: client, timeout: config.upstream.discoveryTimeout,
+                          metrics: metrics, logger: logger, requests: discoveryRequests.stream)
     }
 
     func makeRouter() -> Router<GatewayContext> {
@@ -94,7 +104,7 @@ public final class Gateway: Sendable {
             if let denied = authorizeAdmin(request) { return denied }
             var request = request
             let body = (try? await request.collectBody(upTo: 64 * 1024)) ?? ByteBuffer()
-            return register(body: body)
+            return await register(body: body)
         }
         router.delete("/admin/backends/:id") { [self] request, context in
             if let denied = authorizeAdmin(request) { return denied }
@@ -123,6 +133,7 @@ public final class Gateway: Sendable {
             let replicas = pool.snapshot().map { r in
                 var fields: [(String, JSONValue)] = [("url", .string(r.backend.id)), ("healthy", .bool(r.healthy)), ("ejected", .bool(r.ejected)),
                                                      ("inflight", .number(r.inflight)), ("window", .number(r.window)),
+                                                     ("capacity", r.capacity.json),
                                                      ("error", r.lastError.map(JSONValue.string) ?? .null)]
                 if let e = r.engine {
                     func value(_ v: Double?) -> JSONValue { v.map { .number(String($0)) } ?? .null }
@@ -269,6 +280,7 @@ public final class Gateway: Sendable {
             ] + services.map { .init(service: $0, successTerminationBehavior: .ignore) } + [
                 .init(service: app),
                 .init(service: healthChecker, successTerminationBehavior: .ignore),
+                .init(service: capacityDiscovery, successTerminationBehavior: .ignore),
                 .init(service: PoolTicker(pools: Array(pools.values), metrics: metrics, logger: logger), successTerminationBehavior: .ignore),
                 .init(service: SignalScraper(pools: Array(pools.values), client: client, logger: logger), successTerminationBehavior: .ignore),
                 .init(service: drain, successTerminationBehavior: .ignore),

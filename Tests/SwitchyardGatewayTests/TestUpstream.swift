@@ -35,6 +35,25 @@ struct TestUpstreamContext: RequestContext {
 }
 
 final class TestUpstream: Sendable {
+    /// What the server says about its capacity, at its origin (every behaviour shares it).
+    enum Engine: Sendable {
+        /// No info endpoint; `/metrics` without a waiting queue (capacity unknown).
+        case plain
+        /// llama.cpp: `GET /props` → `total_slots`.
+        case llamacpp(slots: Int)
+        /// SGLang: `GET /get_server_info` → `max_running_requests` (in `internal_states`).
+        case sglang(slots: Int)
+        /// TGI: `GET /info` → `max_concurrent_requests`.
+        case tgi(slots: Int)
+        /// vLLM-like: no info endpoint; `/metrics` reports requests beyond `runs` as waiting.
+        case queueing(runs: Int)
+        /// Odd answers: `/props` is not JSON, `/get_server_info` says 0 slots, `/info` hangs.
+        case odd
+    }
+
+    let engine: Engine
+    /// Chat and completion requests being answered right now.
+    private let active = Atomic<Int>(0)
     private let counts = Mutex<[String: Int]>([:])
     private let closedStreams = Atomic<Int>(0)
     private let lastBody = Mutex<JSONValue?>(nil)
@@ -42,6 +61,12 @@ final class TestUpstream: Sendable {
     private let perConnection = Mutex<[ObjectIdentifier: Int]>([:])
     /// Requests with `"hold": true` wait here until ``release()``.
     let gate = OneShotSignal()
+    /// Requests with `"hold2": true` wait here until ``releaseSecond()``.
+    let gate2 = OneShotSignal()
+
+    init(engine: Engine = .plain) {
+        self.engine = engine
+    }
 
     /// What `/metrics` reports as `llamacpp:kv_cache_usage_ratio`.
     let kvCacheUsage = Mutex<Double>(0)
@@ -52,6 +77,7 @@ final class TestUpstream: Sendable {
     /// `tag` fields of the requests received, in arrival order.
     var arrivals: [String] { tags.withLock { $0 } }
     func release() { gate.fire() }
+    func releaseSecond() { gate2.fire() }
 
     func count(_ behaviour: String) -> Int { counts.withLock { $0[behaviour] ?? 0 } }
     var streamsEndedByClient: Int { closedStreams.load(ordering: .relaxed) }
@@ -73,7 +99,26 @@ final class TestUpstream: Sendable {
         // llama.cpp-style engine metrics; the KV-cache use is set by the test.
         router.get("/metrics") { _, _ in
             let kv = self.kvCacheUsage.withLock { $0 }
-            return "# TYPE llamacpp:kv_cache_usage_ratio gauge\nllamacpp:kv_cache_usage_ratio \(kv)\nllamacpp:requests_processing 1\nllamacpp:requests_deferred 0\n"
+            if case .queueing(let runs) = self.engine {
+                let n = self.active.load(ordering: .relaxed)
+                return "vllm:num_requests_running \(min(n, runs))\nvllm:num_requests_waiting \(max(0, n - runs))\nvllm:kv_cache_usage_perc \(kv)\n"
+            }
+            return "# TYPE llamacpp:kv_cache_usage_ratio gauge\nllamacpp:kv_cache_usage_ratio \(kv)\nllamacpp:requests_processing 1\n"
+        }
+        router.get("/props") { _, _ -> Response in
+            if case .odd = self.engine { return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "<html>slots</html>"))) }
+            guard case .llamacpp(let slots) = self.engine else { return Response(status: .notFound) }
+            return Self.json(#"{"total_slots":\#(slots),"default_generation_settings":{"n_ctx":1024},"build_info":"test"}"#)
+        }
+        router.get("/get_server_info") { _, _ -> Response in
+            if case .odd = self.engine { return Self.json(#"{"max_running_requests":0}"#) }
+            guard case .sglang(let slots) = self.engine else { return Response(status: .notFound) }
+            return Self.json(#"{"max_running_requests":null,"internal_states":[{"max_running_requests":\#(slots),"max_total_num_tokens":8192}]}"#)
+        }
+        router.get("/info") { _, _ -> Response in
+            if case .odd = self.engine { try await Task.sleep(for: .seconds(5)) }
+            guard case .tgi(let slots) = self.engine else { return Response(status: .notFound) }
+            return Self.json(#"{"model_id":"test","max_concurrent_requests":\#(slots),"max_total_tokens":2048}"#)
         }
         router.post("/:behaviour/v1/chat/completions") { request, context in
             try await self.handle(request, context: context)
@@ -99,7 +144,13 @@ final class TestUpstream: Sendable {
         return router
     }
 
+    static func json(_ text: String) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
     func handle(_ request: Request, context: TestUpstreamContext) async throws -> Response {
+        active.add(1, ordering: .relaxed)
+        defer { active.subtract(1, ordering: .relaxed) }
         let behaviour = context.parameters.get("behaviour") ?? "ok"
         counts.withLock { $0[behaviour, default: 0] += 1 }
         var request = request
@@ -108,6 +159,7 @@ final class TestUpstream: Sendable {
         lastBody.withLock { $0 = body }
         if let tag = body["tag"]?.stringValue { tags.withLock { $0.append(tag) } }
         if body["hold"]?.boolValue == true { await gate.wait() }
+        if body["hold2"]?.boolValue == true { await gate2.wait() }
         let stream = body["stream"]?.boolValue ?? false
         let channel = context.channel
         switch behaviour {

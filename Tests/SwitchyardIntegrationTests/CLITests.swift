@@ -40,5 +40,18 @@ import SwitchyardCore
         #expect(text.contains("http://127.0.0.1:8000/v1"))
         #expect(text.contains("SmolLM2"))
         #expect(text.contains("retry: at most 3 attempts per pool, budget 20%"))
+        // Which backends are discovered at run time, and which run under a configured limit.
+        let rows = text.split(separator: "\n")
+        #expect(rows.contains { $0.contains("http://127.0.0.1:8000/v1") && $0.hasSuffix("4 (max_inflight)") }, "\(text)")
+        #expect(rows.contains { $0.contains("http://127.0.0.1:8001/v1") && $0.contains("discovered at run time (/props, /get_server_info, /info, else learned from /metrics, else 256)") },
+                "\(text)")
+    }
+
+    @Test func upstreamSettingsForCapacityAreValidated() throws {
+        let config = try ConfigLoader.load(yaml: "upstream: { default_max_inflight: 64, discovery_timeout: 500ms }")
+        #expect(config.upstream.defaultMaxInflight == 64 && config.upstream.discoveryTimeout == .milliseconds(500))
+        #expect(throws: ConfigError.self) { try ConfigLoader.load(yaml: "upstream: { default_max_inflight: 0 }") }
+        let explicitZero = try ConfigLoader.load(yaml: #"models: [{ name: m, backends: [{ url: "http://127.0.0.1:1/v1", max_inflight: 0 }] }]"#)
+        #expect(explicitZero.models[0].backends[0].maxInflight == 0, "0 stays: unlimited on purpose")
     }
 }

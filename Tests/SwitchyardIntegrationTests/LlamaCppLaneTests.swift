@@ -56,6 +56,32 @@ import SwitchyardTestSupport
         }
     }
 
+    /// No configuration but the upstream URL, as `serve --upstream smollm2=URL` gives: the slot
+    /// count comes from llama.cpp's `/props`, and the lanes order the excess.
+    @Test func withOnlyAnUpstreamTheSlotsAreDiscoveredAndRealtimeOvertakesBatch() async throws {
+        let url = try await LlamaServer.shared.url()
+        let config = GatewayHarness.config(models: [try ConfigLoader.parseUpstreamFlag("smollm2=\(url)")])
+        #expect(config.models[0].backends[0].maxInflight == nil)
+        try await GatewayHarness.with(config) { gateway, base in
+            let pool = try #require(gateway.pools["smollm2"])
+            #expect(await Poll.until(.seconds(10)) { pool.capacity(0)?.source == .props })
+            #expect(pool.capacity(0)?.limit == 4, "llama_server.py runs --parallel 4")
+            var batch: [Task<TestClient.Reply, any Error>] = []
+            for i in 0..<10 {
+                batch.append(Self.send(base, Self.chat("Write a long story about lighthouse number \(i).", maxTokens: 48), headers: ["x-switchyard-lane": "batch"]))
+            }
+            #expect(await Poll.until(.seconds(30)) { pool.queued(lane: "batch") >= 4 && pool.snapshot().first?.inflight == 4 },
+                    "4 slots busy, the rest wait in the batch lane")
+            let realtime = Self.send(base, Self.chat("Say hi.", maxTokens: 8), headers: [:])
+            #expect(await Poll.until(.seconds(30)) { pool.queued(lane: "realtime") == 1 })
+            #expect(await Poll.until(.seconds(60)) { pool.queued(lane: "realtime") == 0 })
+            #expect(pool.queued(lane: "batch") > 0, "the realtime request left the queue while batch work queued before it still waited")
+            #expect(try await realtime.value.status == 200)
+            for task in batch { #expect(try await task.value.status == 200) }
+            #expect(pool.snapshot().allSatisfy { $0.inflight <= 4 })
+        }
+    }
+
     @Test func batchIsPreemptedForARealtimeDeadlineAndNothingIsLost() async throws {
         let url = try await LlamaServer.shared.url()
         let config = config(url) { c in

@@ -32,5 +32,7 @@ import SwitchyardTestSupport
         let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
         #expect(TestClient.events(body).last == "[DONE]", "the stream in flight at SIGTERM completed")
         #expect(await served.stop() == 0)
+        // With --upstream only, the start-up log names the capacity llama.cpp reported.
+        #expect(served.logText.contains("backend capacity discovered: 4 requests at once (llama.cpp /props total_slots)"), "\(served.logText)")
     }
 }

@@ -89,13 +89,18 @@ public enum ConfigLoader {
             if let n = m["shutdown_grace"], let v = r.duration(n, "server.shutdown_grace", allowZero: true) { config.server.shutdownGrace = v }
             if let n = m["fast_path"], let v = r.bool(n, "server.fast_path") { config.server.fastPath = v }
         }
-        if let node = top["upstream"], let m = r.mapping(node, "upstream", allowed: ["connect_timeout", "timeouts", "max_connections_per_backend", "idle_connection_timeout"]) {
+        if let node = top["upstream"], let m = r.mapping(node, "upstream", allowed: ["connect_timeout", "timeouts", "max_connections_per_backend", "idle_connection_timeout",
+                                                                                    "default_max_inflight", "discovery_timeout"]) {
             if let n = m["idle_connection_timeout"], let v = r.duration(n, "upstream.idle_connection_timeout") { config.upstream.idleConnectionTimeout = v }
             if let n = m["connect_timeout"], let v = r.duration(n, "upstream.connect_timeout") { config.upstream.connectTimeout = v }
             if let n = m["timeouts"] { decodeTimeouts(n, "upstream.timeouts", into: &config.upstream.timeouts, reader: &r) }
             if let n = m["max_connections_per_backend"], let v = r.int(n, "upstream.max_connections_per_backend", min: 1) {
                 config.upstream.maxConnectionsPerBackend = v
             }
+            if let n = m["default_max_inflight"], let v = r.int(n, "upstream.default_max_inflight", min: 1, max: 100_000) {
+                config.upstream.defaultMaxInflight = v
+            }
+            if let n = m["discovery_timeout"], let v = r.duration(n, "upstream.discovery_timeout") { config.upstream.discoveryTimeout = v }
         }
         if let node = top["health"], let m = r.mapping(node, "health", allowed: ["enabled", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "path"]) {
             if let n = m["enabled"], let v = r.bool(n, "health.enabled") { config.health.enabled = v }

@@ -76,6 +76,11 @@ public struct UpstreamConfig: Sendable, Equatable {
     /// Idle pooled connections are closed after this; shorter than the 5 s keep-alive timeout of
     /// uvicorn (vLLM, SGLang) and cpp-httplib (llama.cpp), so the gateway closes them first.
     public var idleConnectionTimeout: Duration = .seconds(4)
+    /// Requests in flight per backend whose capacity is neither configured, reported by an info
+    /// endpoint, nor learnable from its metrics: the rest wait in the lanes (no connect storms).
+    public var defaultMaxInflight = 256
+    /// Limit of each capacity-discovery request (`/props`, `/get_server_info`, `/info`, `/metrics`).
+    public var discoveryTimeout: Duration = .seconds(2)
     public init() {}
 }
 
@@ -133,12 +138,13 @@ public struct BackendConfig: Sendable, Equatable {
     /// Model name sent upstream; defaults to the public name.
     public var upstreamModel: String?
     public var weight: Double = 1
-    /// Requests in flight at most (0 = unlimited). For llama.cpp, its slot count.
-    public var maxInflight = 0
+    /// Requests in flight at most (0 = unlimited). Nil: discovered from the engine (llama.cpp
+    /// `/props`, SGLang `/get_server_info`, TGI `/info`) or learned from its waiting queue.
+    public var maxInflight: Int?
     /// Started by Switchyard: routed to only once its supervisor says it is warmed up.
     public var managed = false
 
-    public init(url: String, upstreamModel: String? = nil, weight: Double = 1, maxInflight: Int = 0) {
+    public init(url: String, upstreamModel: String? = nil, weight: Double = 1, maxInflight: Int? = nil) {
         self.url = url
         self.upstreamModel = upstreamModel
         self.weight = weight

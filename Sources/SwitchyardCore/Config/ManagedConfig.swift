@@ -41,10 +41,11 @@ public struct ManagedConfig: Sendable, Equatable {
     public var env: [String: String] = [:]
     public var warmup: [Warmup] = [Warmup()]
     public var readyTimeout: Duration = .seconds(120)
-    /// Slots per replica: the gateway never sends more concurrent requests than this.
-    public var maxInflight: Int {
+    /// Slots per replica: the gateway never sends more concurrent requests than this. Nil for a
+    /// command: its capacity is discovered from the server, like any backend's.
+    public var maxInflight: Int? {
         if case .llamacpp(let s) = server { return s.parallel }
-        return 0
+        return nil
     }
 
     public init() {}

@@ -269,11 +269,7 @@ final class FastExchange: UpstreamDelegate {
     // MARK: Failures, timeouts, the client leaving
 
     private func attemptFailed(_ error: (any Error)?) {
-        let kind = error.map(UpstreamFailure.kind(of:)) ?? .reset
-        proxy.metrics.upstreamError(backend: lease.backend.id, kind: kind)
-        proxy.release(pool, lease, .failure)
-        handOff(Proxy.RetryableFailure(reason: kind.rawValue,
-                                       message: "\(lease.backend.id): \(error.map { "\($0)" } ?? "connection closed before the response")"))
+        handOff(proxy.failedBeforeResponse(error, pool: pool, lease: lease, logger: logger))
     }
 
     /// Nothing reached the client and another replica may do better: the router continues.

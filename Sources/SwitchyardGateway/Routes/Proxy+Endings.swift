@@ -19,6 +19,24 @@ extension Proxy {
                                 status: status, retryAfter: retryAfter)
     }
 
+    /// An attempt that failed before any response came (connect error, reset): counted and its
+    /// lease settled. A connect timeout while the backend is busy with our other requests means
+    /// it cannot take connections at this rate: its learned window shrinks, and the request waits
+    /// in its lane again (``RetryableFailure/requeue``) instead of failing.
+    func failedBeforeResponse(_ error: (any Error)?, pool: ModelPool, lease: ModelPool.Lease, logger: Logger) -> RetryableFailure {
+        let kind = error.map(UpstreamFailure.kind(of:)) ?? .reset
+        metrics.upstreamError(backend: lease.backend.id, kind: kind)
+        var requeue = false
+        if let error, UpstreamFailure.isConnectTimeout(error) {
+            let (again, change) = pool.connectTimedOut(lease)
+            requeue = again
+            if let change { pool.report(change, backend: lease.backend.id, logger: logger) }
+        }
+        release(pool, lease, requeue ? .neutral : .failure)
+        return RetryableFailure(reason: kind.rawValue, message: "\(lease.backend.id): \(error.map { "\($0)" } ?? "connection closed before the response")",
+                                requeue: requeue)
+    }
+
     func stopped(_ reason: StopReason, pool: ModelPool, lease: ModelPool.Lease) -> AttemptResult {
         switch reason {
         case .preempted:

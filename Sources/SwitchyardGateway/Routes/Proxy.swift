@@ -46,7 +46,12 @@ public final class Proxy: Sendable {
         var message: String
         var status: Int?
         var retryAfter: Duration?
+        /// A connect timeout under load: the request waits in its lane again (not a retry).
+        var requeue = false
     }
+
+    /// Times one request may go back to its lane after connect timeouts under load.
+    static let maxConnectRequeues = 5
 
     enum AttemptResult {
         case done(Response)
@@ -66,6 +71,8 @@ public final class Proxy: Sendable {
         var route: String?
         var attempts = 0
         var preemptions = 0
+        /// Times it went back to its lane after a connect timeout under load.
+        var connectRequeues = 0
         /// Time spent waiting for a free slot on a replica.
         var queueWait: Duration = .zero
         var status = 0
@@ -123,13 +130,16 @@ public final class Proxy: Sendable {
         if prior == nil { noteArrival() }
 
         var lastFailure: RetryableFailure? = prior?.failure
+        // The fast path's attempt hit a connect timeout under load: wait in the lane again.
+        let priorRequeued = prior?.failure.requeue == true
         if let prior {
             record.attempts = 1
             record.backend = prior.backend
             record.route = prior.route
+            if priorRequeued { record.connectRequeues = 1 }
         }
         var queueTimedOut = false
-        var requeue = false
+        var requeue = priorRequeued
         // Scanned once: every attempt and fallback queues with the same estimate.
         let inputTokens = request.estimatedInputTokens, outputTokens = request.maxOutputTokens
         let chain = [request.model] + primary.config.fallback
@@ -140,8 +150,8 @@ public final class Proxy: Sendable {
             }
             record.model = modelName
             let affinity = pool.config.routing.policy == .prefixAffinity ? request.affinityKey(prefixChars: pool.config.routing.prefixChars) : nil
-            var tried: Set<Int> = modelIndex == 0 ? Set(prior.map { [$0.replica] } ?? []) : []
-            var attemptsHere = modelIndex == 0 && prior != nil ? 1 : 0
+            var tried: Set<Int> = modelIndex == 0 && !priorRequeued ? Set(prior.map { [$0.replica] } ?? []) : []
+            var attemptsHere = modelIndex == 0 && prior != nil && !priorRequeued ? 1 : 0
             var reusedTriedReplicas = false
             while attemptsHere < maxAttempts {
                 if attemptsHere > 0, !requeue, lane.retry.backoff > .zero {
@@ -220,6 +230,11 @@ public final class Proxy: Sendable {
                     logger.warning("upstream attempt failed", metadata: ["request_id": "\(request.requestID)", "backend": "\(lease.backend.id)",
                                                                      "reason": "\(failure.reason)", "error": "\(failure.message)"])
                     lastFailure = failure
+                    if failure.requeue, record.connectRequeues < Self.maxConnectRequeues {
+                        record.connectRequeues += 1
+                        tried.remove(lease.index)
+                        requeue = true
+                    }
                 case .fail(let error):
                     return finish(error: error, record: &record, logger: logger)
                 case .preempted:
@@ -321,10 +336,7 @@ public final class Proxy: Sendable {
                 release(pool, lease, .failure)
                 return .fail(.upstream("The backend \(backend.id) closed the connection mid-response: \(bodyError.underlying)"))
             }
-            let kind = UpstreamFailure.kind(of: error)
-            metrics.upstreamError(backend: backend.id, kind: kind)
-            release(pool, lease, .failure)
-            return .retry(RetryableFailure(reason: kind.rawValue, message: "\(backend.id): \(error)"))
+            return .retry(failedBeforeResponse(error, pool: pool, lease: lease, logger: logger))
         }
 
         switch reply {

@@ -136,6 +136,24 @@ public final class GatewayMetrics: Sendable {
         gauge("switchyard_backend_window", help: "Current concurrency limit of a replica (adaptive window; 0 = unlimited).", [("backend", backend)]).set(to: Double(window))
     }
 
+    /// The capacity in force on a backend, labelled with where it came from; a backend whose
+    /// source changes keeps one series (the old one is dropped).
+    public func backendCapacity(backend: String, source: String, _ limit: Int) {
+        let previous = capacitySources.withLock { sources -> String? in
+            defer { sources[backend] = source }
+            return sources[backend]
+        }
+        if let previous, previous != source {
+            let key = HandleKey(name: Self.capacityName, labels: [("backend", backend), ("source", previous)])
+            if let old = gauges.withLock({ $0.removeValue(forKey: key) }) { registry.unregisterGauge(old) }
+        }
+        gauge(Self.capacityName, help: "Requests a backend runs at once as Switchyard enforces it (0 = unlimited), by source: config, props, server_info, info, learned, default, pending.",
+              [("backend", backend), ("source", source)]).set(to: Double(limit))
+    }
+
+    static let capacityName = "switchyard_backend_capacity"
+    private let capacitySources = Mutex<[String: String]>([:])
+
     static let batchBuckets: [Double] = [1, 2, 4, 8, 16, 32, 64, 128]
 
     public func coalescedBatch(model: String, size: Int) {

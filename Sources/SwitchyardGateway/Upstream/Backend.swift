@@ -8,7 +8,8 @@ public struct Backend: Sendable {
     public let url: HTTPURL
     public let upstreamModel: String
     public let weight: Double
-    public let maxInflight: Int
+    /// Configured limit on requests in flight (0 = unlimited); nil: discovered or learned.
+    public let maxInflight: Int?
     public let managed: Bool
     /// The `Host` header for requests to it.
     public let hostHeader: String

@@ -9,6 +9,9 @@ public struct HealthChecker: Service {
     let config: HealthCheckConfig
     let metrics: GatewayMetrics
     let logger: Logger
+    /// A backend came back healthy: its capacity is asked again (it may have restarted with
+    /// other settings).
+    var onHealthy: @Sendable (ModelPool, Int) -> Void = { _, _ in }
 
     public func run() async throws {
         guard config.enabled else { return }
@@ -49,6 +52,7 @@ public struct HealthChecker: Service {
         if pool.recordHealthCheck(index, passed: passed, error: problem) {
             if passed {
                 logger.info("backend healthy", metadata: ["model": "\(pool.name)", "backend": "\(backend.id)"])
+                onHealthy(pool, index)
             } else {
                 logger.warning("backend unhealthy", metadata: ["model": "\(pool.name)", "backend": "\(backend.id)", "error": "\(problem ?? "")"])
             }

@@ -10,6 +10,8 @@ extension ModelPool {
     public struct TickReport: Sendable {
         public var queueDepth: [(lane: String, depth: Int)] = []
         public var windows: [(backend: String, window: Int)] = []
+        /// Learned and default windows that grew this tick.
+        public var capacityChanges: [(backend: String, change: LearnedWindow.Change)] = []
     }
 
     /// Timeout actions, total timeouts of queued requests, preemption and the AIMD windows;
@@ -38,6 +40,7 @@ extension ModelPool {
                 s.lastAdaptive = now
                 adaptLocked(&s)
             }
+            report.capacityChanges = growLearned(&s, now: now)
             out += dispatchLocked(&s, now: now)
             report.queueDepth = lanes.keys.sorted().map { ($0, s.scheduler.queued(lane: $0)) }
             report.windows = s.replicas.filter { !$0.removed }.map { ($0.backend.id, limit($0)) }
@@ -103,15 +106,23 @@ extension ModelPool {
         return sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.95).rounded(.up)) - 1)]
     }
 
-    /// Latest `/metrics` of a replica (nil `signals` with `unsupported`: it has none).
-    public func recordSignals(_ index: Int, _ signals: BackendSignals?, unsupported: Bool = false) {
-        let resumptions = state.withLock { s -> [Resumption] in
-            guard s.replicas.indices.contains(index) else { return [] }
-            if let signals { s.replicas[index].signals = signals }
+    /// Latest `/metrics` of a replica (nil `signals` with `unsupported`: it has none). Returns
+    /// what it changed in a learned window.
+    @discardableResult
+    public func recordSignals(_ index: Int, _ signals: BackendSignals?, unsupported: Bool = false) -> LearnedWindow.Change? {
+        let now = self.now
+        let (change, resumptions) = state.withLock { s -> (LearnedWindow.Change?, [Resumption]) in
+            guard s.replicas.indices.contains(index) else { return (nil, []) }
+            var change: LearnedWindow.Change?
+            if let signals {
+                s.replicas[index].signals = signals
+                change = learn(&s, index, from: signals, now: now)
+            }
             s.replicas[index].metricsUnsupported = unsupported
-            return dispatchLocked(&s, now: now)
+            return (change, dispatchLocked(&s, now: now))
         }
         resume(resumptions)
+        return change
     }
 
     /// A request on this replica was cancelled (preempted, or its client left). llama.cpp notices

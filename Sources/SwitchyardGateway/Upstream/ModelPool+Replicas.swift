@@ -45,6 +45,8 @@ extension ModelPool {
         public let window: Int
         /// The engine's own view from its `/metrics`, when scraped.
         public let engine: BackendSignals?
+        /// The capacity in force and where it came from.
+        public let capacity: CapacityStatus
     }
 
     /// Live replicas (registered ones whose heartbeat lapsed are left out), with their index.
@@ -56,7 +58,7 @@ extension ModelPool {
                 if let expiry = r.expiresAt, expiry <= now { return nil }
                 return ReplicaSnapshot(index: i, backend: r.backend, inflight: r.inflight, healthy: r.active.isHealthy,
                                        ejected: r.outlier.admission(now: now) == .refuse, gateOpen: r.gateOpen, lastError: r.active.lastError,
-                                       window: limit(r), engine: r.signals)
+                                       window: limit(r), engine: r.signals, capacity: status(r))
             }
         }
     }
@@ -84,7 +86,8 @@ extension ModelPool {
             r.backend = backend
             r.expiresAt = now + ttl
             r.active.record(passed: true)
-            r.window = Self.makeWindow(config: self.config, lanes: Array(lanes.values), replica: r)
+            r.capacity = initialCapacity(backend)
+            r.window = Self.makeWindow(config: self.config, lanes: Array(lanes.values), slots: slotLimit(r))
             s.replicas.append(r)
             return (s.replicas.count - 1, true, dispatchLocked(&s, now: now))
         }

@@ -18,6 +18,8 @@ public final class ModelPool: Sendable {
     /// Lanes whose queued requests may preempt in-flight work of a lower, preemptible lane.
     let urgentLanes: Set<String>
     let tickInterval: Duration
+    /// Limit of a replica whose capacity is unknown (`upstream.default_max_inflight`).
+    let defaultMaxInflight: Int
 
     struct ReplicaState {
         var backend: Backend
@@ -43,6 +45,23 @@ public final class ModelPool: Sendable {
         var lastPreemptions: Double?
         /// No `/metrics` scrape before this time (see ``noteCancelled(_:)``).
         var quietUntil: Duration?
+        /// How many requests it runs at once, and where that came from.
+        var capacity = Capacity(source: .pending, slots: 0)
+        /// Most requests in flight since the last scheduler tick (is the window full?).
+        var peakInflight = 0
+        /// Requests requeued after a connect timeout under load, for the log.
+        var connectTimeouts = 0
+    }
+
+    /// The concurrency limit in force on a replica.
+    struct Capacity {
+        var source: CapacitySource
+        /// Requests at once (0 = unlimited); for learned and default sources, the window's start.
+        var slots: Int
+        var tokens: Int?
+        /// Learned and default sources: the window that grows and shrinks.
+        var learned: LearnedWindow?
+        var limit: Int { learned?.window ?? slots }
     }
 
     struct ActiveLease {
@@ -148,9 +167,11 @@ public final class ModelPool: Sendable {
     static let placeholder = LaneScheduler(lanes: [])
 
     public init(config: ModelConfig, health: HealthCheckConfig, outlier: OutlierConfig, lanes: [LaneConfig] = LaneConfig.defaults,
-                tenantWeights: [String: Double] = [:], tick: Duration = .milliseconds(10), origin: ContinuousClock.Instant = .now) {
+                tenantWeights: [String: Double] = [:], tick: Duration = .milliseconds(10), origin: ContinuousClock.Instant = .now,
+                defaultMaxInflight: Int = UpstreamConfig().defaultMaxInflight) {
         self.config = config
         self.origin = origin
+        self.defaultMaxInflight = defaultMaxInflight
         tickInterval = tick
         self.lanes = Dictionary(lanes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let worstPreemptible = lanes.filter(\.preemptible).map(\.priority).max()
@@ -170,34 +191,42 @@ public final class ModelPool: Sendable {
                                                    timeoutAction: $0.queue.timeoutAction == .delay ? .delay : .reject) },
             tenantWeights: tenantWeights)
         var state = State(replicas: [], scheduler: scheduler)
-        for backend in config.backends {
+        self.state = Mutex(state)
+        state.replicas = config.backends.map { backend in
             var r = replica
             r.backend = Backend(config: backend, publicModel: config.name)
             r.gateOpen = !backend.managed
-            state.replicas.append(r)
+            r.capacity = initialCapacity(r.backend)
+            r.window = Self.makeWindow(config: config, lanes: lanes, slots: slotLimit(r))
+            return r
         }
-        for i in state.replicas.indices { state.replicas[i].window = Self.makeWindow(config: config, lanes: lanes, replica: state.replicas[i]) }
-        self.state = Mutex(state)
+        self.state.withLock { $0 = state }
+    }
+
+    /// A configured `max_inflight` is in force from the start; any other replica runs under the
+    /// default limit until discovery says more (``applyCapacity(_:_:)``).
+    func initialCapacity(_ backend: Backend) -> Capacity {
+        if let configured = backend.maxInflight { return Capacity(source: .config, slots: configured) }
+        return Capacity(source: .pending, slots: defaultMaxInflight)
     }
 
     /// The AIMD window of a replica, between `min` and its slot limit; nil when disabled or unlimited.
-    static func makeWindow(config: ModelConfig, lanes: [LaneConfig], replica: ReplicaState) -> AdaptiveConcurrency? {
-        guard config.adaptiveConcurrency.enabled else { return nil }
-        let slots = staticLimit(config: config, backend: replica.backend)
-        guard slots > 0 else { return nil }
+    static func makeWindow(config: ModelConfig, lanes: [LaneConfig], slots: Int) -> AdaptiveConcurrency? {
+        guard config.adaptiveConcurrency.enabled, slots > 0 else { return nil }
         return AdaptiveConcurrency(min: config.adaptiveConcurrency.min, max: slots,
                                    tpotSLO: lanes.compactMap(\.slo.tpot).min(), ttftSLO: lanes.compactMap(\.slo.ttft).min())
     }
 
-    /// Slots of a replica before adaptation: `max_inflight` capped by `batching.max_batch_size` (0 = unlimited).
-    static func staticLimit(config: ModelConfig, backend: Backend) -> Int {
-        var cap = backend.maxInflight
+    /// Slots of a replica before adaptation: its capacity in force capped by
+    /// `batching.max_batch_size` (0 = unlimited).
+    func slotLimit(_ r: ReplicaState) -> Int {
+        var cap = r.capacity.limit
         if let size = config.batching.maxBatchSize { cap = cap == 0 ? size : min(cap, size) }
         return cap
     }
 
     func limit(_ r: ReplicaState) -> Int {
-        let cap = Self.staticLimit(config: config, backend: r.backend)
+        let cap = slotLimit(r)
         guard cap > 0, let window = r.window else { return cap }
         return min(cap, window.window)
     }
@@ -380,6 +409,7 @@ public final class ModelPool: Sendable {
         let preemptible = (lane?.preemptible ?? false) && ticket.preemptions < (lane?.maxPreemptions ?? 0)
         let signal = preemptible ? PreemptionSignal() : nil
         s.replicas[index].inflight += 1
+        s.replicas[index].peakInflight = max(s.replicas[index].peakInflight, s.replicas[index].inflight)
         s.replicas[index].inflightTokens += request.inputTokens + request.maxOutputTokens
         s.replicas[index].leases[request.id] = ActiveLease(lane: request.lane, priority: priority, started: now, signal: signal)
         return Lease(index: index, backend: s.replicas[index].backend, isProbe: probe, viaAffinity: affinity, id: request.id,
@@ -506,6 +536,10 @@ public final class ModelPool: Sendable {
                 }
             }
             if let tpot { s.replicas[lease.index].samples.tpot.append(tpot.seconds) }
+            // Read and cleared by the adaptive window and the learned capacity; bounded for
+            // replicas that use neither.
+            if s.replicas[lease.index].samples.ttft.count > 1024 { s.replicas[lease.index].samples.ttft.removeFirst(512) }
+            if s.replicas[lease.index].samples.tpot.count > 1024 { s.replicas[lease.index].samples.tpot.removeFirst(512) }
             if overloaded { s.replicas[lease.index].samples.overloads += 1 }
         }
     }

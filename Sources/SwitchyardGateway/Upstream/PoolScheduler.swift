@@ -20,32 +20,56 @@ struct PoolTicker: Service {
                 n += 1
                 for pool in pools {
                     let report = pool.tick()
+                    for (backend, change) in report.capacityChanges { pool.report(change, backend: backend, logger: logger) }
                     guard n % metricsEvery == 0 else { continue }
                     for (lane, depth) in report.queueDepth { metrics.queueDepth(model: pool.name, lane: lane, depth) }
                     for (backend, window) in report.windows { metrics.backendWindow(backend: backend, window) }
+                    for replica in pool.snapshot() {
+                        metrics.backendCapacity(backend: replica.backend.id, source: replica.capacity.source.rawValue, replica.capacity.limit)
+                    }
                 }
             }
         }
     }
 }
 
-/// Reads each replica's `/metrics` (llama.cpp `llamacpp:*`, vLLM `vllm:*`) for the pools that
-/// enforce memory headroom or adapt their windows: KV-cache use, queue depth, deferrals.
+/// A learned window moved: growth is routine (debug), a shrink says the engine queued or could
+/// not take connections (info).
+extension ModelPool {
+    func report(_ change: LearnedWindow.Change, backend: String, logger: Logger) {
+    switch change {
+    case .grew(let from, let to):
+        logger.debug("learned capacity grew", metadata: ["model": "\(name)", "backend": "\(backend)", "from": "\(from)", "to": "\(to)"])
+    case .shrank(let from, let to, let reason):
+        logger.info("learned capacity shrank", metadata: ["model": "\(name)", "backend": "\(backend)", "from": "\(from)", "to": "\(to)",
+                                                          "reason": "\(reason)"])
+    }
+    }
+}
+
+/// Reads each replica's `/metrics` (llama.cpp `llamacpp:*`, vLLM `vllm:*`, SGLang, TGI) where it is
+/// needed: pools that enforce memory headroom or adapt their windows, and replicas whose capacity
+/// is learned from the engine's waiting queue.
 struct SignalScraper: Service {
     let pools: [ModelPool]
     let client: UpstreamClient
     let logger: Logger
 
+    /// Pools that need every replica's signals.
+    static func watchesAll(_ pool: ModelPool) -> Bool {
+        pool.config.memoryHeadroom != nil || pool.config.adaptiveConcurrency.enabled
+    }
+
     func run() async throws {
-        let watched = pools.filter { $0.config.memoryHeadroom != nil || $0.config.adaptiveConcurrency.enabled }
-        guard !watched.isEmpty else { return }
+        let watched = pools.filter(Self.watchesAll)
         let interval = watched.map { ($0.config.memoryHeadroom ?? MemoryHeadroomConfig()).scrapeInterval }.min() ?? .milliseconds(500)
         await cancelWhenGracefulShutdown {
             var warned: Set<String> = []
             while !Task.isCancelled {
                 await withTaskGroup(of: Void.self) { group in
-                    for pool in watched {
-                        for replica in pool.snapshot() where replica.healthy && !pool.isQuiet(replica.index) {
+                    for pool in pools {
+                        let all = Self.watchesAll(pool)
+                        for replica in pool.snapshot() where replica.healthy && !pool.isQuiet(replica.index) && (all || replica.capacity.source == .learned) {
                             group.addTask { await scrape(pool, replica) }
                         }
                     }
@@ -69,7 +93,9 @@ struct SignalScraper: Service {
             if status == 404 || status == 501 {
                 pool.recordSignals(replica.index, nil, unsupported: true)
             } else if status == 200 {
-                pool.recordSignals(replica.index, BackendSignals.parse(String(buffer: body), scrapedAt: pool.clock))
+                if let change = pool.recordSignals(replica.index, BackendSignals.parse(String(buffer: body), scrapedAt: pool.clock)) {
+                    pool.report(change, backend: replica.backend.id, logger: logger)
+                }
             }
         } catch {
             // Unreachable: the signals age and count as saturated once stale.

@@ -54,6 +54,14 @@ enum UpstreamFailure {
         return false
     }
 
+    /// The TCP connect did not complete in time (AsyncHTTPClient's or NIO's connect timeout): on a
+    /// live backend, its listen backlog is full.
+    static func isConnectTimeout(_ error: any Error) -> Bool {
+        if let e = error as? HTTPClientError, e == .connectTimeout { return true }
+        if let e = error as? ChannelError, case .connectTimeout = e { return true }
+        return String(reflecting: error).lowercased().contains("connecttimeout")
+    }
+
     static func kind(of error: any Error) -> UpstreamErrorKind {
         if let e = error as? HTTPClientError {
             if e == .connectTimeout { return .connect }

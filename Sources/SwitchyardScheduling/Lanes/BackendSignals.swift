@@ -1,5 +1,5 @@
-/// What a model server's own `/metrics` says about its load, from llama.cpp (`llamacpp:*`) or
-/// vLLM (`vllm:*`) names. Stale or missing data counts as saturated.
+/// What a model server's own `/metrics` says about its load, from llama.cpp (`llamacpp:*`), vLLM
+/// (`vllm:*`), SGLang (`sglang:*`) or TGI (`tgi_*`) names. Stale or missing data counts as saturated.
 public struct BackendSignals: Sendable, Equatable {
     public var running: Double?
     public var waiting: Double?
@@ -23,8 +23,9 @@ public struct BackendSignals: Sendable, Equatable {
             guard parts.count >= 2, let value = Double(parts[1]) else { continue }
             let name = parts[0].split(separator: "{").first.map(String.init) ?? ""
             switch name {
-            case "llamacpp:requests_processing", "vllm:num_requests_running": add(value, to: &s.running)
-            case "llamacpp:requests_deferred", "vllm:num_requests_waiting": add(value, to: &s.waiting)
+            case "llamacpp:requests_processing", "vllm:num_requests_running", "sglang:num_running_reqs", "tgi_batch_current_size":
+                add(value, to: &s.running)
+            case "llamacpp:requests_deferred", "vllm:num_requests_waiting", "sglang:num_queue_reqs", "tgi_queue_size": add(value, to: &s.waiting)
             case "llamacpp:kv_cache_usage_ratio", "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc": s.kvCacheUsage = max(s.kvCacheUsage ?? 0, value)
             case "llamacpp:n_requests_deferred_total": add(value, to: &s.deferredTotal)
             case "vllm:num_preemptions_total", "vllm:num_preemptions": add(value, to: &s.preemptionsTotal)

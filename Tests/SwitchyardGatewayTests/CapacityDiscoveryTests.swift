@@ -1,0 +1,146 @@
+import Foundation
+import Testing
+import SwitchyardCore
+import SwitchyardScheduling
+@testable import SwitchyardGateway
+import SwitchyardTestSupport
+
+/// Backends without `max_inflight`: the gateway asks the engine how many requests it runs at once
+/// (or learns it from its waiting queue), so the excess waits in the lanes, in lane order.
+@Suite(.serialized) struct CapacityDiscoveryTests {
+    static func config(port: Int, tweak: (inout GatewayConfig) -> Void = { _ in }) -> GatewayConfig {
+        GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])], tweak: tweak)
+    }
+
+    static func send(_ base: String, _ tag: String, lane: String? = nil, extra: String = "") -> Task<TestClient.Reply, any Error> {
+        let headers = lane.map { ["x-switchyard-lane": $0] } ?? [:]
+        return Task {
+            try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(extra: #","tag":"\#(tag)","max_tokens":4\#(extra)"#),
+                                      headers: headers, client: TestClient.wide)
+        }
+    }
+
+    static func metrics(_ gateway: Gateway) -> String { String(decoding: gateway.metrics.render(), as: UTF8.self) }
+
+    @Test(arguments: [(TestUpstream.Engine.llamacpp(slots: 2), CapacitySource.props, 2048),
+                      (.sglang(slots: 2), .serverInfo, 8192), (.tgi(slots: 2), .info, 2048)])
+    func anEngineThatReportsTwoSlotsGetsTwoAndTheRestWaitInTheLanes(engine: TestUpstream.Engine, source: CapacitySource, tokens: Int) async throws {
+        let upstream = TestUpstream(engine: engine)
+        try await upstream.run { port in
+            try await GatewayHarness.with(Self.config(port: port)) { gateway, base in
+                let pool = try #require(gateway.pools["m"])
+                #expect(await Poll.until { pool.capacity(0)?.source == source })
+                #expect(pool.capacity(0) == ModelPool.CapacityStatus(source: source, limit: 2, tokens: tokens))
+                let backend = "http://127.0.0.1:\(port)/ok/v1"
+                #expect(await Poll.until { Self.metrics(gateway).contains(#"switchyard_backend_capacity{backend="\#(backend)",source="\#(source.rawValue)"} 2"#) })
+
+                let b0 = Self.send(base, "b0", lane: "batch", extra: #","hold":true"#)
+                let b1 = Self.send(base, "b1", lane: "batch", extra: #","hold2":true"#)
+                #expect(await Poll.until { upstream.arrivals.count == 2 })
+                let b2 = Self.send(base, "b2", lane: "batch")
+                #expect(await Poll.until { pool.queued(lane: "batch") == 1 }, "the third request waits in Switchyard, not in the engine")
+                #expect(await Poll.until { Self.metrics(gateway).contains(#"switchyard_queue_depth{model="m",lane="batch"} 1"#) })
+                let b3 = Self.send(base, "b3", lane: "batch")
+                #expect(await Poll.until { pool.queued(lane: "batch") == 2 })
+                let realtime = Self.send(base, "r")
+                #expect(await Poll.until { pool.queued(lane: "realtime") == 1 })
+                #expect(upstream.arrivals.count == 2, "nothing beyond the engine's 2 slots was sent")
+
+                upstream.release()  // b0 ends: one slot frees
+                #expect(try await realtime.value.status == 200)
+                for task in [b0, b2, b3] { #expect(try await task.value.status == 200) }
+                #expect(Array(upstream.arrivals.dropFirst(2)) == ["r", "b2", "b3"], "the realtime request queued last went first")
+                upstream.releaseSecond()
+                #expect(try await b1.value.status == 200)
+
+                let ready = try await TestClient.get("\(base)/readyz")
+                let capacity = ready.json?["models"]?["m"]?["backends"]?.arrayValue?.first?["capacity"]
+                #expect(capacity?["limit"]?.intValue == 2 && capacity?["source"]?.stringValue == source.rawValue, "\(ready.body)")
+            }
+        }
+    }
+
+    @Test func aConfiguredMaxInflightWinsOverTheEngine() async throws {
+        let upstream = TestUpstream(engine: .llamacpp(slots: 2))
+        try await upstream.run { port in
+            var config = Self.config(port: port)
+            config.models[0].backends[0].maxInflight = 5
+            try await GatewayHarness.with(config) { gateway, _ in
+                let pool = try #require(gateway.pools["m"])
+                #expect(await Poll.until { Self.metrics(gateway).contains(#"source="config"} 5"#) })
+                #expect(pool.capacity(0) == ModelPool.CapacityStatus(source: .config, limit: 5, tokens: nil))
+                #expect(pool.discoverable().isEmpty)
+            }
+        }
+    }
+
+    @Test func aWindowIsLearnedFromTheEnginesWaitingQueue() async throws {
+        // Reports requests beyond 3 as waiting, like vLLM's num_requests_waiting.
+        let upstream = TestUpstream(engine: .queueing(runs: 3))
+        try await upstream.run { port in
+            try await GatewayHarness.with(Self.config(port: port)) { gateway, base in
+                let pool = try #require(gateway.pools["m"])
+                #expect(await Poll.until { pool.capacity(0)?.source == .learned })
+                #expect(pool.capacity(0)?.limit == LearnedWindow.Settings().initial)
+                let tasks = (0..<8).map { Self.send(base, "q\($0)", lane: "batch", extra: #","hold":true"#) }
+                #expect(await Poll.until { upstream.arrivals.count == 4 && pool.queued(lane: "batch") == 4 })
+                // Two scrapes in a row see one waiting inside the engine: the window drops to 3.
+                #expect(await Poll.until(.seconds(10)) { pool.capacity(0)?.limit == 3 })
+                upstream.release()
+                for task in tasks { #expect(try await task.value.status == 200) }
+                #expect(upstream.arrivals.count == 8)
+                #expect(pool.capacity(0)?.limit == 3)
+            }
+        }
+    }
+
+    @Test func aBackendThatReportsNothingRunsUnderTheDefaultLimit() async throws {
+        let upstream = TestUpstream(engine: .plain)
+        try await upstream.run { port in
+            let config = Self.config(port: port) { $0.upstream.defaultMaxInflight = 2 }
+            try await GatewayHarness.with(config) { gateway, base in
+                let pool = try #require(gateway.pools["m"])
+                #expect(await Poll.until { pool.capacity(0)?.source == .default })
+                #expect(pool.capacity(0)?.limit == 2)
+                let held = (0..<2).map { Self.send(base, "h\($0)", extra: #","hold":true"#) }
+                #expect(await Poll.until { upstream.arrivals.count == 2 })
+                let third = Self.send(base, "x")
+                #expect(await Poll.until { pool.queued(lane: "realtime") == 1 })
+                upstream.release()
+                for task in held + [third] { #expect(try await task.value.status == 200) }
+            }
+        }
+    }
+
+    @Test func oddAnswersFallBackToTheDefaultWithoutHoldingUpServing() async throws {
+        // /props is not JSON, /get_server_info says 0 slots, /info hangs; /metrics has no queue.
+        let upstream = TestUpstream(engine: .odd)
+        try await upstream.run { port in
+            try await GatewayHarness.with(Self.config(port: port) { $0.upstream.discoveryTimeout = .seconds(2) }) { gateway, base in
+                let pool = try #require(gateway.pools["m"])
+                let reply = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat())
+                #expect(reply.status == 200)
+                #expect(pool.capacity(0)?.source == .pending, "served while /info still hangs")
+                #expect(await Poll.until(.seconds(10)) { pool.capacity(0)?.source == .default })
+                #expect(pool.capacity(0)?.limit == UpstreamConfig().defaultMaxInflight)
+            }
+        }
+    }
+
+    @Test func registeredBackendsAreDiscoveredBeforeTheAnswer() async throws {
+        let upstream = TestUpstream(engine: .tgi(slots: 3))
+        try await upstream.run { port in
+            var config = GatewayHarness.config(models: [GatewayHarness.model("m", [])])
+            config.admin.token = "t"
+            try await GatewayHarness.with(config) { gateway, base in
+                let reply = try await TestClient.post("\(base)/admin/backends", #"{"url":"http://127.0.0.1:\#(port)/ok/v1","model":"m","ttl":30}"#,
+                                                      headers: ["authorization": "Bearer t"])
+                #expect(reply.status == 201)
+                #expect(reply.json?["capacity"]?["limit"]?.intValue == 3 && reply.json?["capacity"]?["source"]?.stringValue == "info", "\(reply.body)")
+                let bad = try await TestClient.post("\(base)/admin/backends", #"{"url":"http://127.0.0.1:\#(port)/x/v1","model":"m","ttl":30,"max_inflight":-1}"#,
+                                                    headers: ["authorization": "Bearer t"])
+                #expect(bad.status == 400 && bad.json?["error"]?["param"]?.stringValue == "max_inflight")
+            }
+        }
+    }
+}
