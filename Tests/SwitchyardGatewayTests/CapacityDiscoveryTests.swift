@@ -144,3 +144,44 @@ import SwitchyardTestSupport
         }
     }
 }
+
+/// Connect timeouts under load, on the pool alone.
+struct ConnectStormTests {
+    static func pool(defaultMaxInflight: Int) -> ModelPool {
+        var health = HealthCheckConfig()
+        health.enabled = false
+        return ModelPool(config: ModelConfig(name: "m", backends: [BackendConfig(url: "http://127.0.0.1:9/v1")]), health: health,
+                         outlier: OutlierConfig(), defaultMaxInflight: defaultMaxInflight)
+    }
+
+    static func ticket() -> ModelPool.Ticket {
+        ModelPool.Ticket(lane: "realtime", tenant: "t", inputTokens: 10, maxOutputTokens: 10, startBy: nil, giveUpAt: .now + .seconds(60))
+    }
+
+    @Test func aConnectTimeoutWhileBusyHalvesTheWindowAndRequeues() throws {
+        let pool = Self.pool(defaultMaxInflight: 16)
+        #expect(pool.capacity(0) == ModelPool.CapacityStatus(source: .pending, limit: 16, tokens: nil))
+        var leases: [ModelPool.Lease] = []
+        for _ in 0..<10 { leases.append(try #require(pool.tryAcquireNow(Self.ticket()))) }
+        let (requeue, change) = pool.connectTimedOut(leases[0])
+        #expect(requeue, "nine others were in flight: the backend is alive but cannot accept this fast")
+        #expect(change == .shrank(from: 16, to: 5, reason: "connect timeout with 10 in flight"))
+        #expect(pool.capacity(0)?.limit == 5)
+        // What discovery then finds keeps the shrunk window (pending → default).
+        pool.applyCapacity(0, .unknown)
+        #expect(pool.capacity(0) == ModelPool.CapacityStatus(source: .default, limit: 5, tokens: nil))
+        for lease in leases { pool.release(lease, outcome: .neutral) }
+        let alone = try #require(pool.tryAcquireNow(Self.ticket()))
+        #expect(pool.connectTimedOut(alone).requeue == false, "nothing else in flight: an ordinary connect failure")
+    }
+
+    @Test func aConfiguredLimitIsNotShrunk() throws {
+        var health = HealthCheckConfig()
+        health.enabled = false
+        let pool = ModelPool(config: ModelConfig(name: "m", backends: [BackendConfig(url: "http://127.0.0.1:9/v1", maxInflight: 8)]),
+                             health: health, outlier: OutlierConfig())
+        let leases = try (0..<4).map { _ in try #require(pool.tryAcquireNow(Self.ticket())) }
+        #expect(pool.connectTimedOut(leases[0]).requeue == false)
+        #expect(pool.capacity(0)?.limit == 8)
+    }
+}

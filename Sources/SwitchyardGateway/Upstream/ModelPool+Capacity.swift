@@ -49,8 +49,11 @@ extension ModelPool {
                                     learned: LearnedWindow(settings: .init(max: defaultMaxInflight), now: now))
             case .unknown:
                 if s.replicas[index].capacity.source == .default { return (nil, []) }
+                // Pending already ran under the default window: keep what connect timeouts taught it.
+                let current = s.replicas[index].capacity
                 capacity = Capacity(source: .default, slots: defaultMaxInflight,
-                                    learned: LearnedWindow(settings: .init(initial: defaultMaxInflight, max: defaultMaxInflight), now: now))
+                                    learned: current.source == .pending ? current.learned
+                                        : LearnedWindow(settings: .init(initial: defaultMaxInflight, max: defaultMaxInflight), now: now))
             }
             s.replicas[index].capacity = capacity
             s.replicas[index].window = Self.makeWindow(config: config, lanes: Array(lanes.values), slots: slotLimit(s.replicas[index]))

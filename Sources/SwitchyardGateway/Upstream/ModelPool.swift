@@ -207,7 +207,9 @@ public final class ModelPool: Sendable {
     /// default limit until discovery says more (``applyCapacity(_:_:)``).
     func initialCapacity(_ backend: Backend) -> Capacity {
         if let configured = backend.maxInflight { return Capacity(source: .config, slots: configured) }
-        return Capacity(source: .pending, slots: defaultMaxInflight)
+        // The default limit, as a window that connect timeouts can shrink before discovery answers.
+        return Capacity(source: .pending, slots: defaultMaxInflight,
+                        learned: LearnedWindow(settings: .init(initial: defaultMaxInflight, max: defaultMaxInflight), now: now))
     }
 
     /// The AIMD window of a replica, between `min` and its slot limit; nil when disabled or unlimited.
