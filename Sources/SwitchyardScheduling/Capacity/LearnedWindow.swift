@@ -67,16 +67,8 @@ public struct LearnedWindow: Sendable, Equatable {
         queuedScrapes = 0
         let ran = running.map { Int($0.rounded(.down)) } ?? (inflight - Int(waiting.rounded(.up)))
         let next = Swift.max(settings.min, Swift.min(window - 1, ran))
-        if probing {
-            probing = false
-            reprobeAfter = Swift.min(settings.maxReprobeAfter, reprobeAfter * 2)
-        }
-        ceiling = next
-        lastChange = now
-        lastWasShrink = true
-        guard next < window else { return nil }
-        defer { window = next }
-        return .shrank(from: window, to: next, reason: "engine queued \(Int(waiting)) with \(ran) running")
+        if probing { reprobeAfter = Swift.min(settings.maxReprobeAfter, reprobeAfter * 2) }
+        return shrink(to: next, now: now, reason: "engine queued \(Int(waiting)) with \(ran) running")
     }
 
     /// A connection to the backend timed out while `inflight` of ours were on it.
@@ -84,13 +76,18 @@ public struct LearnedWindow: Sendable, Equatable {
     public mutating func connectTimedOut(inflight: Int, now: Duration) -> Change? {
         guard !(lastWasShrink && now - lastChange < settings.growEvery) else { return nil }
         let next = Swift.max(settings.min, Swift.min(window, Swift.max(1, inflight)) / 2)
+        return shrink(to: next, now: now, reason: "connect timeout with \(inflight) in flight")
+    }
+
+    /// `next` becomes the ceiling (the most the backend took) and, when lower, the window.
+    private mutating func shrink(to next: Int, now: Duration, reason: String) -> Change? {
         probing = false
         ceiling = next
         lastChange = now
         lastWasShrink = true
         guard next < window else { return nil }
         defer { window = next }
-        return .shrank(from: window, to: next, reason: "connect timeout with \(inflight) in flight")
+        return .shrank(from: window, to: next, reason: reason)
     }
 
     /// True when ``tick(now:saturated:latencyHolds:)`` would look at growing: at most once per
