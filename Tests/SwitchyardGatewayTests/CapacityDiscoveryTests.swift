@@ -185,3 +185,44 @@ struct ConnectStormTests {
         #expect(pool.capacity(0)?.limit == 8)
     }
 }
+
+/// The connect storm end to end: a backend with a full listen backlog while it serves a request.
+@Suite(.serialized) struct ConnectStormGatewayTests {
+    /// On the fast path (the attempt is handed to the router, which queues it again) and on the
+    /// router path alone.
+    @Test(arguments: [true, false])
+    func aConnectTimeoutUnderLoadWaitsInTheLaneInsteadOfFailing(fastPath: Bool) async throws {
+        let backend = try StingyBackend()
+        defer { backend.stop() }
+        let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(backend.port)/v1"])]) { c in
+            c.server.fastPath = fastPath
+            c.upstream.connectTimeout = .milliseconds(250)
+            c.upstream.defaultMaxInflight = 8
+        }
+        try await GatewayHarness.with(config) { gateway, base in
+            let pool = try #require(gateway.pools["m"])
+            #expect(await Poll.until { pool.capacity(0)?.source == .default }, "no info endpoint, no /metrics")
+            backend.acceptOneMoreThenStop()
+            let a = Task { try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(extra: #","hold":true"#), client: TestClient.wide) }
+            #expect(await Poll.until { backend.served.withLock { $0.count } == 5 }, "4 discovery GETs answered; A received and held")
+            let filler = backend.fillBacklog()
+            defer { close(filler) }
+            // B's connection is never accepted: its connect times out while A is in flight.
+            let b = Task { try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(), client: TestClient.wide) }
+            #expect(await Poll.until { pool.capacity(0)?.limit == 1 }, "the window halved from min(8, 2 in flight)")
+            #expect(await Poll.until { pool.queued(lane: "realtime") == 1 }, "B waits in its lane, it did not fail")
+            backend.acceptAll()
+            // The backlog drains (the filler is accepted) before A ends and B goes again.
+            #expect(await Poll.until { backend.accepted == 6 }, "4 discovery connections, A and the filler")
+            backend.releaseHeld()
+            #expect(try await a.value.status == 200)
+            let reply = try await b.value
+            #expect(reply.status == 200, "\(reply.body)")
+            #expect(reply.headers["x-switchyard-attempts"] == "2")
+            let metrics = String(decoding: gateway.metrics.render(), as: UTF8.self)
+            #expect(metrics.contains(#"switchyard_upstream_errors_total{backend="http://127.0.0.1:\#(backend.port)/v1",kind="connect"} 1"#))
+            #expect(!metrics.contains("switchyard_retries_total"), "waiting again in the lane is not a retry")
+            #expect(pool.snapshot().first?.ejected == false)
+        }
+    }
+}

@@ -55,14 +55,18 @@ enum UpstreamFailure {
     }
 
     /// The TCP connect did not complete in time (AsyncHTTPClient's or NIO's connect timeout): on a
-    /// live backend, its listen backlog is full.
+    /// live backend, its listen backlog is full. The request never reached it.
     static func isConnectTimeout(_ error: any Error) -> Bool {
-        if let e = error as? HTTPClientError, e == .connectTimeout { return true }
+        // AsyncHTTPClient answers a request that waited the connect timeout for its pool to open
+        // a connection with getConnectionFromPoolTimeout (the connect itself fails later).
+        if let e = error as? HTTPClientError, e == .connectTimeout || e == .getConnectionFromPoolTimeout { return true }
         if let e = error as? ChannelError, case .connectTimeout = e { return true }
         return String(reflecting: error).lowercased().contains("connecttimeout")
     }
 
     static func kind(of error: any Error) -> UpstreamErrorKind {
+        // NIO's own connect timeout (the fast path's) reads "Connect timeout (250 ms)".
+        if isConnectTimeout(error) { return .connect }
         if let e = error as? HTTPClientError {
             if e == .connectTimeout { return .connect }
             if e == .remoteConnectionClosed { return .reset }
