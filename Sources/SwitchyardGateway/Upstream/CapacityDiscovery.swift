@@ -44,7 +44,7 @@ struct CapacityDiscovery: Service {
         var notes: [String] = []
         for (path, source) in EngineCapacity.endpoints {
             do {
-                let (status, body) = try await client.get(origin + path, timeout: timeout)
+                let (status, body) = try await client.get(origin + path, timeout: timeout, close: true)
                 guard status == 200 else {
                     notes.append("\(path) answered \(status)")
                     continue
@@ -66,7 +66,7 @@ struct CapacityDiscovery: Service {
             }
         }
         do {
-            let (status, body) = try await client.get(origin + "/metrics", timeout: timeout)
+            let (status, body) = try await client.get(origin + "/metrics", timeout: timeout, close: true)
             if status == 200, BackendSignals.parse(String(buffer: body), scrapedAt: pool.clock).waiting != nil {
                 apply(pool, index, backend, .learn, notes: notes)
                 return

@@ -36,8 +36,10 @@ public final class UpstreamClient: Sendable {
     }
 
     /// GET for health checks and `/v1/models`; returns status and body.
-    func get(_ url: String, timeout: Duration) async throws -> (status: Int, body: ByteBuffer) {
-        let request = HTTPClientRequest(url: url)
+    /// `close`: a one-off request (capacity discovery) that leaves no idle connection behind.
+    func get(_ url: String, timeout: Duration, close: Bool = false) async throws -> (status: Int, body: ByteBuffer) {
+        var request = HTTPClientRequest(url: url)
+        if close { request.headers.add(name: "connection", value: "close") }
         let response = try await http.execute(request, timeout: .nanoseconds(Int64(timeout.seconds * 1e9)))
         let body = try await response.body.collect(upTo: 1 << 20)
         return (Int(response.status.code), body)
