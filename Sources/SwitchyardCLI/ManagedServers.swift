@@ -1,11 +1,12 @@
+import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import Logging
 import ServiceLifecycle
-import Synchronization
 import SwitchyardBackends
 import SwitchyardCore
 import SwitchyardGateway
+import Synchronization
 
 /// Wires managed model servers into a gateway: installs the venv, assigns ports, adds the
 /// replicas as backends (closed until warmed up) and builds one supervisor per replica.
@@ -99,5 +100,3 @@ struct ManagedServers {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 }
-
-import ArgumentParser

@@ -1,3 +1,4 @@
+import Foundation
 import SwitchyardCore
 
 /// Per-request SLO thresholds for goodput (a request is good when it succeeded and meets each).
@@ -120,5 +121,3 @@ public struct LaneSummary: Sendable {
         return .object(fields)
     }
 }
-
-import Foundation

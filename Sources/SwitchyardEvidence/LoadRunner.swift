@@ -1,6 +1,10 @@
+import Foundation
+import Histogram
 import NIOCore
-import Synchronization
+import NIOHTTP1
+import NIOPosix
 import SwitchyardCore
+import Synchronization
 
 /// What `switchyard bench` sends and how.
 public struct BenchOptions: Sendable {
@@ -225,8 +229,3 @@ public final class LoadRunner: Sendable {
         return ByteBuffer(bytes: JSONValue.object(fields).serialized())
     }
 }
-
-import Foundation
-import Histogram
-import NIOHTTP1
-import NIOPosix

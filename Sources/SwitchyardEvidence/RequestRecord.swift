@@ -1,3 +1,4 @@
+import Foundation
 import SwitchyardCore
 
 /// Everything measured about one request, on the run's monotonic clock (offsets from its start).
@@ -79,5 +80,3 @@ public struct RequestRecord: Sendable {
         ])
     }
 }
-
-import Foundation

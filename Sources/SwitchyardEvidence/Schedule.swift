@@ -1,3 +1,4 @@
+import Foundation
 import SwitchyardCore
 
 /// How open-loop arrivals are spaced.
@@ -70,5 +71,3 @@ public enum Schedule {
         }
     }
 }
-
-import Foundation

@@ -1,3 +1,4 @@
+import Foundation
 import SwitchyardCore
 
 /// Turns the events of one OpenAI-style SSE stream into the timestamps of reference/metrics.md:
@@ -148,5 +149,3 @@ public struct StreamObserver: Sendable {
     /// Longest gap between token-bearing chunks (the stall), seconds.
     public var maxGap: Double? { gaps.max() }
 }
-
-import Foundation

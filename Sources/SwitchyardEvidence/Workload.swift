@@ -1,3 +1,4 @@
+import Foundation
 import SwitchyardCore
 
 /// A token-count distribution: `fixed:N` (or just `N`), `uniform:LO:HI`, `normal:MEAN:SD`.
@@ -110,5 +111,3 @@ public struct DatasetError: Error, CustomStringConvertible {
     public let message: String
     public var description: String { line > 0 ? "line \(line): \(message)" : message }
 }
-
-import Foundation

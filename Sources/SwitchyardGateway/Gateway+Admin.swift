@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
@@ -181,5 +182,3 @@ extension ModelPool.CapacityStatus {
         .object([("limit", .number(limit)), ("source", .string(source.rawValue)), ("tokens", tokens.map { .number($0) } ?? .null)])
     }
 }
-
-import Foundation

@@ -1,12 +1,13 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
 import ServiceLifecycle
-import UnixSignals
-import Synchronization
 import SwitchyardCore
+import Synchronization
+import UnixSignals
 
 /// The OpenAI-compatible gateway: routes, pools, health checks and graceful shutdown.
 ///
@@ -319,5 +320,3 @@ struct DrainSignal: Service {
         onShutdown()
     }
 }
-
-import Foundation

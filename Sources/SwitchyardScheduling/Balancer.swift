@@ -1,3 +1,6 @@
+import Foundation
+import SwitchyardCore
+
 /// Chooses a replica for a request. Pure: the caller passes a snapshot of the replicas and a
 /// random number generator, so tests can pin every decision.
 ///
@@ -87,6 +90,3 @@ public enum Balancer {
         return hash
     }
 }
-
-import Foundation
-import SwitchyardCore

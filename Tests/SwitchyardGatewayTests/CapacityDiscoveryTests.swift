@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Testing
 import SwitchyardCore
 import SwitchyardScheduling
@@ -224,5 +225,30 @@ struct ConnectStormTests {
             #expect(!metrics.contains("switchyard_retries_total"), "waiting again in the lane is not a retry")
             #expect(pool.snapshot().first?.ejected == false)
         }
+    }
+}
+
+/// Connect failures are read from typed errors (NIO's and AsyncHTTPClient's), on both paths.
+@Suite struct ConnectFailureKindTests {
+    @Test(arguments: [true, false])
+    func aRefusedConnectionIsAConnectFailure(fastPath: Bool) async throws {
+        let backend = "http://127.0.0.1:1/v1"  // nothing listens on port 1
+        let config = GatewayHarness.config(models: [GatewayHarness.model("m", [backend])]) { $0.server.fastPath = fastPath }
+        try await GatewayHarness.with(config) { gateway, base in
+            let reply = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat())
+            #expect(reply.status == 502, "\(reply.body)")
+            let metrics = String(decoding: gateway.metrics.render(), as: UTF8.self)
+            #expect(metrics.contains(#"switchyard_upstream_errors_total{backend="\#(backend)",kind="connect"}"#), "\(metrics)")
+            #expect(!metrics.contains(#"kind="reset""#))
+        }
+    }
+
+    @Test func typedErrorsAreClassified() {
+        #expect(UpstreamFailure.kind(of: IOError(errnoCode: ECONNREFUSED, reason: "connect")) == .connect)
+        #expect(UpstreamFailure.kind(of: IOError(errnoCode: ECONNRESET, reason: "read")) == .reset)
+        #expect(UpstreamFailure.kind(of: ChannelError.connectTimeout(.milliseconds(250))) == .connect)
+        #expect(UpstreamFailure.isConnectTimeout(ChannelError.connectTimeout(.milliseconds(250))))
+        #expect(!UpstreamFailure.isConnectTimeout(IOError(errnoCode: ECONNREFUSED, reason: "connect")))
+        #expect(UpstreamFailure.kind(of: ChannelError.eof) == .reset)
     }
 }

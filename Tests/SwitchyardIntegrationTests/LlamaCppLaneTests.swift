@@ -1,9 +1,10 @@
 import AsyncHTTPClient
 import Foundation
-import Testing
 import SwitchyardCore
-@testable import SwitchyardGateway
 import SwitchyardTestSupport
+import Synchronization
+import Testing
+@testable import SwitchyardGateway
 
 /// Lanes and tenants in front of the real llama.cpp server (4 slots): queue order is observed on
 /// the gateway's own queues, so the checks do not depend on how fast the CPU generates.
@@ -147,5 +148,3 @@ final class Counter: Sendable {
     func add() { count.add(1, ordering: .relaxed) }
     var value: Int { count.load(ordering: .relaxed) }
 }
-
-import Synchronization

@@ -1,3 +1,4 @@
+import Foundation
 import Yams
 
 /// Turns YAML text into a validated ``GatewayConfig``, reporting every invalid field by path.
@@ -325,5 +326,3 @@ public enum ConfigLoader {
         return ModelConfig(name: name, backends: urls.map { BackendConfig(url: $0) })
     }
 }
-
-import Foundation

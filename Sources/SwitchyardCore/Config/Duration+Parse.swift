@@ -1,3 +1,5 @@
+import Foundation
+
 extension Duration {
     /// Parses `250ms`, `1.5s`, `2m`, `1h`, `100us` or a bare number of seconds.
     public static func parse(_ text: String) -> Duration? {
@@ -31,5 +33,3 @@ extension Duration {
         value.rounded() == value ? String(Int(value)) : String(format: "%.3g", value)
     }
 }
-
-import Foundation

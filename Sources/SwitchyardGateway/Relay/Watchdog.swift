@@ -11,67 +11,6 @@ public enum StopReason: Sendable, Equatable {
     case preempted
 }
 
-/// Checks the deadlines of every in-flight upstream operation from one loop, so requests pay no
-/// timer of their own: registering is a lock and a dictionary insert, progress is an atomic store.
-/// Precision is `tick` (timeouts fire up to one tick late).
-public final class TimeoutMonitor: Service, Sendable {
-    struct Entry {
-        let progress: Watchdog.Progress
-        let deadline: ContinuousClock.Instant
-        let fire: @Sendable (StopReason) -> Void
-    }
-
-    private let entries = Mutex<[UInt64: Entry]>([:])
-    private let nextID = Atomic<UInt64>(0)
-    let tick: Duration
-
-    public init(tick: Duration = .milliseconds(10)) {
-        self.tick = tick
-    }
-
-    func register(_ entry: Entry) -> UInt64 {
-        let id = nextID.add(1, ordering: .relaxed).newValue
-        entries.withLock { $0[id] = entry }
-        return id
-    }
-
-    func unregister(_ id: UInt64) {
-        entries.withLock { _ = $0.removeValue(forKey: id) }
-    }
-
-    /// Fires every entry whose deadline or idle limit has passed; returns how many fired.
-    @discardableResult
-    func check(now: ContinuousClock.Instant = .now) -> Int {
-        let expired = entries.withLock { map -> [(Entry, StopReason)] in
-            var expired: [(Entry, StopReason)] = []
-            for (id, entry) in map {
-                var reason: StopReason?
-                if now >= entry.deadline {
-                    reason = .totalTimeout
-                } else if let (limit, idleReason) = entry.progress.idleLimit, now >= entry.progress.lastActivity + limit {
-                    reason = idleReason
-                }
-                if let reason {
-                    expired.append((entry, reason))
-                    map.removeValue(forKey: id)
-                }
-            }
-            return expired
-        }
-        for (entry, reason) in expired { entry.fire(reason) }
-        return expired.count
-    }
-
-    public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: self.tick)
-                self.check()
-            }
-        }
-    }
-}
-
 /// Runs an upstream operation and cancels it when the client disconnects, when no progress is
 /// made for the idle limit, or at the deadline.
 public enum Watchdog {
@@ -168,46 +107,6 @@ public enum Watchdog {
                 if let value = result { return value }
             }
             throw CancellationError()
-        }
-    }
-}
-
-/// A one-time event that any number of tasks can wait for; waiting is cancellable.
-final class OneShotSignal: Sendable {
-    private struct State {
-        var fired = false
-        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
-        var nextID: UInt64 = 0
-    }
-
-    private let state = Mutex(State())
-
-    func fire() {
-        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
-            s.fired = true
-            defer { s.waiters = [:] }
-            return Array(s.waiters.values)
-        }
-        waiters.forEach { $0.resume() }
-    }
-
-    /// Returns when fired, or when the waiting task is cancelled.
-    func wait() async {
-        let id = state.withLock { s -> UInt64 in
-            s.nextID += 1
-            return s.nextID
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = state.withLock { s -> Bool in
-                    if s.fired || Task.isCancelled { return true }
-                    s.waiters[id] = continuation
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        } onCancel: {
-            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
         }
     }
 }

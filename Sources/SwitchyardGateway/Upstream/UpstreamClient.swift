@@ -1,6 +1,8 @@
 import AsyncHTTPClient
+import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import SwitchyardCore
 
 /// The HTTP client used for every backend: pooled keep-alive connections, no redirects, no
@@ -61,23 +63,23 @@ enum UpstreamFailure {
     static func isConnectTimeout(_ error: any Error) -> Bool {
         // AsyncHTTPClient answers a request that waited the connect timeout for its pool to open
         // a connection with getConnectionFromPoolTimeout (the connect itself fails later).
-        if let e = error as? HTTPClientError, e == .connectTimeout || e == .getConnectionFromPoolTimeout { return true }
+        if let e = error as? HTTPClientError { return e == .connectTimeout || e == .getConnectionFromPoolTimeout }
         if let e = error as? ChannelError, case .connectTimeout = e { return true }
-        return String(reflecting: error).lowercased().contains("connecttimeout")
+        if let e = error as? NIOConnectionError { return e.connectionErrors.contains { isConnectTimeout($0.error) } }
+        return false
     }
 
+    /// errno values of a connect that never reached a server.
+    static let connectErrnos: Set<Int32> = [ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EADDRNOTAVAIL, ETIMEDOUT]
+
+    /// Typed: the connect failed (timeout, refused, unreachable, name not resolved) or the
+    /// connection was lost after it was made (everything else).
     static func kind(of error: any Error) -> UpstreamErrorKind {
-        // NIO's own connect timeout (the fast path's) reads "Connect timeout (250 ms)".
         if isConnectTimeout(error) { return .connect }
-        if let e = error as? HTTPClientError {
-            if e == .connectTimeout { return .connect }
-            if e == .remoteConnectionClosed { return .reset }
+        switch error {
+        case is NIOConnectionError, is SocketAddressError: return .connect
+        case let e as IOError where connectErrnos.contains(e.errnoCode): return .connect
+        default: return .reset
         }
-        // Connection refused and resolution failures surface as NIOConnectionError / IOError.
-        let text = String(reflecting: error).lowercased()
-        if text.contains("refused") || text.contains("nioconnectionerror") || text.contains("connecttimeout") || text.contains("resolve") {
-            return .connect
-        }
-        return .reset
     }
 }

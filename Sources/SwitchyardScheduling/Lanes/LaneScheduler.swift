@@ -1,3 +1,6 @@
+import DequeModule
+import HeapModule
+
 /// The queueing core of one model pool, as a pure state machine (no I/O, time passed in).
 ///
 /// - Lanes map to strict priority bands (0 first). A lower band with `minShare > 0` is served
@@ -329,6 +332,3 @@ public struct LaneScheduler: Sendable {
         return rejected
     }
 }
-
-import DequeModule
-import HeapModule
