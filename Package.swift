@@ -3,7 +3,7 @@ import Foundation
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("ExistentialAny")
 ]
 
 let package = Package(
@@ -183,10 +183,11 @@ let package = Package(
 
 // Benchmarks stay off the default graph: SWITCHYARD_BENCHMARKS=1 adds them (bench/*.sh do).
 if ProcessInfo.processInfo.environment["SWITCHYARD_BENCHMARKS"] != nil {
-    package.targets.append(.executableTarget(
-        name: "scheduler-cost",
-        dependencies: ["SwitchyardScheduling"],
-        path: "Benchmarks/SchedulerCost",
-        swiftSettings: swiftSettings
-    ))
+    package.targets.append(
+        .executableTarget(
+            name: "scheduler-cost",
+            dependencies: ["SwitchyardScheduling"],
+            path: "Benchmarks/SchedulerCost",
+            swiftSettings: swiftSettings
+        ))
 }

@@ -52,8 +52,9 @@ public struct PythonEnvironment: Sendable {
             throw InstallError(description: "python3 is needed to run the embedded model server: install it (apt-get install python3 python3-venv)")
         }
         logger.info("installing the model server into \(directory.venv.path) (first run only)", metadata: ["packages": "\(wanted)"])
-        try run(python3, ["-m", "venv", directory.venv.path],
-                failure: "could not create a venv with \(python3): install python3-venv (apt-get install python3-venv)")
+        try run(
+            python3, ["-m", "venv", directory.venv.path],
+            failure: "could not create a venv with \(python3): install python3-venv (apt-get install python3-venv)")
         let pip = [directory.python.path, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "on"]
         let indexHint = "pip could not install \(wanted): is the Python package index reachable (PyPI or a mirror set with PIP_INDEX_URL)?"
         try run(pip[0], Array(pip.dropFirst()) + Self.packages, failure: indexHint)
@@ -76,7 +77,8 @@ public struct PythonEnvironment: Sendable {
         }
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw InstallError(description: "\(failure) (\(executable) \(arguments.prefix(3).joined(separator: " ")) exited \(process.terminationStatus))")
+            throw InstallError(
+                description: "\(failure) (\(executable) \(arguments.prefix(3).joined(separator: " ")) exited \(process.terminationStatus))")
         }
     }
 

@@ -3,8 +3,8 @@ import Foundation
 import Logging
 import NIOCore
 import ServiceLifecycle
-import Synchronization
 import SwitchyardCore
+import Synchronization
 
 /// Runs one managed replica: start → health → warmup → ready, and again after a crash, with
 /// exponential backoff. The gateway routes to it only while `onGate(true)` is in force.
@@ -26,8 +26,10 @@ public final class ReplicaSupervisor: Service, ManagedReplicaControl, Sendable {
     static let maxBackoff: Duration = .seconds(30)
     static let stopGrace: Duration = .seconds(10)
 
-    public init(name: String, port: Int, config: ManagedConfig, directory: DataDirectory, client: HTTPClient, logger: Logger,
-                onGate: @escaping @Sendable (Bool) -> Void, onEvent: @escaping @Sendable (ReplicaStatus) -> Void = { _ in }) {
+    public init(
+        name: String, port: Int, config: ManagedConfig, directory: DataDirectory, client: HTTPClient, logger: Logger,
+        onGate: @escaping @Sendable (Bool) -> Void, onEvent: @escaping @Sendable (ReplicaStatus) -> Void = { _ in }
+    ) {
         self.name = name
         self.port = port
         self.config = config
@@ -60,8 +62,10 @@ public final class ReplicaSupervisor: Service, ManagedReplicaControl, Sendable {
         var args = [python, directory.launcher.path]
         switch config.server {
         case .llamacpp(let s):
-            args += ["llamacpp", "--port", String(port), "--model", s.modelPath, "--parallel", String(s.parallel),
-                     "--ctx", String(s.ctxSize), "--threads", String(s.threads)]
+            args += [
+                "llamacpp", "--port", String(port), "--model", s.modelPath, "--parallel", String(s.parallel),
+                "--ctx", String(s.ctxSize), "--threads", String(s.threads),
+            ]
             if s.embeddings { args.append("--embeddings") }
         case .command(let command):
             args += ["exec", "--"] + command.map { $0.replacingOccurrences(of: "{port}", with: String(port)) }
@@ -78,7 +82,10 @@ public final class ReplicaSupervisor: Service, ManagedReplicaControl, Sendable {
                 self.onGate(false)
                 guard !Task.isCancelled else { break }
                 if self.paused.load(ordering: .relaxed) {
-                    self.update { $0.phase = .stopped; $0.pid = nil }
+                    self.update {
+                        $0.phase = .stopped
+                        $0.pid = nil
+                    }
                     while self.paused.load(ordering: .relaxed), !Task.isCancelled {
                         try? await Task.sleep(for: .milliseconds(100))
                     }
@@ -90,20 +97,33 @@ public final class ReplicaSupervisor: Service, ManagedReplicaControl, Sendable {
                     continue
                 }
                 if ContinuousClock.now - started > .seconds(60) { backoff = .seconds(1) }
-                self.update { $0.phase = .backoff; $0.restarts += 1; $0.lastExit = exit }
-                self.logger.warning("managed replica exited; restarting", metadata: ["replica": "\(self.name)", "exit": "\(exit)", "backoff": "\(backoff.formatted)"])
+                self.update {
+                    $0.phase = .backoff
+                    $0.restarts += 1
+                    $0.lastExit = exit
+                }
+                self.logger.warning(
+                    "managed replica exited; restarting", metadata: ["replica": "\(self.name)", "exit": "\(exit)", "backoff": "\(backoff.formatted)"])
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, Self.maxBackoff)
             }
         }
         await stopProcess()
-        update { $0.phase = .stopped; $0.pid = nil }
+        update {
+            $0.phase = .stopped
+            $0.pid = nil
+        }
     }
 
     /// One life of the process; returns why it ended.
     func runOnce() async -> String {
         let start = ContinuousClock.now
-        update { $0.phase = .starting; $0.loadSeconds = nil; $0.warmupSeconds = nil; $0.readySeconds = nil }
+        update {
+            $0.phase = .starting
+            $0.loadSeconds = nil
+            $0.warmupSeconds = nil
+            $0.readySeconds = nil
+        }
         let process = Process()
         let args = commandLine()
         process.executableURL = URL(fileURLWithPath: args[0])
@@ -138,7 +158,10 @@ public final class ReplicaSupervisor: Service, ManagedReplicaControl, Sendable {
         let deadline = start + config.readyTimeout
         var healthy = false
         while ContinuousClock.now < deadline, process.isRunning, !Task.isCancelled {
-            if await probe() { healthy = true; break }
+            if await probe() {
+                healthy = true
+                break
+            }
             try? await Task.sleep(for: .milliseconds(100))
         }
         guard healthy else {
@@ -151,7 +174,10 @@ public final class ReplicaSupervisor: Service, ManagedReplicaControl, Sendable {
             return reason
         }
         let loaded = ContinuousClock.now
-        update { $0.phase = .warming; $0.loadSeconds = (loaded - start).seconds }
+        update {
+            $0.phase = .warming
+            $0.loadSeconds = (loaded - start).seconds
+        }
         // Warmup: every request must succeed before the replica takes traffic.
         for item in config.warmup {
             for _ in 0..<item.count {
@@ -162,11 +188,17 @@ public final class ReplicaSupervisor: Service, ManagedReplicaControl, Sendable {
             }
         }
         let ready = ContinuousClock.now
-        update { $0.phase = .ready; $0.warmupSeconds = (ready - loaded).seconds; $0.readySeconds = (ready - start).seconds }
-        logger.info("managed replica ready", metadata: [
-            "replica": "\(name)", "load_s": "\(String(format: "%.2f", (loaded - start).seconds))",
-            "warmup_s": "\(String(format: "%.2f", (ready - loaded).seconds))", "ready_s": "\(String(format: "%.2f", (ready - start).seconds))",
-        ])
+        update {
+            $0.phase = .ready
+            $0.warmupSeconds = (ready - loaded).seconds
+            $0.readySeconds = (ready - start).seconds
+        }
+        logger.info(
+            "managed replica ready",
+            metadata: [
+                "replica": "\(name)", "load_s": "\(String(format: "%.2f", (loaded - start).seconds))",
+                "warmup_s": "\(String(format: "%.2f", (ready - loaded).seconds))", "ready_s": "\(String(format: "%.2f", (ready - start).seconds))",
+            ])
         onGate(true)
         var code: Int32 = -1
         for await status in exits {  // ends early when the supervisor is cancelled (shutdown)

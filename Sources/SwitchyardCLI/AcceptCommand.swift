@@ -7,7 +7,8 @@ import SwitchyardEvidence
 struct AcceptCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "accept",
-        abstract: "Run an acceptance spec: lanes with their load and SLOs through phases and faults; PASS/FAIL/VOID per lane, recovery times, evidence bundle.",
+        abstract:
+            "Run an acceptance spec: lanes with their load and SLOs through phases and faults; PASS/FAIL/VOID per lane, recovery times, evidence bundle.",
         discussion: "Exit status: 0 when every lane passed, 2 when one failed, 3 when one is void (the run itself was not valid)."
     )
 
@@ -24,7 +25,8 @@ struct AcceptCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let total = parsed.totalDuration
-        FileHandle.standardError.write(Data("accept: \(parsed.lanes.count) lane(s), \(parsed.phases.count) phase(s), \(total.formatted) against \(parsed.target.url)\n".utf8))
+        FileHandle.standardError.write(
+            Data("accept: \(parsed.lanes.count) lane(s), \(parsed.phases.count) phase(s), \(total.formatted) against \(parsed.target.url)\n".utf8))
         let started = Date()
         let runner = AcceptRunner(spec: parsed) { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
         let result: AcceptRunner.Result
@@ -39,9 +41,10 @@ struct AcceptCommand: AsyncParsableCommand {
         }
         if let out {
             let manifest = Manifest.thisRun(specHash: parsed.sha256, startedAt: started)
-            try EvidenceBundle.write(to: out, manifest: manifest, records: result.records, summaries: result.verdicts.map(\.summary),
-                                     extra: AcceptReport.json(result), markers: result.markers, sampled: result.sampled,
-                                     markdownPreamble: AcceptReport.markdown(result), htmlPreamble: AcceptReport.html(result))
+            try EvidenceBundle.write(
+                to: out, manifest: manifest, records: result.records, summaries: result.verdicts.map(\.summary),
+                extra: AcceptReport.json(result), markers: result.markers, sampled: result.sampled,
+                markdownPreamble: AcceptReport.markdown(result), htmlPreamble: AcceptReport.html(result))
             print("evidence bundle: \(out)")
         }
         if result.verdicts.contains(where: { $0.outcome == .void }) { throw ExitCode(3) }

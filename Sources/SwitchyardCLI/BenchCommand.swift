@@ -33,7 +33,8 @@ struct BenchCommand: AsyncParsableCommand {
 
 extension BenchCommand {
     struct Run: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a load (the default: `switchyard bench --url … --model …`).")
+        static let configuration = CommandConfiguration(
+            commandName: "run", abstract: "Run a load (the default: `switchyard bench --url … --model …`).")
 
         @Option(help: "The server's OpenAI base URL, e.g. http://127.0.0.1:8080/v1.") var url: String
         @Option(help: "Model name to send.") var model: String
@@ -46,7 +47,8 @@ extension BenchCommand {
         @Option(help: "Send at most this many requests.") var requests: Int?
         @Option(help: "Leave requests scheduled in the first part of the run out of the statistics.") var warmup: String = "0s"
         @Option(help: "Seed of the schedule and the synthetic prompts.") var seed: UInt64 = 1
-        @Option(name: .customLong("input-tokens"), help: "Prompt length: N, fixed:N, uniform:LO:HI or normal:MEAN:SD (about one word per token).") var inputTokens: String = "128"
+        @Option(name: .customLong("input-tokens"), help: "Prompt length: N, fixed:N, uniform:LO:HI or normal:MEAN:SD (about one word per token).")
+        var inputTokens: String = "128"
         @Option(name: .customLong("output-tokens"), help: "max_tokens per request, same forms as --input-tokens.") var outputTokens: String = "64"
         @Option(name: .customLong("shared-prefix"), help: "Leading prompt tokens every request shares.") var sharedPrefix: Int = 0
         @Option(help: "JSON lines with prompts: {\"prompt\"}, {\"messages\"} or ShareGPT {\"conversations\"}.") var dataset: String?
@@ -54,7 +56,8 @@ extension BenchCommand {
         @Flag(name: .customLong("ignore-eos"), help: "Ask the server to generate exactly max_tokens (vLLM, llama.cpp).") var ignoreEOS = false
         @Option(help: "Send x-switchyard-lane with this lane.") var lane: String?
         @Option(name: .customLong("api-key"), help: "Bearer key (else $OPENAI_API_KEY when set).") var apiKey: String?
-        @Option(help: "Per-request SLO for goodput, e.g. ttft=500ms,tpot=50ms,e2e=10s,max_stall=2s (TTFT and E2E from the schedule).") var slo: String?
+        @Option(help: "Per-request SLO for goodput, e.g. ttft=500ms,tpot=50ms,e2e=10s,max_stall=2s (TTFT and E2E from the schedule).") var slo:
+            String?
         @Option(help: "Write the evidence bundle to this folder.") var out: String?
         @Option(help: "Event-loop threads of the client (default: the cores; fewer leaves room for a server on the same host).") var threads: Int?
         @Flag(help: "Find the highest --rate (the upper bound) that meets --slo at --attainment, bisecting from --sweep-min.") var sweep = false
@@ -63,16 +66,24 @@ extension BenchCommand {
         @Option(help: "Share of requests that must meet every --slo for a --sweep probe to pass.") var attainment: Double = 0.9
 
         func validate() throws {
-            guard (rate == nil) != (concurrency == nil) else { throw ValidationError("give exactly one of --rate R (open loop) or --concurrency C (closed loop)") }
+            guard (rate == nil) != (concurrency == nil) else {
+                throw ValidationError("give exactly one of --rate R (open loop) or --concurrency C (closed loop)")
+            }
             if let rate, rate <= 0 { throw ValidationError("--rate must be positive, got \(rate)") }
             if let concurrency, concurrency < 1 { throw ValidationError("--concurrency must be at least 1, got \(concurrency)") }
             guard duration != nil || requests != nil else { throw ValidationError("give --duration and/or --requests: every run is bounded") }
             if let duration, Duration.parse(duration) == nil { throw ValidationError("--duration: not a duration: '\(duration)' (e.g. 30s, 2m)") }
             if Duration.parse(warmup) == nil { throw ValidationError("--warmup: not a duration: '\(warmup)'") }
-            if TokenDistribution.parse(inputTokens) == nil { throw ValidationError("--input-tokens: expected N, fixed:N, uniform:LO:HI or normal:MEAN:SD, got '\(inputTokens)'") }
-            if TokenDistribution.parse(outputTokens) == nil { throw ValidationError("--output-tokens: expected N, fixed:N, uniform:LO:HI or normal:MEAN:SD, got '\(outputTokens)'") }
+            if TokenDistribution.parse(inputTokens) == nil {
+                throw ValidationError("--input-tokens: expected N, fixed:N, uniform:LO:HI or normal:MEAN:SD, got '\(inputTokens)'")
+            }
+            if TokenDistribution.parse(outputTokens) == nil {
+                throw ValidationError("--output-tokens: expected N, fixed:N, uniform:LO:HI or normal:MEAN:SD, got '\(outputTokens)'")
+            }
             if BenchOptions.API(rawValue: api) == nil { throw ValidationError("--api: expected chat or completions, got '\(api)'") }
-            if !["constant", "poisson", "gamma"].contains(arrival) { throw ValidationError("--arrival: expected constant, poisson or gamma, got '\(arrival)'") }
+            if !["constant", "poisson", "gamma"].contains(arrival) {
+                throw ValidationError("--arrival: expected constant, poisson or gamma, got '\(arrival)'")
+            }
             if burstiness <= 0 { throw ValidationError("--burstiness must be positive") }
             if HTTPURL(url) == nil { throw ValidationError("--url: not a valid http(s) URL: '\(url)'") }
             if let slo { _ = try Self.parseSLO(slo) }
@@ -81,7 +92,9 @@ extension BenchCommand {
                 guard slo != nil else { throw ValidationError("--sweep needs --slo: it looks for the highest rate that meets it") }
                 guard duration != nil else { throw ValidationError("--sweep needs --duration (the length of each probe)") }
                 if !(0...1).contains(attainment) || attainment == 0 { throw ValidationError("--attainment must be in (0, 1]") }
-                if let sweepMin, let rate, sweepMin <= 0 || sweepMin >= rate { throw ValidationError("--sweep-min must be positive and below --rate") }
+                if let sweepMin, let rate, sweepMin <= 0 || sweepMin >= rate {
+                    throw ValidationError("--sweep-min must be positive and below --rate")
+                }
             }
         }
 
@@ -120,7 +133,9 @@ extension BenchCommand {
             options.workload.sharedPrefix = sharedPrefix
             options.workload.ignoreEOS = ignoreEOS
             if let dataset {
-                guard let text = try? String(contentsOfFile: dataset, encoding: .utf8) else { throw ValidationError("--dataset: cannot read '\(dataset)'") }
+                guard let text = try? String(contentsOfFile: dataset, encoding: .utf8) else {
+                    throw ValidationError("--dataset: cannot read '\(dataset)'")
+                }
                 do {
                     options.workload.prompts = try Workload.loadDataset(text)
                 } catch {
@@ -162,8 +177,9 @@ extension BenchCommand {
             }
             var offered: Double?
             if case .rate(let r, _) = options.load { offered = r }
-            let summary = LaneSummary.compute(lane: options.laneLabel, records: records, offeredRate: offered, slo: slo,
-                                              minimumWindow: options.duration.map { ($0 - options.warmup).seconds })
+            let summary = LaneSummary.compute(
+                lane: options.laneLabel, records: records, offeredRate: offered, slo: slo,
+                minimumWindow: options.duration.map { ($0 - options.warmup).seconds })
             print(Self.table(summary))
             if let out {
                 let manifest = Manifest.thisRun(specHash: nil, startedAt: started)
@@ -189,8 +205,12 @@ extension BenchCommand {
             } catch {
                 throw ValidationError("\(error)")
             }
-            return (records, LaneSummary.compute(lane: options.laneLabel, records: records, offeredRate: rate, slo: slo,
-                                                 minimumWindow: options.duration.map { ($0 - options.warmup).seconds }))
+            return (
+                records,
+                LaneSummary.compute(
+                    lane: options.laneLabel, records: records, offeredRate: rate, slo: slo,
+                    minimumWindow: options.duration.map { ($0 - options.warmup).seconds })
+            )
         }
 
         /// Bisects between --sweep-min and --rate for the highest rate whose probe is valid and
@@ -204,9 +224,12 @@ extension BenchCommand {
             var probes: [(Double, LaneSummary)] = []
             func passes(_ s: LaneSummary) -> Bool { s.invalid.isEmpty && (s.attainment ?? 0) >= attainment }
             func report(_ r: Double, _ s: LaneSummary) {
-                print(String(format: "probe %8.2f req/s: attainment %5.1f%%, goodput %.2f req/s, TTFT p99 %@%@ → %@", r, (s.attainment ?? 0) * 100, s.goodput ?? 0,
-                             s.metric("ttft_sched").map { String(format: "%.0f ms", $0.p99 * 1000) } ?? "-",
-                             s.invalid.isEmpty ? "" : " (not valid: \(s.invalid.joined(separator: "; ")))", passes(s) ? "meets" : "misses"))
+                print(
+                    String(
+                        format: "probe %8.2f req/s: attainment %5.1f%%, goodput %.2f req/s, TTFT p99 %@%@ → %@", r, (s.attainment ?? 0) * 100,
+                        s.goodput ?? 0,
+                        s.metric("ttft_sched").map { String(format: "%.0f ms", $0.p99 * 1000) } ?? "-",
+                        s.invalid.isEmpty ? "" : " (not valid: \(s.invalid.joined(separator: "; ")))", passes(s) ? "meets" : "misses"))
             }
             let (topRecords, top) = try await probe(options, rate: high, slo: slo)
             probes.append((high, top))
@@ -235,20 +258,27 @@ extension BenchCommand {
                 }
             }
             if let best {
-                print(String(format: "highest rate meeting the SLOs at %.0f%% attainment: %.2f req/s (goodput %.2f req/s)%@", attainment * 100, best.rate,
-                             best.summary.goodput ?? 0, best.rate == high ? "; the upper bound itself passed, try a higher --rate" : ""))
+                print(
+                    String(
+                        format: "highest rate meeting the SLOs at %.0f%% attainment: %.2f req/s (goodput %.2f req/s)%@", attainment * 100, best.rate,
+                        best.summary.goodput ?? 0, best.rate == high ? "; the upper bound itself passed, try a higher --rate" : ""))
             } else {
                 print(String(format: "no probed rate met the SLOs at %.0f%% attainment (lowest tried %.2f req/s)", attainment * 100, low))
             }
             if let out, let best {
                 let manifest = Manifest.thisRun(specHash: nil)
-                let sweepJSON = JSONValue.array(probes.map { r, s in
-                    .object([("rate", .number(String(format: "%.4f", r))), ("attainment", s.attainment.map { .number(String(format: "%.4f", $0)) } ?? .null),
-                             ("goodput", s.goodput.map { .number(String(format: "%.4f", $0)) } ?? .null), ("valid", .bool(s.invalid.isEmpty)),
-                             ("meets", .bool(passes(s)))])
-                })
-                try EvidenceBundle.write(to: out, manifest: manifest, records: best.records, summaries: [best.summary],
-                                         extra: [("sweep", sweepJSON), ("best_rate", .number(String(format: "%.4f", best.rate)))])
+                let sweepJSON = JSONValue.array(
+                    probes.map { r, s in
+                        .object([
+                            ("rate", .number(String(format: "%.4f", r))),
+                            ("attainment", s.attainment.map { .number(String(format: "%.4f", $0)) } ?? .null),
+                            ("goodput", s.goodput.map { .number(String(format: "%.4f", $0)) } ?? .null), ("valid", .bool(s.invalid.isEmpty)),
+                            ("meets", .bool(passes(s))),
+                        ])
+                    })
+                try EvidenceBundle.write(
+                    to: out, manifest: manifest, records: best.records, summaries: [best.summary],
+                    extra: [("sweep", sweepJSON), ("best_rate", .number(String(format: "%.4f", best.rate)))])
                 print("evidence bundle (the best probe): \(out)")
             }
         }
@@ -268,12 +298,16 @@ extension BenchCommand {
 
         static func table(_ s: LaneSummary) -> String {
             var lines: [String] = []
-            var head = String(format: "lane %@: %d requests, %d ok, %d failed in %.1f s; %.2f req/s, %.1f output tok/s", s.lane, s.scheduled, s.succeeded,
-                              s.failed, s.window, s.requestThroughput, s.outputTokenThroughput)
+            var head = String(
+                format: "lane %@: %d requests, %d ok, %d failed in %.1f s; %.2f req/s, %.1f output tok/s", s.lane, s.scheduled, s.succeeded,
+                s.failed, s.window, s.requestThroughput, s.outputTokenThroughput)
             if let offered = s.offeredRate { head += String(format: " (offered %.2f, sent %.2f req/s)", offered, s.sendRate) }
             if let g = s.goodput, let a = s.attainment { head += String(format: "; goodput %.2f req/s, attainment %.1f%%", g, a * 100) }
             lines.append(head)
-            lines.append("  " + ["metric", "n", "mean", "p50", "p90", "p99", "p99.9", "max"].map { $0.padding(toLength: 12, withPad: " ", startingAt: 0) }.joined())
+            lines.append(
+                "  "
+                    + ["metric", "n", "mean", "p50", "p90", "p99", "p99.9", "max"].map { $0.padding(toLength: 12, withPad: " ", startingAt: 0) }
+                    .joined())
             for (name, m) in s.metrics {
                 let cells = [m.mean, m.p50, m.p90, m.p99, m.p999, m.max].map { String(format: "%.1fms", $0 * 1000) }
                 lines.append("  " + ([name, String(m.n)] + cells).map { $0.padding(toLength: 12, withPad: " ", startingAt: 0) }.joined())
@@ -289,7 +323,8 @@ extension Manifest {
     /// defaults to the hash of the command line (a bench run's whole specification).
     static func thisRun(specHash: String?, startedAt: Date = Date()) -> Manifest {
         let command = ["switchyard"] + CommandLine.arguments.dropFirst()
-        return Manifest(version: SwitchyardVersion.current, command: command, gitCommit: Manifest.gitCommit(),
-                        specHash: specHash ?? SHA256.hex(command.joined(separator: " ")), startedAt: startedAt)
+        return Manifest(
+            version: SwitchyardVersion.current, command: command, gitCommit: Manifest.gitCommit(),
+            specHash: specHash ?? SHA256.hex(command.joined(separator: " ")), startedAt: startedAt)
     }
 }

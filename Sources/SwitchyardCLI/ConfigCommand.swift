@@ -46,17 +46,28 @@ public enum EffectiveConfig {
     public static func render(_ c: GatewayConfig) -> String {
         var lines: [String] = []
         lines.append("configuration OK")
-        lines.append("server: listen \(c.server.host):\(c.server.port), max body \(c.server.maxBodyBytes) bytes, shutdown grace \(c.server.shutdownGrace.formatted), fast path \(c.server.fastPath ? "on" : "off")")
+        lines.append(
+            "server: listen \(c.server.host):\(c.server.port), max body \(c.server.maxBodyBytes) bytes, shutdown grace \(c.server.shutdownGrace.formatted), fast path \(c.server.fastPath ? "on" : "off")"
+        )
         let t = c.upstream.timeouts
-        lines.append("upstream: connect timeout \(c.upstream.connectTimeout.formatted), first byte \(t.firstByte.formatted), idle \(t.idle.formatted), total \(t.total.formatted), max connections/backend \(c.upstream.maxConnectionsPerBackend), idle connections closed after \(c.upstream.idleConnectionTimeout.formatted)")
-        lines.append(c.health.enabled
-            ? "health: GET \(c.health.path) every \(c.health.interval.formatted) (timeout \(c.health.timeout.formatted)), healthy after \(c.health.healthyThreshold), unhealthy after \(c.health.unhealthyThreshold)"
-            : "health: active checks disabled (backends are assumed healthy)")
-        lines.append("outlier ejection: after \(c.outlier.consecutiveFailures) consecutive failures, for \(c.outlier.baseEjection.formatted) doubling up to \(c.outlier.maxEjection.formatted); one probe request re-admits")
-        lines.append("retry: at most \(c.retry.maxAttempts) attempts per pool, budget \(Int(c.retry.budgetRatio * 100))% of requests per \(c.retry.budgetWindow.formatted) (min \(c.retry.minRetriesPerWindow)), honour Retry-After up to \(c.retry.maxRetryAfter.formatted); only before the first byte, only connection failures and 429/503")
-        lines.append(c.tenants.isEmpty
-            ? "tenants: none (no API keys required; one anonymous tenant)"
-            : "tenants: " + c.tenants.map { "\($0.name) (weight \(trim($0.weight)))" }.joined(separator: ", ") + "; API key required (Authorization: Bearer)")
+        lines.append(
+            "upstream: connect timeout \(c.upstream.connectTimeout.formatted), first byte \(t.firstByte.formatted), idle \(t.idle.formatted), total \(t.total.formatted), max connections/backend \(c.upstream.maxConnectionsPerBackend), idle connections closed after \(c.upstream.idleConnectionTimeout.formatted)"
+        )
+        lines.append(
+            c.health.enabled
+                ? "health: GET \(c.health.path) every \(c.health.interval.formatted) (timeout \(c.health.timeout.formatted)), healthy after \(c.health.healthyThreshold), unhealthy after \(c.health.unhealthyThreshold)"
+                : "health: active checks disabled (backends are assumed healthy)")
+        lines.append(
+            "outlier ejection: after \(c.outlier.consecutiveFailures) consecutive failures, for \(c.outlier.baseEjection.formatted) doubling up to \(c.outlier.maxEjection.formatted); one probe request re-admits"
+        )
+        lines.append(
+            "retry: at most \(c.retry.maxAttempts) attempts per pool, budget \(Int(c.retry.budgetRatio * 100))% of requests per \(c.retry.budgetWindow.formatted) (min \(c.retry.minRetriesPerWindow)), honour Retry-After up to \(c.retry.maxRetryAfter.formatted); only before the first byte, only connection failures and 429/503"
+        )
+        lines.append(
+            c.tenants.isEmpty
+                ? "tenants: none (no API keys required; one anonymous tenant)"
+                : "tenants: " + c.tenants.map { "\($0.name) (weight \(trim($0.weight)))" }.joined(separator: ", ")
+                    + "; API key required (Authorization: Bearer)")
         lines.append("admin API: \(c.admin.token == nil ? "disabled (no admin.token)" : "enabled")")
         lines.append("")
         lines.append(contentsOf: laneTable(c))
@@ -68,20 +79,27 @@ public enum EffectiveConfig {
             if model.routing.policy == .prefixAffinity {
                 routing += " (first \(model.routing.prefixChars) chars, bound (1+\(model.routing.balanceFactor))× average load)"
             }
-            lines.append("  \(model.name): routing \(routing); fallback \(model.fallback.isEmpty ? "none" : model.fallback.joined(separator: " → ")); queue timeout \(model.queueTimeout.formatted); timeouts first byte \(mt.firstByte.formatted), idle \(mt.idle.formatted), total \(mt.total.formatted)")
+            lines.append(
+                "  \(model.name): routing \(routing); fallback \(model.fallback.isEmpty ? "none" : model.fallback.joined(separator: " → ")); queue timeout \(model.queueTimeout.formatted); timeouts first byte \(mt.firstByte.formatted), idle \(mt.idle.formatted), total \(mt.total.formatted)"
+            )
             if let m = model.managed {
                 let server: String
                 switch m.server {
-                case .llamacpp(let l): server = "llama.cpp \(l.modelPath == "embedded" ? "SmolLM2-135M-Instruct (embedded)" : l.modelPath), \(l.parallel) slots, ctx \(l.ctxSize), \(l.threads) threads\(l.embeddings ? ", embeddings" : "")"
+                case .llamacpp(let l):
+                    server =
+                        "llama.cpp \(l.modelPath == "embedded" ? "SmolLM2-135M-Instruct (embedded)" : l.modelPath), \(l.parallel) slots, ctx \(l.ctxSize), \(l.threads) threads\(l.embeddings ? ", embeddings" : "")"
                 case .command(let c): server = "command: \(c.joined(separator: " "))"
                 }
                 let warmup = m.warmup.map { "\($0.count)× \($0.maxTokens) tokens" }.joined(separator: ", ")
-                lines.append("    managed: \(m.replicas) replica\(m.replicas == 1 ? "" : "s") of \(server); port \(m.port.map(String.init) ?? "auto"); warmup \(warmup.isEmpty ? "none" : warmup); ready timeout \(m.readyTimeout.formatted)")
+                lines.append(
+                    "    managed: \(m.replicas) replica\(m.replicas == 1 ? "" : "s") of \(server); port \(m.port.map(String.init) ?? "auto"); warmup \(warmup.isEmpty ? "none" : warmup); ready timeout \(m.readyTimeout.formatted)"
+                )
             }
             lines.append("    scheduling: " + schedulingSummary(model))
             lines.append("    " + pad("backend", 40) + pad("upstream model", 24) + pad("weight", 8) + "max in-flight")
             for b in model.backends {
-                lines.append("    " + pad(b.url, 40) + pad(b.upstreamModel ?? model.name, 24) + pad(trim(b.weight), 8) + Self.capacityText(b.maxInflight, c))
+                lines.append(
+                    "    " + pad(b.url, 40) + pad(b.upstreamModel ?? model.name, 24) + pad(trim(b.weight), 8) + Self.capacityText(b.maxInflight, c))
             }
         }
         return lines.joined(separator: "\n")
@@ -90,8 +108,10 @@ public enum EffectiveConfig {
     /// The queue policy of every lane, one row each: what batching and shedding will do, as
     /// reviewable evidence. Lane choice: x-switchyard-lane, else stream → streaming, else realtime.
     static func laneTable(_ c: GatewayConfig) -> [String] {
-        let header = ["lane", "priority", "min share", "queue max", "queue timeout", "on timeout", "ttft", "tpot", "e2e", "max stall",
-                      "attempts", "backoff", "sheddable", "preemptible"]
+        let header = [
+            "lane", "priority", "min share", "queue max", "queue timeout", "on timeout", "ttft", "tpot", "e2e", "max stall",
+            "attempts", "backoff", "sheddable", "preemptible",
+        ]
         var rows: [[String]] = [header]
         for lane in c.lanes {
             rows.append([
@@ -104,7 +124,9 @@ public enum EffectiveConfig {
             ])
         }
         let widths = header.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
-        var lines = ["lanes (x-switchyard-lane; else stream → streaming, else realtime; lower priority number first; fair share between tenants inside a lane):"]
+        var lines = [
+            "lanes (x-switchyard-lane; else stream → streaming, else realtime; lower priority number first; fair share between tenants inside a lane):"
+        ]
         for row in rows {
             lines.append("  " + row.enumerated().map { i, cell in pad(cell, widths[i] + 1) }.joined().trimmingCharacters(in: .whitespaces))
         }
@@ -114,11 +136,16 @@ public enum EffectiveConfig {
     static func schedulingSummary(_ model: ModelConfig) -> String {
         var parts: [String] = []
         let b = model.batching
-        parts.append("per replica at most " + (b.maxBatchSize.map { "\($0) in flight" } ?? "its capacity in flight")
-                     + (b.maxBatchTokens.map { ", \($0) tokens (prompt + max output)" } ?? ""))
-        parts.append(b.maxQueueDelay > .zero ? "embeddings coalesced up to \(b.maxBatchSize ?? 8) inputs or \(b.maxQueueDelay.formatted)" : "embeddings not coalesced")
+        parts.append(
+            "per replica at most " + (b.maxBatchSize.map { "\($0) in flight" } ?? "its capacity in flight")
+                + (b.maxBatchTokens.map { ", \($0) tokens (prompt + max output)" } ?? ""))
+        parts.append(
+            b.maxQueueDelay > .zero
+                ? "embeddings coalesced up to \(b.maxBatchSize ?? 8) inputs or \(b.maxQueueDelay.formatted)" : "embeddings not coalesced")
         if let h = model.memoryHeadroom {
-            parts.append("dispatch while KV cache < \(trim(h.kvCacheMax * 100))% (/metrics every \(h.scrapeInterval.formatted), stale after \(h.metricsStaleAfter.formatted) = saturated)")
+            parts.append(
+                "dispatch while KV cache < \(trim(h.kvCacheMax * 100))% (/metrics every \(h.scrapeInterval.formatted), stale after \(h.metricsStaleAfter.formatted) = saturated)"
+            )
         }
         parts.append("preemption issued \(model.preemptionLead.formatted) before a deadline")
         if model.adaptiveConcurrency.enabled {
@@ -133,7 +160,8 @@ public enum EffectiveConfig {
         switch maxInflight {
         case .some(0): return "unlimited (max_inflight: 0)"
         case .some(let n): return "\(n) (max_inflight)"
-        case .none: return "discovered at run time (/props, /get_server_info, /info, else learned from /metrics, else \(c.upstream.defaultMaxInflight))"
+        case .none:
+            return "discovered at run time (/props, /get_server_info, /info, else learned from /metrics, else \(c.upstream.defaultMaxInflight))"
         }
     }
 

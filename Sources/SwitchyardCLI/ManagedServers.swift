@@ -55,8 +55,10 @@ struct ManagedServers {
         }
     }
 
-    static func supervisors(_ replicas: [Replica], gateway: Gateway, directory: DataDirectory, client: HTTPClient, logger: Logger,
-                            onAllReady: @escaping @Sendable () -> Void) -> [ReplicaSupervisor] {
+    static func supervisors(
+        _ replicas: [Replica], gateway: Gateway, directory: DataDirectory, client: HTTPClient, logger: Logger,
+        onAllReady: @escaping @Sendable () -> Void
+    ) -> [ReplicaSupervisor] {
         let readyNames = Mutex<Set<String>>([])
         let announced = Atomic<Bool>(false)
         let total = replicas.count

@@ -1,10 +1,10 @@
 import ArgumentParser
+import AsyncHTTPClient
 import Foundation
 import Logging
+import SwitchyardBackends
 import SwitchyardCore
 import SwitchyardGateway
-import SwitchyardBackends
-import AsyncHTTPClient
 import Synchronization
 
 /// `switchyard serve`: run the gateway from a config file and/or quick-start flags.
@@ -62,7 +62,9 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             try await gateway.run(services: supervisors) { port in
                 logger.info("listening", metadata: ["port": "\(port)"])
-                if !replicas.isEmpty { logger.info("waiting for managed model servers to start and warm up", metadata: ["replicas": "\(replicas.count)"]) }
+                if !replicas.isEmpty {
+                    logger.info("waiting for managed model servers to start and warm up", metadata: ["replicas": "\(replicas.count)"])
+                }
                 announcer.listening(port: port)
             }
         } catch {

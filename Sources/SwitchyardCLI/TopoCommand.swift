@@ -85,7 +85,8 @@ struct TopoCommand: AsyncParsableCommand {
 
     struct Compare: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "compare", abstract: "Check that hosts agree (MTU, GID index, GPU product, driver, NIC rate) from their `topo --format json` reports.")
+            commandName: "compare",
+            abstract: "Check that hosts agree (MTU, GID index, GPU product, driver, NIC rate) from their `topo --format json` reports.")
 
         @Argument(help: "Two or more JSON reports.")
         var reports: [String]
@@ -107,11 +108,16 @@ struct TopoCommand: AsyncParsableCommand {
             let failed = checks.filter { $0.status == .fail }.count
             switch format {
             case .json:
-                struct Out: Encodable { let hosts: [String]; let checks: [CheckResult] }
+                struct Out: Encodable {
+                    let hosts: [String]
+                    let checks: [CheckResult]
+                }
                 print(String(decoding: try TopoReport.encoder.encode(Out(hosts: loaded.map(\.host.hostname), checks: checks)), as: UTF8.self))
             case .table, .markdown:
                 for c in checks {
-                    print("\(c.status.rawValue.uppercased().padding(toLength: 6, withPad: " ", startingAt: 0)) \(c.id.padding(toLength: 22, withPad: " ", startingAt: 0)) \(c.subject): \(c.message)")
+                    print(
+                        "\(c.status.rawValue.uppercased().padding(toLength: 6, withPad: " ", startingAt: 0)) \(c.id.padding(toLength: 22, withPad: " ", startingAt: 0)) \(c.subject): \(c.message)"
+                    )
                     if c.status == .fail { c.evidence.forEach { print("       \($0.source) = \($0.value)") } }
                 }
                 print("\(checks.count - failed) passed, \(failed) failed")
@@ -134,7 +140,9 @@ struct TopoCommand: AsyncParsableCommand {
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("cannot read '\(path)'") }
             return text
         }
-        guard live, let smi = ["/usr/bin/nvidia-smi", "/usr/local/bin/nvidia-smi"].first(where: FileManager.default.isExecutableFile) else { return nil }
+        guard live, let smi = ["/usr/bin/nvidia-smi", "/usr/local/bin/nvidia-smi"].first(where: FileManager.default.isExecutableFile) else {
+            return nil
+        }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: smi)
         process.arguments = command

@@ -4,19 +4,30 @@ import SwitchyardCore
 public enum AcceptReport {
     public static func json(_ result: AcceptRunner.Result) -> [(String, JSONValue)] {
         func num(_ v: Double?) -> JSONValue { v.map { .number(String(format: "%.3f", $0)) } ?? .null }
-        let verdicts = JSONValue.array(result.verdicts.map { v in
-            .object([
-                ("lane", .string(v.lane)), ("verdict", .string(v.outcome.rawValue)), ("reasons", .array(v.reasons.map(JSONValue.string))),
-                ("recoveries", .array(v.recoveries.map { r in
-                    .object([("phase", .string(r.phase)), ("fault", .string(r.fault)), ("lifted_at_s", num(r.liftedAt)),
-                             ("recovery_s", num(r.seconds)), ("pre_fault_goodput", num(r.preFaultGoodput))])
-                })),
-            ])
-        })
-        let phases = JSONValue.array(result.phases.map { p in
-            .object([("name", .string(p.name)), ("start_s", num(p.start)), ("end_s", num(p.end)), ("fault", p.fault.map { .string($0.label) } ?? .null),
-                     ("judged", .bool(p.judged))])
-        })
+        let verdicts = JSONValue.array(
+            result.verdicts.map { v in
+                .object([
+                    ("lane", .string(v.lane)), ("verdict", .string(v.outcome.rawValue)), ("reasons", .array(v.reasons.map(JSONValue.string))),
+                    (
+                        "recoveries",
+                        .array(
+                            v.recoveries.map { r in
+                                .object([
+                                    ("phase", .string(r.phase)), ("fault", .string(r.fault)), ("lifted_at_s", num(r.liftedAt)),
+                                    ("recovery_s", num(r.seconds)), ("pre_fault_goodput", num(r.preFaultGoodput)),
+                                ])
+                            })
+                    ),
+                ])
+            })
+        let phases = JSONValue.array(
+            result.phases.map { p in
+                .object([
+                    ("name", .string(p.name)), ("start_s", num(p.start)), ("end_s", num(p.end)),
+                    ("fault", p.fault.map { .string($0.label) } ?? .null),
+                    ("judged", .bool(p.judged)),
+                ])
+            })
         var fields: [(String, JSONValue)] = [("verdicts", verdicts), ("phases", phases)]
         if !result.chaosCounts.isEmpty {
             fields.append(("chaos_proxy", .object(result.chaosCounts.sorted { $0.key < $1.key }.map { ($0.key, .number($0.value)) })))
@@ -29,9 +40,11 @@ public enum AcceptReport {
         for v in result.verdicts {
             out += "- **\(v.lane): \(v.outcome.rawValue)**\n" + v.reasons.map { "  - \($0)\n" }.joined()
         }
-        out += "\nPhases: " + result.phases.map { p in
-            String(format: "%@ %.0f–%.0f s%@%@", p.name, p.start, p.end, p.fault.map { " (\($0.label))" } ?? "", p.judged ? "" : " (not judged)")
-        }.joined(separator: "; ") + ".\n\n"
+        out +=
+            "\nPhases: "
+            + result.phases.map { p in
+                String(format: "%@ %.0f–%.0f s%@%@", p.name, p.start, p.end, p.fault.map { " (\($0.label))" } ?? "", p.judged ? "" : " (not judged)")
+            }.joined(separator: "; ") + ".\n\n"
         return out
     }
 

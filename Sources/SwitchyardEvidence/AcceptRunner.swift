@@ -1,8 +1,8 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
-import Synchronization
 import SwitchyardCore
+import Synchronization
 
 /// Runs an ``AcceptSpec``: every lane's load at once, the phases on a timer with their faults,
 /// the gateway's queue depth sampled from its /metrics, then the verdicts.
@@ -104,17 +104,21 @@ public final class AcceptRunner: Sendable {
         let verdicts = spec.lanes.map { lane -> LaneVerdict in
             var offered: Double?
             if case .rate(let r, _) = lane.load { offered = r }
-            return LaneVerdict.judge(lane: lane, records: records.filter { $0.lane == lane.name }, phases: spans,
-                                     recoveryWithin: spec.recoveryWithin?.seconds, offeredRate: offered)
+            return LaneVerdict.judge(
+                lane: lane, records: records.filter { $0.lane == lane.name }, phases: spans,
+                recoveryWithin: spec.recoveryWithin?.seconds, offeredRate: offered)
         }
         let sampled = collected.samples.withLock { s in s.keys.sorted().map { SampledSeries(name: "queue \($0)", points: s[$0]!) } }
-        return Result(records: records.sorted { ($0.lane, $0.id) < ($1.lane, $1.id) }, phases: spans, markers: collected.markers.withLock { $0 },
-                      sampled: sampled, verdicts: verdicts, chaosCounts: proxy?.injected ?? [:])
+        return Result(
+            records: records.sorted { ($0.lane, $0.id) < ($1.lane, $1.id) }, phases: spans, markers: collected.markers.withLock { $0 },
+            sampled: sampled, verdicts: verdicts, chaosCounts: proxy?.injected ?? [:])
     }
 
     /// Applies each phase's fault at its start and lifts it at its end.
-    func runPhases(origin: ContinuousClock.Instant, spans: [LaneVerdict.PhaseSpan], chaos: ChaosProxy?, http: HTTPClient,
-                   collected: Collected) async {
+    func runPhases(
+        origin: ContinuousClock.Instant, spans: [LaneVerdict.PhaseSpan], chaos: ChaosProxy?, http: HTTPClient,
+        collected: Collected
+    ) async {
         for span in spans {
             try? await Task.sleep(until: origin + .seconds(span.start), clock: .continuous)
             log(String(format: "%6.1fs phase %@%@", span.start, span.name, span.fault.map { " — fault: \($0.label)" } ?? ""))
@@ -157,7 +161,8 @@ public final class AcceptRunner: Sendable {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.compactMap { entry -> Int32? in
             guard let candidate = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { return nil }
+                let close = stat.lastIndex(of: ")")
+            else { return nil }
             let fields = stat[stat.index(after: close)...].split(separator: " ")
             return fields.count > 1 && Int32(fields[1]) == pid ? candidate : nil
         }
@@ -184,12 +189,15 @@ public final class AcceptRunner: Sendable {
     }
 
     /// `switchyard_queue_depth` of the target model, per lane, every second.
-    func sample(_ url: String, origin: ContinuousClock.Instant, until end: ContinuousClock.Instant, http: HTTPClient,
-                collected: Collected) async {
+    func sample(
+        _ url: String, origin: ContinuousClock.Instant, until end: ContinuousClock.Instant, http: HTTPClient,
+        collected: Collected
+    ) async {
         let prefix = "switchyard_queue_depth{model=\"\(spec.target.model)\",lane=\""
         while ContinuousClock.now < end {
             if let response = try? await http.execute(HTTPClientRequest(url: url), timeout: .seconds(2)),
-               let body = try? await response.body.collect(upTo: 8 << 20) {
+                let body = try? await response.body.collect(upTo: 8 << 20)
+            {
                 let t = (ContinuousClock.now - origin).seconds
                 for line in String(buffer: body).split(separator: "\n") where line.hasPrefix(prefix) {
                     let rest = line.dropFirst(prefix.count)

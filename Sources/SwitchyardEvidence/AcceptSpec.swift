@@ -119,7 +119,11 @@ public struct AcceptSpec: Sendable {
             throw ConfigError(issues: r.issues.isEmpty ? [ConfigIssue(path: "", message: "empty spec")] : r.issues)
         }
         if let n = top["target"], let m = r.mapping(n, "target", allowed: ["url", "model", "metrics_url", "admin_url", "admin_token"]) {
-            if let v = m["url"] { spec.target.url = r.httpURL(v, "target.url") ?? "" } else { r.fail("target.url", "required (the OpenAI base URL)", n) }
+            if let v = m["url"] {
+                spec.target.url = r.httpURL(v, "target.url") ?? ""
+            } else {
+                r.fail("target.url", "required (the OpenAI base URL)", n)
+            }
             if let v = m["model"] { spec.target.model = r.string(v, "target.model") ?? "" } else { r.fail("target.model", "required", n) }
             if let v = m["metrics_url"] { spec.target.metricsURL = r.httpURL(v, "target.metrics_url") }
             if let v = m["admin_url"] { spec.target.adminURL = r.httpURL(v, "target.admin_url") }
@@ -146,7 +150,10 @@ public struct AcceptSpec: Sendable {
             switch phase.fault {
             case .killBackend, .stopBackend:
                 if spec.target.adminURL == nil || spec.target.adminToken == nil {
-                    r.fail("phases[\(i)].fault", "killing or stopping a backend needs target.admin_url and target.admin_token (the gateway's /admin/backends gives its pid)", top["phases"])
+                    r.fail(
+                        "phases[\(i)].fault",
+                        "killing or stopping a backend needs target.admin_url and target.admin_token (the gateway's /admin/backends gives its pid)",
+                        top["phases"])
                 }
             default: break
             }
@@ -156,7 +163,10 @@ public struct AcceptSpec: Sendable {
     }
 
     static func decodeLane(_ node: Node, _ path: String, _ r: inout YAMLReader) -> Lane? {
-        guard let m = r.mapping(node, path, allowed: ["name", "header", "load", "stream", "api", "input_tokens", "output_tokens", "api_key", "slo", "attainment"]) else { return nil }
+        guard
+            let m = r.mapping(
+                node, path, allowed: ["name", "header", "load", "stream", "api", "input_tokens", "output_tokens", "api_key", "slo", "attainment"])
+        else { return nil }
         guard let nameNode = m["name"], let name = r.string(nameNode, "\(path).name") else {
             if m["name"] == nil { r.fail("\(path).name", "required", node) }
             return nil
@@ -191,14 +201,18 @@ public struct AcceptSpec: Sendable {
         for (key, keyPath) in [("input_tokens", \Lane.inputTokens), ("output_tokens", \Lane.outputTokens)] {
             guard let v = m[key] else { continue }
             let text = v.string ?? v.int.map(String.init) ?? ""
-            if let d = TokenDistribution.parse(text) { lane[keyPath: keyPath] = d } else {
+            if let d = TokenDistribution.parse(text) {
+                lane[keyPath: keyPath] = d
+            } else {
                 r.fail("\(path).\(key)", "expected N, fixed:N, uniform:LO:HI or normal:MEAN:SD, got '\(text)'", v)
             }
         }
         if let v = m["api_key"], let x = r.string(v, "\(path).api_key") { lane.apiKey = x }
         if let n = m["slo"], let sm = r.mapping(n, "\(path).slo", allowed: ["ttft", "tpot", "e2e", "itl", "stall"]) {
             for metric in ["ttft", "tpot", "e2e", "itl", "stall"] {
-                guard let pn = sm[metric], let pm = r.mapping(pn, "\(path).slo.\(metric)", allowed: Percentile.allCases.map(\.rawValue)) else { continue }
+                guard let pn = sm[metric], let pm = r.mapping(pn, "\(path).slo.\(metric)", allowed: Percentile.allCases.map(\.rawValue)) else {
+                    continue
+                }
                 for (key, value) in pm.sorted(by: { $0.key < $1.key }) {
                     guard let p = Percentile(rawValue: key), let bound = r.duration(value, "\(path).slo.\(metric).\(key)") else { continue }
                     lane.slos.append(SLOBound(metric: metric, percentile: p, bound: bound))
@@ -220,7 +234,10 @@ public struct AcceptSpec: Sendable {
         if let fn = m["fault"], let fm = r.mapping(fn, "\(path).fault", allowed: ["kill_backend", "stop_backend", "chaos"]) {
             if let v = fm["kill_backend"], let x = r.string(v, "\(path).fault.kill_backend") { fault = .killBackend(x) }
             if let v = fm["stop_backend"], let x = r.string(v, "\(path).fault.stop_backend") { fault = .stopBackend(x) }
-            if let cn = fm["chaos"], let cm = r.mapping(cn, "\(path).fault.chaos", allowed: ["latency", "reset_rate", "status_503_rate", "stall_rate", "stall_after_chunks", "stall_for"]) {
+            if let cn = fm["chaos"],
+                let cm = r.mapping(
+                    cn, "\(path).fault.chaos", allowed: ["latency", "reset_rate", "status_503_rate", "stall_rate", "stall_after_chunks", "stall_for"])
+            {
                 var f = ChaosFaults()
                 if let v = cm["latency"], let x = r.duration(v, "\(path).fault.chaos.latency", allowZero: true) { f.latency = x }
                 if let v = cm["reset_rate"], let x = r.double(v, "\(path).fault.chaos.reset_rate", min: 0, max: 1) { f.resetRate = x }

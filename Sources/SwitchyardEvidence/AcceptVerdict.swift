@@ -1,6 +1,10 @@
 /// The acceptance verdict of one lane, with its reasons (pure: computed from the records).
 public struct LaneVerdict: Sendable {
-    public enum Outcome: String, Sendable { case pass = "PASS", fail = "FAIL", void = "VOID" }
+    public enum Outcome: String, Sendable {
+        case pass = "PASS"
+        case fail = "FAIL"
+        case void = "VOID"
+    }
 
     public struct Recovery: Sendable {
         public var phase: String
@@ -37,8 +41,10 @@ public struct LaneVerdict: Sendable {
         }
     }
 
-    public static func judge(lane: AcceptSpec.Lane, records all: [RequestRecord], phases: [PhaseSpan], recoveryWithin: Double?,
-                             offeredRate: Double?) -> LaneVerdict {
+    public static func judge(
+        lane: AcceptSpec.Lane, records all: [RequestRecord], phases: [PhaseSpan], recoveryWithin: Double?,
+        offeredRate: Double?
+    ) -> LaneVerdict {
         let slo = lane.requestSLO
         let judged = all.map { r -> RequestRecord in
             var r = r
@@ -59,10 +65,12 @@ public struct LaneVerdict: Sendable {
             }
             let value = m.value(bound.percentile)
             let ok = value <= bound.bound.seconds
-            var line = String(format: "%@ %@ %.1f ms %@ %.1f ms (n=%d)", bound.metric, bound.percentile.rawValue, value * 1000,
-                              ok ? "≤" : ">", bound.bound.seconds * 1000, m.n)
+            var line = String(
+                format: "%@ %@ %.1f ms %@ %.1f ms (n=%d)", bound.metric, bound.percentile.rawValue, value * 1000,
+                ok ? "≤" : ">", bound.bound.seconds * 1000, m.n)
             if m.n < MetricSummary.minimumSamples(for: bound.percentile) {
-                line += "; n is too small for \(bound.percentile.rawValue) (≥ \(MetricSummary.minimumSamples(for: bound.percentile)) needed), it is close to the max"
+                line +=
+                    "; n is too small for \(bound.percentile.rawValue) (≥ \(MetricSummary.minimumSamples(for: bound.percentile)) needed), it is close to the max"
             }
             reasons.append(line)
             if !ok { failed = true }
@@ -70,8 +78,10 @@ public struct LaneVerdict: Sendable {
         if let target = lane.attainment {
             let attained = summary.attainment ?? (summary.scheduled > 0 ? Double(summary.succeeded) / Double(summary.scheduled) : 0)
             let ok = attained >= target
-            reasons.append(String(format: "attainment %.1f%% %@ %.1f%% (%d of %d requests good; failed and shed count as misses)",
-                                  attained * 100, ok ? "≥" : "<", target * 100, Int((attained * Double(summary.scheduled)).rounded()), summary.scheduled))
+            reasons.append(
+                String(
+                    format: "attainment %.1f%% %@ %.1f%% (%d of %d requests good; failed and shed count as misses)",
+                    attained * 100, ok ? "≥" : "<", target * 100, Int((attained * Double(summary.scheduled)).rounded()), summary.scheduled))
             if !ok { failed = true }
         }
         if summary.scheduled == 0 {
@@ -118,8 +128,10 @@ public struct LaneVerdict: Sendable {
 
     /// The first moment after `liftedAt` from which goodput over a `window` is back to ≥ `share`
     /// of `preLevel`, as seconds after `liftedAt`; nil when that never happens before `runEnd`.
-    public static func recoveryTime(_ records: [RequestRecord], slo: RequestSLO, preLevel: Double, liftedAt: Double, runEnd: Double,
-                                    window: Double = 5, share: Double = 0.9, step: Double = 0.25) -> Double? {
+    public static func recoveryTime(
+        _ records: [RequestRecord], slo: RequestSLO, preLevel: Double, liftedAt: Double, runEnd: Double,
+        window: Double = 5, share: Double = 0.9, step: Double = 0.25
+    ) -> Double? {
         guard preLevel > 0 else { return nil }
         var t = liftedAt
         while t + window <= runEnd + 1e-9 {

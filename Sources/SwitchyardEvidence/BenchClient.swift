@@ -1,8 +1,8 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import Synchronization
 import SwitchyardCore
+import Synchronization
 
 /// The load generator's HTTP/1.1 client, built on NIO event loops: requests are started by
 /// event-loop timers at their scheduled time, responses are parsed (SSE included) on the loop as
@@ -78,8 +78,10 @@ final class BenchClient: Sendable {
 
     /// Starts `job` at `at` (run-clock offset) on loop `index % loops`; `done` runs on that loop.
     /// `started` runs on the loop when the request is about to be written (progress counts).
-    func schedule(_ job: Job, at offset: Duration?, loop index: Int, started: @escaping @Sendable () -> Void = {},
-                  done: @escaping @Sendable (RequestRecord) -> Void) {
+    func schedule(
+        _ job: Job, at offset: Duration?, loop index: Int, started: @escaping @Sendable () -> Void = {},
+        done: @escaping @Sendable (RequestRecord) -> Void
+    ) {
         let box = pools[index % pools.count]
         let start: @Sendable () -> Void = { [self] in
             started()
@@ -119,19 +121,22 @@ final class BenchClient: Sendable {
     }
 
     private func makeHandler(on box: EventLoopBoundBox) -> ExchangeHandler {
-        ExchangeHandler(origin: origin, target: target, loop: box.loop, release: { channel, handler, reusable in
-            if reusable {
-                if let (job, done) = box.pool.popWaiting() {
-                    handler.begin(job, channel: channel, reused: true, done: done)
+        ExchangeHandler(
+            origin: origin, target: target, loop: box.loop,
+            release: { channel, handler, reusable in
+                if reusable {
+                    if let (job, done) = box.pool.popWaiting() {
+                        handler.begin(job, channel: channel, reused: true, done: done)
+                    } else {
+                        box.pool.idle.append((channel, handler))
+                    }
                 } else {
-                    box.pool.idle.append((channel, handler))
+                    channel.close(promise: nil)  // its close hands its place to a waiting job
                 }
-            } else {
-                channel.close(promise: nil)  // its close hands its place to a waiting job
-            }
-        }, resend: { [self] job, done in
-            self.start(job, on: box, fresh: true, done: done)
-        })
+            },
+            resend: { [self] job, done in
+                self.start(job, on: box, fresh: true, done: done)
+            })
     }
 
     /// Connects; the pool's open count drops when the connection closes, whatever closes it.
@@ -217,9 +222,11 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
     private var reused = false
     private var exchanges = 0
 
-    init(origin: ContinuousClock.Instant, target: BenchClient.Target, loop: any EventLoop,
-         release: @escaping (any Channel, ExchangeHandler, Bool) -> Void,
-         resend: @escaping (BenchClient.Job, @escaping @Sendable (RequestRecord) -> Void) -> Void) {
+    init(
+        origin: ContinuousClock.Instant, target: BenchClient.Target, loop: any EventLoop,
+        release: @escaping (any Channel, ExchangeHandler, Bool) -> Void,
+        resend: @escaping (BenchClient.Job, @escaping @Sendable (RequestRecord) -> Void) -> Void
+    ) {
         self.origin = origin
         self.target = target
         self.loop = loop

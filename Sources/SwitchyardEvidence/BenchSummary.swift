@@ -55,8 +55,10 @@ public struct LaneSummary: Sendable {
 
     /// - Parameter minimumWindow: the scheduled length (a sparse open-loop run must not look
     ///   faster than its schedule).
-    public static func compute(lane: String, records all: [RequestRecord], offeredRate: Double?, slo: RequestSLO = RequestSLO(),
-                               lagBound: Double = 0.05, minimumWindow: Double? = nil) -> LaneSummary {
+    public static func compute(
+        lane: String, records all: [RequestRecord], offeredRate: Double?, slo: RequestSLO = RequestSLO(),
+        lagBound: Double = 0.05, minimumWindow: Double? = nil
+    ) -> LaneSummary {
         let records = all.filter { !$0.warmup }
         let start = records.map(\.tSched).min() ?? .zero
         let end = records.compactMap { $0.tLast ?? $0.tSend }.max() ?? start
@@ -88,8 +90,10 @@ public struct LaneSummary: Sendable {
         summary.metrics = series.compactMap { name, values in MetricSummary(values).map { (name, $0) } }
         let scheduledRate = records.count > 1 ? Double(records.count - 1) / schedSpan : summary.sendRate
         if offeredRate != nil, records.count > 10, summary.sendRate < 0.95 * scheduledRate {
-            summary.invalid.append(String(format: "sent %.2f req/s, below 95%% of the %.2f req/s the schedule offered: the client could not keep up",
-                                          summary.sendRate, scheduledRate))
+            summary.invalid.append(
+                String(
+                    format: "sent %.2f req/s, below 95%% of the %.2f req/s the schedule offered: the client could not keep up",
+                    summary.sendRate, scheduledRate))
         }
         if let lag = summary.metric("schedule_lag"), lag.p99 > lagBound {
             summary.invalid.append(String(format: "schedule lag p99 %.1f ms is over the %.1f ms bound", lag.p99 * 1000, lagBound * 1000))
@@ -111,10 +115,20 @@ public struct LaneSummary: Sendable {
             ("request_throughput", num(requestThroughput)), ("output_token_throughput", num(outputTokenThroughput)),
             ("goodput", num(goodput)), ("attainment", num(attainment)), ("token_mismatches", .number(tokenMismatches)),
         ]
-        fields.append(("metrics", .object(metrics.map { name, m in
-            (name, .object([("n", .number(m.n)), ("min", num(m.min)), ("mean", num(m.mean)), ("p50", num(m.p50)), ("p90", num(m.p90)),
-                            ("p95", num(m.p95)), ("p99", num(m.p99)), ("p99.9", num(m.p999)), ("max", num(m.max))]))
-        })))
+        fields.append(
+            (
+                "metrics",
+                .object(
+                    metrics.map { name, m in
+                        (
+                            name,
+                            .object([
+                                ("n", .number(m.n)), ("min", num(m.min)), ("mean", num(m.mean)), ("p50", num(m.p50)), ("p90", num(m.p90)),
+                                ("p95", num(m.p95)), ("p99", num(m.p99)), ("p99.9", num(m.p999)), ("max", num(m.max)),
+                            ])
+                        )
+                    })
+            ))
         fields.append(("valid", .bool(invalid.isEmpty)))
         fields.append(("invalid_reasons", .array(invalid.map(JSONValue.string))))
         fields.append(("errors", .array(errors.map { .object([("message", .string($0.message)), ("count", .number($0.count))]) })))

@@ -40,13 +40,18 @@ public enum BundleCompare {
         for lane in names where seen.insert(lane).inserted {
             let x = lanesA.first { $0["lane"]?.stringValue == lane }, y = lanesB.first { $0["lane"]?.stringValue == lane }
             lines.append("lane \(lane)" + (x == nil ? " (only in B)" : y == nil ? " (only in A)" : ""))
-            lines.append(["figure", "A", "B", "B − A", "B / A"].enumerated().map { i, s in s.padding(toLength: i == 0 ? 30 : 14, withPad: " ", startingAt: 0) }.joined())
+            lines.append(
+                ["figure", "A", "B", "B − A", "B / A"].enumerated().map { i, s in s.padding(toLength: i == 0 ? 30 : 14, withPad: " ", startingAt: 0) }
+                    .joined())
             for key in ["request_throughput", "output_token_throughput", "goodput", "attainment", "succeeded", "failed"] {
                 lines.append(row(key, x?[key]?.doubleValue, y?[key]?.doubleValue))
             }
             for metric in LaneSummary.metricNames {
                 for p in ["p50", "p99"] {
-                    lines.append(row("\(metric) \(p)", x?["metrics"]?[metric]?[p]?.doubleValue, y?["metrics"]?[metric]?[p]?.doubleValue, scale: 1000, unit: "ms"))
+                    lines.append(
+                        row(
+                            "\(metric) \(p)", x?["metrics"]?[metric]?[p]?.doubleValue, y?["metrics"]?[metric]?[p]?.doubleValue, scale: 1000,
+                            unit: "ms"))
                 }
             }
             for (side, s) in [("A", x), ("B", y)] where s?["valid"]?.boolValue == false {

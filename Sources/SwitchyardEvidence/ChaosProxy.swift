@@ -4,8 +4,8 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 import SwitchyardCore
+import Synchronization
 
 /// The faults a ``ChaosProxy`` injects, per request; changeable while it runs.
 public struct ChaosFaults: Sendable, Equatable {
@@ -59,7 +59,8 @@ public final class ChaosProxy: Sendable {
             throw ConfigError(issues: [ConfigIssue(path: "--upstream", message: "not an http:// URL: '\(upstream)'")])
         }
         guard ["127.0.0.1", "::1", "localhost"].contains(url.host) || url.host.hasPrefix("127.") else {
-            throw ConfigError(issues: [ConfigIssue(path: "--upstream", message: "fault injection only targets loopback addresses, got '\(url.host)'")])
+            throw ConfigError(issues: [ConfigIssue(path: "--upstream", message: "fault injection only targets loopback addresses, got '\(url.host)'")]
+            )
         }
         self.upstream = url.origin
         self.faults = Mutex(faults)
@@ -104,8 +105,10 @@ public final class ChaosProxy: Sendable {
         }
         if roll(f.status503Rate) {
             count("status503")
-            return Response(status: .serviceUnavailable, headers: [.contentType: "application/json", .retryAfter: "1"],
-                            body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"chaos-proxy: injected 503","type":"server_error","code":"chaos"}}"#)))
+            return Response(
+                status: .serviceUnavailable, headers: [.contentType: "application/json", .retryAfter: "1"],
+                body: .init(
+                    byteBuffer: ByteBuffer(string: #"{"error":{"message":"chaos-proxy: injected 503","type":"server_error","code":"chaos"}}"#)))
         }
         var upstreamRequest = HTTPClientRequest(url: upstream + request.uri.description)
         upstreamRequest.method = .init(rawValue: request.method.rawValue)
@@ -118,8 +121,9 @@ public final class ChaosProxy: Sendable {
             response = try await client.execute(upstreamRequest, timeout: .seconds(600))
         } catch {
             count("upstream_error")
-            return Response(status: .badGateway, headers: [.contentType: "application/json"],
-                            body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"chaos-proxy: upstream unreachable","type":"server_error"}}"#)))
+            return Response(
+                status: .badGateway, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"chaos-proxy: upstream unreachable","type":"server_error"}}"#)))
         }
         var headers = HTTPFields()
         for (name, value) in response.headers {
@@ -129,23 +133,26 @@ public final class ChaosProxy: Sendable {
         let stall = roll(f.stallRate)
         count(stall ? "stalled" : "forwarded")
         let upstreamBody = response.body
-        return Response(status: .init(code: Int(response.status.code)), headers: headers, body: .init { writer in
-            var chunks = 0
-            for try await chunk in upstreamBody {
-                try await writer.write(chunk)
-                chunks += 1
-                if stall, chunks == f.stallAfterChunks { try await Task.sleep(for: f.stallFor) }
-            }
-            try await writer.finish(nil)
-        })
+        return Response(
+            status: .init(code: Int(response.status.code)), headers: headers,
+            body: .init { writer in
+                var chunks = 0
+                for try await chunk in upstreamBody {
+                    try await writer.write(chunk)
+                    chunks += 1
+                    if stall, chunks == f.stallAfterChunks { try await Task.sleep(for: f.stallFor) }
+                }
+                try await writer.finish(nil)
+            })
     }
 
     /// Serves on `host:port` (0 = any free port) until cancelled; `onListening` gets the port.
     public func run(host: String = "127.0.0.1", port: Int, onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         var logger = Logger(label: "chaos-proxy")
         logger.logLevel = .critical
-        let app = Application(router: router(), configuration: .init(address: .hostname(host, port: port), serverName: "switchyard-chaos"),
-                              onServerRunning: { await onListening($0.localAddress?.port ?? 0) }, logger: logger)
+        let app = Application(
+            router: router(), configuration: .init(address: .hostname(host, port: port), serverName: "switchyard-chaos"),
+            onServerRunning: { await onListening($0.localAddress?.port ?? 0) }, logger: logger)
         do {
             try await app.runService()
         } catch {

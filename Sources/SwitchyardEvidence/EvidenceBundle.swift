@@ -22,13 +22,16 @@ public struct Manifest: Sendable {
         /// This host, from /proc/cpuinfo, /etc/os-release and the process info.
         public static func current() -> Machine {
             let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-            let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }?
+            let model =
+                cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }?
                 .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown"
             let release = (try? String(contentsOfFile: "/etc/os-release", encoding: .utf8)) ?? ""
-            let os = release.split(separator: "\n").first { $0.hasPrefix("PRETTY_NAME=") }
+            let os =
+                release.split(separator: "\n").first { $0.hasPrefix("PRETTY_NAME=") }
                 .map { String($0.dropFirst("PRETTY_NAME=".count)).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) } ?? "unknown"
-            return Machine(cpuModel: model, cores: ProcessInfo.processInfo.activeProcessorCount,
-                           memoryBytes: ProcessInfo.processInfo.physicalMemory, os: os, hostname: ProcessInfo.processInfo.hostName)
+            return Machine(
+                cpuModel: model, cores: ProcessInfo.processInfo.activeProcessorCount,
+                memoryBytes: ProcessInfo.processInfo.physicalMemory, os: os, hostname: ProcessInfo.processInfo.hostName)
         }
     }
 
@@ -66,18 +69,25 @@ public struct Manifest: Sendable {
             ("tool", .string(tool)), ("version", .string(version)), ("command", .array(command.map(JSONValue.string))),
             ("git_commit", gitCommit.map(JSONValue.string) ?? .null), ("spec_sha256", .string(specHash)),
             ("started_at", .string(ISO8601DateFormatter().string(from: startedAt))),
-            ("machine", .object([("cpu_model", .string(machine.cpuModel)), ("cores", .number(machine.cores)),
-                                 ("memory_bytes", .number(String(machine.memoryBytes))), ("os", .string(machine.os)),
-                                 ("hostname", .string(machine.hostname))])),
+            (
+                "machine",
+                .object([
+                    ("cpu_model", .string(machine.cpuModel)), ("cores", .number(machine.cores)),
+                    ("memory_bytes", .number(String(machine.memoryBytes))), ("os", .string(machine.os)),
+                    ("hostname", .string(machine.hostname)),
+                ])
+            ),
         ])
     }
 }
 
 /// Writes an evidence bundle: manifest.json, requests.jsonl, summary.json, report.md, report.html.
 public enum EvidenceBundle {
-    public static func write(to directory: String, manifest: Manifest, records: [RequestRecord], summaries: [LaneSummary],
-                             extra: [(String, JSONValue)] = [], markers: [TimelineMarker] = [], sampled: [SampledSeries] = [],
-                             markdownPreamble: String = "", htmlPreamble: String = "") throws {
+    public static func write(
+        to directory: String, manifest: Manifest, records: [RequestRecord], summaries: [LaneSummary],
+        extra: [(String, JSONValue)] = [], markers: [TimelineMarker] = [], sampled: [SampledSeries] = [],
+        markdownPreamble: String = "", htmlPreamble: String = ""
+    ) throws {
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
         func put(_ name: String, _ text: String) throws {
@@ -94,8 +104,11 @@ public enum EvidenceBundle {
         let summary = JSONValue.object([("lanes", .array(summaries.map(\.json)))] + extra)
         try put("summary.json", pretty(summary) + "\n")
         try put("report.md", Report.markdown(manifest: manifest, summaries: summaries, preamble: markdownPreamble))
-        try put("report.html", HTMLReport.render(manifest: manifest, summaries: summaries, records: records, markers: markers, sampled: sampled,
-                                                    preamble: htmlPreamble))
+        try put(
+            "report.html",
+            HTMLReport.render(
+                manifest: manifest, summaries: summaries, records: records, markers: markers, sampled: sampled,
+                preamble: htmlPreamble))
     }
 
     /// JSON with one key per line at the top levels (diff-friendly), compact below.
@@ -112,11 +125,14 @@ public enum Report {
     public static func markdown(manifest: Manifest, summaries: [LaneSummary], preamble: String = "") -> String {
         var out = "# Switchyard evidence\n\n" + preamble
         out += "- command: `\(manifest.command.joined(separator: " "))`\n"
-        out += "- version \(manifest.version)\(manifest.gitCommit.map { ", commit \($0.prefix(12))" } ?? ""); spec sha256 \(manifest.specHash.prefix(16))…\n"
-        out += "- machine: \(manifest.machine.cpuModel), \(manifest.machine.cores) cores, \(manifest.machine.memoryBytes >> 30) GiB, \(manifest.machine.os)\n\n"
+        out +=
+            "- version \(manifest.version)\(manifest.gitCommit.map { ", commit \($0.prefix(12))" } ?? ""); spec sha256 \(manifest.specHash.prefix(16))…\n"
+        out +=
+            "- machine: \(manifest.machine.cpuModel), \(manifest.machine.cores) cores, \(manifest.machine.memoryBytes >> 30) GiB, \(manifest.machine.os)\n\n"
         for s in summaries {
             out += "## Lane `\(s.lane)`\n\n"
-            out += String(format: "Window %.1f s: %d scheduled, %d sent, %d succeeded, %d failed. ", s.window, s.scheduled, s.sent, s.succeeded, s.failed)
+            out += String(
+                format: "Window %.1f s: %d scheduled, %d sent, %d succeeded, %d failed. ", s.window, s.scheduled, s.sent, s.succeeded, s.failed)
             if let offered = s.offeredRate { out += String(format: "Offered %.2f req/s, sent %.2f req/s. ", offered, s.sendRate) }
             out += String(format: "Throughput %.2f req/s, %.1f output tokens/s.", s.requestThroughput, s.outputTokenThroughput)
             if let goodput = s.goodput, let attainment = s.attainment {

@@ -26,14 +26,17 @@ public struct SampledSeries: Sendable {
 public enum HTMLReport {
     static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
 
-    public static func render(manifest: Manifest, summaries: [LaneSummary], records: [RequestRecord],
-                              markers: [TimelineMarker] = [], sampled: [SampledSeries] = [], preamble: String = "") -> String {
+    public static func render(
+        manifest: Manifest, summaries: [LaneSummary], records: [RequestRecord],
+        markers: [TimelineMarker] = [], sampled: [SampledSeries] = [], preamble: String = ""
+    ) -> String {
         let lanes = summaries.map(\.lane)
         func color(_ lane: String) -> String { palette[(lanes.firstIndex(of: lane) ?? 0) % palette.count] }
         var body = ""
         body += "<h1>Switchyard evidence</h1>\n<p class=meta>\(escape(manifest.command.joined(separator: " ")))<br>"
         body += "version \(escape(manifest.version))\(manifest.gitCommit.map { ", commit \(escape(String($0.prefix(12))))" } ?? "") · "
-        body += "\(escape(manifest.machine.cpuModel)), \(manifest.machine.cores) cores, \(manifest.machine.memoryBytes >> 30) GiB, \(escape(manifest.machine.os))</p>\n"
+        body +=
+            "\(escape(manifest.machine.cpuModel)), \(manifest.machine.cores) cores, \(manifest.machine.memoryBytes >> 30) GiB, \(escape(manifest.machine.os))</p>\n"
         body += preamble
         for s in summaries { body += laneSection(s, color: color(s.lane)) }
 
@@ -50,8 +53,11 @@ public enum HTMLReport {
         body += chart(title: "E2E CDF", xLabel: "ms", yLabel: "fraction", series: cdf(\.e2e), yMax: 1, step: true)
         body += "</div>\n<h2>Over time</h2>\n<div class=row>"
         let overTime = lanes.map { lane in
-            (lane, color(lane), measured.filter { $0.lane == lane && $0.succeeded }
-                .compactMap { r in r.ttftSched.map { (r.tSched.seconds, $0 * 1000) } }.sorted { $0.0 < $1.0 })
+            (
+                lane, color(lane),
+                measured.filter { $0.lane == lane && $0.succeeded }
+                    .compactMap { r in r.ttftSched.map { (r.tSched.seconds, $0 * 1000) } }.sorted { $0.0 < $1.0 }
+            )
         }
         body += chart(title: "TTFT (from schedule) by send time", xLabel: "s", yLabel: "ms", series: overTime, markers: markers, dots: true)
         let end = records.compactMap { ($0.tLast ?? $0.tSend)?.seconds }.max() ?? 0
@@ -98,28 +104,34 @@ public enum HTMLReport {
         if let offered = s.offeredRate { out += String(format: "Offered %.2f req/s, sent %.2f req/s. ", offered, s.sendRate) }
         out += String(format: "Throughput %.2f req/s, %.1f output tokens/s.", s.requestThroughput, s.outputTokenThroughput)
         if let g = s.goodput, let a = s.attainment { out += String(format: " Goodput %.2f req/s, SLO attainment %.1f%%.", g, a * 100) }
-        out += "</p>\n<table><tr><th>metric (ms)</th><th>n</th><th>min</th><th>mean</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th></tr>\n"
+        out +=
+            "</p>\n<table><tr><th>metric (ms)</th><th>n</th><th>min</th><th>mean</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th></tr>\n"
         for (name, m) in s.metrics {
             let cells = [m.min, m.mean, m.p50, m.p90, m.p95, m.p99, m.p999, m.max].map { String(format: "<td>%.1f</td>", $0 * 1000) }.joined()
             out += "<tr><td>\(name)</td><td>\(m.n)</td>\(cells)</tr>\n"
         }
         out += "</table>\n"
-        out += s.invalid.isEmpty ? "<p class=pass>Valid run.</p>\n"
+        out +=
+            s.invalid.isEmpty
+            ? "<p class=pass>Valid run.</p>\n"
             : "<p class=warn>Not valid for a verdict:</p><ul>" + s.invalid.map { "<li>\(escape($0))</li>" }.joined() + "</ul>\n"
         if !s.errors.isEmpty { out += "<ul>" + s.errors.map { "<li>\($0.count)× \(escape($0.message))</li>" }.joined() + "</ul>\n" }
         return out
     }
 
     /// A line (or dot) chart with linear axes, ticks, a legend and vertical markers.
-    static func chart(title: String, xLabel: String, yLabel: String, series: [(String, String, [(Double, Double)])],
-                      markers: [TimelineMarker] = [], yMax: Double? = nil, step: Bool = false, dots: Bool = false) -> String {
+    static func chart(
+        title: String, xLabel: String, yLabel: String, series: [(String, String, [(Double, Double)])],
+        markers: [TimelineMarker] = [], yMax: Double? = nil, step: Bool = false, dots: Bool = false
+    ) -> String {
         let w = 600.0, h = 300.0, left = 56.0, right = 12.0, top = 28.0, bottom = 40.0
         let all = series.flatMap(\.2)
         let xMax = max(all.map(\.0).max() ?? 1, markers.map(\.at).max() ?? 0, 1e-9)
         let yTop = yMax ?? max(all.map(\.1).max() ?? 1, 1e-9) * 1.05
         func px(_ x: Double) -> Double { left + x / xMax * (w - left - right) }
         func py(_ y: Double) -> Double { h - bottom - y / yTop * (h - top - bottom) }
-        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=img aria-label=\"\(escape(title))\">"
+        var svg =
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=img aria-label=\"\(escape(title))\">"
         svg += "<text x=\"\(left)\" y=\"18\" font-size=\"13\" font-weight=\"bold\">\(escape(title))</text>"
         for i in 0...4 {
             let yv = yTop * Double(i) / 4, xv = xMax * Double(i) / 4
@@ -132,7 +144,9 @@ public enum HTMLReport {
         svg += "<text x=\"\(w - right)\" y=\"\(h - 6)\" font-size=\"11\" text-anchor=\"end\">\(escape(xLabel))</text>"
         svg += "<text x=\"12\" y=\"\(top - 8)\" font-size=\"11\">\(escape(yLabel))</text>"
         for m in markers {
-            svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#cf222e\" stroke-dasharray=\"4 3\"/>", px(m.at), top, px(m.at), h - bottom)
+            svg += String(
+                format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#cf222e\" stroke-dasharray=\"4 3\"/>", px(m.at), top,
+                px(m.at), h - bottom)
             svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"#cf222e\">%@</text>", px(m.at) + 3, top + 10, escape(m.label))
         }
         for (i, (name, color, points)) in series.enumerated() {
@@ -149,7 +163,8 @@ public enum HTMLReport {
                 }
                 svg += "<path d=\"\(d)\" stroke=\"\(color)\" stroke-width=\"1.5\" fill=\"none\"/>"
             }
-            svg += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"10\" height=\"10\" fill=\"%@\"/>", w - right - 150, top + 4 + Double(i) * 14, color)
+            svg += String(
+                format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"10\" height=\"10\" fill=\"%@\"/>", w - right - 150, top + 4 + Double(i) * 14, color)
             svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">%@</text>", w - right - 136, top + 13 + Double(i) * 14, escape(name))
         }
         return svg + "</svg>\n"

@@ -59,8 +59,9 @@ public struct BenchProgress: Sendable {
 
     public var line: String {
         func ms(_ v: Double?) -> String { v.map { String(format: "%.0fms", $0 * 1000) } ?? "-" }
-        return String(format: "%6.1fs  sent %d  in flight %d  done %d  errors %d  %.1f req/s  TTFT p50 %@ p99 %@",
-                      elapsed.seconds, sent, inFlight, completed, errors, achievedRate, ms(ttftP50), ms(ttftP99))
+        return String(
+            format: "%6.1fs  sent %d  in flight %d  done %d  errors %d  %.1f req/s  TTFT p50 %@ p99 %@",
+            elapsed.seconds, sent, inFlight, completed, errors, achievedRate, ms(ttftP50), ms(ttftP99))
     }
 }
 
@@ -98,10 +99,11 @@ public final class LoadRunner: Sendable {
         let elapsed = now
         return counters.withLock { c in
             let any = c.ttfts.totalCount > 0
-            return BenchProgress(elapsed: elapsed, sent: c.sent, inFlight: c.sent - c.completed, completed: c.completed, errors: c.errors,
-                                 achievedRate: elapsed > .zero ? Double(c.completed) / elapsed.seconds : 0,
-                                 ttftP50: any ? Double(c.ttfts.valueAtPercentile(50)) / 1e6 : nil,
-                                 ttftP99: any ? Double(c.ttfts.valueAtPercentile(99)) / 1e6 : nil)
+            return BenchProgress(
+                elapsed: elapsed, sent: c.sent, inFlight: c.sent - c.completed, completed: c.completed, errors: c.errors,
+                achievedRate: elapsed > .zero ? Double(c.completed) / elapsed.seconds : 0,
+                ttftP50: any ? Double(c.ttfts.valueAtPercentile(50)) / 1e6 : nil,
+                ttftP99: any ? Double(c.ttfts.valueAtPercentile(99)) / 1e6 : nil)
         }
     }
 
@@ -115,8 +117,9 @@ public final class LoadRunner: Sendable {
             throw SetupError(description: "--url must be an http:// OpenAI base URL (got '\(options.baseURL)')")
         }
         let path = url.path + (options.api == .chat ? "/chat/completions" : "/completions")
-        let target = BenchClient.Target(host: url.host, port: url.port, path: path,
-                                        hostHeader: url.host.contains(":") ? "[\(url.host)]:\(url.port)" : "\(url.host):\(url.port)")
+        let target = BenchClient.Target(
+            host: url.host, port: url.port, path: path,
+            hostHeader: url.host.contains(":") ? "[\(url.host)]:\(url.port)" : "\(url.host):\(url.port)")
         let client = BenchClient(target: target, threads: threads, origin: origin)
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "application/json")
@@ -125,7 +128,8 @@ public final class LoadRunner: Sendable {
         if let key = options.apiKey { headers.add(name: "authorization", value: "Bearer \(key)") }
         let fixedHeaders = headers
         @Sendable func job(_ i: Int, at offset: Duration) -> BenchClient.Job {
-            BenchClient.Job(id: i, lane: options.laneLabel, warmup: offset < options.warmup, tSched: offset, body: body(for: i), headers: fixedHeaders)
+            BenchClient.Job(
+                id: i, lane: options.laneLabel, warmup: offset < options.warmup, tSched: offset, body: body(for: i), headers: fixedHeaders)
         }
         switch options.load {
         case .rate(let rate, _): await client.prewarm(perLoop: min(32, max(4, Int(rate / 500) / client.loops)))
@@ -176,7 +180,10 @@ public final class LoadRunner: Sendable {
                 guard let i else {
                     counters.withLock { c in
                         c.expected = issued.withLock { $0 }
-                        if c.completed == c.expected, let k = c.finished { c.finished = nil; k.resume() }
+                        if c.completed == c.expected, let k = c.finished {
+                            c.finished = nil
+                            k.resume()
+                        }
                     }
                     return
                 }

@@ -57,5 +57,7 @@ public struct MetricSummary: Sendable, Equatable {
 }
 
 public enum Percentile: String, Sendable, CaseIterable, Codable {
-    case p50, p90, p95, p99, p999 = "p99.9", max, mean
+    case p50, p90, p95, p99
+    case p999 = "p99.9"
+    case max, mean
 }

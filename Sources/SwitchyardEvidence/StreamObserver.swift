@@ -49,7 +49,8 @@ public struct StreamObserver: Sendable {
         // token field instead of a full parse. Anything else is parsed.
         let bytes = Array(data.utf8)
         if bytes.first == UInt8(ascii: "{"), bytes.last == UInt8(ascii: "}"),
-           !Self.hasKey(bytes, Self.usageKey), !Self.hasKey(bytes, Self.errorKey) {
+            !Self.hasKey(bytes, Self.usageKey), !Self.hasKey(bytes, Self.errorKey)
+        {
             if Self.tokenKeys.contains(where: { Self.nonEmptyValue(bytes, after: $0) }) {
                 countToken(at: time)
                 if !sawNonASCII { sawNonASCII = Self.hasNonASCII(bytes) }
@@ -80,8 +81,10 @@ public struct StreamObserver: Sendable {
             let byte = bytes[i]
             if byte >= 0x80 { return true }
             if byte == UInt8(ascii: "\\") {
-                if i + 5 < bytes.count, bytes[i + 1] == UInt8(ascii: "u"), !(bytes[i + 2] == UInt8(ascii: "0") && bytes[i + 3] == UInt8(ascii: "0")
-                    && (0x30...0x37).contains(bytes[i + 4])) {
+                if i + 5 < bytes.count, bytes[i + 1] == UInt8(ascii: "u"),
+                    !(bytes[i + 2] == UInt8(ascii: "0") && bytes[i + 3] == UInt8(ascii: "0")
+                        && (0x30...0x37).contains(bytes[i + 4]))
+                {
                     return true
                 }
                 i += 2

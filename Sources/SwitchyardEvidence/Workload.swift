@@ -53,8 +53,10 @@ public struct Workload: Sendable {
 
     public init() {}
 
-    static let words = ["time", "river", "stone", "light", "paper", "green", "house", "music", "cloud", "table", "north", "bread",
-                        "glass", "metal", "field", "train", "sound", "water", "horse", "plant", "night", "dream", "smile", "earth"]
+    static let words = [
+        "time", "river", "stone", "light", "paper", "green", "house", "music", "cloud", "table", "north", "bread",
+        "glass", "metal", "field", "train", "sound", "water", "horse", "plant", "night", "dream", "smile", "earth",
+    ]
 
     /// About `n` tokens of text: one common word per token (no tokenizer on the client).
     static func text(tokens n: Int, rng: inout SplitMix64) -> String {
@@ -91,11 +93,13 @@ public struct Workload: Sendable {
             if let prompt = json["prompt"]?.stringValue {
                 prompts.append(prompt)
             } else if let messages = json["messages"]?.arrayValue,
-                      let user = messages.last(where: { $0["role"]?.stringValue == "user" })?["content"]?.stringValue {
+                let user = messages.last(where: { $0["role"]?.stringValue == "user" })?["content"]?.stringValue
+            {
                 prompts.append(user)
             } else if let turns = json["conversations"]?.arrayValue,
-                      let human = turns.first(where: { ["human", "user"].contains($0["from"]?.stringValue ?? $0["role"]?.stringValue ?? "") }),
-                      let value = human["value"]?.stringValue ?? human["content"]?.stringValue {
+                let human = turns.first(where: { ["human", "user"].contains($0["from"]?.stringValue ?? $0["role"]?.stringValue ?? "") }),
+                let value = human["value"]?.stringValue ?? human["content"]?.stringValue
+            {
                 prompts.append(value)
             } else {
                 throw DatasetError(line: i + 1, message: "no \"prompt\", user message or ShareGPT human turn")

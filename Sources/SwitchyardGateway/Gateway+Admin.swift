@@ -23,7 +23,8 @@ extension Gateway {
     /// Admin ids are `<model>-<index>` for every backend, managed or not.
     func locate(_ id: String) -> (pool: ModelPool, index: Int)? {
         guard let dash = id.lastIndex(of: "-"), let index = Int(id[id.index(after: dash)...]),
-              let pool = pools[String(id[..<dash])], pool.isLive(index) else { return nil }
+            let pool = pools[String(id[..<dash])], pool.isLive(index)
+        else { return nil }
         return (pool, index)
     }
 
@@ -37,8 +38,10 @@ extension Gateway {
 
     func drain(id: String) async -> Response {
         guard let (pool, index) = locate(id) else {
-            return GatewayResponses.error(APIError(status: 404, message: "No backend '\(id)'; ids are <model>-<index> as listed by GET /admin/backends.",
-                                                   type: "invalid_request_error", code: "backend_not_found"))
+            return GatewayResponses.error(
+                APIError(
+                    status: 404, message: "No backend '\(id)'; ids are <model>-<index> as listed by GET /admin/backends.",
+                    type: "invalid_request_error", code: "backend_not_found"))
         }
         let started = ContinuousClock.now
         pool.setGate(index, open: false)
@@ -46,15 +49,17 @@ extension Gateway {
         let control = controls.withLock { $0.first { $0.id == id }?.control }
         await control?.pause()
         logger.info("backend drained", metadata: ["backend": "\(id)", "stopped": "\(control != nil)"])
-        return GatewayResponses.json(.object([
-            ("id", .string(id)), ("drained", .bool(true)), ("inflight", .number(pool.inflight(index))),
-            ("stopped", .bool(control != nil)), ("drain_ms", .number(Int(((ContinuousClock.now - started).seconds * 1000).rounded()))),
-        ]))
+        return GatewayResponses.json(
+            .object([
+                ("id", .string(id)), ("drained", .bool(true)), ("inflight", .number(pool.inflight(index))),
+                ("stopped", .bool(control != nil)), ("drain_ms", .number(Int(((ContinuousClock.now - started).seconds * 1000).rounded()))),
+            ]))
     }
 
     func resume(id: String) -> Response {
         guard let (pool, index) = locate(id) else {
-            return GatewayResponses.error(APIError(status: 404, message: "No backend '\(id)'.", type: "invalid_request_error", code: "backend_not_found"))
+            return GatewayResponses.error(
+                APIError(status: 404, message: "No backend '\(id)'.", type: "invalid_request_error", code: "backend_not_found"))
         }
         if let control = controls.withLock({ $0.first { $0.id == id }?.control }) {
             control.resume()  // the supervisor opens the gate again once warmed up
@@ -78,7 +83,8 @@ extension Gateway {
             return GatewayResponses.error(.invalidRequest("'url' must be the server's OpenAI base URL, e.g. http://10.0.0.5:8000/v1.", param: "url"))
         }
         guard let model = json["model"]?.stringValue, let pool = pools[model] else {
-            return GatewayResponses.error(.invalidRequest("'model' must name a configured model: \(config.models.map(\.name).joined(separator: ", ")).", param: "model"))
+            return GatewayResponses.error(
+                .invalidRequest("'model' must name a configured model: \(config.models.map(\.name).joined(separator: ", ")).", param: "model"))
         }
         let ttl: Duration
         if let seconds = json["ttl"]?.doubleValue, seconds > 0 {
@@ -91,7 +97,8 @@ extension Gateway {
         var maxInflight: Int?
         if let value = json["max_inflight"], value != .null {
             guard let n = value.intValue, n >= 0 else {
-                return GatewayResponses.error(.invalidRequest("'max_inflight' must be a whole number ≥ 0 (0 = unlimited), or left out to discover it.", param: "max_inflight"))
+                return GatewayResponses.error(
+                    .invalidRequest("'max_inflight' must be a whole number ≥ 0 (0 = unlimited), or left out to discover it.", param: "max_inflight"))
             }
             maxInflight = n
         }
@@ -103,9 +110,12 @@ extension Gateway {
             await capacityDiscovery.discover(pool, index)
         }
         let capacity = pool.capacity(index).map(\.json) ?? .null
-        return GatewayResponses.json(.object([("id", .string("\(model)-\(index)")), ("registered", .bool(isNew)), ("ttl_seconds", .number(String(ttl.seconds))),
-                                              ("capacity", capacity)]),
-                                     status: isNew ? .created : .ok)
+        return GatewayResponses.json(
+            .object([
+                ("id", .string("\(model)-\(index)")), ("registered", .bool(isNew)), ("ttl_seconds", .number(String(ttl.seconds))),
+                ("capacity", capacity),
+            ]),
+            status: isNew ? .created : .ok)
     }
 
     /// Restarts managed replicas one at a time: drain → restart → ready → next.
@@ -130,12 +140,15 @@ extension Gateway {
     /// 403 unless the request carries `Authorization: Bearer <admin.token>` (compared in constant time).
     func authorizeAdmin(_ request: Request) -> Response? {
         guard let token = config.admin.token else {
-            return GatewayResponses.error(APIError(status: 403, message: "The admin API is disabled: set admin.token in the configuration.",
-                                                   type: "permission_error", code: "admin_disabled"))
+            return GatewayResponses.error(
+                APIError(
+                    status: 403, message: "The admin API is disabled: set admin.token in the configuration.",
+                    type: "permission_error", code: "admin_disabled"))
         }
         let given = request.headers[.authorization].map { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : $0 } ?? ""
         guard Self.constantTimeEqual(Array(given.utf8), Array(token.utf8)) else {
-            return GatewayResponses.error(APIError(status: 401, message: "Missing or wrong admin token.", type: "authentication_error", code: "invalid_admin_token"))
+            return GatewayResponses.error(
+                APIError(status: 401, message: "Missing or wrong admin token.", type: "authentication_error", code: "invalid_admin_token"))
         }
         return nil
     }
@@ -162,10 +175,12 @@ extension Gateway {
                     ("last_health_error", r.lastError.map(JSONValue.string) ?? .null),
                 ]
                 if let s = statuses[r.backend.id] {
-                    fields += [("name", .string(s.name)), ("phase", .string(s.phase.rawValue)), ("pid", s.pid.map { .number(Int($0)) } ?? .null),
-                               ("restarts", .number(s.restarts)), ("last_exit", s.lastExit.map(JSONValue.string) ?? .null),
-                               ("load_seconds", number(s.loadSeconds)), ("warmup_seconds", number(s.warmupSeconds)),
-                               ("ready_seconds", number(s.readySeconds))]
+                    fields += [
+                        ("name", .string(s.name)), ("phase", .string(s.phase.rawValue)), ("pid", s.pid.map { .number(Int($0)) } ?? .null),
+                        ("restarts", .number(s.restarts)), ("last_exit", s.lastExit.map(JSONValue.string) ?? .null),
+                        ("load_seconds", number(s.loadSeconds)), ("warmup_seconds", number(s.warmupSeconds)),
+                        ("ready_seconds", number(s.readySeconds)),
+                    ]
                 }
                 return .object(fields)
             }

@@ -34,6 +34,7 @@ public final class Gateway: Sendable {
     let controls = Mutex<[(id: String, model: String, index: Int, control: any ManagedReplicaControl)]>([])
     /// Replicas whose capacity should be asked again (came back healthy).
     let discoveryRequests: (stream: AsyncStream<CapacityDiscovery.Target>, continuation: AsyncStream<CapacityDiscovery.Target>.Continuation)
+    let startDiscovery = OneShotSignal()
 
     public init(config: GatewayConfig, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) {
         self.config = config
@@ -42,14 +43,21 @@ public final class Gateway: Sendable {
         client = UpstreamClient(config: config.upstream)
         var pools: [String: ModelPool] = [:]
         for model in config.models {
-            pools[model.name] = ModelPool(config: model, health: config.health, outlier: config.outlier, lanes: config.lanes,
-                                          tenantWeights: Dictionary(config.tenants.map { ($0.name, $0.weight) }, uniquingKeysWith: { a, _ in a }),
-                                          defaultMaxInflight: config.upstream.defaultMaxInflight)
+            pools[model.name] = ModelPool(
+                config: model, health: config.health, outlier: config.outlier, lanes: config.lanes,
+                tenantWeights: Dictionary(config.tenants.map { ($0.name, $0.weight) }, uniquingKeysWith: { a, _ in a }),
+                defaultMaxInflight: config.upstream.defaultMaxInflight)
         }
         self.pools = pools
         tenantsByKeyHash = Dictionary(config.tenants.map { ($0.apiKeySHA256, $0.name) }, uniquingKeysWith: { first, _ in first })
         proxy = Proxy(config: config, pools: pools, client: client, metrics: metrics, watch: ClientConnectionWatch(), monitor: monitor)
         discoveryRequests = AsyncStream.makeStream(of: CapacityDiscovery.Target.self)
+    }
+
+    /// Returns once every backend's capacity was asked for at start, whatever the answer (an
+    /// unreachable or odd backend still counts), or when the waiting task is cancelled.
+    public func startDiscoveryFinished() async {
+        await startDiscovery.wait()
     }
 
     /// True once shutdown began: `/readyz` answers 503 so load balancers stop sending traffic.
@@ -60,13 +68,15 @@ public final class Gateway: Sendable {
     }
 
     public var healthChecker: HealthChecker {
-        HealthChecker(pools: config.models.compactMap { pools[$0.name] }, client: client, config: config.health, metrics: metrics, logger: logger,
-                      onHealthy: { [discoveryRequests] pool, index in discoveryRequests.continuation.yield(.init(pool: pool, index: index)) })
+        HealthChecker(
+            pools: config.models.compactMap { pools[$0.name] }, client: client, config: config.health, metrics: metrics, logger: logger,
+            onHealthy: { [discoveryRequests] pool, index in discoveryRequests.continuation.yield(.init(pool: pool, index: index)) })
     }
 
     var capacityDiscovery: CapacityDiscovery {
-        CapacityDiscovery(pools: config.models.compactMap { pools[$0.name] }, client: client, timeout: config.upstream.discoveryTimeout,
-                          metrics: metrics, logger: logger, requests: discoveryRequests.stream)
+        CapacityDiscovery(
+            pools: config.models.compactMap { pools[$0.name] }, client: client, timeout: config.upstream.discoveryTimeout,
+            metrics: metrics, logger: logger, requests: discoveryRequests.stream, startRoundDone: startDiscovery)
     }
 
     func makeRouter() -> Router<GatewayContext> {
@@ -80,8 +90,10 @@ public final class Gateway: Sendable {
         router.get("/v1/models") { [self] request, _ in
             if case .failure(let error) = authenticate(request) { return GatewayResponses.error(error) }
             let data = config.models.map { model in
-                JSONValue.object([("id", .string(model.name)), ("object", .string("model")), ("created", .number(0)),
-                                  ("owned_by", .string("switchyard"))])
+                JSONValue.object([
+                    ("id", .string(model.name)), ("object", .string("model")), ("created", .number(0)),
+                    ("owned_by", .string("switchyard")),
+                ])
             }
             return GatewayResponses.json(.object([("object", .string("list")), ("data", .array(data))]))
         }
@@ -111,7 +123,8 @@ public final class Gateway: Sendable {
             if let denied = authorizeAdmin(request) { return denied }
             let id = context.parameters.get("id") ?? ""
             guard let (pool, index) = locate(id) else {
-                return GatewayResponses.error(APIError(status: 404, message: "No backend '\(id)'.", type: "invalid_request_error", code: "backend_not_found"))
+                return GatewayResponses.error(
+                    APIError(status: 404, message: "No backend '\(id)'.", type: "invalid_request_error", code: "backend_not_found"))
             }
             pool.deregister(index)
             return GatewayResponses.json(.object([("id", .string(id)), ("removed", .bool(true))]))
@@ -121,8 +134,9 @@ public final class Gateway: Sendable {
             return await rollout()
         }
         router.get("/metrics") { [self] _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                     body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
         }
         return router
     }
@@ -132,15 +146,23 @@ public final class Gateway: Sendable {
         for model in config.models {
             guard let pool = pools[model.name] else { continue }
             let replicas = pool.snapshot().map { r in
-                var fields: [(String, JSONValue)] = [("url", .string(r.backend.id)), ("healthy", .bool(r.healthy)), ("ejected", .bool(r.ejected)),
-                                                     ("inflight", .number(r.inflight)), ("window", .number(r.window)),
-                                                     ("capacity", r.capacity.json),
-                                                     ("error", r.lastError.map(JSONValue.string) ?? .null)]
+                var fields: [(String, JSONValue)] = [
+                    ("url", .string(r.backend.id)), ("healthy", .bool(r.healthy)), ("ejected", .bool(r.ejected)),
+                    ("inflight", .number(r.inflight)), ("window", .number(r.window)),
+                    ("capacity", r.capacity.json),
+                    ("error", r.lastError.map(JSONValue.string) ?? .null),
+                ]
                 if let e = r.engine {
                     func value(_ v: Double?) -> JSONValue { v.map { .number(String($0)) } ?? .null }
-                    fields.append(("engine", .object([("running", value(e.running)), ("waiting", value(e.waiting)),
-                                                      ("kv_cache_usage", value(e.kvCacheUsage)),
-                                                      ("age_seconds", .number(String(((pool.clock - e.scrapedAt).seconds * 1000).rounded() / 1000)))])))
+                    fields.append(
+                        (
+                            "engine",
+                            .object([
+                                ("running", value(e.running)), ("waiting", value(e.waiting)),
+                                ("kv_cache_usage", value(e.kvCacheUsage)),
+                                ("age_seconds", .number(String(((pool.clock - e.scrapedAt).seconds * 1000).rounded() / 1000))),
+                            ])
+                        ))
                 }
                 return JSONValue.object(fields)
             }
@@ -148,8 +170,9 @@ public final class Gateway: Sendable {
         }
         let ready = isReady
         let status = isDraining ? "draining" : (ready ? "ready" : "not_ready")
-        return GatewayResponses.json(.object([("status", .string(status)), ("models", .object(models))]),
-                                     status: ready ? .ok : .serviceUnavailable)
+        return GatewayResponses.json(
+            .object([("status", .string(status)), ("models", .object(models))]),
+            status: ready ? .ok : .serviceUnavailable)
     }
 
     func proxyRoute(_ endpoint: Endpoint, request: Request, context: GatewayContext) async -> Response {
@@ -170,7 +193,8 @@ public final class Gateway: Sendable {
         do {
             bytes = try await request.collectBody(upTo: config.server.maxBodyBytes)
         } catch {
-            let apiError: APIError = (error as? any HTTPResponseError)?.status == .contentTooLarge
+            let apiError: APIError =
+                (error as? any HTTPResponseError)?.status == .contentTooLarge
                 ? .payloadTooLarge(limit: config.server.maxBodyBytes)
                 : .invalidRequest("Could not read the request body: \(error)")
             return proxy.reject(apiError, requestID: requestID, logger: logger)
@@ -195,15 +219,17 @@ public final class Gateway: Sendable {
     func applyLaneHeaders(lane: String?, timeoutMs: String?, to request: inout ProxyRequest) throws(APIError) {
         if let lane {
             guard config.lane(named: lane) != nil else {
-                throw APIError.invalidRequest("Unknown lane '\(lane)' in x-switchyard-lane; configured lanes: \(config.lanes.map(\.name).joined(separator: ", ")).",
-                                              param: "x-switchyard-lane", code: "invalid_value")
+                throw APIError.invalidRequest(
+                    "Unknown lane '\(lane)' in x-switchyard-lane; configured lanes: \(config.lanes.map(\.name).joined(separator: ", ")).",
+                    param: "x-switchyard-lane", code: "invalid_value")
             }
             request.lane = lane
         }
         if let text = timeoutMs {
             guard let ms = Int(text.trimmingCharacters(in: .whitespaces)), ms > 0 else {
-                throw APIError.invalidRequest("Invalid x-switchyard-timeout-ms '\(text)': expected a positive whole number of milliseconds.",
-                                              param: "x-switchyard-timeout-ms", code: "invalid_value")
+                throw APIError.invalidRequest(
+                    "Invalid x-switchyard-timeout-ms '\(text)': expected a positive whole number of milliseconds.",
+                    param: "x-switchyard-timeout-ms", code: "invalid_value")
             }
             request.timeout = .milliseconds(ms)
         }
@@ -218,8 +244,10 @@ public final class Gateway: Sendable {
     func authenticate(authorization header: String?) -> Result<String, APIError> {
         guard !tenantsByKeyHash.isEmpty else { return .success("anonymous") }
         guard let header, header.hasPrefix("Bearer "), header.count > 7 else {
-            return .failure(APIError(status: 401, message: "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
-                                     type: "invalid_request_error", code: "invalid_api_key"))
+            return .failure(
+                APIError(
+                    status: 401, message: "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
+                    type: "invalid_request_error", code: "invalid_api_key"))
         }
         guard let tenant = tenantsByKeyHash[SHA256.hex(String(header.dropFirst(7)))] else {
             return .failure(APIError(status: 401, message: "Incorrect API key provided.", type: "invalid_request_error", code: "invalid_api_key"))
@@ -236,7 +264,10 @@ public final class Gateway: Sendable {
     /// Keeps a client's id when it is short and printable, else makes one.
     static func requestID(from header: String?) -> String {
         if let header, !header.isEmpty, header.count <= 128,
-           header.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.:".unicodeScalars.contains($0)) }) {
+            header.unicodeScalars.allSatisfy({
+                $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.:".unicodeScalars.contains($0))
+            })
+        {
             return header
         }
         // A counter through a bijective mix with random keys: unique in the process, not
@@ -259,8 +290,10 @@ public final class Gateway: Sendable {
     /// - Parameter onListening: called with the bound port once the server accepts connections.
     /// - Parameter services: run beside the server and shut down after it has drained
     ///   (managed model-server supervisors).
-    public func run(signals: [UnixSignal] = [.sigterm, .sigint], services: [any Service] = [],
-                    onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+    public func run(
+        signals: [UnixSignal] = [.sigterm, .sigint], services: [any Service] = [],
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) async throws {
         let fastPath = config.server.fastPath ? FastPath(gateway: self) : nil
         self.fastPath.withLock { $0 = fastPath }
         let app = Application(
@@ -277,7 +310,7 @@ public final class Gateway: Sendable {
         var configuration = ServiceGroupConfiguration(
             services: [
                 // Shut down in reverse: readiness off first, timeouts enforced until the very end.
-                .init(service: monitor, successTerminationBehavior: .ignore),
+                .init(service: monitor, successTerminationBehavior: .ignore)
             ] + services.map { .init(service: $0, successTerminationBehavior: .ignore) } + [
                 .init(service: app),
                 .init(service: healthChecker, successTerminationBehavior: .ignore),

@@ -1,24 +1,26 @@
 import Testing
+
 @testable import SwitchyardCore
 
 @Suite struct ConfigLoaderTests {
     @Test func fullConfigDecodes() throws {
-        let config = try ConfigLoader.load(yaml: """
-            server: { host: 0.0.0.0, port: 9000, max_body_bytes: 1048576, shutdown_grace: 10s }
-            upstream: { connect_timeout: 500ms, timeouts: { first_byte: 5s, idle: 2s, total: 1m } }
-            health: { interval: 1s, timeout: 250ms, healthy_threshold: 2, unhealthy_threshold: 3, path: /health }
-            outlier: { consecutive_failures: 2, base_ejection: 1s, max_ejection: 1m }
-            retry: { max_attempts: 4, budget_ratio: 0.1, budget_window: 5s, min_retries_per_window: 1 }
-            models:
-              - name: smollm2
-                routing: { policy: prefix_affinity, prefix_chars: 128, balance_factor: 0.5 }
-                fallback: [backup]
-                backends:
-                  - { url: "http://127.0.0.1:8000/v1", model: SmolLM2, weight: 2, max_inflight: 4 }
-                  - { url: "http://127.0.0.1:8001/v1" }
-              - name: backup
-                backends: [{ url: "http://[::1]:8002/v1" }]
-            """)
+        let config = try ConfigLoader.load(
+            yaml: """
+                server: { host: 0.0.0.0, port: 9000, max_body_bytes: 1048576, shutdown_grace: 10s }
+                upstream: { connect_timeout: 500ms, timeouts: { first_byte: 5s, idle: 2s, total: 1m } }
+                health: { interval: 1s, timeout: 250ms, healthy_threshold: 2, unhealthy_threshold: 3, path: /health }
+                outlier: { consecutive_failures: 2, base_ejection: 1s, max_ejection: 1m }
+                retry: { max_attempts: 4, budget_ratio: 0.1, budget_window: 5s, min_retries_per_window: 1 }
+                models:
+                  - name: smollm2
+                    routing: { policy: prefix_affinity, prefix_chars: 128, balance_factor: 0.5 }
+                    fallback: [backup]
+                    backends:
+                      - { url: "http://127.0.0.1:8000/v1", model: SmolLM2, weight: 2, max_inflight: 4 }
+                      - { url: "http://127.0.0.1:8001/v1" }
+                  - name: backup
+                    backends: [{ url: "http://[::1]:8002/v1" }]
+                """)
         #expect(config.server.port == 9000)
         #expect(config.server.shutdownGrace == .seconds(10))
         #expect(config.upstream.connectTimeout == .milliseconds(500))
@@ -32,20 +34,21 @@ import Testing
 
     @Test func everyInvalidFieldIsReportedWithItsPath() {
         #expect {
-            try ConfigLoader.load(yaml: """
-                server: { port: 70000, colour: blue }
-                retry: { budget_ratio: 2 }
-                models:
-                  - name: a
-                    backends: [{ url: "http://127.0.0.1:8000/v1" }]
-                  - name: b
-                    fallback: [nope]
-                    backends:
-                      - { url: "ftp://x" }
-                      - { url: "http://h:1/v1", weight: 0, max_inflight: -1 }
-                    routing: { policy: random }
-                    timeouts: { idle: soon }
-                """)
+            try ConfigLoader.load(
+                yaml: """
+                    server: { port: 70000, colour: blue }
+                    retry: { budget_ratio: 2 }
+                    models:
+                      - name: a
+                        backends: [{ url: "http://127.0.0.1:8000/v1" }]
+                      - name: b
+                        fallback: [nope]
+                        backends:
+                          - { url: "ftp://x" }
+                          - { url: "http://h:1/v1", weight: 0, max_inflight: -1 }
+                        routing: { policy: random }
+                        timeouts: { idle: soon }
+                    """)
         } throws: { error in
             let paths = Set((error as! ConfigError).issues.map(\.path))
             return paths == [
@@ -71,20 +74,22 @@ import Testing
     }
 
     @Test func tenants() throws {
-        let config = try ConfigLoader.load(yaml: """
-            tenants:
-              - { name: team-a, api_key_sha256: "\(SHA256.hex("sk-a").uppercased())", weight: 2 }
-            models: [{ name: m, backends: [{ url: "http://127.0.0.1:1/v1" }] }]
-            """)
+        let config = try ConfigLoader.load(
+            yaml: """
+                tenants:
+                  - { name: team-a, api_key_sha256: "\(SHA256.hex("sk-a").uppercased())", weight: 2 }
+                models: [{ name: m, backends: [{ url: "http://127.0.0.1:1/v1" }] }]
+                """)
         #expect(config.tenants == [TenantConfig(name: "team-a", apiKeySHA256: SHA256.hex("sk-a"), weight: 2)])
         let error = try #require(throws: ConfigError.self) {
-            try ConfigLoader.load(yaml: """
-                tenants:
-                  - { name: x, api_key_sha256: "\(SHA256.hex("k1"))" }
-                  - { name: x, api_key_sha256: "\(SHA256.hex("k2"))" }
-                  - { name: y, api_key_sha256: sk-plaintext }
-                  - { name: z, api_key_sha256: "\(SHA256.hex("k3"))", weight: 0 }
-                """)
+            try ConfigLoader.load(
+                yaml: """
+                    tenants:
+                      - { name: x, api_key_sha256: "\(SHA256.hex("k1"))" }
+                      - { name: x, api_key_sha256: "\(SHA256.hex("k2"))" }
+                      - { name: y, api_key_sha256: sk-plaintext }
+                      - { name: z, api_key_sha256: "\(SHA256.hex("k3"))", weight: 0 }
+                    """)
         }
         #expect(Set(error.issues.map(\.path)) == ["tenants[1].name", "tenants[2].api_key_sha256", "tenants[3].weight"])
     }
@@ -106,19 +111,20 @@ import Testing
         #expect(Duration.parse("soon") == nil)
     }
     @Test func lanesOverrideDefaultsAndModelsCarrySchedulingPolicy() throws {
-        let config = try ConfigLoader.load(yaml: """
-            lanes:
-              realtime:  { priority: 0, slo: { ttft: 1s, e2e: 10s }, queue: { max_size: 256, timeout: 1s, timeout_action: reject }, retry: { max_attempts: 2 } }
-              streaming: { priority: 1, slo: { ttft: 2s, tpot: 100ms, max_stall: 2s } }
-              batch:     { priority: 2, min_share: 0.1, sheddable: true, queue: { max_size: 100000, timeout_action: delay }, retry: { max_attempts: 5, backoff: 1s } }
-              eval:      { priority: 3, preemptible: true }
-            models:
-              - name: smollm2
-                backends: [{ url: "http://127.0.0.1:8000/v1", max_inflight: 4 }]
-                batching: { max_batch_size: 4, max_batch_tokens: 8192, max_queue_delay: 5ms }
-                memory_headroom: { kv_cache_max: 0.85, metrics_stale_after: 2s }
-                adaptive_concurrency: { enabled: true, min: 1 }
-            """)
+        let config = try ConfigLoader.load(
+            yaml: """
+                lanes:
+                  realtime:  { priority: 0, slo: { ttft: 1s, e2e: 10s }, queue: { max_size: 256, timeout: 1s, timeout_action: reject }, retry: { max_attempts: 2 } }
+                  streaming: { priority: 1, slo: { ttft: 2s, tpot: 100ms, max_stall: 2s } }
+                  batch:     { priority: 2, min_share: 0.1, sheddable: true, queue: { max_size: 100000, timeout_action: delay }, retry: { max_attempts: 5, backoff: 1s } }
+                  eval:      { priority: 3, preemptible: true }
+                models:
+                  - name: smollm2
+                    backends: [{ url: "http://127.0.0.1:8000/v1", max_inflight: 4 }]
+                    batching: { max_batch_size: 4, max_batch_tokens: 8192, max_queue_delay: 5ms }
+                    memory_headroom: { kv_cache_max: 0.85, metrics_stale_after: 2s }
+                    adaptive_concurrency: { enabled: true, min: 1 }
+                """)
         #expect(config.lanes.map(\.name) == ["realtime", "streaming", "batch", "eval"], "sorted by priority")
         let realtime = try #require(config.lane(named: "realtime"))
         #expect(realtime.slo.ttft == .seconds(1))
@@ -150,13 +156,14 @@ import Testing
 
     @Test func invalidLaneFieldsAreReportedByPath() {
         #expect {
-            try ConfigLoader.load(yaml: """
-                lanes:
-                  realtime: { slo: { ttft: 2s, e2e: 1s }, queue: { timeout_action: drop } }
-                  bulk: { min_share: 0.5 }
-                  realtime2: { priority: 0, min_share: 0.3 }
-                models: [{ name: m, backends: [{ url: 'http://127.0.0.1:1/v1' }], batching: { max_queue_delay: 5s } }]
-                """)
+            try ConfigLoader.load(
+                yaml: """
+                    lanes:
+                      realtime: { slo: { ttft: 2s, e2e: 1s }, queue: { timeout_action: drop } }
+                      bulk: { min_share: 0.5 }
+                      realtime2: { priority: 0, min_share: 0.3 }
+                    models: [{ name: m, backends: [{ url: 'http://127.0.0.1:1/v1' }], batching: { max_queue_delay: 5s } }]
+                    """)
         } throws: { error in
             let text = "\(error)"
             return text.contains("lanes.realtime.slo.e2e: must be ≥ slo.ttft")

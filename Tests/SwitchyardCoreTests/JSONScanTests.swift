@@ -1,5 +1,5 @@
-import Testing
 import SwitchyardCore
+import Testing
 
 @Suite struct JSONScanTests {
     func scan(_ text: String, _ keys: [StaticString]) -> [String?]? {
@@ -20,9 +20,11 @@ import SwitchyardCore
     }
 
     @Test func refusesWhatIsNotOneValidObject() {
-        for bad in ["", "[]", #""s""#, "{", #"{"a"}"#, #"{"a":}"#, #"{"a":1,}"#, #"{"a":1}x"#, #"{"a":tru}"#, #"{"a":01}"#,
-                    #"{"a":1.}"#, #"{"a":-}"#, #"{"a":"\x"}"#, #"{"a":"\u12G4"}"#, "{\"a\":\"tab\there\"}", #"{"a":[1 2]}"#,
-                    #"{"a":{"b":1,,}}"#, #"{"mo\u0064el":"x"}"#] {
+        for bad in [
+            "", "[]", #""s""#, "{", #"{"a"}"#, #"{"a":}"#, #"{"a":1,}"#, #"{"a":1}x"#, #"{"a":tru}"#, #"{"a":01}"#,
+            #"{"a":1.}"#, #"{"a":-}"#, #"{"a":"\x"}"#, #"{"a":"\u12G4"}"#, "{\"a\":\"tab\there\"}", #"{"a":[1 2]}"#,
+            #"{"a":{"b":1,,}}"#, #"{"mo\u0064el":"x"}"#,
+        ] {
             #expect(scan(bad, ["model"]) == nil, "\(bad)")
         }
         let deep = String(repeating: "[", count: 300) + String(repeating: "]", count: 300)

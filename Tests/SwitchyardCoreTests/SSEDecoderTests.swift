@@ -1,8 +1,10 @@
 import Testing
+
 @testable import SwitchyardCore
 
 @Suite struct SSEDecoderTests {
-    static let stream = Array("""
+    static let stream = Array(
+        """
         : keep-alive\n\ndata: {"a":1}\n\nevent: x\r\ndata: line1\r\ndata: line2\r\n\r\ndata: [DONE]\n\n
         """.utf8)
 
@@ -20,12 +22,13 @@ import Testing
 
     @Test func parsesEventsCommentsAndMultiLineData() {
         let events = Self.decode(Self.stream, splits: [])
-        #expect(events == [
-            SSEEvent(data: "", isComment: true),
-            SSEEvent(data: #"{"a":1}"#),
-            SSEEvent(event: "x", data: "line1\nline2"),
-            SSEEvent(data: "[DONE]"),
-        ])
+        #expect(
+            events == [
+                SSEEvent(data: "", isComment: true),
+                SSEEvent(data: #"{"a":1}"#),
+                SSEEvent(event: "x", data: "line1\nline2"),
+                SSEEvent(data: "[DONE]"),
+            ])
     }
 
     /// Property: any split of a valid stream parses to the same events.

@@ -1,5 +1,6 @@
-import Testing
 import SwitchyardCore
+import Testing
+
 @testable import SwitchyardEvidence
 
 @Suite struct AcceptSpecTests {
@@ -34,7 +35,16 @@ import SwitchyardCore
         #expect(spec.lanes[0].slos.count == 3)
         #expect(spec.lanes[0].requestSLO.ttft == 0.5, "the tightest bound is the per-request limit")
         #expect(spec.phases.map(\.judged) == [false, true, false, false, false])
-        #expect(spec.phases[3].fault == .chaos({ var f = ChaosFaults(); f.resetRate = 0.1; f.status503Rate = 0.2; f.latency = .milliseconds(50); return f }()))
+        #expect(
+            spec.phases[3].fault
+                == .chaos(
+                    {
+                        var f = ChaosFaults()
+                        f.resetRate = 0.1
+                        f.status503Rate = 0.2
+                        f.latency = .milliseconds(50)
+                        return f
+                    }()))
         #expect(spec.totalDuration == .seconds(75))
         #expect(spec.usesChaos)
         #expect(spec.sha256.count == 64)
@@ -42,20 +52,22 @@ import SwitchyardCore
 
     @Test func problemsAreNamedByPath() {
         #expect {
-            try AcceptSpec.load(yaml: """
-                target: { url: "not a url", model: m }
-                lanes:
-                  - name: a
-                    load: { rate: 2, arrival: bursty }
-                    slo: { ttft: { p42: 1s } }
-                phases:
-                  - { name: fault, duration: 5s, fault: { kill_backend: m-0 } }
-                  - { name: x }
-                """)
+            try AcceptSpec.load(
+                yaml: """
+                    target: { url: "not a url", model: m }
+                    lanes:
+                      - name: a
+                        load: { rate: 2, arrival: bursty }
+                        slo: { ttft: { p42: 1s } }
+                    phases:
+                      - { name: fault, duration: 5s, fault: { kill_backend: m-0 } }
+                      - { name: x }
+                    """)
         } throws: { error in
             let text = "\(error)"
             return text.contains("target.url") && text.contains("lanes[0].load.arrival") && text.contains("lanes[0].slo.ttft")
-                && text.contains("phases[0].fault: killing or stopping a backend needs target.admin_url") && text.contains("phases[1].duration: required")
+                && text.contains("phases[0].fault: killing or stopping a backend needs target.admin_url")
+                && text.contains("phases[1].duration: required")
         }
     }
 
@@ -88,7 +100,8 @@ import SwitchyardCore
         // Good requests end at 14.1, 14.6, …: the window [13.25, 18.25) holds nine of them
         // (≥ 90% of 2/s × 5 s), the first on the 0.25 s grid to do so.
         #expect(recovery == 3.25)
-        #expect(LaneVerdict.recoveryTime(records.filter { $0.tSched.seconds < 10 }, slo: RequestSLO(), preLevel: pre, liftedAt: 10, runEnd: 30) == nil)
+        #expect(
+            LaneVerdict.recoveryTime(records.filter { $0.tSched.seconds < 10 }, slo: RequestSLO(), preLevel: pre, liftedAt: 10, runEnd: 30) == nil)
     }
 
     @Test func verdictCountsFailuresAsMissesAndNamesTheReasons() throws {

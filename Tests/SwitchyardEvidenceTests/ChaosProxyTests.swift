@@ -1,5 +1,6 @@
-import Testing
 import SwitchyardCore
+import Testing
+
 @testable import SwitchyardEvidence
 
 @Suite(.serialized) struct ChaosProxyTests {

@@ -3,9 +3,10 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import SwitchyardCore
 import Synchronization
 import Testing
-import SwitchyardCore
+
 @testable import SwitchyardEvidence
 
 /// An upstream with known timing: the first token 50 ms after the request, then one every 10 ms,
@@ -35,38 +36,43 @@ enum TimedUpstream {
             let model = json["model"]?.stringValue ?? ""
             let tokens = json["max_tokens"]?.intValue ?? 8
             if model == "status500" {
-                return Response(status: .internalServerError, headers: [.contentType: "application/json"],
-                                body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"boom"}}"#)))
+                return Response(
+                    status: .internalServerError, headers: [.contentType: "application/json"],
+                    body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"boom"}}"#)))
             }
-            return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: .init { writer in
-                try await writer.write(ByteBuffer(string: #"data: {"choices":[{"index":0,"delta":{"role":"assistant"}}]}"# + "\n\n"))
-                var extra: Duration = .zero
-                var firstWrite: ContinuousClock.Instant?
-                for k in 0..<tokens {
-                    if model == "stall", k == 3 { extra = .milliseconds(300) }
-                    try await Task.sleep(until: arrived + ttft + tpot * k + extra, clock: .continuous)
-                    try await writer.write(ByteBuffer(string: chunk("t\(k)")))
-                    if k == 0 { firstWrite = .now }
-                    if k == tokens - 1, let first = firstWrite, tokens >= 2 {
-                        let values = ((first - arrived).seconds, (ContinuousClock.now - first).seconds / Double(tokens - 1))
-                        truth.values.withLock { $0.append(values) }
+            return Response(
+                status: .ok, headers: [.contentType: "text/event-stream"],
+                body: .init { writer in
+                    try await writer.write(ByteBuffer(string: #"data: {"choices":[{"index":0,"delta":{"role":"assistant"}}]}"# + "\n\n"))
+                    var extra: Duration = .zero
+                    var firstWrite: ContinuousClock.Instant?
+                    for k in 0..<tokens {
+                        if model == "stall", k == 3 { extra = .milliseconds(300) }
+                        try await Task.sleep(until: arrived + ttft + tpot * k + extra, clock: .continuous)
+                        try await writer.write(ByteBuffer(string: chunk("t\(k)")))
+                        if k == 0 { firstWrite = .now }
+                        if k == tokens - 1, let first = firstWrite, tokens >= 2 {
+                            let values = ((first - arrived).seconds, (ContinuousClock.now - first).seconds / Double(tokens - 1))
+                            truth.values.withLock { $0.append(values) }
+                        }
+                        if model == "inband", k == 1 {
+                            try await writer.write(ByteBuffer(string: #"data: {"error":{"message":"engine fell over"}}"# + "\n\n"))
+                            try await writer.finish(nil)
+                            return
+                        }
                     }
-                    if model == "inband", k == 1 {
-                        try await writer.write(ByteBuffer(string: #"data: {"error":{"message":"engine fell over"}}"# + "\n\n"))
-                        try await writer.finish(nil)
-                        return
-                    }
-                }
-                try await writer.write(ByteBuffer(string: #"data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":\#(tokens)}}"# + "\n\n"))
-                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
-                try await writer.finish(nil)
-            })
+                    try await writer.write(
+                        ByteBuffer(string: #"data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":\#(tokens)}}"# + "\n\n"))
+                    try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                    try await writer.finish(nil)
+                })
         }
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         var logger = Logger(label: "timed-upstream")
         logger.logLevel = .critical
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                              onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger)
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 try await app.runService()
@@ -150,8 +156,9 @@ enum TimedUpstream {
             let summary = LaneSummary.compute(lane: "default", records: records, offeredRate: 50)
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bundle-\(UUID().uuidString)").path
             defer { try? FileManager.default.removeItem(atPath: dir) }
-            try EvidenceBundle.write(to: dir, manifest: Manifest(version: "test", command: ["switchyard", "bench"], gitCommit: nil, specHash: "abc"),
-                                     records: records, summaries: [summary])
+            try EvidenceBundle.write(
+                to: dir, manifest: Manifest(version: "test", command: ["switchyard", "bench"], gitCommit: nil, specHash: "abc"),
+                records: records, summaries: [summary])
             let lines = try String(contentsOfFile: dir + "/requests.jsonl", encoding: .utf8).split(separator: "\n")
             #expect(lines.count == 10)
             let first = try JSONParser.parse(Array(lines[0].utf8))
@@ -165,7 +172,8 @@ enum TimedUpstream {
             #expect(html.contains("<svg") && html.contains("TTFT CDF") && !html.contains("<script"), "self-contained, no scripts")
             let comparison = try BundleCompare.compare(dir, dir)
             #expect(comparison.contains("lane default"))
-            #expect(comparison.split(separator: "\n").contains { $0.hasPrefix("ttft p99") && $0.contains("+0.000ms") && $0.hasSuffix("1.00          ") })
+            #expect(
+                comparison.split(separator: "\n").contains { $0.hasPrefix("ttft p99") && $0.contains("+0.000ms") && $0.hasSuffix("1.00          ") })
             #expect(throws: BundleCompare.CompareError.self) { try BundleCompare.compare(dir, "/nonexistent") }
         }
     }

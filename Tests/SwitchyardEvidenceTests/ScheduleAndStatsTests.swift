@@ -1,5 +1,6 @@
-import Testing
 import SwitchyardCore
+import Testing
+
 @testable import SwitchyardEvidence
 
 @Suite struct ScheduleTests {
@@ -62,7 +63,8 @@ import SwitchyardCore
         #expect(a.count == 20)
         #expect(a.prefix(8) == b.prefix(8))
         #expect(a != b)
-        let prompts = try Workload.loadDataset("""
+        let prompts = try Workload.loadDataset(
+            """
             {"prompt": "one"}
             {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "two"}]}
 

@@ -1,11 +1,13 @@
-import Testing
 import SwitchyardCore
+import Testing
+
 @testable import SwitchyardEvidence
 
 @Suite struct StreamObserverTests {
     static func chunk(_ delta: String) -> String { #"data: {"choices":[{"index":0,"delta":\#(delta)}]}"# + "\n\n" }
 
-    static let stream = chunk(#"{"role":"assistant"}"#) + ": keep-alive\n\n" + chunk(#"{"content":"Hel"}"#)
+    static let stream =
+        chunk(#"{"role":"assistant"}"#) + ": keep-alive\n\n" + chunk(#"{"content":"Hel"}"#)
         + chunk(#"{"reasoning_content":"hm"}"#) + chunk(#"{"tool_calls":[{"index":0}]}"#) + chunk(#"{"content":""}"#)
         + "event: message\r\ndata: {\"choices\":[{\"index\":0,\r\ndata: \"delta\":{\"content\":\"lo\"}}]}\r\n\r\n"
         + #"data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":4}}"# + "\n\n" + "data: [DONE]\n\n"
@@ -39,8 +41,9 @@ import SwitchyardCore
         #expect(!record([#"{"content":"caf\u00e9 ok"}"#], tokens: 4).tokenMismatch, "escaped as \\u")
         #expect(record([#"{"content":"Hello"}"#], tokens: 4).tokenMismatch, "ASCII text: one chunk for four tokens is a disagreement")
         #expect(record([#"{"content":"tab\u0009"}"#], tokens: 4).tokenMismatch, "an escaped ASCII character is ASCII")
-        #expect(record([#"{"content":"é"}"#, #"{"content":"a"}"#, #"{"content":"b"}"#, #"{"content":"c"}"#], tokens: 1).tokenMismatch,
-                "more chunks than tokens always disagrees")
+        #expect(
+            record([#"{"content":"é"}"#, #"{"content":"a"}"#, #"{"content":"b"}"#, #"{"content":"c"}"#], tokens: 1).tokenMismatch,
+            "more chunks than tokens always disagrees")
         #expect(record([#"{"role":"assistant","content":"é"}"#], tokens: 4).json["non_ascii"] == .bool(true), "recorded in requests.jsonl")
     }
 

@@ -1,10 +1,11 @@
 import Foundation
 import NIOCore
-import Testing
 import SwitchyardCore
 import SwitchyardScheduling
-@testable import SwitchyardGateway
 import SwitchyardTestSupport
+import Testing
+
+@testable import SwitchyardGateway
 
 /// Backends without `max_inflight`: the gateway asks the engine how many requests it runs at once
 /// (or learns it from its waiting queue), so the excess waits in the lanes, in lane order.
@@ -16,15 +17,18 @@ import SwitchyardTestSupport
     static func send(_ base: String, _ tag: String, lane: String? = nil, extra: String = "") -> Task<TestClient.Reply, any Error> {
         let headers = lane.map { ["x-switchyard-lane": $0] } ?? [:]
         return Task {
-            try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(extra: #","tag":"\#(tag)","max_tokens":4\#(extra)"#),
-                                      headers: headers, client: TestClient.wide)
+            try await TestClient.post(
+                "\(base)/v1/chat/completions", TestClient.chat(extra: #","tag":"\#(tag)","max_tokens":4\#(extra)"#),
+                headers: headers, client: TestClient.wide)
         }
     }
 
     static func metrics(_ gateway: Gateway) -> String { String(decoding: gateway.metrics.render(), as: UTF8.self) }
 
-    @Test(arguments: [(TestUpstream.Engine.llamacpp(slots: 2), CapacitySource.props, 2048),
-                      (.sglang(slots: 2), .serverInfo, 8192), (.tgi(slots: 2), .info, 2048)])
+    @Test(arguments: [
+        (TestUpstream.Engine.llamacpp(slots: 2), CapacitySource.props, 2048),
+        (.sglang(slots: 2), .serverInfo, 8192), (.tgi(slots: 2), .info, 2048),
+    ])
     func anEngineThatReportsTwoSlotsGetsTwoAndTheRestWaitInTheLanes(engine: TestUpstream.Engine, source: CapacitySource, tokens: Int) async throws {
         let upstream = TestUpstream(engine: engine)
         try await upstream.run { port in
@@ -33,7 +37,10 @@ import SwitchyardTestSupport
                 #expect(await Poll.until { pool.capacity(0)?.source == source })
                 #expect(pool.capacity(0) == ModelPool.CapacityStatus(source: source, limit: 2, tokens: tokens))
                 let backend = "http://127.0.0.1:\(port)/ok/v1"
-                #expect(await Poll.until { Self.metrics(gateway).contains(#"switchyard_backend_capacity{backend="\#(backend)",source="\#(source.rawValue)"} 2"#) })
+                #expect(
+                    await Poll.until {
+                        Self.metrics(gateway).contains(#"switchyard_backend_capacity{backend="\#(backend)",source="\#(source.rawValue)"} 2"#)
+                    })
 
                 let b0 = Self.send(base, "b0", lane: "batch", extra: #","hold":true"#)
                 let b1 = Self.send(base, "b1", lane: "batch", extra: #","hold2":true"#)
@@ -117,7 +124,8 @@ import SwitchyardTestSupport
         // /props is not JSON, /get_server_info says 0 slots, /info hangs; /metrics has no queue.
         let upstream = TestUpstream(engine: .odd)
         try await upstream.run { port in
-            try await GatewayHarness.with(Self.config(port: port) { $0.upstream.discoveryTimeout = .seconds(2) }) { gateway, base in
+            try await GatewayHarness.with(Self.config(port: port) { $0.upstream.discoveryTimeout = .seconds(2) }, waitForDiscovery: false) {
+                gateway, base in
                 let pool = try #require(gateway.pools["m"])
                 let reply = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat())
                 #expect(reply.status == 200)
@@ -134,12 +142,15 @@ import SwitchyardTestSupport
             var config = GatewayHarness.config(models: [GatewayHarness.model("m", [])])
             config.admin.token = "t"
             try await GatewayHarness.with(config) { gateway, base in
-                let reply = try await TestClient.post("\(base)/admin/backends", #"{"url":"http://127.0.0.1:\#(port)/ok/v1","model":"m","ttl":30}"#,
-                                                      headers: ["authorization": "Bearer t"])
+                let reply = try await TestClient.post(
+                    "\(base)/admin/backends", #"{"url":"http://127.0.0.1:\#(port)/ok/v1","model":"m","ttl":30}"#,
+                    headers: ["authorization": "Bearer t"])
                 #expect(reply.status == 201)
-                #expect(reply.json?["capacity"]?["limit"]?.intValue == 3 && reply.json?["capacity"]?["source"]?.stringValue == "info", "\(reply.body)")
-                let bad = try await TestClient.post("\(base)/admin/backends", #"{"url":"http://127.0.0.1:\#(port)/x/v1","model":"m","ttl":30,"max_inflight":-1}"#,
-                                                    headers: ["authorization": "Bearer t"])
+                #expect(
+                    reply.json?["capacity"]?["limit"]?.intValue == 3 && reply.json?["capacity"]?["source"]?.stringValue == "info", "\(reply.body)")
+                let bad = try await TestClient.post(
+                    "\(base)/admin/backends", #"{"url":"http://127.0.0.1:\#(port)/x/v1","model":"m","ttl":30,"max_inflight":-1}"#,
+                    headers: ["authorization": "Bearer t"])
                 #expect(bad.status == 400 && bad.json?["error"]?["param"]?.stringValue == "max_inflight")
             }
         }
@@ -151,8 +162,9 @@ struct ConnectStormTests {
     static func pool(defaultMaxInflight: Int) -> ModelPool {
         var health = HealthCheckConfig()
         health.enabled = false
-        return ModelPool(config: ModelConfig(name: "m", backends: [BackendConfig(url: "http://127.0.0.1:9/v1")]), health: health,
-                         outlier: OutlierConfig(), defaultMaxInflight: defaultMaxInflight)
+        return ModelPool(
+            config: ModelConfig(name: "m", backends: [BackendConfig(url: "http://127.0.0.1:9/v1")]), health: health,
+            outlier: OutlierConfig(), defaultMaxInflight: defaultMaxInflight)
     }
 
     static func ticket() -> ModelPool.Ticket {
@@ -179,8 +191,9 @@ struct ConnectStormTests {
     @Test func aConfiguredLimitIsNotShrunk() throws {
         var health = HealthCheckConfig()
         health.enabled = false
-        let pool = ModelPool(config: ModelConfig(name: "m", backends: [BackendConfig(url: "http://127.0.0.1:9/v1", maxInflight: 8)]),
-                             health: health, outlier: OutlierConfig())
+        let pool = ModelPool(
+            config: ModelConfig(name: "m", backends: [BackendConfig(url: "http://127.0.0.1:9/v1", maxInflight: 8)]),
+            health: health, outlier: OutlierConfig())
         let leases = try (0..<4).map { _ in try #require(pool.tryAcquireNow(Self.ticket())) }
         #expect(pool.connectTimedOut(leases[0]).requeue == false)
         #expect(pool.capacity(0)?.limit == 8)
@@ -204,7 +217,9 @@ struct ConnectStormTests {
             let pool = try #require(gateway.pools["m"])
             #expect(await Poll.until { pool.capacity(0)?.source == .default }, "no info endpoint, no /metrics")
             backend.acceptOneMoreThenStop()
-            let a = Task { try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(extra: #","hold":true"#), client: TestClient.wide) }
+            let a = Task {
+                try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(extra: #","hold":true"#), client: TestClient.wide)
+            }
             #expect(await Poll.until { backend.served.withLock { $0.count } == 5 }, "4 discovery GETs answered; A received and held")
             let filler = backend.fillBacklog()
             defer { close(filler) }
@@ -233,7 +248,11 @@ struct ConnectStormTests {
     @Test(arguments: [true, false])
     func aRefusedConnectionIsAConnectFailure(fastPath: Bool) async throws {
         let backend = "http://127.0.0.1:1/v1"  // nothing listens on port 1
-        let config = GatewayHarness.config(models: [GatewayHarness.model("m", [backend])]) { $0.server.fastPath = fastPath }
+        let config = GatewayHarness.config(models: [GatewayHarness.model("m", [backend])]) {
+            $0.server.fastPath = fastPath
+            // AsyncHTTPClient retries a refused connect until its connect timeout.
+            $0.upstream.connectTimeout = .milliseconds(300)
+        }
         try await GatewayHarness.with(config) { gateway, base in
             let reply = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat())
             #expect(reply.status == 502, "\(reply.body)")

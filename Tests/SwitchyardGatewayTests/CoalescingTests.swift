@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import SwitchyardCore
-@testable import SwitchyardGateway
 import SwitchyardTestSupport
+import Testing
+
+@testable import SwitchyardGateway
 
 @Suite(.serialized) struct CoalescingTests {
     static func config(port: Int, delay: Duration) -> GatewayConfig {
@@ -41,7 +42,9 @@ import SwitchyardTestSupport
                 }
                 let metrics = String(decoding: gateway.metrics.render(), as: UTF8.self)
                 #expect(metrics.contains(#"switchyard_coalesced_batch_size_count{model="e"} 1"#))
-                #expect(metrics.contains(#"switchyard_requests_total{model="e",lane="realtime",code="200"} 4"#), "members are counted, not the merged request")
+                #expect(
+                    metrics.contains(#"switchyard_requests_total{model="e",lane="realtime",code="200"} 4"#),
+                    "members are counted, not the merged request")
             }
         }
     }

@@ -2,11 +2,12 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOPosix
+import SwitchyardCore
+import SwitchyardTestSupport
 import Synchronization
 import Testing
-import SwitchyardCore
+
 @testable import SwitchyardGateway
-import SwitchyardTestSupport
 
 /// The event-loop fast path must answer exactly as the router path does, and hand over to it
 /// whenever it cannot finish a request itself.
@@ -17,8 +18,10 @@ import SwitchyardTestSupport
 
     /// A gateway serving model `m` from one test upstream `behaviour`: the upstream, the gateway,
     /// its base URL and port.
-    static func withGateway(_ behaviour: String = "ok", tweak: @escaping @Sendable (inout GatewayConfig) -> Void = { _ in },
-                            _ body: @escaping @Sendable (TestUpstream, Gateway, String, Int) async throws -> Void) async throws {
+    static func withGateway(
+        _ behaviour: String = "ok", tweak: @escaping @Sendable (inout GatewayConfig) -> Void = { _ in },
+        _ body: @escaping @Sendable (TestUpstream, Gateway, String, Int) async throws -> Void
+    ) async throws {
         let upstream = TestUpstream()
         try await upstream.run { port in
             let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/\(behaviour)/v1"])], tweak: tweak)
@@ -33,17 +36,21 @@ import SwitchyardTestSupport
         try await upstream.run { port in
             var replies: [Bool: (TestClient.Reply, TestClient.Reply)] = [:]
             for fast in [true, false] {
-                let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])]) { $0.server.fastPath = fast }
+                let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])]) {
+                    $0.server.fastPath = fast
+                }
                 replies[fast] = try await GatewayHarness.with(config) { gateway, base in
                     // Header names in any case.
-                    let whole = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(extra: #","logprobs":true"#),
-                                                          headers: ["X-Request-ID": "same-id", "X-Switchyard-LANE": "realtime"])
+                    let whole = try await TestClient.post(
+                        "\(base)/v1/chat/completions", TestClient.chat(extra: #","logprobs":true"#),
+                        headers: ["X-Request-ID": "same-id", "X-Switchyard-LANE": "realtime"])
                     let embedding = try await TestClient.post("\(base)/v1/embeddings", #"{"model":"m","input":"hello","encoding_format":"float"}"#)
                     #expect(embedding.status == 200)
                     #expect(embedding.json?["model"] == .string("m"))
-                    let stream = try await TestClient.post("\(base)/v1/chat/completions",
-                                                           TestClient.chat(stream: true, extra: #","stream_options":{"include_usage":true}"#),
-                                                           headers: ["x-request-id": "same-id"])
+                    let stream = try await TestClient.post(
+                        "\(base)/v1/chat/completions",
+                        TestClient.chat(stream: true, extra: #","stream_options":{"include_usage":true}"#),
+                        headers: ["x-request-id": "same-id"])
                     #expect(Self.metric(gateway, #"switchyard_fast_path_total{outcome="served"} 3"#) == fast)
                     #expect(Self.metric(gateway, #"switchyard_requests_total{model="m",lane="realtime",code="200"} 2"#))
                     #expect(Self.metric(gateway, #"switchyard_output_tokens_total{model="m"} 4"#), "usage of both answers counted")
@@ -78,21 +85,22 @@ import SwitchyardTestSupport
                 let body = TestClient.chat(extra: #","tag":"\#(tag)""#)
                 return "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n"
                     + (close ? "connection: close\r\n" : "") + "\r\n" + body
-        }
-        // fast, router (models list), router (bad JSON), fast: one write, answers in order.
-        let text = post("first") + "GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n"
-            + "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 5\r\n\r\n{oops"
-            + post("last", close: true)
-        let received = try await Self.rawExchange(port: gatewayPort, text)
-        let order = [#""tag":"first""#, #""object":"list""#, #""code":"invalid_json""#, #""tag":"last""#].map { marker in
-            received.range(of: marker)?.lowerBound
-        }
-        #expect(order.allSatisfy { $0 != nil }, "every answer arrived: \(received)")
-        let positions = order.compactMap { $0 }
-        #expect(positions == positions.sorted(), "answers in request order")
-        #expect(received.components(separatedBy: "HTTP/1.1 ").count - 1 == 4)
-        #expect(Self.metric(gateway, #"switchyard_fast_path_total{outcome="served"} 2"#))
-        #expect(Self.metric(gateway, #"switchyard_fast_path_total{outcome="declined"} 1"#), "the bad request went to the router")
+            }
+            // fast, router (models list), router (bad JSON), fast: one write, answers in order.
+            let text =
+                post("first") + "GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n"
+                + "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 5\r\n\r\n{oops"
+                + post("last", close: true)
+            let received = try await Self.rawExchange(port: gatewayPort, text)
+            let order = [#""tag":"first""#, #""object":"list""#, #""code":"invalid_json""#, #""tag":"last""#].map { marker in
+                received.range(of: marker)?.lowerBound
+            }
+            #expect(order.allSatisfy { $0 != nil }, "every answer arrived: \(received)")
+            let positions = order.compactMap { $0 }
+            #expect(positions == positions.sorted(), "answers in request order")
+            #expect(received.components(separatedBy: "HTTP/1.1 ").count - 1 == 4)
+            #expect(Self.metric(gateway, #"switchyard_fast_path_total{outcome="served"} 2"#))
+            #expect(Self.metric(gateway, #"switchyard_fast_path_total{outcome="declined"} 1"#), "the bad request went to the router")
         }
     }
 
@@ -101,8 +109,9 @@ import SwitchyardTestSupport
         try await upstream.run { port in
             // The heavy replica resets every connection: the fast path tries it first, then
             // hands the request to the router, which retries on the other one.
-            let model = GatewayHarness.model("m", ["http://127.0.0.1:\(port)/reset-before/v1", "http://127.0.0.1:\(port)/ok/v1"],
-                                             weights: [1, 0.01])
+            let model = GatewayHarness.model(
+                "m", ["http://127.0.0.1:\(port)/reset-before/v1", "http://127.0.0.1:\(port)/ok/v1"],
+                weights: [1, 0.01])
             let config = GatewayHarness.config(models: [model])
             try await GatewayHarness.with(config) { gateway, base in
                 let reply = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(), headers: ["x-request-id": "retry-me"])
@@ -136,7 +145,11 @@ import SwitchyardTestSupport
             let body = TestClient.chat(extra: #","hold":true"#)
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connect(host: "127.0.0.1", port: gatewayPort).get()
-            try await channel.writeAndFlush(ByteBuffer(string: "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)"))
+            try await channel.writeAndFlush(
+                ByteBuffer(
+                    string:
+                        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)"
+                ))
             #expect(await Poll.until { upstream.count("ok") == 1 })
             let pool = try #require(gateway.pools["m"])
             #expect(pool.inflight(0) == 1)
@@ -193,7 +206,13 @@ import SwitchyardTestSupport
     @Test func theIdleLimitTakesOverFromALongerFirstByteLimit() async throws {
         // One chunk, then 5 s of silence: the 300 ms idle limit ends the stream, not the 10 s
         // first-byte limit nor the backend giving up.
-        try await FastPathTests.withGateway("trickle", tweak: { $0.upstream.timeouts.firstByte = .seconds(10); $0.upstream.timeouts.idle = .milliseconds(300) }) { _, gateway, base, _ in
+        try await FastPathTests.withGateway(
+            "trickle",
+            tweak: {
+                $0.upstream.timeouts.firstByte = .seconds(10)
+                $0.upstream.timeouts.idle = .milliseconds(300)
+            }
+        ) { _, gateway, base, _ in
             let reply = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(stream: true))
             let last = try #require(TestClient.events(reply.body).last)
             #expect(last.contains("idle timeout"), "\(last)")
@@ -211,7 +230,11 @@ import SwitchyardTestSupport
                 .channelOption(.autoRead, value: false)
                 .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(sink) } }
                 .connect(host: "127.0.0.1", port: gatewayPort).get()
-            try await channel.writeAndFlush(ByteBuffer(string: "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n\(body)"))
+            try await channel.writeAndFlush(
+                ByteBuffer(
+                    string:
+                        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n\(body)"
+                ))
             // Not reading: the gateway's socket fills, and it stops reading from the backend.
             #expect(await Poll.until(.seconds(20)) { FastPathTests.metric(gateway, "switchyard_client_backpressure_total 1") })
             // The subject of the test: a client that stays away longer than the idle timeout is

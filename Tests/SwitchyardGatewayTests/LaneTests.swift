@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import SwitchyardCore
-@testable import SwitchyardGateway
 import SwitchyardTestSupport
+import Testing
+
+@testable import SwitchyardGateway
 
 /// Lanes in front of a pool with one slot (`max_inflight: 1`), against the in-process upstream:
 /// requests carry `"hold": true` to keep the slot until the test releases them.
@@ -18,7 +19,9 @@ import SwitchyardTestSupport
     }
 
     /// Starts a request in the background; its reply comes from the returned task.
-    static func send(_ base: String, _ tag: String, lane: String? = nil, hold: Bool = false, headers: [String: String] = [:]) -> Task<TestClient.Reply, any Error> {
+    static func send(
+        _ base: String, _ tag: String, lane: String? = nil, hold: Bool = false, headers: [String: String] = [:]
+    ) -> Task<TestClient.Reply, any Error> {
         var headers = headers
         if let lane { headers["x-switchyard-lane"] = lane }
         return Task { try await TestClient.post("\(base)/v1/chat/completions", body(tag, hold: hold), headers: headers) }
@@ -159,8 +162,10 @@ import SwitchyardTestSupport
         let upstream = TestUpstream()
         try await upstream.run { port in
             let config = Self.config(port: port) { c in
-                c.tenants = [TenantConfig(name: "flood", apiKeySHA256: SHA256.hex("key-flood")),
-                             TenantConfig(name: "calm", apiKeySHA256: SHA256.hex("key-calm"))]
+                c.tenants = [
+                    TenantConfig(name: "flood", apiKeySHA256: SHA256.hex("key-flood")),
+                    TenantConfig(name: "calm", apiKeySHA256: SHA256.hex("key-calm")),
+                ]
             }
             try await GatewayHarness.with(config) { gateway, base in
                 let pool = try #require(gateway.pools["m"])

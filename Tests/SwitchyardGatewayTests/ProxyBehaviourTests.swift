@@ -2,10 +2,11 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
-import Testing
 import SwitchyardCore
-@testable import SwitchyardGateway
 import SwitchyardTestSupport
+import Testing
+
+@testable import SwitchyardGateway
 
 @Suite(.serialized) struct ProxyBehaviourTests {
     @Test func rewritesModelAndPassesUnknownFieldsThrough() async throws {
@@ -13,8 +14,10 @@ import SwitchyardTestSupport
         try await upstream.run { port in
             let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])])
             try await GatewayHarness.with(config) { _, base in
-                let extra = #","temperature":0.70,"tools":[{"type":"function","function":{"name":"f"}}],"logprobs":true,"n":2,"top_k":40,"response_format":{"type":"json_object"}"#
-                let reply = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(extra: extra), headers: ["x-request-id": "abc-123"])
+                let extra =
+                    #","temperature":0.70,"tools":[{"type":"function","function":{"name":"f"}}],"logprobs":true,"n":2,"top_k":40,"response_format":{"type":"json_object"}"#
+                let reply = try await TestClient.post(
+                    "\(base)/v1/chat/completions", TestClient.chat(extra: extra), headers: ["x-request-id": "abc-123"])
                 #expect(reply.status == 200)
                 #expect(reply.headers["x-request-id"] == "abc-123")
                 let json = try #require(reply.json)
@@ -44,8 +47,9 @@ import SwitchyardTestSupport
                 #expect(events.dropLast().allSatisfy { $0.contains(#""model":"m""#) })
                 #expect(upstream.lastRequestBody?["stream_options"]?["include_usage"] == .bool(true), "usage requested upstream")
 
-                let withUsage = try await TestClient.post("\(base)/v1/chat/completions",
-                                                          TestClient.chat(stream: true, extra: #","stream_options":{"include_usage":true}"#))
+                let withUsage = try await TestClient.post(
+                    "\(base)/v1/chat/completions",
+                    TestClient.chat(stream: true, extra: #","stream_options":{"include_usage":true}"#))
                 let usageEvents = TestClient.events(withUsage.body)
                 #expect(usageEvents.count == 6)
                 #expect(usageEvents[4].contains(#""completion_tokens":3"#))
@@ -60,7 +64,9 @@ import SwitchyardTestSupport
         let upstream = TestUpstream()
         try await upstream.run { port in
             // The failing replica weighs 100, so it is always tried first.
-            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/reset-before/v1", "http://127.0.0.1:\(port)/ok/v1"], weights: [100, 1])])
+            let config = GatewayHarness.config(models: [
+                GatewayHarness.model("m", ["http://127.0.0.1:\(port)/reset-before/v1", "http://127.0.0.1:\(port)/ok/v1"], weights: [100, 1])
+            ])
             try await GatewayHarness.with(config) { gateway, base in
                 for stream in [false, true] {
                     let reply = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(stream: stream))
@@ -118,7 +124,9 @@ import SwitchyardTestSupport
     @Test func neverRetriesAfterTheFirstByte() async throws {
         let upstream = TestUpstream()
         try await upstream.run { port in
-            let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/reset-mid/v1", "http://127.0.0.1:\(port)/ok/v1"], weights: [100, 1])])
+            let config = GatewayHarness.config(models: [
+                GatewayHarness.model("m", ["http://127.0.0.1:\(port)/reset-mid/v1", "http://127.0.0.1:\(port)/ok/v1"], weights: [100, 1])
+            ])
             try await GatewayHarness.with(config) { _, base in
                 let reply = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(stream: true))
                 #expect(reply.status == 200)
@@ -139,10 +147,12 @@ import SwitchyardTestSupport
                 GatewayHarness.model("inband", ["http://127.0.0.1:\(port)/inband-error/v1"]),
             ])
             try await GatewayHarness.with(config) { gateway, base in
-                let bad = TestClient.events(try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(stream: true, model: "bad")).body)
+                let bad = TestClient.events(
+                    try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(stream: true, model: "bad")).body)
                 #expect(bad.count == 3)
                 #expect(try JSONParser.parse(bad[2])["error"]?["message"]?.stringValue?.contains("malformed") == true)
-                let inband = TestClient.events(try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(stream: true, model: "inband")).body)
+                let inband = TestClient.events(
+                    try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(stream: true, model: "inband")).body)
                 #expect(inband.count == 3)
                 #expect(try JSONParser.parse(inband[2])["error"]?["message"] == .string("engine fell over"))
                 let metrics = String(decoding: gateway.metrics.render(), as: UTF8.self)
@@ -158,7 +168,10 @@ import SwitchyardTestSupport
             let config = GatewayHarness.config(models: [
                 GatewayHarness.model("trickle", ["http://127.0.0.1:\(port)/trickle/v1"]),
                 GatewayHarness.model("slow", ["http://127.0.0.1:\(port)/slow-head/v1"]),
-            ]) { $0.upstream.timeouts.idle = .seconds(1); $0.upstream.timeouts.firstByte = .seconds(1) }
+            ]) {
+                $0.upstream.timeouts.idle = .seconds(1)
+                $0.upstream.timeouts.firstByte = .seconds(1)
+            }
             try await GatewayHarness.with(config) { _, base in
                 let trickle = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(stream: true, model: "trickle"))
                 let events = TestClient.events(trickle.body)
@@ -256,7 +269,8 @@ import SwitchyardTestSupport
                 var homes: [String: Set<String>] = [:]
                 for prompt in ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"] {
                     for _ in 0..<4 {
-                        let body = #"{"model":"m","messages":[{"role":"system","content":"shared system prompt \#(prompt)"},{"role":"user","content":"q"}]}"#
+                        let body =
+                            #"{"model":"m","messages":[{"role":"system","content":"shared system prompt \#(prompt)"},{"role":"user","content":"q"}]}"#
                         let reply = try await TestClient.post("\(base)/v1/chat/completions", body)
                         #expect(reply.status == 200)
                         homes[prompt, default: []].insert(reply.headers["x-switchyard-backend"] ?? "?")
@@ -272,7 +286,7 @@ import SwitchyardTestSupport
         let upstream = TestUpstream()
         try await upstream.run { port in
             let config = GatewayHarness.config(models: [
-                GatewayHarness.model("m", ["http://127.0.0.1:\(port)/reset-before/v1", "http://127.0.0.1:\(port)/ok/v1"], weights: [100, 1]),
+                GatewayHarness.model("m", ["http://127.0.0.1:\(port)/reset-before/v1", "http://127.0.0.1:\(port)/ok/v1"], weights: [100, 1])
             ]) {
                 $0.outlier.consecutiveFailures = 2
                 $0.outlier.baseEjection = .milliseconds(300)
@@ -287,7 +301,9 @@ import SwitchyardTestSupport
                 #expect(failedAttempts >= 2 && failedAttempts <= 4, "\(failedAttempts)")
                 let ejected = try #require(gateway.pools["m"]?.snapshot().first)
                 #expect(ejected.ejected)
-                #expect(String(decoding: gateway.metrics.render(), as: UTF8.self).contains(#"switchyard_backend_healthy{backend="http://127.0.0.1:\#(port)/reset-before/v1"} 0.0"#))
+                #expect(
+                    String(decoding: gateway.metrics.render(), as: UTF8.self).contains(
+                        #"switchyard_backend_healthy{backend="http://127.0.0.1:\#(port)/reset-before/v1"} 0.0"#))
                 // After the ejection one probe request is let through (and fails again).
                 let deadline = ContinuousClock.now + .seconds(5)
                 while gateway.pools["m"]?.snapshot().first?.ejected == true, ContinuousClock.now < deadline {
@@ -327,7 +343,8 @@ import SwitchyardTestSupport
                 let unauthorized = try await TestClient.post("\(base)/admin/backends", #"{"url":"\#(url)","model":"slurm","ttl":1}"#)
                 #expect(unauthorized.status == 401)
 
-                let first = try await Self.admin(base, .POST, "/admin/backends", #"{"url":"\#(url)","model":"slurm","ttl":0.6,"upstream_model":"upstream-model"}"#)
+                let first = try await Self.admin(
+                    base, .POST, "/admin/backends", #"{"url":"\#(url)","model":"slurm","ttl":0.6,"upstream_model":"upstream-model"}"#)
                 #expect(first.status == 201)
                 #expect(first.json?["id"] == .string("slurm-0"))
                 #expect(gateway.isReady)

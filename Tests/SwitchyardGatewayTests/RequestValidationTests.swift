@@ -1,7 +1,8 @@
-import Testing
 import SwitchyardCore
-@testable import SwitchyardGateway
 import SwitchyardTestSupport
+import Testing
+
+@testable import SwitchyardGateway
 
 @Suite struct RequestValidationTests {
     @Test func requestIDsAreTheClientsWhenSafeElseGenerated() {
@@ -32,7 +33,8 @@ import SwitchyardTestSupport
             let wrongType = try await TestClient.post(url, #"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#)
             #expect(wrongType.json?["error"]?["param"] == .string("stream"))
 
-            let big = try await TestClient.post(url, #"{"model":"m","messages":[{"role":"user","content":""# + String(repeating: "x", count: 4096) + #""}]}"#)
+            let big = try await TestClient.post(
+                url, #"{"model":"m","messages":[{"role":"user","content":""# + String(repeating: "x", count: 4096) + #""}]}"#)
             #expect(big.status == 413)
             #expect(big.json?["error"]?["code"] == .string("request_too_large"))
 
@@ -62,7 +64,11 @@ import SwitchyardTestSupport
             let config = GatewayHarness.config(models: [
                 GatewayHarness.model("up", ["http://127.0.0.1:\(port)/ok/v1"]),
                 GatewayHarness.model("down", ["http://127.0.0.1:1/v1"]),
-            ]) { $0.health.enabled = true; $0.health.interval = .milliseconds(100); $0.health.timeout = .milliseconds(500) }
+            ]) {
+                $0.health.enabled = true
+                $0.health.interval = .milliseconds(100)
+                $0.health.timeout = .milliseconds(500)
+            }
             try await GatewayHarness.with(config) { gateway, base in
                 let deadline = ContinuousClock.now + .seconds(5)
                 while gateway.pools["up"]?.isReady != true, ContinuousClock.now < deadline {
@@ -85,8 +91,10 @@ import SwitchyardTestSupport
         let upstream = TestUpstream()
         try await upstream.run { port in
             let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])]) {
-                $0.tenants = [TenantConfig(name: "team-a", apiKeySHA256: SHA256.hex("sk-team-a"), weight: 2),
-                              TenantConfig(name: "team-b", apiKeySHA256: SHA256.hex("sk-team-b"))]
+                $0.tenants = [
+                    TenantConfig(name: "team-a", apiKeySHA256: SHA256.hex("sk-team-a"), weight: 2),
+                    TenantConfig(name: "team-b", apiKeySHA256: SHA256.hex("sk-team-b")),
+                ]
             }
             try await GatewayHarness.with(config) { gateway, base in
                 let url = "\(base)/v1/chat/completions"

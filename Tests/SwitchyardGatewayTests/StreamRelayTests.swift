@@ -1,6 +1,7 @@
 import NIOCore
-import Testing
 import SwitchyardCore
+import Testing
+
 @testable import SwitchyardGateway
 
 /// The relay scans common chunks instead of parsing them: it must decide and emit exactly what
@@ -22,7 +23,9 @@ import SwitchyardCore
         #"{"id":"c","model":"up","choices":[{"delta":{"content":"with usage"}}],"usage":{"prompt_tokens":5,"completion_tokens":4}}"#,
     ]
 
-    func run(_ chunks: [String], scan: Bool, forwardUsage: Bool) -> (events: [String], tokens: Int, prompt: Int?, completion: Int?, stop: StreamRelay.Stop?) {
+    func run(
+        _ chunks: [String], scan: Bool, forwardUsage: Bool
+    ) -> (events: [String], tokens: Int, prompt: Int?, completion: Int?, stop: StreamRelay.Stop?) {
         var relay = StreamRelay(publicModel: "pub", forwardUsage: forwardUsage)
         relay.scanChunks = scan
         var out: [UInt8] = []
@@ -54,7 +57,10 @@ import SwitchyardCore
     }
 
     @Test func malformedAndErrorsStillStopTheStream() {
-        #expect(run([#"{"id":"c","model":"up","choices":[{"delta":{"content":tru}}]}"#], scan: true, forwardUsage: false).stop.map { if case .malformed = $0 { true } else { false } } == true)
+        #expect(
+            run([#"{"id":"c","model":"up","choices":[{"delta":{"content":tru}}]}"#], scan: true, forwardUsage: false).stop.map {
+                if case .malformed = $0 { true } else { false }
+            } == true)
         let error = run([#"{"error":{"message":"boom"}}"#], scan: true, forwardUsage: false)
         #expect(error.stop == .inBandError("boom"))
     }
@@ -105,7 +111,8 @@ enum TestEvents {
         #expect(Self.bytes(restored.body) == answer.replacingOccurrences(of: #""up""#, with: #""pub""#))
         #expect(restored.promptTokens == 12 && restored.completionTokens == 10)
         // Usage keys written with escapes, or counts written as floats: read as the parser reads them.
-        let odd = WholeAnswer.restore(ByteBuffer(string: #"{"model":"pub","usage":{"prompt_tok\u0065ns":7,"completion_tokens":3.0}}"#), publicModel: "pub")
+        let odd = WholeAnswer.restore(
+            ByteBuffer(string: #"{"model":"pub","usage":{"prompt_tok\u0065ns":7,"completion_tokens":3.0}}"#), publicModel: "pub")
         #expect(odd.promptTokens == 7 && odd.completionTokens == 3)
     }
 }

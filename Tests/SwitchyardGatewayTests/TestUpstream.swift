@@ -4,8 +4,9 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 import SwitchyardCore
+import Synchronization
+
 @testable import SwitchyardGateway
 
 /// An in-process OpenAI-style upstream that misbehaves on demand. The first path segment names
@@ -86,12 +87,16 @@ final class TestUpstream: Sendable {
     static func chunk(_ content: String?, model: String = "upstream-model", finish: String? = nil) -> String {
         let delta: JSONValue = content.map { .object([("content", .string($0))]) } ?? .object([("role", .string("assistant"))])
         let choice = JSONValue.object([("index", .number(0)), ("delta", delta), ("finish_reason", finish.map(JSONValue.string) ?? .null)])
-        let value = JSONValue.object([("id", .string("c1")), ("object", .string("chat.completion.chunk")), ("model", .string(model)),
-                                      ("choices", .array([choice]))])
+        let value = JSONValue.object([
+            ("id", .string("c1")), ("object", .string("chat.completion.chunk")), ("model", .string(model)),
+            ("choices", .array([choice])),
+        ])
         return "data: \(value.serializedString)\n\n"
     }
 
-    static let usageChunk = #"data: {"id":"c1","object":"chat.completion.chunk","model":"upstream-model","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}"# + "\n\n"
+    static let usageChunk =
+        #"data: {"id":"c1","object":"chat.completion.chunk","model":"upstream-model","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}"#
+        + "\n\n"
 
     func router() -> Router<TestUpstreamContext> {
         let router = Router(context: TestUpstreamContext.self)
@@ -133,12 +138,16 @@ final class TestUpstream: Sendable {
             let inputs = body["input"]?.arrayValue ?? [body["input"] ?? .string("")]
             self.embeddingBatches.withLock { $0.append(inputs.count) }
             let data = inputs.enumerated().map { i, input in
-                JSONValue.object([("object", .string("embedding")), ("index", .number(i)),
-                                  ("embedding", .array([.number(input.stringValue?.count ?? 0)]))])
+                JSONValue.object([
+                    ("object", .string("embedding")), ("index", .number(i)),
+                    ("embedding", .array([.number(input.stringValue?.count ?? 0)])),
+                ])
             }
             let tokens = inputs.reduce(0) { $0 + ($1.stringValue?.count ?? 0) }
-            let reply = JSONValue.object([("object", .string("list")), ("data", .array(data)), ("model", .string("upstream-model")),
-                                          ("usage", .object([("prompt_tokens", .number(tokens)), ("total_tokens", .number(tokens))]))])
+            let reply = JSONValue.object([
+                ("object", .string("list")), ("data", .array(data)), ("model", .string("upstream-model")),
+                ("usage", .object([("prompt_tokens", .number(tokens)), ("total_tokens", .number(tokens))])),
+            ])
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: reply.serialized())))
         }
         return router
@@ -164,9 +173,10 @@ final class TestUpstream: Sendable {
         let channel = context.channel
         switch behaviour {
         case "status503", "status429":
-            return Response(status: behaviour == "status503" ? .serviceUnavailable : .tooManyRequests,
-                            headers: [.retryAfter: "1", .contentType: "application/json"],
-                            body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"busy"}}"#)))
+            return Response(
+                status: behaviour == "status503" ? .serviceUnavailable : .tooManyRequests,
+                headers: [.retryAfter: "1", .contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"busy"}}"#)))
         case "once-per-connection":
             // Keyed by channel while it is open (a later channel may reuse the address).
             let key = ObjectIdentifier(channel)
@@ -192,8 +202,15 @@ final class TestUpstream: Sendable {
         if !stream {
             let reply = JSONValue.object([
                 ("id", .string("x")), ("object", .string("chat.completion")), ("model", .string("upstream-model")),
-                ("choices", .array([.object([("index", .number(0)), ("message", .object([("role", .string("assistant")), ("content", .string("hi"))])),
-                                             ("finish_reason", .string("stop"))])])),
+                (
+                    "choices",
+                    .array([
+                        .object([
+                            ("index", .number(0)), ("message", .object([("role", .string("assistant")), ("content", .string("hi"))])),
+                            ("finish_reason", .string("stop")),
+                        ])
+                    ])
+                ),
                 ("usage", .object([("prompt_tokens", .number(5)), ("completion_tokens", .number(1)), ("total_tokens", .number(6))])),
                 ("echo", body),
             ])
@@ -201,41 +218,44 @@ final class TestUpstream: Sendable {
         }
         let tokens = body["max_tokens"]?.intValue ?? 3
         let wantsUsage = body["stream_options"]?["include_usage"]?.boolValue ?? false
-        return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: .init { writer in
-            try await writer.write(ByteBuffer(string: Self.chunk(nil)))
-            switch behaviour {
-            case "reset-mid":
-                try await writer.write(ByteBuffer(string: Self.chunk("a")))
-                try await writer.write(ByteBuffer(string: Self.chunk("b")))
-                try await Task.sleep(for: .milliseconds(50))
-                try await Self.reset(channel)
-                return
-            case "malformed":
-                try await writer.write(ByteBuffer(string: Self.chunk("a") + "data: not json\n\n"))
-            case "inband-error":
-                try await writer.write(ByteBuffer(string: Self.chunk("a") + #"data: {"error":{"message":"engine fell over","type":"server_error"}}"# + "\n\n"))
-            case "trickle":
-                try await writer.write(ByteBuffer(string: Self.chunk("a")))
-                try await Task.sleep(for: .seconds(5))
-            case "endless":
-                do {
-                    for i in 0..<500 {
-                        try await writer.write(ByteBuffer(string: Self.chunk("t\(i)")))
-                        try await Task.sleep(for: .milliseconds(20))
+        return Response(
+            status: .ok, headers: [.contentType: "text/event-stream"],
+            body: .init { writer in
+                try await writer.write(ByteBuffer(string: Self.chunk(nil)))
+                switch behaviour {
+                case "reset-mid":
+                    try await writer.write(ByteBuffer(string: Self.chunk("a")))
+                    try await writer.write(ByteBuffer(string: Self.chunk("b")))
+                    try await Task.sleep(for: .milliseconds(50))
+                    try await Self.reset(channel)
+                    return
+                case "malformed":
+                    try await writer.write(ByteBuffer(string: Self.chunk("a") + "data: not json\n\n"))
+                case "inband-error":
+                    try await writer.write(
+                        ByteBuffer(string: Self.chunk("a") + #"data: {"error":{"message":"engine fell over","type":"server_error"}}"# + "\n\n"))
+                case "trickle":
+                    try await writer.write(ByteBuffer(string: Self.chunk("a")))
+                    try await Task.sleep(for: .seconds(5))
+                case "endless":
+                    do {
+                        for i in 0..<500 {
+                            try await writer.write(ByteBuffer(string: Self.chunk("t\(i)")))
+                            try await Task.sleep(for: .milliseconds(20))
+                        }
+                    } catch {
+                        self.closedStreams.add(1, ordering: .relaxed)
+                        throw error
                     }
-                } catch {
-                    self.closedStreams.add(1, ordering: .relaxed)
-                    throw error
+                default:
+                    for i in 0..<tokens {
+                        try await writer.write(ByteBuffer(string: Self.chunk("t\(i)", finish: i == tokens - 1 ? "stop" : nil)))
+                    }
+                    if wantsUsage { try await writer.write(ByteBuffer(string: Self.usageChunk)) }
+                    try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
                 }
-            default:
-                for i in 0..<tokens {
-                    try await writer.write(ByteBuffer(string: Self.chunk("t\(i)", finish: i == tokens - 1 ? "stop" : nil)))
-                }
-                if wantsUsage { try await writer.write(ByteBuffer(string: Self.usageChunk)) }
-                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
-            }
-            try await writer.finish(nil)
-        })
+                try await writer.finish(nil)
+            })
     }
 
     /// Closes with RST (SO_LINGER 0), the way a crashed server's kernel would.
@@ -249,9 +269,14 @@ final class TestUpstream: Sendable {
     /// Runs the upstream on a free loopback port for the duration of `body`.
     func run<T: Sendable>(_ body: @escaping @Sendable (Int) async throws -> T) async throws -> T {
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
-        let app = Application(router: router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                              onServerRunning: { portContinuation.yield($0.localAddress?.port ?? 0) },
-                              logger: { var l = Logger(label: "test-upstream"); l.logLevel = .critical; return l }())
+        let app = Application(
+            router: router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { portContinuation.yield($0.localAddress?.port ?? 0) },
+            logger: {
+                var l = Logger(label: "test-upstream")
+                l.logLevel = .critical
+                return l
+            }())
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 try await app.runService()

@@ -1,7 +1,7 @@
 import Foundation
-import Testing
 import SwitchyardCore
 import SwitchyardTestSupport
+import Testing
 
 /// `switchyard accept` against the real gateway with one managed llama.cpp replica, which the
 /// fault phase kills: the bundle's verdicts and recovery time must agree with its requests.jsonl.
@@ -13,40 +13,41 @@ import SwitchyardTestSupport
         try ManagedServeTests.prepareDataDir(dataDir)
         let config = dataDir.appendingPathComponent("serve.yaml")
         try """
-            admin: { token: \(ManagedServeTests.adminToken) }
-            health: { interval: 500ms }
-            models:
-              - name: smollm2
-                managed:
-                  llamacpp: { parallel: 2, ctx_size: 2048, threads: 1 }
-                  replicas: 1
-            """.write(to: config, atomically: true, encoding: .utf8)
+        admin: { token: \(ManagedServeTests.adminToken) }
+        health: { interval: 500ms }
+        models:
+          - name: smollm2
+            managed:
+              llamacpp: { parallel: 2, ctx_size: 2048, threads: 1 }
+              replicas: 1
+        """.write(to: config, atomically: true, encoding: .utf8)
         let served = try await ManagedServeTests.Served(arguments: ["--config", config.path], dataDir: dataDir)
         let origin = served.base.replacingOccurrences(of: "/v1", with: "")
         let spec = dataDir.appendingPathComponent("accept.yaml")
         try """
-            target: { url: "\(served.base)", model: smollm2, metrics_url: "\(origin)/metrics", admin_url: "\(origin)", admin_token: \(ManagedServeTests.adminToken) }
-            recovery_within: 30s
-            lanes:
-              - name: realtime
-                header: none
-                load: { rate: 2, arrival: poisson }
-                input_tokens: uniform:8:16
-                output_tokens: 4
-                slo: { ttft: { p90: 5s } }
-                attainment: 0.5
-            phases:
-              - { name: warmup, duration: 2s }
-              - { name: steady, duration: 8s }
-              - { name: fault, duration: 6s, fault: { kill_backend: smollm2-0 } }
-              - { name: recovery, duration: 12s }
-            """.write(to: spec, atomically: true, encoding: .utf8)
+        target: { url: "\(served.base)", model: smollm2, metrics_url: "\(origin)/metrics", admin_url: "\(origin)", admin_token: \(ManagedServeTests.adminToken) }
+        recovery_within: 30s
+        lanes:
+          - name: realtime
+            header: none
+            load: { rate: 2, arrival: poisson }
+            input_tokens: uniform:8:16
+            output_tokens: 4
+            slo: { ttft: { p90: 5s } }
+            attainment: 0.5
+        phases:
+          - { name: warmup, duration: 2s }
+          - { name: steady, duration: 8s }
+          - { name: fault, duration: 6s, fault: { kill_backend: smollm2-0 } }
+          - { name: recovery, duration: 12s }
+        """.write(to: spec, atomically: true, encoding: .utf8)
         let out = dataDir.appendingPathComponent("bundle").path
         let (status, output) = try BenchCommandTests.run(ServeProcessTests.binary, ["accept", spec.path, "--out", out])
         _ = await served.stop()
         #expect([0, 2].contains(status), "a verdict, not a void run or a crash: \(output)")
-        #expect(await Poll.until(.seconds(10)) { ManagedServeTests.modelServerPIDs(dataDir: dataDir).isEmpty },
-                "no model server outlives the gateway, the killed one's successor included")
+        #expect(
+            await Poll.until(.seconds(10)) { ManagedServeTests.modelServerPIDs(dataDir: dataDir).isEmpty },
+            "no model server outlives the gateway, the killed one's successor included")
 
         let summary = try JSONParser.parse(Array(try String(contentsOfFile: out + "/summary.json", encoding: .utf8).utf8))
         let verdict = try #require(summary["verdicts"]?.arrayValue?.first)
@@ -67,11 +68,16 @@ import SwitchyardTestSupport
         var t = 10.0
         while t + 5 <= 28 + 1e-9 {
             let n = Double(requests.filter { good($0) && (t..<(t + 5)).contains(seconds($0, "t_last") ?? -1) }.count)
-            if n / 5 >= 0.9 * preLevel { expected = t - 10; break }
+            if n / 5 >= 0.9 * preLevel {
+                expected = t - 10
+                break
+            }
             t += 0.25
         }
         #expect(recovery["pre_fault_goodput"]?.doubleValue.map { abs($0 - preLevel) < 0.01 } == true)
-        #expect(recovery["recovery_s"]?.doubleValue == expected, "reported \(recovery["recovery_s"].map { "\($0)" } ?? "-"), recomputed \(expected.map { "\($0)" } ?? "never")")
+        #expect(
+            recovery["recovery_s"]?.doubleValue == expected,
+            "reported \(recovery["recovery_s"].map { "\($0)" } ?? "-"), recomputed \(expected.map { "\($0)" } ?? "never")")
 
         // The verdict agrees with the judged (steady) requests.
         let judged = requests.filter { (2.0..<10.0).contains(seconds($0, "t_sched") ?? -1) }

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SwitchyardCore
+import Testing
 
 /// The real `switchyard bench` binary against the real llama.cpp server: a bundle with every file,
 /// consistent with its requests, and a report.html that headless Chromium renders with charts.
@@ -22,10 +22,12 @@ import SwitchyardCore
         let url = try await LlamaServer.shared.url()
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: out) }
-        let (status, output) = try Self.run(ServeProcessTests.binary, [
-            "bench", "--url", url, "--model", "smollm2", "--rate", "4", "--requests", "8", "--output-tokens", "8",
-            "--input-tokens", "uniform:16:32", "--slo", "ttft=30s", "--out", out,
-        ])
+        let (status, output) = try Self.run(
+            ServeProcessTests.binary,
+            [
+                "bench", "--url", url, "--model", "smollm2", "--rate", "4", "--requests", "8", "--output-tokens", "8",
+                "--input-tokens", "uniform:16:32", "--slo", "ttft=30s", "--out", out,
+            ])
         #expect(status == 0, "\(output)")
         #expect(output.contains("lane default: 8 requests, 8 ok"), "\(output)")
         for file in ["manifest.json", "requests.jsonl", "summary.json", "report.md", "report.html"] {
@@ -48,8 +50,12 @@ import SwitchyardCore
         let (status, output) = try Self.run(ServeProcessTests.binary, ["bench", "--url", "http://127.0.0.1:1/v1", "--model", "m", "--rate", "5"])
         #expect(status != 0)
         #expect(output.contains("--duration and/or --requests"))
-        let (status2, output2) = try Self.run(ServeProcessTests.binary, ["bench", "--url", "http://127.0.0.1:1/v1", "--model", "m",
-                                                                          "--concurrency", "2", "--requests", "2", "--input-tokens", "zipf:3"])
+        let (status2, output2) = try Self.run(
+            ServeProcessTests.binary,
+            [
+                "bench", "--url", "http://127.0.0.1:1/v1", "--model", "m",
+                "--concurrency", "2", "--requests", "2", "--input-tokens", "zipf:3",
+            ])
         #expect(status2 != 0)
         #expect(output2.contains("--input-tokens"))
     }

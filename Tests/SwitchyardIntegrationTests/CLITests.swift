@@ -1,15 +1,17 @@
-import Testing
 import SwitchyardCore
+import Testing
+
 @testable import SwitchyardCLI
 
 @Suite struct CLITests {
     @Test func flagsOverrideTheFile() throws {
-        let file = try ConfigLoader.load(yaml: """
-            server: { port: 9000 }
-            models:
-              - name: m
-                backends: [{ url: "http://127.0.0.1:1/v1" }]
-            """)
+        let file = try ConfigLoader.load(
+            yaml: """
+                server: { port: 9000 }
+                models:
+                  - name: m
+                    backends: [{ url: "http://127.0.0.1:1/v1" }]
+                """)
         #expect(file.server.port == 9000)
         var config = file
         config.server.port = 1234
@@ -25,15 +27,16 @@ import SwitchyardCore
     }
 
     @Test func effectiveConfigShowsEveryPolicy() throws {
-        let config = try ConfigLoader.load(yaml: """
-            models:
-              - name: smollm2
-                routing: { policy: prefix_affinity }
-                fallback: [backup]
-                backends: [{ url: "http://127.0.0.1:8000/v1", model: SmolLM2, max_inflight: 4 }]
-              - name: backup
-                backends: [{ url: "http://127.0.0.1:8001/v1" }]
-            """)
+        let config = try ConfigLoader.load(
+            yaml: """
+                models:
+                  - name: smollm2
+                    routing: { policy: prefix_affinity }
+                    fallback: [backup]
+                    backends: [{ url: "http://127.0.0.1:8000/v1", model: SmolLM2, max_inflight: 4 }]
+                  - name: backup
+                    backends: [{ url: "http://127.0.0.1:8001/v1" }]
+                """)
         let text = EffectiveConfig.render(config)
         #expect(text.contains("configuration OK"))
         #expect(text.contains("smollm2: routing prefix_affinity (first 512 chars, bound (1+0.25)× average load); fallback backup"))
@@ -43,8 +46,12 @@ import SwitchyardCore
         // Which backends are discovered at run time, and which run under a configured limit.
         let rows = text.split(separator: "\n")
         #expect(rows.contains { $0.contains("http://127.0.0.1:8000/v1") && $0.hasSuffix("4 (max_inflight)") }, "\(text)")
-        #expect(rows.contains { $0.contains("http://127.0.0.1:8001/v1") && $0.contains("discovered at run time (/props, /get_server_info, /info, else learned from /metrics, else 256)") },
-                "\(text)")
+        #expect(
+            rows.contains {
+                $0.contains("http://127.0.0.1:8001/v1")
+                    && $0.contains("discovered at run time (/props, /get_server_info, /info, else learned from /metrics, else 256)")
+            },
+            "\(text)")
     }
 
     @Test func upstreamSettingsForCapacityAreValidated() throws {

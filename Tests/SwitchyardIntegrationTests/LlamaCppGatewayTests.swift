@@ -2,17 +2,20 @@ import AsyncHTTPClient
 import Dispatch
 import Foundation
 import NIOCore
-import Testing
 import SwitchyardCore
 import SwitchyardGateway
 import SwitchyardTestSupport
+import Testing
 
 /// The gateway in front of a real llama.cpp server (SmolLM2-135M on CPU).
 @Suite(.serialized) struct LlamaCppGatewayTests {
     func config(_ url: String) -> GatewayConfig {
         var model = ModelConfig(name: "smollm2", backends: [BackendConfig(url: url, maxInflight: 4)])
         model.timeouts = TimeoutConfig()
-        return GatewayHarness.config(models: [model]) { $0.health.enabled = true; $0.health.interval = .milliseconds(200) }
+        return GatewayHarness.config(models: [model]) {
+            $0.health.enabled = true
+            $0.health.interval = .milliseconds(200)
+        }
     }
 
     func waitReady(_ gateway: Gateway) async throws {
@@ -25,16 +28,18 @@ import SwitchyardTestSupport
         let url = try await LlamaServer.shared.url()
         try await GatewayHarness.with(config(url)) { gateway, base in
             try await waitReady(gateway)
-            let chat = try await TestClient.post("\(base)/v1/chat/completions",
-                                                 #"{"model":"smollm2","messages":[{"role":"user","content":"Say hi"}],"max_tokens":8,"temperature":0}"#)
+            let chat = try await TestClient.post(
+                "\(base)/v1/chat/completions",
+                #"{"model":"smollm2","messages":[{"role":"user","content":"Say hi"}],"max_tokens":8,"temperature":0}"#)
             #expect(chat.status == 200)
             let json = try #require(chat.json)
             #expect(json["model"] == .string("smollm2"))
             #expect(json["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue?.isEmpty == false)
             let chatTokens = try #require(json["usage"]?["completion_tokens"]?.intValue)
 
-            let stream = try await TestClient.post("\(base)/v1/chat/completions",
-                                                   #"{"model":"smollm2","messages":[{"role":"user","content":"Count"}],"max_tokens":6,"stream":true}"#)
+            let stream = try await TestClient.post(
+                "\(base)/v1/chat/completions",
+                #"{"model":"smollm2","messages":[{"role":"user","content":"Count"}],"max_tokens":6,"stream":true}"#)
             let events = TestClient.events(stream.body)
             #expect(events.last == "[DONE]")
             #expect(!events.contains { $0.contains(#""usage""#) }, "usage chunk hidden when not asked for")
@@ -45,8 +50,9 @@ import SwitchyardTestSupport
             #expect(completion.json?["choices"]?.arrayValue?.first?["text"]?.stringValue != nil)
             let completionTokens = try #require(completion.json?["usage"]?["completion_tokens"]?.intValue)
 
-            let completionStream = try await TestClient.post("\(base)/v1/completions",
-                                                             #"{"model":"smollm2","prompt":"Once","max_tokens":5,"stream":true,"stream_options":{"include_usage":true}}"#)
+            let completionStream = try await TestClient.post(
+                "\(base)/v1/completions",
+                #"{"model":"smollm2","prompt":"Once","max_tokens":5,"stream":true,"stream_options":{"include_usage":true}}"#)
             let completionEvents = TestClient.events(completionStream.body)
             let usageEvent = try #require(completionEvents.first { $0.contains(#""usage""#) && $0.contains("completion_tokens") })
             let streamedTokens = try #require(try JSONParser.parse(usageEvent)["usage"]?["completion_tokens"]?.intValue)
@@ -97,8 +103,9 @@ import SwitchyardTestSupport
             let statuses = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
                 for i in 0..<12 {
                     group.addTask {
-                        let reply = try await TestClient.post("\(base)/v1/chat/completions",
-                                                              #"{"model":"smollm2","messages":[{"role":"user","content":"Hi \#(i)"}],"max_tokens":4,"stream":true}"#)
+                        let reply = try await TestClient.post(
+                            "\(base)/v1/chat/completions",
+                            #"{"model":"smollm2","messages":[{"role":"user","content":"Hi \#(i)"}],"max_tokens":4,"stream":true}"#)
                         return (reply.status, TestClient.events(reply.body).last == "[DONE]")
                     }
                 }

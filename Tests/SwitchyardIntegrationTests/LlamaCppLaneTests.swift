@@ -4,6 +4,7 @@ import SwitchyardCore
 import SwitchyardTestSupport
 import Synchronization
 import Testing
+
 @testable import SwitchyardGateway
 
 /// Lanes and tenants in front of the real llama.cpp server (4 slots): queue order is observed on
@@ -33,7 +34,8 @@ import Testing
             let pool = try #require(gateway.pools["smollm2"])
             var batch: [Task<TestClient.Reply, any Error>] = []
             for i in 0..<12 {
-                batch.append(Self.send(base, Self.chat("Write a long story about robot number \(i).", maxTokens: 48), headers: ["x-switchyard-lane": "batch"]))
+                batch.append(
+                    Self.send(base, Self.chat("Write a long story about robot number \(i).", maxTokens: 48), headers: ["x-switchyard-lane": "batch"]))
             }
             #expect(await Poll.until(.seconds(30)) { pool.queued(lane: "batch") >= 6 }, "4 slots busy, the rest queued")
             let realtime = Self.send(base, Self.chat("Say hi.", maxTokens: 8), headers: [:])
@@ -69,10 +71,13 @@ import Testing
             #expect(pool.capacity(0)?.limit == 4, "llama_server.py runs --parallel 4")
             var batch: [Task<TestClient.Reply, any Error>] = []
             for i in 0..<10 {
-                batch.append(Self.send(base, Self.chat("Write a long story about lighthouse number \(i).", maxTokens: 48), headers: ["x-switchyard-lane": "batch"]))
+                batch.append(
+                    Self.send(
+                        base, Self.chat("Write a long story about lighthouse number \(i).", maxTokens: 48), headers: ["x-switchyard-lane": "batch"]))
             }
-            #expect(await Poll.until(.seconds(30)) { pool.queued(lane: "batch") >= 4 && pool.snapshot().first?.inflight == 4 },
-                    "4 slots busy, the rest wait in the batch lane")
+            #expect(
+                await Poll.until(.seconds(30)) { pool.queued(lane: "batch") >= 4 && pool.snapshot().first?.inflight == 4 },
+                "4 slots busy, the rest wait in the batch lane")
             let realtime = Self.send(base, Self.chat("Say hi.", maxTokens: 8), headers: [:])
             #expect(await Poll.until(.seconds(30)) { pool.queued(lane: "realtime") == 1 })
             #expect(await Poll.until(.seconds(60)) { pool.queued(lane: "realtime") == 0 })
@@ -93,11 +98,14 @@ import Testing
             var batch: [Task<TestClient.Reply, any Error>] = []
             for i in 0..<5 {
                 // Long generations: no slot frees by itself within the realtime deadline.
-                batch.append(Self.send(base, Self.chat("Write a very long essay about the history of bridge number \(i).", maxTokens: 160),
-                                       headers: ["x-switchyard-lane": "batch"]))
+                batch.append(
+                    Self.send(
+                        base, Self.chat("Write a very long essay about the history of bridge number \(i).", maxTokens: 160),
+                        headers: ["x-switchyard-lane": "batch"]))
             }
             #expect(await Poll.until(.seconds(30)) { pool.queued(lane: "batch") == 1 && pool.snapshot().first?.inflight == 4 })
-            let realtime = try await TestClient.post("\(base)/v1/chat/completions", Self.chat("Say hi.", maxTokens: 4), client: TestClient.wide, timeout: .seconds(60))
+            let realtime = try await TestClient.post(
+                "\(base)/v1/chat/completions", Self.chat("Say hi.", maxTokens: 4), client: TestClient.wide, timeout: .seconds(60))
             #expect(realtime.status == 200)
             var preempted = 0
             for task in batch {
@@ -114,24 +122,29 @@ import Testing
     @Test func aTenantFloodingRealtimeCannotStarveAnother() async throws {
         let url = try await LlamaServer.shared.url()
         let config = config(url) { c in
-            c.tenants = [TenantConfig(name: "flood", apiKeySHA256: SHA256.hex("flood-key")),
-                         TenantConfig(name: "calm", apiKeySHA256: SHA256.hex("calm-key"))]
+            c.tenants = [
+                TenantConfig(name: "flood", apiKeySHA256: SHA256.hex("flood-key")),
+                TenantConfig(name: "calm", apiKeySHA256: SHA256.hex("calm-key")),
+            ]
         }
         try await GatewayHarness.with(config) { gateway, base in
             let pool = try #require(gateway.pools["smollm2"])
             let floodDone = Counter()
             var flood: [Task<TestClient.Reply, any Error>] = []
             for i in 0..<16 {
-                flood.append(Task {
-                    defer { floodDone.add() }
-                    return try await TestClient.post("\(base)/v1/chat/completions", Self.chat("Tell me about city number \(i).", maxTokens: 32),
-                                                     headers: ["authorization": "Bearer flood-key"], client: TestClient.wide, timeout: .seconds(120))
-                })
+                flood.append(
+                    Task {
+                        defer { floodDone.add() }
+                        return try await TestClient.post(
+                            "\(base)/v1/chat/completions", Self.chat("Tell me about city number \(i).", maxTokens: 32),
+                            headers: ["authorization": "Bearer flood-key"], client: TestClient.wide, timeout: .seconds(120))
+                    })
             }
             #expect(await Poll.until(.seconds(30)) { pool.queued(lane: "realtime") >= 8 })
             for _ in 0..<2 {
-                let calm = try await TestClient.post("\(base)/v1/chat/completions", Self.chat("Say hi.", maxTokens: 8),
-                                                     headers: ["authorization": "Bearer calm-key"], client: TestClient.wide, timeout: .seconds(120))
+                let calm = try await TestClient.post(
+                    "\(base)/v1/chat/completions", Self.chat("Say hi.", maxTokens: 8),
+                    headers: ["authorization": "Bearer calm-key"], client: TestClient.wide, timeout: .seconds(120))
                 #expect(calm.status == 200)
             }
             let doneWhenCalmFinished = floodDone.value

@@ -20,7 +20,7 @@ actor LlamaServer {
     /// The server's OpenAI base URL, starting it on first use.
     func url() async throws -> String {
         if let baseURL { return baseURL }
-        let port = try await Self.start(arguments: ["--parallel", "4", "--ctx", "4096", "--embedding"]) 
+        let port = try await Self.start(arguments: ["--parallel", "4", "--ctx", "4096", "--embedding"])
         let url = "http://127.0.0.1:\(port)/v1"
         baseURL = url
         return url
@@ -66,7 +66,8 @@ actor LlamaServer {
     static func waitHealthy(port: Int, deadline: ContinuousClock.Instant) async throws {
         while ContinuousClock.now < deadline {
             if let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/health"), timeout: .seconds(2)),
-               response.status == .ok {
+                response.status == .ok
+            {
                 return
             }
             try await Task.sleep(for: .milliseconds(100))

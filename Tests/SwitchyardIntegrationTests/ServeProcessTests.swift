@@ -2,9 +2,9 @@ import AsyncHTTPClient
 import Dispatch
 import Foundation
 import NIOCore
-import Testing
 import SwitchyardCore
 import SwitchyardTestSupport
+import Testing
 
 /// The real `switchyard serve` binary: quick-start flags, banner, SIGTERM drains in-flight streams.
 @Suite(.serialized) struct ServeProcessTests {
@@ -18,14 +18,16 @@ import SwitchyardTestSupport
         // The banner (port 0 → the bound port) comes once the upstream pool is ready.
         let served = try await ManagedServeTests.Served(arguments: ["--upstream", "smollm2=\(url)"], dataDir: dataDir)
         let deadline = ContinuousClock.now + .seconds(10)
-        while (try? await TestClient.get(served.base.replacingOccurrences(of: "/v1", with: "/readyz")).status) != 200, ContinuousClock.now < deadline {
+        while (try? await TestClient.get(served.base.replacingOccurrences(of: "/v1", with: "/readyz")).status) != 200, ContinuousClock.now < deadline
+        {
             try await Task.sleep(for: .milliseconds(50))
         }
 
         var request = HTTPClientRequest(url: "\(served.base)/chat/completions")
         request.method = .POST
         request.headers.add(name: "content-type", value: "application/json")
-        request.body = .bytes(ByteBuffer(string: #"{"model":"smollm2","messages":[{"role":"user","content":"Tell me a story"}],"max_tokens":48,"stream":true}"#))
+        request.body = .bytes(
+            ByteBuffer(string: #"{"model":"smollm2","messages":[{"role":"user","content":"Tell me a story"}],"max_tokens":48,"stream":true}"#))
         let response = try await TestClient.http.execute(request, timeout: .seconds(60))
         #expect(response.status == .ok)
         kill(served.process.processIdentifier, SIGTERM)

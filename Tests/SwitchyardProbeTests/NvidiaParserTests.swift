@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import SwitchyardProbe
 
 @Suite struct NvidiaParserTests {
@@ -110,8 +111,11 @@ import Testing
         let (driver, gpus) = try NvidiaSMIXML.parse(Data(Self.xml.utf8))
         #expect(driver == "560.35.03")
         #expect(gpus.count == 2)
-        #expect(gpus[0] == NvidiaGPUInfo(pciAddress: "0000:18:00.0", product: "NVIDIA H200", currentLinkGen: 1, maxLinkGen: 5,
-                                        currentLinkWidth: 16, maxLinkWidth: 16))
+        #expect(
+            gpus[0]
+                == NvidiaGPUInfo(
+                    pciAddress: "0000:18:00.0", product: "NVIDIA H200", currentLinkGen: 1, maxLinkGen: 5,
+                    currentLinkWidth: 16, maxLinkWidth: 16))
         #expect(gpus[1].currentLinkWidth == 8)
     }
 

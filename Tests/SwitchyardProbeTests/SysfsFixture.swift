@@ -42,8 +42,10 @@ struct SysfsFixture {
     }
 
     /// `/sys/devices/<chain>`, plus the `/sys/bus/pci/devices` link and the attribute files.
-    private func device(_ chain: [String], cls: String, vendor: String = "0x10de", numa: Int,
-                        speed: (String, String) = ("32.0 GT/s PCIe", "32.0 GT/s PCIe"), width: (Int, Int) = (16, 16)) throws -> String {
+    private func device(
+        _ chain: [String], cls: String, vendor: String = "0x10de", numa: Int,
+        speed: (String, String) = ("32.0 GT/s PCIe", "32.0 GT/s PCIe"), width: (Int, Int) = (16, 16)
+    ) throws -> String {
         let dir = "/sys/devices/" + chain.joined(separator: "/")
         let address = chain.last!
         try write("\(dir)/class", cls)
@@ -82,8 +84,9 @@ struct SysfsFixture {
                 let address = String(format: "0000:%02x:00.0", bus + 3 + g)
                 let gpuIndex = s * 2 + g
                 let idle = faults.contains(.idleGPUAtGen1) && gpuIndex == 3
-                try _ = device(base + [dsp(g), address], cls: "0x030200", numa: numa,
-                               speed: (idle ? "2.5 GT/s PCIe" : "32.0 GT/s PCIe", "32.0 GT/s PCIe"))
+                try _ = device(
+                    base + [dsp(g), address], cls: "0x030200", numa: numa,
+                    speed: (idle ? "2.5 GT/s PCIe" : "32.0 GT/s PCIe", "32.0 GT/s PCIe"))
                 gpus.append(address)
             }
             for k in 0..<2 {
@@ -96,8 +99,9 @@ struct SysfsFixture {
                     nicNUMA = 1
                 }
                 let narrow = faults.contains(.nicDowntrainedToX8) && nicIndex == 5
-                let dir = try device(chain, cls: "0x020000", vendor: "0x15b3", numa: nicNUMA,
-                                     speed: ("32.0 GT/s PCIe", "32.0 GT/s PCIe"), width: (narrow ? 8 : 16, 16))
+                let dir = try device(
+                    chain, cls: "0x020000", vendor: "0x15b3", numa: nicNUMA,
+                    speed: ("32.0 GT/s PCIe", "32.0 GT/s PCIe"), width: (narrow ? 8 : 16, 16))
                 let pciAddress = chain.last!
                 let hca = "mlx5_\(nicIndex)"
                 let ifname = "ens\(nicIndex)np0"
@@ -109,7 +113,8 @@ struct SysfsFixture {
                 nicIndex += 1
             }
             let nvme = String(format: "0000:%02x:00.0", bus + 7)
-            try _ = device(base + [dsp(4), nvme], cls: "0x010802", vendor: "0x144d", numa: numa, speed: ("16.0 GT/s PCIe", "16.0 GT/s PCIe"), width: (4, 4))
+            try _ = device(
+                base + [dsp(4), nvme], cls: "0x010802", vendor: "0x144d", numa: numa, speed: ("16.0 GT/s PCIe", "16.0 GT/s PCIe"), width: (4, 4))
         }
     }
 

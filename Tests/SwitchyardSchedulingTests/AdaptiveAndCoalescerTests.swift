@@ -1,4 +1,5 @@
 import Testing
+
 @testable import SwitchyardScheduling
 
 @Suite struct AdaptiveConcurrencyTests {

@@ -1,5 +1,6 @@
-import Testing
 import SwitchyardCore
+import Testing
+
 @testable import SwitchyardScheduling
 
 /// Engine info endpoints and the learned window, without I/O: time is a number passed in.
@@ -13,7 +14,8 @@ struct CapacityTests {
 
     @Test func sglangServerInfoReadsTheSettledValueWhenTheArgumentIsAutomatic() throws {
         let auto = #"{"max_running_requests":null,"internal_states":[{"max_running_requests":48,"max_total_num_tokens":65536}]}"#
-        #expect(try EngineCapacity.parse(Array(auto.utf8), source: .serverInfo).get() == EngineCapacity(slots: 48, tokens: 65536, source: .serverInfo))
+        #expect(
+            try EngineCapacity.parse(Array(auto.utf8), source: .serverInfo).get() == EngineCapacity(slots: 48, tokens: 65536, source: .serverInfo))
         let set = #"{"max_running_requests":16,"max_total_num_tokens":8192}"#
         #expect(try EngineCapacity.parse(Array(set.utf8), source: .serverInfo).get() == EngineCapacity(slots: 16, tokens: 8192, source: .serverInfo))
         let unset = #"{"max_running_requests":null}"#
@@ -25,8 +27,10 @@ struct CapacityTests {
         #expect(try EngineCapacity.parse(Array(body.utf8), source: .info).get() == EngineCapacity(slots: 128, tokens: 16000, source: .info))
     }
 
-    @Test(arguments: [("<html>", "not JSON"), ("[1]", "not a JSON object"), (#"{"total_slots":0}"#, "total_slots is 0"),
-                      (#"{"total_slots":-2}"#, "total_slots is -2"), (#"{"total_slots":"four"}"#, "not a whole number"), ("{}", "no total_slots")])
+    @Test(arguments: [
+        ("<html>", "not JSON"), ("[1]", "not a JSON object"), (#"{"total_slots":0}"#, "total_slots is 0"),
+        (#"{"total_slots":-2}"#, "total_slots is -2"), (#"{"total_slots":"four"}"#, "not a whole number"), ("{}", "no total_slots"),
+    ])
     func oddPropsAreUnusableWithAReason(body: String, reason: String) {
         guard case .failure(let unusable) = EngineCapacity.parse(Array(body.utf8), source: .props) else {
             Issue.record("\(body) was accepted")
@@ -40,8 +44,10 @@ struct CapacityTests {
     /// A closed loop against a simulated engine that runs `capacity` requests and queues the
     /// rest, with more demand than it can take: every `step` the gateway fills its window, the
     /// engine's metrics are scraped, and the scheduler ticks.
-    static func simulate(capacity: Int, demand: Int, seconds: Int, step: Duration = .milliseconds(500),
-                         settings: LearnedWindow.Settings = .init()) -> (window: LearnedWindow, trace: [Int]) {
+    static func simulate(
+        capacity: Int, demand: Int, seconds: Int, step: Duration = .milliseconds(500),
+        settings: LearnedWindow.Settings = .init()
+    ) -> (window: LearnedWindow, trace: [Int]) {
         var window = LearnedWindow(settings: settings, now: .zero)
         var now = Duration.zero
         var trace: [Int] = []
@@ -87,7 +93,9 @@ struct CapacityTests {
         #expect(window.observeEngine(running: 4, waiting: 0, inflight: 4, now: .seconds(1)) == nil)
         #expect(window.observeEngine(running: 3, waiting: 1, inflight: 4, now: .milliseconds(1500)) == nil)
         #expect(window.window == 4)
-        #expect(window.observeEngine(running: 3, waiting: 1, inflight: 4, now: .seconds(2)) == .shrank(from: 4, to: 3, reason: "engine queued 1 with 3 running"))
+        #expect(
+            window.observeEngine(running: 3, waiting: 1, inflight: 4, now: .seconds(2))
+                == .shrank(from: 4, to: 3, reason: "engine queued 1 with 3 running"))
     }
 
     @Test func latencyThatDoesNotHoldStopsGrowth() {

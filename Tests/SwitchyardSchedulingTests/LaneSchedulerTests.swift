@@ -1,4 +1,5 @@
 import Testing
+
 @testable import SwitchyardScheduling
 
 @Suite struct LaneSchedulerTests {
@@ -10,7 +11,8 @@ import Testing
         S.Lane(name: "batch", band: 2, minShare: 0.1, maxQueueSize: 100_000, timeoutAction: .delay),
     ]
 
-    static func req(_ id: UInt64, _ lane: String, _ tenant: String = "t", input: Int = 100, output: Int = 50, deadline: Duration? = nil) -> S.Request {
+    static func req(_ id: UInt64, _ lane: String, _ tenant: String = "t", input: Int = 100, output: Int = 50, deadline: Duration? = nil) -> S.Request
+    {
         S.Request(id: id, lane: lane, tenant: tenant, inputTokens: input, maxOutputTokens: output, deadline: deadline)
     }
 
@@ -83,8 +85,8 @@ import Testing
                 _ = s.enqueue(Self.req(id, "streaming", tenant, input: input, output: output), now: .zero)
             }
         }
-        add("big", 800, 200, count: 60)      // cost 1200 each
-        add("small", 50, 25, count: 60)      // cost 100 each
+        add("big", 800, 200, count: 60)  // cost 1200 each
+        add("small", 50, 25, count: 60)  // cost 100 each
         var served: [String: Double] = ["big": 0, "small": 0]
         var maxGap = 0.0
         for _ in 0..<60 {

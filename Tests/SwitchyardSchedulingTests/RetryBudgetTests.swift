@@ -1,4 +1,5 @@
 import Testing
+
 @testable import SwitchyardScheduling
 
 @Suite struct RetryBudgetTests {
@@ -28,7 +29,10 @@ import Testing
     @Test func windowSlides() {
         var budget = RetryBudget(ratio: 0.5, window: .seconds(10), minPerWindow: 0)
         for _ in 0..<10 { budget.recordRequest(now: .seconds(0)) }
-        for _ in 0..<5 { let r5 = budget.tryAcquireRetry(now: .seconds(1)); #expect(r5) }
+        for _ in 0..<5 {
+            let r5 = budget.tryAcquireRetry(now: .seconds(1))
+            #expect(r5)
+        }
         let r6 = budget.tryAcquireRetry(now: .seconds(2))
         #expect(!r6)
         // 11 s later the old requests and retries are out of the window: nothing to retry against.

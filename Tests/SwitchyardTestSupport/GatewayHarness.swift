@@ -12,20 +12,31 @@ public enum GatewayHarness {
         config.server.port = 0
         config.server.shutdownGrace = .seconds(5)
         config.health.enabled = false
+        // AsyncHTTPClient keeps retrying a refused connect until the request's timeout: tests
+        // whose backend is deliberately down would wait the default 2 s for discovery each.
+        config.upstream.discoveryTimeout = .milliseconds(500)
         config.models = models
         tweak(&config)
         return config
     }
 
-    public static func model(_ name: String, _ urls: [String], weights: [Double]? = nil, fallback: [String] = [], upstreamModel: String? = "upstream-model") -> ModelConfig {
-        var model = ModelConfig(name: name, backends: urls.enumerated().map { i, url in
-            BackendConfig(url: url, upstreamModel: upstreamModel, weight: weights?[i] ?? 1)
-        })
+    public static func model(
+        _ name: String, _ urls: [String], weights: [Double]? = nil, fallback: [String] = [], upstreamModel: String? = "upstream-model"
+    ) -> ModelConfig {
+        var model = ModelConfig(
+            name: name,
+            backends: urls.enumerated().map { i, url in
+                BackendConfig(url: url, upstreamModel: upstreamModel, weight: weights?[i] ?? 1)
+            })
         model.fallback = fallback
         return model
     }
 
-    public static func with<T: Sendable>(_ config: GatewayConfig, _ body: @escaping @Sendable (Gateway, String) async throws -> T) async throws -> T {
+    /// `waitForDiscovery`: the body starts once every backend was asked for its capacity, so no
+    /// discovery request reaches a test upstream while it shuts down.
+    public static func with<T: Sendable>(
+        _ config: GatewayConfig, waitForDiscovery: Bool = true, _ body: @escaping @Sendable (Gateway, String) async throws -> T
+    ) async throws -> T {
         var logger = Logger(label: "test-gateway")
         logger.logLevel = ProcessInfo.processInfo.environment["SWITCHYARD_TEST_LOG"] == nil ? .critical : .debug
         let gateway = Gateway(config: config, logger: logger)
@@ -37,6 +48,7 @@ public enum GatewayHarness {
             }
             var iterator = ports.makeAsyncIterator()
             guard let port = await iterator.next() else { throw CancellationError() }
+            if waitForDiscovery { await gateway.startDiscoveryFinished() }
             do {
                 let result = try await body(gateway, "http://127.0.0.1:\(port)")
                 await gateway.shutdown()
@@ -73,8 +85,10 @@ public struct TestClient {
         }
     }
 
-    public static func post(_ url: String, _ body: String, contentType: String? = "application/json", headers: [String: String] = [:],
-                            client: HTTPClient = http, timeout: TimeAmount = .seconds(30)) async throws -> Reply {
+    public static func post(
+        _ url: String, _ body: String, contentType: String? = "application/json", headers: [String: String] = [:],
+        client: HTTPClient = http, timeout: TimeAmount = .seconds(30)
+    ) async throws -> Reply {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         if let contentType { request.headers.add(name: "content-type", value: contentType) }

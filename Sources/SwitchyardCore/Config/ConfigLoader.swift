@@ -42,7 +42,10 @@ public enum ConfigLoader {
         for (i, model) in config.models.enumerated() {
             for (j, fallback) in model.fallback.enumerated() {
                 if !names.contains(fallback) {
-                    issues.append(ConfigIssue(path: "models[\(i)].fallback[\(j)]", message: "unknown model '\(fallback)'; defined: \(names.sorted().joined(separator: ", "))"))
+                    issues.append(
+                        ConfigIssue(
+                            path: "models[\(i)].fallback[\(j)]",
+                            message: "unknown model '\(fallback)'; defined: \(names.sorted().joined(separator: ", "))"))
                 } else if fallback == model.name {
                     issues.append(ConfigIssue(path: "models[\(i)].fallback[\(j)]", message: "a model cannot fall back to itself"))
                 }
@@ -52,7 +55,8 @@ public enum ConfigLoader {
     }
 
     static func decode(_ root: Node, into config: inout GatewayConfig, reader r: inout YAMLReader) {
-        guard let top = r.mapping(root, "", allowed: ["server", "upstream", "health", "outlier", "retry", "admin", "tenants", "lanes", "models"]) else { return }
+        guard let top = r.mapping(root, "", allowed: ["server", "upstream", "health", "outlier", "retry", "admin", "tenants", "lanes", "models"])
+        else { return }
         if let node = top["lanes"] { decodeLanes(node, into: &config, reader: &r) }
         if let node = top["tenants"], let list = r.sequence(node, "tenants") {
             for (i, item) in list.enumerated() {
@@ -74,7 +78,9 @@ public enum ConfigLoader {
                 var tenant = TenantConfig(name: name, apiKeySHA256: lower)
                 if let w = m["weight"], let v = r.double(w, "\(path).weight", min: 0, max: 1000, exclusiveMin: true) { tenant.weight = v }
                 if config.tenants.contains(where: { $0.name == name }) { r.fail("\(path).name", "duplicate tenant name '\(name)'", nameNode) }
-                if config.tenants.contains(where: { $0.apiKeySHA256 == lower }) { r.fail("\(path).api_key_sha256", "the same key is already given to another tenant", hashNode) }
+                if config.tenants.contains(where: { $0.apiKeySHA256 == lower }) {
+                    r.fail("\(path).api_key_sha256", "the same key is already given to another tenant", hashNode)
+                }
                 config.tenants.append(tenant)
             }
         }
@@ -90,9 +96,17 @@ public enum ConfigLoader {
             if let n = m["shutdown_grace"], let v = r.duration(n, "server.shutdown_grace", allowZero: true) { config.server.shutdownGrace = v }
             if let n = m["fast_path"], let v = r.bool(n, "server.fast_path") { config.server.fastPath = v }
         }
-        if let node = top["upstream"], let m = r.mapping(node, "upstream", allowed: ["connect_timeout", "timeouts", "max_connections_per_backend", "idle_connection_timeout",
-                                                                                    "default_max_inflight", "discovery_timeout"]) {
-            if let n = m["idle_connection_timeout"], let v = r.duration(n, "upstream.idle_connection_timeout") { config.upstream.idleConnectionTimeout = v }
+        if let node = top["upstream"],
+            let m = r.mapping(
+                node, "upstream",
+                allowed: [
+                    "connect_timeout", "timeouts", "max_connections_per_backend", "idle_connection_timeout",
+                    "default_max_inflight", "discovery_timeout",
+                ])
+        {
+            if let n = m["idle_connection_timeout"], let v = r.duration(n, "upstream.idle_connection_timeout") {
+                config.upstream.idleConnectionTimeout = v
+            }
             if let n = m["connect_timeout"], let v = r.duration(n, "upstream.connect_timeout") { config.upstream.connectTimeout = v }
             if let n = m["timeouts"] { decodeTimeouts(n, "upstream.timeouts", into: &config.upstream.timeouts, reader: &r) }
             if let n = m["max_connections_per_backend"], let v = r.int(n, "upstream.max_connections_per_backend", min: 1) {
@@ -103,12 +117,16 @@ public enum ConfigLoader {
             }
             if let n = m["discovery_timeout"], let v = r.duration(n, "upstream.discovery_timeout") { config.upstream.discoveryTimeout = v }
         }
-        if let node = top["health"], let m = r.mapping(node, "health", allowed: ["enabled", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "path"]) {
+        if let node = top["health"],
+            let m = r.mapping(node, "health", allowed: ["enabled", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "path"])
+        {
             if let n = m["enabled"], let v = r.bool(n, "health.enabled") { config.health.enabled = v }
             if let n = m["interval"], let v = r.duration(n, "health.interval") { config.health.interval = v }
             if let n = m["timeout"], let v = r.duration(n, "health.timeout") { config.health.timeout = v }
             if let n = m["healthy_threshold"], let v = r.int(n, "health.healthy_threshold", min: 1, max: 100) { config.health.healthyThreshold = v }
-            if let n = m["unhealthy_threshold"], let v = r.int(n, "health.unhealthy_threshold", min: 1, max: 100) { config.health.unhealthyThreshold = v }
+            if let n = m["unhealthy_threshold"], let v = r.int(n, "health.unhealthy_threshold", min: 1, max: 100) {
+                config.health.unhealthyThreshold = v
+            }
             if let n = m["path"], let v = r.string(n, "health.path") { config.health.path = v }
         }
         if let node = top["outlier"], let m = r.mapping(node, "outlier", allowed: ["consecutive_failures", "base_ejection", "max_ejection"]) {
@@ -119,7 +137,9 @@ public enum ConfigLoader {
                 r.fail("outlier.max_ejection", "must be ≥ base_ejection (\(config.outlier.baseEjection.formatted))", m["max_ejection"])
             }
         }
-        if let node = top["retry"], let m = r.mapping(node, "retry", allowed: ["max_attempts", "budget_ratio", "budget_window", "min_retries_per_window", "max_retry_after"]) {
+        if let node = top["retry"],
+            let m = r.mapping(node, "retry", allowed: ["max_attempts", "budget_ratio", "budget_window", "min_retries_per_window", "max_retry_after"])
+        {
             if let n = m["max_attempts"], let v = r.int(n, "retry.max_attempts", min: 1, max: 10) { config.retry.maxAttempts = v }
             if let n = m["budget_ratio"], let v = r.double(n, "retry.budget_ratio", min: 0, max: 1) { config.retry.budgetRatio = v }
             if let n = m["budget_window"], let v = r.duration(n, "retry.budget_window") { config.retry.budgetWindow = v }
@@ -141,8 +161,14 @@ public enum ConfigLoader {
     }
 
     static func decodeModel(_ node: Node, _ path: String, reader r: inout YAMLReader) -> ModelConfig? {
-        guard let m = r.mapping(node, path, allowed: ["name", "backends", "routing", "fallback", "timeouts", "queue_timeout", "managed",
-                                                         "batching", "memory_headroom", "adaptive_concurrency", "preemption_lead"]) else { return nil }
+        guard
+            let m = r.mapping(
+                node, path,
+                allowed: [
+                    "name", "backends", "routing", "fallback", "timeouts", "queue_timeout", "managed",
+                    "batching", "memory_headroom", "adaptive_concurrency", "preemption_lead",
+                ])
+        else { return nil }
         guard let nameNode = m["name"] else {
             r.fail("\(path).name", "required", node)
             return nil
@@ -160,7 +186,9 @@ public enum ConfigLoader {
         if let n = m["routing"], let rm = r.mapping(n, "\(path).routing", allowed: ["policy", "prefix_chars", "balance_factor"]) {
             if let p = rm["policy"], let v = r.oneOf(p, "\(path).routing.policy", RoutingPolicy.self) { model.routing.policy = v }
             if let p = rm["prefix_chars"], let v = r.int(p, "\(path).routing.prefix_chars", min: 1) { model.routing.prefixChars = v }
-            if let p = rm["balance_factor"], let v = r.double(p, "\(path).routing.balance_factor", min: 0, max: 10) { model.routing.balanceFactor = v }
+            if let p = rm["balance_factor"], let v = r.double(p, "\(path).routing.balance_factor", min: 0, max: 10) {
+                model.routing.balanceFactor = v
+            }
         }
         if let n = m["fallback"], let list = r.sequence(n, "\(path).fallback") {
             for (j, item) in list.enumerated() {
@@ -174,19 +202,32 @@ public enum ConfigLoader {
         }
         if let n = m["queue_timeout"], let v = r.duration(n, "\(path).queue_timeout", allowZero: true) { model.queueTimeout = v }
         if let n = m["batching"], let bm = r.mapping(n, "\(path).batching", allowed: ["max_batch_size", "max_batch_tokens", "max_queue_delay"]) {
-            if let v = bm["max_batch_size"], let x = r.int(v, "\(path).batching.max_batch_size", min: 1, max: 4096) { model.batching.maxBatchSize = x }
+            if let v = bm["max_batch_size"], let x = r.int(v, "\(path).batching.max_batch_size", min: 1, max: 4096) {
+                model.batching.maxBatchSize = x
+            }
             if let v = bm["max_batch_tokens"], let x = r.int(v, "\(path).batching.max_batch_tokens", min: 1) { model.batching.maxBatchTokens = x }
             if let v = bm["max_queue_delay"], let x = r.duration(v, "\(path).batching.max_queue_delay", allowZero: true) {
-                if x > .seconds(1) { r.fail("\(path).batching.max_queue_delay", "must be at most 1s (it adds to every coalesced request's latency)", v) } else { model.batching.maxQueueDelay = x }
+                if x > .seconds(1) {
+                    r.fail("\(path).batching.max_queue_delay", "must be at most 1s (it adds to every coalesced request's latency)", v)
+                } else {
+                    model.batching.maxQueueDelay = x
+                }
             }
         }
-        if let n = m["memory_headroom"], let hm = r.mapping(n, "\(path).memory_headroom", allowed: ["kv_cache_max", "metrics_stale_after", "scrape_interval"]) {
+        if let n = m["memory_headroom"],
+            let hm = r.mapping(n, "\(path).memory_headroom", allowed: ["kv_cache_max", "metrics_stale_after", "scrape_interval"])
+        {
             var h = MemoryHeadroomConfig()
-            if let v = hm["kv_cache_max"], let x = r.double(v, "\(path).memory_headroom.kv_cache_max", min: 0, max: 1, exclusiveMin: true) { h.kvCacheMax = x }
+            if let v = hm["kv_cache_max"], let x = r.double(v, "\(path).memory_headroom.kv_cache_max", min: 0, max: 1, exclusiveMin: true) {
+                h.kvCacheMax = x
+            }
             if let v = hm["metrics_stale_after"], let x = r.duration(v, "\(path).memory_headroom.metrics_stale_after") { h.metricsStaleAfter = x }
             if let v = hm["scrape_interval"], let x = r.duration(v, "\(path).memory_headroom.scrape_interval") { h.scrapeInterval = x }
             if h.scrapeInterval >= h.metricsStaleAfter {
-                r.fail("\(path).memory_headroom.scrape_interval", "must be shorter than metrics_stale_after (\(h.metricsStaleAfter.formatted)), or every scrape is already stale", hm["scrape_interval"] ?? n)
+                r.fail(
+                    "\(path).memory_headroom.scrape_interval",
+                    "must be shorter than metrics_stale_after (\(h.metricsStaleAfter.formatted)), or every scrape is already stale",
+                    hm["scrape_interval"] ?? n)
             }
             model.memoryHeadroom = h
         }
@@ -217,7 +258,10 @@ public enum ConfigLoader {
             let path = "lanes.\(name)"
             let index = config.lanes.firstIndex { $0.name == name }
             var lane = index.map { config.lanes[$0] } ?? LaneConfig(name: name, priority: -1)
-            guard let m = r.mapping(value, path, allowed: ["priority", "min_share", "sheddable", "preemptible", "max_preemptions", "slo", "queue", "retry"]) else { continue }
+            guard
+                let m = r.mapping(
+                    value, path, allowed: ["priority", "min_share", "sheddable", "preemptible", "max_preemptions", "slo", "queue", "retry"])
+            else { continue }
             if let v = m["priority"], let x = r.int(v, "\(path).priority", min: 0, max: 15) { lane.priority = x }
             if lane.priority < 0 {
                 r.fail("\(path).priority", "required for a lane other than realtime, streaming and batch", value)
@@ -239,7 +283,9 @@ public enum ConfigLoader {
             if let n = m["queue"], let qm = r.mapping(n, "\(path).queue", allowed: ["max_size", "timeout", "timeout_action"]) {
                 if let v = qm["max_size"], let x = r.int(v, "\(path).queue.max_size", min: 0) { lane.queue.maxSize = x }
                 if let v = qm["timeout"], let x = r.duration(v, "\(path).queue.timeout") { lane.queue.timeout = x }
-                if let v = qm["timeout_action"], let x = r.oneOf(v, "\(path).queue.timeout_action", LaneConfig.TimeoutAction.self) { lane.queue.timeoutAction = x }
+                if let v = qm["timeout_action"], let x = r.oneOf(v, "\(path).queue.timeout_action", LaneConfig.TimeoutAction.self) {
+                    lane.queue.timeoutAction = x
+                }
             }
             if let n = m["retry"], let rm = r.mapping(n, "\(path).retry", allowed: ["max_attempts", "backoff"]) {
                 if let v = rm["max_attempts"], let x = r.int(v, "\(path).retry.max_attempts", min: 1, max: 10) { lane.retry.maxAttempts = x }
@@ -250,17 +296,21 @@ public enum ConfigLoader {
         config.lanes.sort { ($0.priority, $0.name) < ($1.priority, $1.name) }
         // A band's floor: min_share of lanes sharing a priority is the band's, so they must agree.
         for (priority, lanes) in Dictionary(grouping: config.lanes, by: \.priority) where Set(lanes.map(\.minShare)).count > 1 {
-            r.fail("lanes", "lanes \(lanes.map(\.name).sorted().joined(separator: ", ")) share priority \(priority) but give different min_share", node)
+            r.fail(
+                "lanes", "lanes \(lanes.map(\.name).sorted().joined(separator: ", ")) share priority \(priority) but give different min_share", node)
         }
     }
 
     static func decodeManaged(_ node: Node, _ path: String, reader r: inout YAMLReader) -> ManagedConfig? {
-        guard let m = r.mapping(node, path, allowed: ["llamacpp", "command", "replicas", "port", "env", "warmup", "ready_timeout"]) else { return nil }
+        guard let m = r.mapping(node, path, allowed: ["llamacpp", "command", "replicas", "port", "env", "warmup", "ready_timeout"]) else {
+            return nil
+        }
         var managed = ManagedConfig()
         if m["llamacpp"] != nil && m["command"] != nil {
             r.fail(path, "give either llamacpp or command, not both", node)
         }
-        if let n = m["llamacpp"], let lm = r.mapping(n, "\(path).llamacpp", allowed: ["model_path", "parallel", "ctx_size", "threads", "embeddings"]) {
+        if let n = m["llamacpp"], let lm = r.mapping(n, "\(path).llamacpp", allowed: ["model_path", "parallel", "ctx_size", "threads", "embeddings"])
+        {
             var s = ManagedConfig.LlamaCppSettings()
             if let v = lm["model_path"], let x = r.string(v, "\(path).llamacpp.model_path") { s.modelPath = x }
             if let v = lm["parallel"], let x = r.int(v, "\(path).llamacpp.parallel", min: 1, max: 256) { s.parallel = x }

@@ -24,12 +24,15 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var json: JSONValue {
         .object([
-            ("error", .object([
-                ("message", .string(message)),
-                ("type", .string(type)),
-                ("param", param.map(JSONValue.string) ?? .null),
-                ("code", code.map(JSONValue.string) ?? .null),
-            ])),
+            (
+                "error",
+                .object([
+                    ("message", .string(message)),
+                    ("type", .string(type)),
+                    ("param", param.map(JSONValue.string) ?? .null),
+                    ("code", code.map(JSONValue.string) ?? .null),
+                ])
+            )
         ])
     }
 
@@ -38,8 +41,9 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     public static func modelNotFound(_ model: String) -> APIError {
-        APIError(status: 404, message: "The model '\(model)' does not exist or you do not have access to it.",
-                 type: "invalid_request_error", param: "model", code: "model_not_found")
+        APIError(
+            status: 404, message: "The model '\(model)' does not exist or you do not have access to it.",
+            type: "invalid_request_error", param: "model", code: "model_not_found")
     }
 
     public static func notFound(_ path: String) -> APIError {
@@ -47,13 +51,15 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     public static func payloadTooLarge(limit: Int) -> APIError {
-        APIError(status: 413, message: "Request body exceeds the limit of \(limit) bytes.",
-                 type: "invalid_request_error", code: "request_too_large")
+        APIError(
+            status: 413, message: "Request body exceeds the limit of \(limit) bytes.",
+            type: "invalid_request_error", code: "request_too_large")
     }
 
     public static func unsupportedMediaType(_ contentType: String?) -> APIError {
-        APIError(status: 415, message: "Content-Type must be application/json, got '\(contentType ?? "none")'.",
-                 type: "invalid_request_error", code: "unsupported_media_type")
+        APIError(
+            status: 415, message: "Content-Type must be application/json, got '\(contentType ?? "none")'.",
+            type: "invalid_request_error", code: "unsupported_media_type")
     }
 
     public static func unavailable(_ message: String, code: String, retryAfterSeconds: Int? = 1) -> APIError {

@@ -21,7 +21,8 @@ public enum JSONScan {
     /// not an object.
     public static func values(_ bytes: UnsafeRawBufferPointer, of range: Range<Int>, keys: [StaticString]) -> [Range<Int>?]? {
         guard let (found, end) = members(UnsafeRawBufferPointer(rebasing: bytes[..<range.upperBound]), object: range.lowerBound, keys: keys),
-              end == range.upperBound else { return nil }
+            end == range.upperBound
+        else { return nil }
         return found
     }
 
@@ -115,7 +116,7 @@ public enum JSONScan {
                 guard i + 1 < bytes.count else { return nil }
                 switch bytes[i + 1] {
                 case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
-                     UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
                     i += 2
                 case UInt8(ascii: "u"):
                     guard i + 5 < bytes.count, (2...5).allSatisfy({ isHex(bytes[i + $0]) }) else { return nil }

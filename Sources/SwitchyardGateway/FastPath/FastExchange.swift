@@ -51,8 +51,10 @@ final class FastExchange: UpstreamDelegate {
     private var lastActivity = NIODeadline.now()
     private var idleLimit: TimeAmount
 
-    init(fastPath: FastPath, handler: FastPathHandler, head: HTTPRequestHead, body: ByteBuffer, request: ProxyRequest, pool: ModelPool,
-         lease: ModelPool.Lease, timeouts: TimeoutConfig, start: ContinuousClock.Instant, deadline: ContinuousClock.Instant, closeAfter: Bool) {
+    init(
+        fastPath: FastPath, handler: FastPathHandler, head: HTTPRequestHead, body: ByteBuffer, request: ProxyRequest, pool: ModelPool,
+        lease: ModelPool.Lease, timeouts: TimeoutConfig, start: ContinuousClock.Instant, deadline: ContinuousClock.Instant, closeAfter: Bool
+    ) {
         self.fastPath = fastPath
         self.handler = handler
         self.head = head
@@ -65,10 +67,12 @@ final class FastExchange: UpstreamDelegate {
         self.deadline = .now() + Self.amount(deadline - .now)
         idleLimit = Self.amount(timeouts.firstByte)
         relay = StreamRelay(publicModel: request.model, forwardUsage: request.clientWantsUsage)
-        record = Proxy.Record(start: start,
-                              request: Proxy.ProxyRequestSummary(id: request.requestID, tenant: request.tenant, model: request.model,
-                                                                 lane: request.lane, stream: request.stream),
-                              model: request.model)
+        record = Proxy.Record(
+            start: start,
+            request: Proxy.ProxyRequestSummary(
+                id: request.requestID, tenant: request.tenant, model: request.model,
+                lane: request.lane, stream: request.stream),
+            model: request.model)
         record.attempts = 1
         record.backend = lease.backend.id
         record.route = lease.viaAffinity ? "affinity" : "least_load"
@@ -125,8 +129,11 @@ final class FastExchange: UpstreamDelegate {
         headers.add(name: "x-request-id", value: request.requestID)
         headers.add(name: "content-length", value: String(upstreamBody.readableBytes))
         let channel = connection.channel
-        channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: url.path + request.endpoint.rawValue,
-                                                                 headers: headers)), promise: nil)
+        channel.write(
+            HTTPClientRequestPart.head(
+                HTTPRequestHead(
+                    version: .http1_1, method: .POST, uri: url.path + request.endpoint.rawValue,
+                    headers: headers)), promise: nil)
         channel.write(HTTPClientRequestPart.body(.byteBuffer(upstreamBody)), promise: nil)
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
     }
@@ -213,8 +220,9 @@ final class FastExchange: UpstreamDelegate {
             handOff(proxy.overloaded(status: status, retryAfter: retryAfter, body: collected, pool: pool, lease: lease))
             return
         }
-        let (out, record) = proxy.settleWhole(request, status: status, contentType: contentType, buffer: collected, pool: pool, lease: lease,
-                                              record: record, logger: logger)
+        let (out, record) = proxy.settleWhole(
+            request, status: status, contentType: contentType, buffer: collected, pool: pool, lease: lease,
+            record: record, logger: logger)
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: contentType ?? "application/json")
         proxy.addGatewayHeaders(&headers, record: record)
@@ -253,12 +261,15 @@ final class FastExchange: UpstreamDelegate {
             fail(.upstream("The backend \(lease.backend.id) sent a malformed stream: \(message)"))
             return
         }
-        handOff(Proxy.RetryableFailure(reason: "reset", message: "\(lease.backend.id) closed the stream before the first event: \(readError.map { "\($0)" } ?? "no data")"))
+        handOff(
+            Proxy.RetryableFailure(
+                reason: "reset", message: "\(lease.backend.id) closed the stream before the first event: \(readError.map { "\($0)" } ?? "no data")"))
     }
 
     private func endStream(stop: StopReason?, readError: (any Error)?) {
-        let ending = proxy.finishStream(stop: stop, relay: relay, readError: readError, clientGone: stop == .clientClosed, tokens: tokens,
-                                        sent: sent, timeouts: timeouts, pool: pool, lease: lease, record: record, logger: logger)
+        let ending = proxy.finishStream(
+            stop: stop, relay: relay, readError: readError, clientGone: stop == .clientClosed, tokens: tokens,
+            sent: sent, timeouts: timeouts, pool: pool, lease: lease, record: record, logger: logger)
         if stop != .clientClosed {
             if let ending { handler.send(.body(.byteBuffer(ByteBuffer(bytes: ending)))) }
             handler.send(.end(nil), flush: true)
@@ -274,11 +285,18 @@ final class FastExchange: UpstreamDelegate {
 
     /// Nothing reached the client and another replica may do better: the router continues.
     private func handOff(_ failure: Proxy.RetryableFailure) {
-        logger.warning("upstream attempt failed", metadata: ["request_id": "\(request.requestID)", "backend": "\(lease.backend.id)",
-                                                         "reason": "\(failure.reason)", "error": "\(failure.message)"])
+        logger.warning(
+            "upstream attempt failed",
+            metadata: [
+                "request_id": "\(request.requestID)", "backend": "\(lease.backend.id)",
+                "reason": "\(failure.reason)", "error": "\(failure.message)",
+            ])
         finishPhase()
-        fastPath.handBack(self, prior: Proxy.PriorAttempt(start: record.start, replica: lease.index, backend: lease.backend.id,
-                                                          route: record.route ?? "least_load", failure: failure))
+        fastPath.handBack(
+            self,
+            prior: Proxy.PriorAttempt(
+                start: record.start, replica: lease.index, backend: lease.backend.id,
+                route: record.route ?? "least_load", failure: failure))
     }
 
     /// Ends the request with an error response (nothing was sent yet).

@@ -2,8 +2,8 @@ import HTTPTypes
 import Logging
 import NIOCore
 import NIOHTTP1
-import Synchronization
 import SwitchyardCore
+import Synchronization
 
 /// The event-loop serving path for the common case: a chat or text completion (or embeddings
 /// request of a model without coalescing) in a non-preemptible lane that gets a replica slot at once (nobody queued, a replica free).
@@ -21,8 +21,10 @@ final class FastPath: Sendable {
     let registry: UpstreamConnectionRegistry
     /// Attempts made here, by client connection, for the request handed to the router next.
     private let handedBack = Mutex<[ObjectIdentifier: Proxy.PriorAttempt]>([:])
-    private let paths: [String: Endpoint] = ["/v1/chat/completions": .chatCompletions, "/v1/completions": .completions,
-                                             "/v1/embeddings": .embeddings]
+    private let paths: [String: Endpoint] = [
+        "/v1/chat/completions": .chatCompletions, "/v1/completions": .completions,
+        "/v1/embeddings": .embeddings,
+    ]
 
     private let counts: GatewayMetrics.FastPathHandles
 
@@ -71,8 +73,9 @@ final class FastPath: Sendable {
         guard var request = try? ProxyRequest.parse(endpoint: endpoint, bytes: body.readableBytesView, requestID: requestID) else { return nil }
         request.tenant = tenant
         guard (try? gateway.applyLaneHeaders(lane: laneName, timeoutMs: timeoutMs, to: &request)) != nil,
-              let lane = gateway.config.lane(named: request.lane), !lane.preemptible,
-              let pool = gateway.pools[request.model] else { return nil }
+            let lane = gateway.config.lane(named: request.lane), !lane.preemptible,
+            let pool = gateway.pools[request.model]
+        else { return nil }
         // Embeddings to be merged wait for their batch on the router path.
         if endpoint == .embeddings, proxy.batchers[request.model] != nil { return nil }
         let start = ContinuousClock.now
@@ -80,10 +83,11 @@ final class FastPath: Sendable {
         var deadline = start + timeouts.total
         if let timeout = request.timeout { deadline = min(deadline, start + timeout) }
         let affinity = pool.config.routing.policy == .prefixAffinity ? request.affinityKey(prefixChars: pool.config.routing.prefixChars) : nil
-        let ticket = ModelPool.Ticket(lane: request.lane, tenant: request.tenant, inputTokens: request.estimatedInputTokens,
-                                      maxOutputTokens: request.maxOutputTokens,
-                                      startBy: proxy.startBy(lane: lane, pool: pool, arrival: start, request: request),
-                                      giveUpAt: deadline, affinityKey: affinity)
+        let ticket = ModelPool.Ticket(
+            lane: request.lane, tenant: request.tenant, inputTokens: request.estimatedInputTokens,
+            maxOutputTokens: request.maxOutputTokens,
+            startBy: proxy.startBy(lane: lane, pool: pool, arrival: start, request: request),
+            giveUpAt: deadline, affinityKey: affinity)
         guard let lease = pool.tryAcquireNow(ticket) else { return nil }
         guard lease.backend.url.scheme == "http", lease.preemption == nil else {
             pool.release(lease, outcome: .neutral)
@@ -94,8 +98,9 @@ final class FastPath: Sendable {
         // The router must see the same id if the request is handed back.
         var head = head
         if clientID != requestID { head.headers.replaceOrAdd(name: GatewayHeaders.requestID.rawName, value: requestID) }
-        return FastExchange(fastPath: self, handler: handler, head: head, body: body, request: request, pool: pool, lease: lease,
-                            timeouts: timeouts, start: start, deadline: deadline, closeAfter: !head.isKeepAlive)
+        return FastExchange(
+            fastPath: self, handler: handler, head: head, body: body, request: request, pool: pool, lease: lease,
+            timeouts: timeouts, start: start, deadline: deadline, closeAfter: !head.isKeepAlive)
     }
 
     /// Whether header `name` is `lowercase` (ASCII letters, digits, `-`), in any case.

@@ -1,8 +1,8 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import Synchronization
 import SwitchyardCore
+import Synchronization
 
 /// What an upstream connection reports to the request using it. Called on its event loop.
 protocol UpstreamDelegate: AnyObject {
@@ -117,18 +117,20 @@ final class UpstreamConnections: @unchecked Sendable {
             .connect(host: url.host, port: url.port)
             .assumeIsolated()
             .whenComplete { [weak self] result in
-                done(result.flatMap { channel in
-                    Result {
-                        let connection = UpstreamConnection(channel: channel, handler: try channel.pipeline.syncOperations.handler(type: UpstreamResponseHandler.self),
-                                                            key: key)
-                        // Called only when it closes while idle (no request using it): the pool forgets it.
-                        connection.handler.onIdleClose = { [weak self, weak connection] in
-                            guard let self, let connection else { return }
-                            self.idle[key]?.removeAll { $0 === connection }
+                done(
+                    result.flatMap { channel in
+                        Result {
+                            let connection = UpstreamConnection(
+                                channel: channel, handler: try channel.pipeline.syncOperations.handler(type: UpstreamResponseHandler.self),
+                                key: key)
+                            // Called only when it closes while idle (no request using it): the pool forgets it.
+                            connection.handler.onIdleClose = { [weak self, weak connection] in
+                                guard let self, let connection else { return }
+                                self.idle[key]?.removeAll { $0 === connection }
+                            }
+                            return connection
                         }
-                        return connection
-                    }
-                })
+                    })
             }
     }
 

@@ -141,7 +141,10 @@ public struct StreamRelay: Sendable {
             guard let fields = JSONScan.values(raw, of: choice, keys: ["delta", "text"]) else { continue }
             if let delta = fields[0], let d = JSONScan.values(raw, of: delta, keys: ["content", "reasoning_content", "tool_calls"]) {
                 if nonEmpty(d[0], opening: UInt8(ascii: "\""), empty: "\"\"") || nonEmpty(d[1], opening: UInt8(ascii: "\""), empty: "\"\"")
-                    || nonEmpty(d[2], opening: UInt8(ascii: "["), empty: "[]") { return true }
+                    || nonEmpty(d[2], opening: UInt8(ascii: "["), empty: "[]")
+                {
+                    return true
+                }
             }
             if nonEmpty(fields[1], opening: UInt8(ascii: "\""), empty: "\"\"") { return true }
         }

@@ -80,10 +80,11 @@ public enum Watchdog {
     ) async throws -> T {
         progress.setIdle(idle, reason: idleReason)
         let stopped = OneShotSignal()
-        let entry = monitor.register(.init(progress: progress, deadline: deadline) { reason in
-            progress.setStop(reason)
-            stopped.fire()
-        })
+        let entry = monitor.register(
+            .init(progress: progress, deadline: deadline) { reason in
+                progress.setStop(reason)
+                stopped.fire()
+            })
         defer { monitor.unregister(entry) }
         let subscription = subscribe? {
             progress.setStop(.clientClosed)

@@ -2,9 +2,9 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
-import Synchronization
 import SwitchyardCore
 import SwitchyardScheduling
+import Synchronization
 
 /// What the merged upstream request answered, handed back to the requests it carried.
 final class CoalescedSink: Sendable {
@@ -112,17 +112,23 @@ extension Proxy {
     }
 
     /// One member's response: its embedding (index 0), the public model name, its share of usage.
-    func answerCoalesced(_ request: ProxyRequest, arrival: ContinuousClock.Instant, answer: CoalescedSink.Answer, index: Int, logger: Logger) -> Response {
+    func answerCoalesced(
+        _ request: ProxyRequest, arrival: ContinuousClock.Instant, answer: CoalescedSink.Answer, index: Int, logger: Logger
+    ) -> Response {
         let count = answer.inputs
-        var record = Record(start: arrival, request: ProxyRequestSummary(id: request.requestID, tenant: request.tenant, model: request.model,
-                                                                         lane: request.lane, stream: false), model: request.model)
+        var record = Record(
+            start: arrival,
+            request: ProxyRequestSummary(
+                id: request.requestID, tenant: request.tenant, model: request.model,
+                lane: request.lane, stream: false), model: request.model)
         record.backend = answer.backend
         record.attempts = answer.attempts
         record.queueWait = answer.queueWait
         record.status = answer.status
         var out = answer.body
         if (200..<300).contains(answer.status), var json = try? JSONParser.parse(answer.body.readableBytesView),
-           let data = json["data"]?.arrayValue {
+            let data = json["data"]?.arrayValue
+        {
             let mine = data.first { $0["index"]?.intValue == index } ?? (index < data.count ? data[index] : nil)
             guard var entry = mine else {
                 return finish(error: .upstream("The backend answered \(data.count) embeddings for \(count) inputs."), record: &record, logger: logger)

@@ -65,8 +65,10 @@ struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             let apiError: APIError
             switch status {
             case 404: apiError = .notFound("\(request.method) \(request.uri.path)")
-            case 405: apiError = APIError(status: 405, message: "Method \(request.method) is not allowed on \(request.uri.path).",
-                                          type: "invalid_request_error", code: "method_not_allowed")
+            case 405:
+                apiError = APIError(
+                    status: 405, message: "Method \(request.method) is not allowed on \(request.uri.path).",
+                    type: "invalid_request_error", code: "method_not_allowed")
             case 413: apiError = APIError(status: 413, message: "Request body too large.", type: "invalid_request_error", code: "request_too_large")
             default: apiError = APIError(status: status, message: "\(error)", type: status >= 500 ? "server_error" : "invalid_request_error")
             }

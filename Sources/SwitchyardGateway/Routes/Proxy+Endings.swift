@@ -15,8 +15,9 @@ extension Proxy {
         pool.coolDown(lease.index, for: retryAfter ?? .seconds(1))
         pool.observe(lease, overloaded: true)
         release(pool, lease, status == 503 ? .failure : .neutral)
-        return RetryableFailure(reason: "status_\(status)", message: "\(lease.backend.id) answered \(status): \(String(buffer: body).prefix(200))",
-                                status: status, retryAfter: retryAfter)
+        return RetryableFailure(
+            reason: "status_\(status)", message: "\(lease.backend.id) answered \(status): \(String(buffer: body).prefix(200))",
+            status: status, retryAfter: retryAfter)
     }
 
     /// An attempt that failed before any response came (connect error, reset): counted and its
@@ -33,8 +34,9 @@ extension Proxy {
             if let change { pool.report(change, backend: lease.backend.id, logger: logger) }
         }
         release(pool, lease, requeue ? .neutral : .failure)
-        return RetryableFailure(reason: kind.rawValue, message: "\(lease.backend.id): \(error.map { "\($0)" } ?? "connection closed before the response")",
-                                requeue: requeue)
+        return RetryableFailure(
+            reason: kind.rawValue, message: "\(lease.backend.id): \(error.map { "\($0)" } ?? "connection closed before the response")",
+            requeue: requeue)
     }
 
     func stopped(_ reason: StopReason, pool: ModelPool, lease: ModelPool.Lease) -> AttemptResult {
@@ -69,8 +71,9 @@ extension Proxy {
         _ request: ProxyRequest, status: Int, contentType: String?, buffer: ByteBuffer, pool: ModelPool, lease: ModelPool.Lease,
         record: Record, logger: Logger
     ) -> (HTTPResponse, ByteBuffer) {
-        let (out, record) = settleWhole(request, status: status, contentType: contentType, buffer: buffer, pool: pool, lease: lease,
-                                        record: record, logger: logger)
+        let (out, record) = settleWhole(
+            request, status: status, contentType: contentType, buffer: buffer, pool: pool, lease: lease,
+            record: record, logger: logger)
         var headers = HTTPFields()
         headers[.contentType] = contentType ?? "application/json"
         addGatewayHeaders(&headers, record: record)
@@ -96,8 +99,9 @@ extension Proxy {
         if status >= 500 {
             metrics.upstreamError(backend: lease.backend.id, kind: .status5xx)
         }
-        release(pool, lease, status >= 500 ? .failure : .success,
-                usage: ModelPool.Usage(promptTokens: record.promptTokens, completionTokens: record.completionTokens))
+        release(
+            pool, lease, status >= 500 ? .failure : .success,
+            usage: ModelPool.Usage(promptTokens: record.promptTokens, completionTokens: record.completionTokens))
         request.coalesced?.store { a in
             a.status = status
             a.body = out

@@ -1,7 +1,7 @@
 import Hummingbird
 import Logging
-import Synchronization
 import SwitchyardCore
+import Synchronization
 
 /// SLO accounting, metrics and the access log of the proxy.
 extension Proxy {
@@ -36,8 +36,12 @@ extension Proxy {
         let lane = record.request.lane
         if let inputs = record.request.coalescedInputs {
             // Its members are counted and logged one by one.
-            logger.debug("coalesced embeddings request", metadata: ["request_id": "\(record.request.id)", "inputs": "\(inputs)", "status": "\(record.status)",
-                                                                    "backend": "\(record.backend ?? "-")", "total_ms": "\(Int((total * 1000).rounded()))"])
+            logger.debug(
+                "coalesced embeddings request",
+                metadata: [
+                    "request_id": "\(record.request.id)", "inputs": "\(inputs)", "status": "\(record.status)",
+                    "backend": "\(record.backend ?? "-")", "total_ms": "\(Int((total * 1000).rounded()))",
+                ])
             return
         }
         metrics.requestFinished(model: record.request.model, lane: lane, code: record.status, duration: total)

@@ -3,9 +3,9 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
-import Synchronization
 import SwitchyardCore
 import SwitchyardScheduling
+import Synchronization
 
 /// Sends a validated request to a backend of its model pool and relays the answer: routing,
 /// retries within the retry budget, fallback models, timeouts and the streaming relay.
@@ -24,7 +24,10 @@ public final class Proxy: Sendable {
     let batchers: [String: EmbeddingBatcher]
     private let origin = ContinuousClock.now
 
-    init(config: GatewayConfig, pools: [String: ModelPool], client: UpstreamClient, metrics: GatewayMetrics, watch: ClientConnectionWatch, monitor: TimeoutMonitor) {
+    init(
+        config: GatewayConfig, pools: [String: ModelPool], client: UpstreamClient, metrics: GatewayMetrics, watch: ClientConnectionWatch,
+        monitor: TimeoutMonitor
+    ) {
         self.config = config
         self.monitor = monitor
         self.pools = pools
@@ -36,8 +39,10 @@ public final class Proxy: Sendable {
             batchers[model.name] = EmbeddingBatcher(model: model.name, batching: model.batching)
         }
         self.batchers = batchers
-        budget = Mutex(RetryBudget(ratio: config.retry.budgetRatio, window: config.retry.budgetWindow,
-                                   minPerWindow: config.retry.minRetriesPerWindow))
+        budget = Mutex(
+            RetryBudget(
+                ratio: config.retry.budgetRatio, window: config.retry.budgetWindow,
+                minPerWindow: config.retry.minRetriesPerWindow))
     }
 
     /// A failed attempt that another replica may fix.
@@ -114,10 +119,12 @@ public final class Proxy: Sendable {
             return answerCoalesced(request, arrival: arrival, answer: answer, index: index, logger: logger)
         }
         let start = prior?.start ?? ContinuousClock.now
-        var record = Record(start: start,
-                            request: ProxyRequestSummary(id: request.requestID, tenant: request.tenant, model: request.model, lane: request.lane,
-                                                         stream: request.stream, coalescedInputs: request.coalesced?.inputs),
-                            model: request.model)
+        var record = Record(
+            start: start,
+            request: ProxyRequestSummary(
+                id: request.requestID, tenant: request.tenant, model: request.model, lane: request.lane,
+                stream: request.stream, coalescedInputs: request.coalesced?.inputs),
+            model: request.model)
         record.sink = request.coalesced
         guard let primary = pools[request.model] else {
             return finish(error: .modelNotFound(request.model), record: &record, logger: logger)
@@ -146,7 +153,8 @@ public final class Proxy: Sendable {
         modelLoop: for (modelIndex, modelName) in chain.enumerated() {
             guard let pool = pools[modelName] else { continue }
             if modelIndex > 0 {
-                logger.info("falling back", metadata: ["request_id": "\(request.requestID)", "from": "\(chain[modelIndex - 1])", "to": "\(modelName)"])
+                logger.info(
+                    "falling back", metadata: ["request_id": "\(request.requestID)", "from": "\(chain[modelIndex - 1])", "to": "\(modelName)"])
             }
             record.model = modelName
             let affinity = pool.config.routing.policy == .prefixAffinity ? request.affinityKey(prefixChars: pool.config.routing.prefixChars) : nil
@@ -158,10 +166,11 @@ public final class Proxy: Sendable {
                     guard ContinuousClock.now + lane.retry.backoff < deadline else { break modelLoop }
                     try? await Task.sleep(for: lane.retry.backoff)
                 }
-                var ticket = ModelPool.Ticket(lane: request.lane, tenant: request.tenant, inputTokens: inputTokens,
-                                              maxOutputTokens: outputTokens,
-                                              startBy: startBy(lane: lane, pool: pool, arrival: start, request: request),
-                                              giveUpAt: deadline, affinityKey: affinity)
+                var ticket = ModelPool.Ticket(
+                    lane: request.lane, tenant: request.tenant, inputTokens: inputTokens,
+                    maxOutputTokens: outputTokens,
+                    startBy: startBy(lane: lane, pool: pool, arrival: start, request: request),
+                    giveUpAt: deadline, affinityKey: affinity)
                 ticket.excluding = tried
                 ticket.preemptions = record.preemptions
                 ticket.requeue = requeue
@@ -179,8 +188,9 @@ public final class Proxy: Sendable {
                         metrics.shed(lane: lane.name, reason: reason)
                         return finish(error: error, record: &record, logger: logger)
                     case .failure(.cancelled):
-                        return finish(error: APIError(status: 499, message: "Client closed the connection.", type: "client_closed", code: "client_closed"),
-                                      record: &record, logger: logger)
+                        return finish(
+                            error: APIError(status: 499, message: "Client closed the connection.", type: "client_closed", code: "client_closed"),
+                            record: &record, logger: logger)
                     case .failure(.queueTimeout):
                         metrics.shed(lane: lane.name, reason: "queue_timeout")
                         queueTimedOut = true
@@ -198,7 +208,8 @@ public final class Proxy: Sendable {
                     }
                     // Honour a short Retry-After by waiting for the same replicas.
                     if let wait = lastFailure?.retryAfter, !tried.isEmpty, wait <= config.retry.maxRetryAfter,
-                       ContinuousClock.now + wait < deadline {
+                        ContinuousClock.now + wait < deadline
+                    {
                         try? await Task.sleep(for: wait)
                         tried = []
                         lastFailure?.retryAfter = nil
@@ -222,13 +233,19 @@ public final class Proxy: Sendable {
                 record.backend = lease.backend.id
                 record.route = lease.viaAffinity ? "affinity" : "least_load"
                 tried.insert(lease.index)
-                switch await attempt(request, pool: pool, lease: lease, timeouts: timeouts, deadline: deadline,
-                                     channel: channel, record: record, logger: logger) {
+                switch await attempt(
+                    request, pool: pool, lease: lease, timeouts: timeouts, deadline: deadline,
+                    channel: channel, record: record, logger: logger)
+                {
                 case .done(let response):
                     return response
                 case .retry(let failure):
-                    logger.warning("upstream attempt failed", metadata: ["request_id": "\(request.requestID)", "backend": "\(lease.backend.id)",
-                                                                     "reason": "\(failure.reason)", "error": "\(failure.message)"])
+                    logger.warning(
+                        "upstream attempt failed",
+                        metadata: [
+                            "request_id": "\(request.requestID)", "backend": "\(lease.backend.id)",
+                            "reason": "\(failure.reason)", "error": "\(failure.message)",
+                        ])
                     lastFailure = failure
                     if failure.requeue, record.connectRequeues < Self.maxConnectRequeues {
                         record.connectRequeues += 1
@@ -240,8 +257,12 @@ public final class Proxy: Sendable {
                 case .preempted:
                     record.preemptions += 1
                     metrics.preempted(lane: lane.name)
-                    logger.info("preempted: requeued first in its lane", metadata: ["request_id": "\(request.requestID)", "backend": "\(lease.backend.id)",
-                                                                                   "lane": "\(lane.name)", "preemptions": "\(record.preemptions)"])
+                    logger.info(
+                        "preempted: requeued first in its lane",
+                        metadata: [
+                            "request_id": "\(request.requestID)", "backend": "\(lease.backend.id)",
+                            "lane": "\(lane.name)", "preemptions": "\(record.preemptions)",
+                        ])
                     tried.remove(lease.index)
                     requeue = true
                 }
@@ -249,11 +270,14 @@ public final class Proxy: Sendable {
         }
         let error: APIError
         if queueTimedOut {
-            error = .unavailable("The request waited in the \(lane.name) queue of '\(record.model)' past its deadline: every replica stayed at its concurrency limit.", code: "queue_timeout")
+            error = .unavailable(
+                "The request waited in the \(lane.name) queue of '\(record.model)' past its deadline: every replica stayed at its concurrency limit.",
+                code: "queue_timeout")
         } else if let failure = lastFailure, let status = failure.status {
             let seconds = failure.retryAfter.map { max(1, Int($0.seconds.rounded(.up))) } ?? 1
-            error = APIError(status: status, message: "Backends of '\(record.model)' are overloaded: \(failure.message)",
-                             type: "server_error", code: status == 429 ? "rate_limit_exceeded" : "backend_overloaded", retryAfterSeconds: seconds)
+            error = APIError(
+                status: status, message: "Backends of '\(record.model)' are overloaded: \(failure.message)",
+                type: "server_error", code: status == 429 ? "rate_limit_exceeded" : "backend_overloaded", retryAfterSeconds: seconds)
         } else if let failure = lastFailure {
             error = .upstream("All attempts failed; last error: \(failure.message)")
         } else {
@@ -303,20 +327,25 @@ public final class Proxy: Sendable {
         let reply: UpstreamReply
         let sent = ContinuousClock.now
         do {
-            reply = try await Watchdog.run(monitor: monitor, progress: progress, idle: timeouts.firstByte, idleReason: .firstByteTimeout,
-                                           deadline: deadline, cancelOnClose: subscriber(channel), preemption: lease.preemption) { [client, metrics] in
+            reply = try await Watchdog.run(
+                monitor: monitor, progress: progress, idle: timeouts.firstByte, idleReason: .firstByteTimeout,
+                deadline: deadline, cancelOnClose: subscriber(channel), preemption: lease.preemption
+            ) { [client, metrics] in
                 let response: HTTPClientResponse
                 do {
-                    response = try await client.post(backend, endpoint: request.endpoint, body: body, requestID: request.requestID, stream: request.stream)
-                } catch where UpstreamFailure.isStaleConnection(error) {
+                    response = try await client.post(
+                        backend, endpoint: request.endpoint, body: body, requestID: request.requestID, stream: request.stream)
+                } catch  where UpstreamFailure.isStaleConnection(error) {
                     // A pooled keep-alive connection the server had closed (llama.cpp closes after
                     // every stream while advertising keep-alive): the request never reached it.
                     // Resend once on a fresh connection, as curl does; not a backend failure.
                     metrics.retry(reason: "stale_connection")
-                    response = try await client.post(backend, endpoint: request.endpoint, body: body, requestID: request.requestID, stream: request.stream)
+                    response = try await client.post(
+                        backend, endpoint: request.endpoint, body: body, requestID: request.requestID, stream: request.stream)
                 }
                 if request.stream, response.status == .ok,
-                   response.headers.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") == true {
+                    response.headers.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") == true
+                {
                     return .stream(response)
                 }
                 // Whole answers (and error statuses) are read here, under the idle limit.
@@ -341,16 +370,19 @@ public final class Proxy: Sendable {
 
         switch reply {
         case .stream(let response):
-            return await relayStream(request, response: response, pool: pool, lease: lease, timeouts: timeouts,
-                                     deadline: deadline, sent: sent, channel: channel, record: record, logger: logger)
+            return await relayStream(
+                request, response: response, pool: pool, lease: lease, timeouts: timeouts,
+                deadline: deadline, sent: sent, channel: channel, record: record, logger: logger)
         case .whole(let response, let buffer):
             let status = Int(response.status.code)
             if status == 429 || status == 503 {
-                return .retry(overloaded(status: status, retryAfter: response.headers.first(name: "retry-after"), body: buffer, pool: pool, lease: lease))
+                return .retry(
+                    overloaded(status: status, retryAfter: response.headers.first(name: "retry-after"), body: buffer, pool: pool, lease: lease))
             }
             lease.preemption?.commit()
-            let (head, out) = answerWhole(request, status: status, contentType: response.headers.first(name: "content-type"), buffer: buffer,
-                                          pool: pool, lease: lease, record: record, logger: logger)
+            let (head, out) = answerWhole(
+                request, status: status, contentType: response.headers.first(name: "content-type"), buffer: buffer,
+                pool: pool, lease: lease, record: record, logger: logger)
             return .done(Response(status: head.status, headers: head.headerFields, body: .init(byteBuffer: out)))
         }
     }
@@ -387,14 +419,18 @@ public final class Proxy: Sendable {
         _ request: ProxyRequest, response: HTTPClientResponse, pool: ModelPool, lease: ModelPool.Lease, timeouts: TimeoutConfig,
         deadline: ContinuousClock.Instant, sent: ContinuousClock.Instant, channel: (any Channel)?, record: Record, logger: Logger
     ) async -> AttemptResult {
-        let stream = UpstreamStream(body: response.body, relay: StreamRelay(
-            publicModel: request.model, forwardUsage: request.clientWantsUsage))
+        let stream = UpstreamStream(
+            body: response.body,
+            relay: StreamRelay(
+                publicModel: request.model, forwardUsage: request.clientWantsUsage))
         let tokens = TokenTimes()
         let progress = Watchdog.Progress()
         let first: [UInt8]
         do {
-            first = try await Watchdog.run(monitor: monitor, progress: progress, idle: timeouts.firstByte, idleReason: .firstByteTimeout,
-                                           deadline: deadline, cancelOnClose: subscriber(channel), preemption: lease.preemption) {
+            first = try await Watchdog.run(
+                monitor: monitor, progress: progress, idle: timeouts.firstByte, idleReason: .firstByteTimeout,
+                deadline: deadline, cancelOnClose: subscriber(channel), preemption: lease.preemption
+            ) {
                 await stream.readSome(progress: progress, onToken: tokens.record)
             }
         } catch {
@@ -412,7 +448,10 @@ public final class Proxy: Sendable {
             if case .malformed(let message) = stream.relay.stop {
                 return .fail(.upstream("The backend \(lease.backend.id) sent a malformed stream: \(message)"))
             }
-            return .retry(RetryableFailure(reason: "reset", message: "\(lease.backend.id) closed the stream before the first event: \(stream.readError.map { "\($0)" } ?? "no data")"))
+            return .retry(
+                RetryableFailure(
+                    reason: "reset",
+                    message: "\(lease.backend.id) closed the stream before the first event: \(stream.readError.map { "\($0)" } ?? "no data")"))
         }
 
         var record = record
@@ -430,7 +469,10 @@ public final class Proxy: Sendable {
             async let pumped: StopReason? = {
                 defer { continuation.finish() }
                 do {
-                    try await Watchdog.run(monitor: self.monitor, progress: pumpProgress, idle: timeouts.idle, deadline: deadline, cancelOnClose: self.subscriber(channel)) {
+                    try await Watchdog.run(
+                        monitor: self.monitor, progress: pumpProgress, idle: timeouts.idle, deadline: deadline,
+                        cancelOnClose: self.subscriber(channel)
+                    ) {
                         while true {
                             let out = await stream.readSome(progress: pumpProgress, onToken: tokens.record)
                             if !out.isEmpty { continuation.yield(out) }
@@ -452,9 +494,10 @@ public final class Proxy: Sendable {
             }
             let stop = await pumped
             let times = tokens.times
-            let ending = self.finishStream(stop: stop, relay: stream.relay, readError: stream.readError, clientGone: clientGone,
-                                           tokens: StreamTokens(first: times.0, last: times.1, maxGap: tokens.maxGap), sent: sent,
-                                           timeouts: timeouts, pool: pool, lease: lease, record: record, logger: logger)
+            let ending = self.finishStream(
+                stop: stop, relay: stream.relay, readError: stream.readError, clientGone: clientGone,
+                tokens: StreamTokens(first: times.0, last: times.1, maxGap: tokens.maxGap), sent: sent,
+                timeouts: timeouts, pool: pool, lease: lease, record: record, logger: logger)
             if let ending { try? await writer.write(ByteBuffer(bytes: ending)) }
             try? await writer.finish(nil)
         }

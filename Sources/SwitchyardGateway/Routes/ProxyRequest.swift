@@ -89,8 +89,9 @@ public struct ProxyRequest: Sendable {
             }
             for (i, message) in list.enumerated() {
                 guard message.isObject, message["role"]?.stringValue != nil else {
-                    throw APIError.invalidRequest("Invalid 'messages[\(i)]': expected an object with a string 'role'.",
-                                                  param: "messages[\(i)]", code: "invalid_type")
+                    throw APIError.invalidRequest(
+                        "Invalid 'messages[\(i)]': expected an object with a string 'role'.",
+                        param: "messages[\(i)]", code: "invalid_type")
                 }
             }
         case .completions:
@@ -125,14 +126,16 @@ public struct ProxyRequest: Sendable {
             }
             if let include = options["include_usage"], include != .null {
                 guard let flag = include.boolValue else {
-                    throw APIError.invalidRequest("Invalid type for 'stream_options.include_usage': expected a boolean.",
-                                                  param: "stream_options.include_usage", code: "invalid_type")
+                    throw APIError.invalidRequest(
+                        "Invalid type for 'stream_options.include_usage': expected a boolean.",
+                        param: "stream_options.include_usage", code: "invalid_type")
                 }
                 wantsUsage = flag
             }
         }
-        return ProxyRequest(endpoint: endpoint, body: body, model: model, stream: stream, clientWantsUsage: wantsUsage, requestID: requestID,
-                            lane: stream ? "streaming" : "realtime")
+        return ProxyRequest(
+            endpoint: endpoint, body: body, model: model, stream: stream, clientWantsUsage: wantsUsage, requestID: requestID,
+            lane: stream ? "streaming" : "realtime")
     }
 
     /// The body sent to a backend: its model name, and usage always requested on streams so the

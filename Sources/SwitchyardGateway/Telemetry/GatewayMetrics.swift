@@ -17,24 +17,39 @@ public final class GatewayMetrics: Sendable {
     }
 
     public func requestFinished(model: String, lane: String, code: Int, duration: Double) {
-        counter("switchyard_requests_total", help: "Requests answered, by public model, lane and HTTP status.", [("model", model), ("lane", lane), ("code", String(code))])
-            .increment()
-        histogram("switchyard_request_duration_seconds", help: "Time from request arrival to the last byte of the response.", [("model", model), ("lane", lane)], buckets: Self.latencyBuckets)
-            .record(duration)
+        counter(
+            "switchyard_requests_total", help: "Requests answered, by public model, lane and HTTP status.",
+            [("model", model), ("lane", lane), ("code", String(code))]
+        )
+        .increment()
+        histogram(
+            "switchyard_request_duration_seconds", help: "Time from request arrival to the last byte of the response.",
+            [("model", model), ("lane", lane)], buckets: Self.latencyBuckets
+        )
+        .record(duration)
     }
 
     public func ttft(model: String, lane: String, seconds: Double) {
-        histogram("switchyard_ttft_seconds", help: "Time from request arrival to the first token-bearing chunk (streaming).", [("model", model), ("lane", lane)], buckets: Self.ttftBuckets)
-            .record(seconds)
+        histogram(
+            "switchyard_ttft_seconds", help: "Time from request arrival to the first token-bearing chunk (streaming).",
+            [("model", model), ("lane", lane)], buckets: Self.ttftBuckets
+        )
+        .record(seconds)
     }
 
     public func tpot(model: String, lane: String, seconds: Double) {
-        histogram("switchyard_tpot_seconds", help: "Time per output token after the first: (t_last - t_first) / (n_out - 1).", [("model", model), ("lane", lane)], buckets: Self.tpotBuckets)
-            .record(seconds)
+        histogram(
+            "switchyard_tpot_seconds", help: "Time per output token after the first: (t_last - t_first) / (n_out - 1).",
+            [("model", model), ("lane", lane)], buckets: Self.tpotBuckets
+        )
+        .record(seconds)
     }
 
     public func upstreamError(backend: String, kind: UpstreamErrorKind) {
-        counter("switchyard_upstream_errors_total", help: "Failed upstream attempts, by backend and kind.", [("backend", backend), ("kind", kind.rawValue)]).increment()
+        counter(
+            "switchyard_upstream_errors_total", help: "Failed upstream attempts, by backend and kind.",
+            [("backend", backend), ("kind", kind.rawValue)]
+        ).increment()
     }
 
     /// Completions the event-loop fast path took (`served`), gave to the router after a failed
@@ -45,7 +60,9 @@ public final class GatewayMetrics: Sendable {
     }
 
     private func fastPathCounter(_ outcome: String) -> Counter {
-        counter("switchyard_fast_path_total", help: "Completion requests by event-loop fast path outcome: served, handed_back, declined.", [("outcome", outcome)])
+        counter(
+            "switchyard_fast_path_total", help: "Completion requests by event-loop fast path outcome: served, handed_back, declined.",
+            [("outcome", outcome)])
     }
 
     /// The fast path's own per-request counts, resolved once: a lookup costs a hash and a lock,
@@ -58,13 +75,16 @@ public final class GatewayMetrics: Sendable {
     }
 
     func fastPathHandles(lanes: [String]) -> FastPathHandles {
-        FastPathHandles(served: fastPathCounter("served"), declined: fastPathCounter("declined"),
-                        queueWait: Dictionary(lanes.map { ($0, queueWaitHistogram(lane: $0)) }, uniquingKeysWith: { a, _ in a }))
+        FastPathHandles(
+            served: fastPathCounter("served"), declined: fastPathCounter("declined"),
+            queueWait: Dictionary(lanes.map { ($0, queueWaitHistogram(lane: $0)) }, uniquingKeysWith: { a, _ in a }))
     }
 
     /// A stream paused because its client read slower than the backend wrote.
     public func clientBackpressure() {
-        counter("switchyard_client_backpressure_total", help: "Times a relayed stream stopped reading from its backend until a slow client caught up.", []).increment()
+        counter(
+            "switchyard_client_backpressure_total", help: "Times a relayed stream stopped reading from its backend until a slow client caught up.", []
+        ).increment()
     }
 
     public func retry(reason: String) {
@@ -76,18 +96,23 @@ public final class GatewayMetrics: Sendable {
     }
 
     public func healthy(backend: String, _ value: Bool) {
-        gauge("switchyard_backend_healthy", help: "1 when the backend passes active checks and is not ejected.", [("backend", backend)]).set(to: value ? 1.0 : 0.0)
+        gauge("switchyard_backend_healthy", help: "1 when the backend passes active checks and is not ejected.", [("backend", backend)]).set(
+            to: value ? 1.0 : 0.0)
     }
 
     public func outputTokens(model: String, _ count: Int) {
-        counter("switchyard_output_tokens_total", help: "Completion tokens served, from the backend's usage.", [("model", model)]).increment(by: Int64(count))
+        counter("switchyard_output_tokens_total", help: "Completion tokens served, from the backend's usage.", [("model", model)]).increment(
+            by: Int64(count))
     }
 
     /// Managed replica evidence: load, warmup and time-to-ready of the last start; restarts.
     public func replica(_ status: ReplicaStatus, previousRestarts: Int) {
         let labels = [("backend", status.url)]
         if let v = status.loadSeconds {
-            gauge("switchyard_backend_load_seconds", help: "Managed replica: process start until the server answered its health check (last start).", labels).set(to: v)
+            gauge(
+                "switchyard_backend_load_seconds", help: "Managed replica: process start until the server answered its health check (last start).",
+                labels
+            ).set(to: v)
         }
         if let v = status.warmupSeconds {
             gauge("switchyard_backend_warmup_seconds", help: "Managed replica: time spent on warmup requests (last start).", labels).set(to: v)
@@ -102,7 +127,10 @@ public final class GatewayMetrics: Sendable {
     }
 
     public func tenantTokens(tenant: String, kind: String, _ count: Int) {
-        counter("switchyard_tenant_tokens_total", help: "Tokens served per tenant, by kind (input, output), from the backend's usage.", [("tenant", tenant), ("kind", kind)]).increment(by: Int64(count))
+        counter(
+            "switchyard_tenant_tokens_total", help: "Tokens served per tenant, by kind (input, output), from the backend's usage.",
+            [("tenant", tenant), ("kind", kind)]
+        ).increment(by: Int64(count))
     }
 
     static let queueWaitBuckets: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
@@ -112,28 +140,39 @@ public final class GatewayMetrics: Sendable {
     }
 
     private func queueWaitHistogram(lane: String) -> ValueHistogram {
-        histogram("switchyard_queue_wait_seconds", help: "Time a request waited in its lane's queue for a slot on a replica.", [("lane", lane)], buckets: Self.queueWaitBuckets)
+        histogram(
+            "switchyard_queue_wait_seconds", help: "Time a request waited in its lane's queue for a slot on a replica.", [("lane", lane)],
+            buckets: Self.queueWaitBuckets)
     }
 
     /// Requests refused or dropped by the scheduler: queue_full, deadline, saturated, queue_timeout.
     public func shed(lane: String, reason: String) {
-        counter("switchyard_shed_total", help: "Requests refused at admission or timed out in the queue, by lane and reason.", [("lane", lane), ("reason", reason)]).increment()
+        counter(
+            "switchyard_shed_total", help: "Requests refused at admission or timed out in the queue, by lane and reason.",
+            [("lane", lane), ("reason", reason)]
+        ).increment()
     }
 
     public func preempted(lane: String) {
-        counter("switchyard_preemptions_total", help: "In-flight requests stopped and requeued for a higher-priority lane.", [("lane", lane)]).increment()
+        counter("switchyard_preemptions_total", help: "In-flight requests stopped and requeued for a higher-priority lane.", [("lane", lane)])
+            .increment()
     }
 
     public func slo(lane: String, slo: String, met: Bool) {
-        counter("switchyard_slo_total", help: "Requests per lane SLO (ttft, tpot, e2e, max_stall): met or missed; refused and failed requests miss.", [("lane", lane), ("slo", slo), ("result", met ? "met" : "missed")]).increment()
+        counter(
+            "switchyard_slo_total", help: "Requests per lane SLO (ttft, tpot, e2e, max_stall): met or missed; refused and failed requests miss.",
+            [("lane", lane), ("slo", slo), ("result", met ? "met" : "missed")]
+        ).increment()
     }
 
     public func queueDepth(model: String, lane: String, _ depth: Int) {
-        gauge("switchyard_queue_depth", help: "Requests waiting in a lane of a model pool.", [("model", model), ("lane", lane)]).set(to: Double(depth))
+        gauge("switchyard_queue_depth", help: "Requests waiting in a lane of a model pool.", [("model", model), ("lane", lane)]).set(
+            to: Double(depth))
     }
 
     public func backendWindow(backend: String, _ window: Int) {
-        gauge("switchyard_backend_window", help: "Current concurrency limit of a replica (adaptive window; 0 = unlimited).", [("backend", backend)]).set(to: Double(window))
+        gauge("switchyard_backend_window", help: "Current concurrency limit of a replica (adaptive window; 0 = unlimited).", [("backend", backend)])
+            .set(to: Double(window))
     }
 
     /// The capacity in force on a backend, labelled with where it came from; a backend whose
@@ -147,8 +186,12 @@ public final class GatewayMetrics: Sendable {
             let key = HandleKey(name: Self.capacityName, labels: [("backend", backend), ("source", previous)])
             if let old = gauges.withLock({ $0.removeValue(forKey: key) }) { registry.unregisterGauge(old) }
         }
-        gauge(Self.capacityName, help: "Requests a backend runs at once as Switchyard enforces it (0 = unlimited), by source: config, props, server_info, info, learned, default, pending.",
-              [("backend", backend), ("source", source)]).set(to: Double(limit))
+        gauge(
+            Self.capacityName,
+            help:
+                "Requests a backend runs at once as Switchyard enforces it (0 = unlimited), by source: config, props, server_info, info, learned, default, pending.",
+            [("backend", backend), ("source", source)]
+        ).set(to: Double(limit))
     }
 
     static let capacityName = "switchyard_backend_capacity"
@@ -157,7 +200,9 @@ public final class GatewayMetrics: Sendable {
     static let batchBuckets: [Double] = [1, 2, 4, 8, 16, 32, 64, 128]
 
     public func coalescedBatch(model: String, size: Int) {
-        histogram("switchyard_coalesced_batch_size", help: "Inputs per merged upstream embeddings request.", [("model", model)], buckets: Self.batchBuckets).record(Double(size))
+        histogram(
+            "switchyard_coalesced_batch_size", help: "Inputs per merged upstream embeddings request.", [("model", model)], buckets: Self.batchBuckets
+        ).record(Double(size))
     }
 
     // MARK: Handles
@@ -184,7 +229,9 @@ public final class GatewayMetrics: Sendable {
     private let histograms = Mutex<[HandleKey: ValueHistogram]>([:])
 
     private func counter(_ name: String, help: String, _ labels: [(String, String)]) -> Counter {
-        Self.handle(counters, name, labels) { registry.makeCounter(descriptor: .init(metricName: name, unitName: "", helpText: help), labels: labels) }
+        Self.handle(counters, name, labels) {
+            registry.makeCounter(descriptor: .init(metricName: name, unitName: "", helpText: help), labels: labels)
+        }
     }
 
     private func gauge(_ name: String, help: String, _ labels: [(String, String)]) -> Gauge {
@@ -197,8 +244,10 @@ public final class GatewayMetrics: Sendable {
         }
     }
 
-    private static func handle<Handle: Sendable>(_ cache: borrowing Mutex<[HandleKey: Handle]>, _ name: String, _ labels: [(String, String)],
-                                                 make: () -> Handle) -> Handle {
+    private static func handle<Handle: Sendable>(
+        _ cache: borrowing Mutex<[HandleKey: Handle]>, _ name: String, _ labels: [(String, String)],
+        make: () -> Handle
+    ) -> Handle {
         let key = HandleKey(name: name, labels: labels)
         return cache.withLock { handles in
             if let handle = handles[key] { return handle }

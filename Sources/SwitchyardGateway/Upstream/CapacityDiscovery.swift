@@ -22,6 +22,8 @@ struct CapacityDiscovery: Service {
     let metrics: GatewayMetrics
     let logger: Logger
     let requests: AsyncStream<Target>
+    /// Fired once every backend was asked at start (whatever the answers).
+    let startRoundDone: OneShotSignal
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
@@ -29,6 +31,9 @@ struct CapacityDiscovery: Service {
                 for pool in pools {
                     for (index, _) in pool.discoverable() { group.addTask { await discover(pool, index) } }
                 }
+            }
+            startRoundDone.fire()
+            await withDiscardingTaskGroup { group in
                 for await target in requests {
                     group.addTask { await discover(target.pool, target.index) }
                 }
@@ -58,8 +63,9 @@ struct CapacityDiscovery: Service {
                 }
             } catch {
                 if UpstreamFailure.kind(of: error) == .connect {
-                    logger.debug("capacity discovery: backend unreachable; asking again once it is healthy",
-                                 metadata: ["model": "\(pool.name)", "backend": "\(backend.id)", "error": "\(error)"])
+                    logger.debug(
+                        "capacity discovery: backend unreachable; asking again once it is healthy",
+                        metadata: ["model": "\(pool.name)", "backend": "\(backend.id)", "error": "\(error)"])
                     return
                 }
                 notes.append("\(path): \(error)")
@@ -90,13 +96,15 @@ struct CapacityDiscovery: Service {
             logger.info("backend capacity discovered: \(engine.slots) requests at once (\(after.source.explanation))", metadata: metadata)
         case .learn:
             metadata["window"] = "\(after.limit)"
-            logger.info("backend capacity will be learned from its waiting queue in /metrics, starting at \(after.limit) requests at once",
-                        metadata: metadata)
+            logger.info(
+                "backend capacity will be learned from its waiting queue in /metrics, starting at \(after.limit) requests at once",
+                metadata: metadata)
         case .unknown:
             metadata["capacity"] = "\(after.limit)"
             metadata["tried"] = "\(notes.joined(separator: "; "))"
-            logger.warning("backend reports neither its capacity nor a waiting queue: at most \(after.limit) requests at once (upstream.default_max_inflight), fewer after connect timeouts; set max_inflight to its batch size",
-                           metadata: metadata)
+            logger.warning(
+                "backend reports neither its capacity nor a waiting queue: at most \(after.limit) requests at once (upstream.default_max_inflight), fewer after connect timeouts; set max_inflight to its batch size",
+                metadata: metadata)
         }
     }
 }

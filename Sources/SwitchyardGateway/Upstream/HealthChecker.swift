@@ -9,8 +9,8 @@ public struct HealthChecker: Service {
     let config: HealthCheckConfig
     let metrics: GatewayMetrics
     let logger: Logger
-    /// A backend came back healthy: its capacity is asked again (it may have restarted with
-    /// other settings).
+    /// A backend came back healthy (or discovery never reached it): its capacity is asked again
+    /// (it may have restarted with other settings).
     var onHealthy: @Sendable (ModelPool, Int) -> Void = { _, _ in }
 
     public func run() async throws {
@@ -28,7 +28,8 @@ public struct HealthChecker: Service {
         await withTaskGroup(of: Void.self) { group in
             for pool in pools {
                 for gone in pool.reapExpired() {
-                    logger.warning("registered backend removed: no heartbeat within its ttl", metadata: ["model": "\(pool.name)", "backend": "\(gone.id)"])
+                    logger.warning(
+                        "registered backend removed: no heartbeat within its ttl", metadata: ["model": "\(pool.name)", "backend": "\(gone.id)"])
                     metrics.healthy(backend: gone.id, false)
                 }
                 for replica in pool.snapshot() {
@@ -52,7 +53,7 @@ public struct HealthChecker: Service {
         if pool.recordHealthCheck(index, passed: passed, error: problem) {
             if passed {
                 logger.info("backend healthy", metadata: ["model": "\(pool.name)", "backend": "\(backend.id)"])
-                onHealthy(pool, index)
+                if pool.needsRediscovery(index) { onHealthy(pool, index) }
             } else {
                 logger.warning("backend unhealthy", metadata: ["model": "\(pool.name)", "backend": "\(backend.id)", "error": "\(problem ?? "")"])
             }

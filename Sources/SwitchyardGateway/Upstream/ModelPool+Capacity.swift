@@ -1,6 +1,6 @@
-import Synchronization
 import SwitchyardCore
 import SwitchyardScheduling
+import Synchronization
 
 /// How many requests each replica runs at once: configured, discovered from the engine, or
 /// learned from its waiting queue, so the excess waits in the lanes rather than in the engine.
@@ -36,7 +36,9 @@ extension ModelPool {
     public func applyCapacity(_ index: Int, _ found: Discovered) -> (before: CapacityStatus, after: CapacityStatus)? {
         let now = self.now
         let (result, resumptions) = state.withLock { s -> ((before: CapacityStatus, after: CapacityStatus)?, [Resumption]) in
-            guard s.replicas.indices.contains(index), !s.replicas[index].removed, s.replicas[index].capacity.source != .config else { return (nil, []) }
+            guard s.replicas.indices.contains(index), !s.replicas[index].removed, s.replicas[index].capacity.source != .config else {
+                return (nil, [])
+            }
             let before = status(s.replicas[index])
             var capacity: Capacity
             switch found {
@@ -45,15 +47,18 @@ extension ModelPool {
             case .learn:
                 // A window already being learned keeps what it learned (the backend came back).
                 if s.replicas[index].capacity.source == .learned { return (nil, []) }
-                capacity = Capacity(source: .learned, slots: LearnedWindow.Settings().initial,
-                                    learned: LearnedWindow(settings: .init(max: defaultMaxInflight), now: now))
+                capacity = Capacity(
+                    source: .learned, slots: LearnedWindow.Settings().initial,
+                    learned: LearnedWindow(settings: .init(max: defaultMaxInflight), now: now))
             case .unknown:
                 if s.replicas[index].capacity.source == .default { return (nil, []) }
                 // Pending already ran under the default window: keep what connect timeouts taught it.
                 let current = s.replicas[index].capacity
-                capacity = Capacity(source: .default, slots: defaultMaxInflight,
-                                    learned: current.source == .pending ? current.learned
-                                        : LearnedWindow(settings: .init(initial: defaultMaxInflight, max: defaultMaxInflight), now: now))
+                capacity = Capacity(
+                    source: .default, slots: defaultMaxInflight,
+                    learned: current.source == .pending
+                        ? current.learned
+                        : LearnedWindow(settings: .init(initial: defaultMaxInflight, max: defaultMaxInflight), now: now))
             }
             s.replicas[index].capacity = capacity
             s.replicas[index].window = Self.makeWindow(config: config, lanes: Array(lanes.values), slots: slotLimit(s.replicas[index]))
@@ -84,7 +89,6 @@ extension ModelPool {
         return state.withLock { s in
             let others = s.replicas[lease.index].inflight - 1
             guard others > 0, s.replicas[lease.index].capacity.learned != nil else { return (false, nil) }
-            s.replicas[lease.index].connectTimeouts += 1
             let change = s.replicas[lease.index].capacity.learned!.connectTimedOut(inflight: s.replicas[lease.index].inflight, now: now)
             return (true, change)
         }
@@ -93,8 +97,9 @@ extension ModelPool {
     /// Feeds a scrape of the engine's metrics to a learned window.
     func learn(_ s: inout State, _ index: Int, from signals: BackendSignals, now: Duration) -> LearnedWindow.Change? {
         guard s.replicas[index].capacity.source == .learned, let waiting = signals.waiting else { return nil }
-        return s.replicas[index].capacity.learned!.observeEngine(running: signals.running, waiting: waiting,
-                                                                 inflight: s.replicas[index].inflight, now: now)
+        return s.replicas[index].capacity.learned!.observeEngine(
+            running: signals.running, waiting: waiting,
+            inflight: s.replicas[index].inflight, now: now)
     }
 
     /// Every tick: learned and default windows grow while they were full and latency holds

@@ -1,6 +1,6 @@
-import Synchronization
 import SwitchyardCore
 import SwitchyardScheduling
+import Synchronization
 
 /// Timeouts, preemption, adaptive windows and engine signals: the pool's work on a clock.
 extension ModelPool {

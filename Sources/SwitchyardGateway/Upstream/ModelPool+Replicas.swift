@@ -1,6 +1,6 @@
-import Synchronization
 import SwitchyardCore
 import SwitchyardScheduling
+import Synchronization
 
 /// Replicas joining, leaving, opening and closing; health and snapshots.
 extension ModelPool {
@@ -27,6 +27,7 @@ extension ModelPool {
     public func recordHealthCheck(_ index: Int, passed: Bool, error: String? = nil) -> Bool {
         let (flipped, resumptions) = state.withLock { s -> (Bool, [Resumption]) in
             let flipped = s.replicas[index].active.record(passed: passed, error: error)
+            if flipped && passed { s.replicas[index].healthyFlips += 1 }
             return (flipped, flipped && passed ? dispatchLocked(&s, now: now) : [])
         }
         resume(resumptions)
@@ -56,9 +57,10 @@ extension ModelPool {
             s.replicas.enumerated().compactMap { i, r in
                 if r.removed { return nil }
                 if let expiry = r.expiresAt, expiry <= now { return nil }
-                return ReplicaSnapshot(index: i, backend: r.backend, inflight: r.inflight, healthy: r.active.isHealthy,
-                                       ejected: r.outlier.admission(now: now) == .refuse, gateOpen: r.gateOpen, lastError: r.active.lastError,
-                                       window: limit(r), engine: r.signals, capacity: status(r))
+                return ReplicaSnapshot(
+                    index: i, backend: r.backend, inflight: r.inflight, healthy: r.active.isHealthy,
+                    ejected: r.outlier.admission(now: now) == .refuse, gateOpen: r.gateOpen, lastError: r.active.lastError,
+                    window: limit(r), engine: r.signals, capacity: status(r))
             }
         }
     }
@@ -115,6 +117,16 @@ extension ModelPool {
     public func deregister(_ index: Int) {
         state.withLock { s in
             if s.replicas.indices.contains(index), s.replicas[index].expiresAt != nil { s.replicas[index].removed = true }
+        }
+    }
+
+    /// A replica that just passed its health check should be asked its capacity again: it came
+    /// back after being unhealthy (it may have restarted with other settings), or discovery has
+    /// not had an answer from it yet. Its first pass after start is not a comeback.
+    public func needsRediscovery(_ index: Int) -> Bool {
+        state.withLock { s in
+            guard s.replicas.indices.contains(index), s.replicas[index].capacity.source != .config else { return false }
+            return s.replicas[index].capacity.source == .pending || s.replicas[index].healthyFlips > 1
         }
     }
 

@@ -1,6 +1,6 @@
-import Synchronization
 import SwitchyardCore
 import SwitchyardScheduling
+import Synchronization
 
 /// The replicas behind one public model name, with their load and health, and the lane
 /// scheduler in front of them: requests wait in ``LaneScheduler`` (priority bands, min_share,
@@ -49,8 +49,8 @@ public final class ModelPool: Sendable {
         var capacity = Capacity(source: .pending, slots: 0)
         /// Most requests in flight since the last scheduler tick (is the window full?).
         var peakInflight = 0
-        /// Requests requeued after a connect timeout under load, for the log.
-        var connectTimeouts = 0
+        /// Times active health checks found it healthy again after failing (the first pass counts).
+        var healthyFlips = 0
     }
 
     /// The concurrency limit in force on a replica.
@@ -126,8 +126,10 @@ public final class ModelPool: Sendable {
         /// A preempted request going back: first in its tenant's queue, no admission check.
         public var requeue = false
 
-        public init(lane: String, tenant: String, inputTokens: Int, maxOutputTokens: Int, startBy: ContinuousClock.Instant?,
-                    giveUpAt: ContinuousClock.Instant, affinityKey: UInt64? = nil) {
+        public init(
+            lane: String, tenant: String, inputTokens: Int, maxOutputTokens: Int, startBy: ContinuousClock.Instant?,
+            giveUpAt: ContinuousClock.Instant, affinityKey: UInt64? = nil
+        ) {
             self.lane = lane
             self.tenant = tenant
             self.inputTokens = inputTokens
@@ -166,9 +168,11 @@ public final class ModelPool: Sendable {
 
     static let placeholder = LaneScheduler(lanes: [])
 
-    public init(config: ModelConfig, health: HealthCheckConfig, outlier: OutlierConfig, lanes: [LaneConfig] = LaneConfig.defaults,
-                tenantWeights: [String: Double] = [:], tick: Duration = .milliseconds(10), origin: ContinuousClock.Instant = .now,
-                defaultMaxInflight: Int = UpstreamConfig().defaultMaxInflight) {
+    public init(
+        config: ModelConfig, health: HealthCheckConfig, outlier: OutlierConfig, lanes: [LaneConfig] = LaneConfig.defaults,
+        tenantWeights: [String: Double] = [:], tick: Duration = .milliseconds(10), origin: ContinuousClock.Instant = .now,
+        defaultMaxInflight: Int = UpstreamConfig().defaultMaxInflight
+    ) {
         self.config = config
         self.origin = origin
         self.defaultMaxInflight = defaultMaxInflight
@@ -179,16 +183,21 @@ public final class ModelPool: Sendable {
         let placeholder = Backend(config: BackendConfig(url: "http://127.0.0.1:1"), publicModel: config.name)
         let replica = ReplicaState(
             backend: placeholder,
-            active: ActiveHealth(healthyThreshold: health.healthyThreshold, unhealthyThreshold: health.unhealthyThreshold,
-                                 initiallyHealthy: !health.enabled),
-            outlier: OutlierDetector(consecutiveFailures: outlier.consecutiveFailures, baseEjection: outlier.baseEjection,
-                                     maxEjection: outlier.maxEjection)
+            active: ActiveHealth(
+                healthyThreshold: health.healthyThreshold, unhealthyThreshold: health.unhealthyThreshold,
+                initiallyHealthy: !health.enabled),
+            outlier: OutlierDetector(
+                consecutiveFailures: outlier.consecutiveFailures, baseEjection: outlier.baseEjection,
+                maxEjection: outlier.maxEjection)
         )
         replicaTemplate = replica
         let scheduler = LaneScheduler(
-            lanes: lanes.map { LaneScheduler.Lane(name: $0.name, band: $0.priority, minShare: $0.minShare,
-                                                   maxQueueSize: $0.queue.maxSize == 0 ? .max : $0.queue.maxSize,
-                                                   timeoutAction: $0.queue.timeoutAction == .delay ? .delay : .reject) },
+            lanes: lanes.map {
+                LaneScheduler.Lane(
+                    name: $0.name, band: $0.priority, minShare: $0.minShare,
+                    maxQueueSize: $0.queue.maxSize == 0 ? .max : $0.queue.maxSize,
+                    timeoutAction: $0.queue.timeoutAction == .delay ? .delay : .reject)
+            },
             tenantWeights: tenantWeights)
         var state = State(replicas: [], scheduler: scheduler)
         self.state = Mutex(state)
@@ -208,15 +217,17 @@ public final class ModelPool: Sendable {
     func initialCapacity(_ backend: Backend) -> Capacity {
         if let configured = backend.maxInflight { return Capacity(source: .config, slots: configured) }
         // The default limit, as a window that connect timeouts can shrink before discovery answers.
-        return Capacity(source: .pending, slots: defaultMaxInflight,
-                        learned: LearnedWindow(settings: .init(initial: defaultMaxInflight, max: defaultMaxInflight), now: now))
+        return Capacity(
+            source: .pending, slots: defaultMaxInflight,
+            learned: LearnedWindow(settings: .init(initial: defaultMaxInflight, max: defaultMaxInflight), now: now))
     }
 
     /// The AIMD window of a replica, between `min` and its slot limit; nil when disabled or unlimited.
     static func makeWindow(config: ModelConfig, lanes: [LaneConfig], slots: Int) -> AdaptiveConcurrency? {
         guard config.adaptiveConcurrency.enabled, slots > 0 else { return nil }
-        return AdaptiveConcurrency(min: config.adaptiveConcurrency.min, max: slots,
-                                   tpotSLO: lanes.compactMap(\.slo.tpot).min(), ttftSLO: lanes.compactMap(\.slo.ttft).min())
+        return AdaptiveConcurrency(
+            min: config.adaptiveConcurrency.min, max: slots,
+            tpotSLO: lanes.compactMap(\.slo.tpot).min(), ttftSLO: lanes.compactMap(\.slo.ttft).min())
     }
 
     /// Slots of a replica before adaptation: its capacity in force capped by
@@ -242,21 +253,36 @@ public final class ModelPool: Sendable {
     /// Queues the request in its lane and returns a slot on the best replica not in
     /// `ticket.excluding` once the scheduler dispatches it.
     public func acquire(_ ticket: Ticket) async throws(AcquireError) -> Lease {
-        enum Step { case done(Result<Lease, AcquireError>), wait(UInt64) }
+        enum Step {
+            case done(Result<Lease, AcquireError>)
+            case wait(UInt64)
+        }
         let now = self.now
         let (step, resumptions) = state.withLock { s -> (Step, [Resumption]) in
             guard let lane = lanes[ticket.lane] else {
-                return (.done(.failure(.rejected(.invalidRequest("Unknown lane '\(ticket.lane)'.", param: "x-switchyard-lane"), reason: "unknown_lane"))), [])
+                return (
+                    .done(.failure(.rejected(.invalidRequest("Unknown lane '\(ticket.lane)'.", param: "x-switchyard-lane"), reason: "unknown_lane"))),
+                    []
+                )
             }
             guard !eligibleReplicas(s, excluding: ticket.excluding, now: now).isEmpty else { return (.done(.failure(.noReplica)), []) }
             if lane.sheddable, !ticket.requeue, let level = saturation(s, now: now), level >= 1 {
-                return (.done(.failure(.rejected(APIError(status: 503, message: "Model '\(config.name)' is saturated (engine queue or KV cache full on every replica); the \(lane.name) lane is shed first. Retry later.",
-                                                          type: "server_error", code: "saturated", retryAfterSeconds: 1), reason: "saturated"))), [])
+                return (
+                    .done(
+                        .failure(
+                            .rejected(
+                                APIError(
+                                    status: 503,
+                                    message:
+                                        "Model '\(config.name)' is saturated (engine queue or KV cache full on every replica); the \(lane.name) lane is shed first. Retry later.",
+                                    type: "server_error", code: "saturated", retryAfterSeconds: 1), reason: "saturated"))), []
+                )
             }
             let id = s.nextID
             s.nextID += 1
-            let request = LaneScheduler.Request(id: id, lane: ticket.lane, tenant: ticket.tenant, inputTokens: ticket.inputTokens,
-                                                maxOutputTokens: ticket.maxOutputTokens, deadline: ticket.startBy.map { $0 - origin })
+            let request = LaneScheduler.Request(
+                id: id, lane: ticket.lane, tenant: ticket.tenant, inputTokens: ticket.inputTokens,
+                maxOutputTokens: ticket.maxOutputTokens, deadline: ticket.startBy.map { $0 - origin })
             if let lease = uncontendedLease(&s, request, ticket: ticket, lane: lane, now: now) {
                 return (.done(.success(lease)), [])
             }
@@ -290,8 +316,11 @@ public final class ModelPool: Sendable {
     func uncontendedLease(_ s: inout State, _ request: LaneScheduler.Request, ticket: Ticket, lane: LaneConfig, now: Duration) -> Lease? {
         guard s.scheduler.queuedTotal == 0, !ticket.requeue else { return nil }
         let candidates = dispatchable(s, excluding: ticket.excluding, tokens: request.inputTokens + request.maxOutputTokens, now: now)
-        guard case .replica(let index, let affinity) = Balancer.choose(candidates, affinityKey: ticket.affinityKey,
-                                                                       balanceFactor: config.routing.balanceFactor, using: &s.rng) else { return nil }
+        guard
+            case .replica(let index, let affinity) = Balancer.choose(
+                candidates, affinityKey: ticket.affinityKey,
+                balanceFactor: config.routing.balanceFactor, using: &s.rng)
+        else { return nil }
         return lease(&s, request, ticket: ticket, priority: lane.priority, index: index, affinity: affinity, charged: false, now: now)
     }
 
@@ -303,8 +332,9 @@ public final class ModelPool: Sendable {
         return state.withLock { s -> Lease? in
             guard let lane = lanes[ticket.lane], s.scheduler.queuedTotal == 0, !ticket.requeue else { return nil }
             if lane.sheddable, let level = saturation(s, now: now), level >= 1 { return nil }
-            let request = LaneScheduler.Request(id: s.nextID, lane: ticket.lane, tenant: ticket.tenant, inputTokens: ticket.inputTokens,
-                                                maxOutputTokens: ticket.maxOutputTokens, deadline: ticket.startBy.map { $0 - origin })
+            let request = LaneScheduler.Request(
+                id: s.nextID, lane: ticket.lane, tenant: ticket.tenant, inputTokens: ticket.inputTokens,
+                maxOutputTokens: ticket.maxOutputTokens, deadline: ticket.startBy.map { $0 - origin })
             guard let lease = uncontendedLease(&s, request, ticket: ticket, lane: lane, now: now) else { return nil }
             s.nextID += 1
             return lease
@@ -316,12 +346,18 @@ public final class ModelPool: Sendable {
         case .unknownLane:
             return .rejected(.invalidRequest("Unknown lane '\(lane.name)'.", param: "x-switchyard-lane"), reason: "unknown_lane")
         case .queueFull(let limit):
-            return .rejected(APIError(status: 429, message: "The \(lane.name) queue of '\(model)' is full (\(limit) waiting). Retry later.",
-                                      type: "rate_limit_error", code: "queue_full", retryAfterSeconds: 1), reason: "queue_full")
+            return .rejected(
+                APIError(
+                    status: 429, message: "The \(lane.name) queue of '\(model)' is full (\(limit) waiting). Retry later.",
+                    type: "rate_limit_error", code: "queue_full", retryAfterSeconds: 1), reason: "queue_full")
         case .deadlineUnreachable(let wait):
             let seconds = max(1, Int(wait.seconds.rounded(.up)))
-            return .rejected(APIError(status: 503, message: "The \(lane.name) lane of '\(model)' cannot start this request before its deadline (estimated wait \(wait.formatted)). Retry later or use a lane with a longer deadline.",
-                                      type: "server_error", code: "deadline_unreachable", retryAfterSeconds: seconds), reason: "deadline")
+            return .rejected(
+                APIError(
+                    status: 503,
+                    message:
+                        "The \(lane.name) lane of '\(model)' cannot start this request before its deadline (estimated wait \(wait.formatted)). Retry later or use a lane with a longer deadline.",
+                    type: "server_error", code: "deadline_unreachable", retryAfterSeconds: seconds), reason: "deadline")
         case .timedOut:
             return .queueTimeout
         }
@@ -378,8 +414,10 @@ public final class ModelPool: Sendable {
             let picked = scheduler.dispatch(now: now) { request in
                 guard let w = s.waiting[request.id] else { return true }
                 let candidates = dispatchable(s, excluding: w.ticket.excluding, tokens: request.inputTokens + request.maxOutputTokens, now: now)
-                if case .replica(let id, let affinity) = Balancer.choose(candidates, affinityKey: w.ticket.affinityKey,
-                                                                         balanceFactor: config.routing.balanceFactor, using: &s.rng) {
+                if case .replica(let id, let affinity) = Balancer.choose(
+                    candidates, affinityKey: w.ticket.affinityKey,
+                    balanceFactor: config.routing.balanceFactor, using: &s.rng)
+                {
                     choice = (id, affinity)
                     return true
                 }
@@ -387,7 +425,8 @@ public final class ModelPool: Sendable {
             }
             guard let request = picked else { break }
             guard let (index, affinity) = choice, let waiting = s.waiting[request.id] else { continue }
-            let lease = lease(&s, request, ticket: waiting.ticket, priority: waiting.priority, index: index, affinity: affinity, charged: true, now: now)
+            let lease = lease(
+                &s, request, ticket: waiting.ticket, priority: waiting.priority, index: index, affinity: affinity, charged: true, now: now)
             if let continuation = waiting.continuation {
                 s.waiting.removeValue(forKey: request.id)
                 s.urgent.remove(request.id)
@@ -400,8 +439,10 @@ public final class ModelPool: Sendable {
     }
 
     /// Takes a slot on replica `index` for a dispatched request.
-    func lease(_ s: inout State, _ request: LaneScheduler.Request, ticket: Ticket, priority: Int, index: Int, affinity: Bool,
-                       charged: Bool, now: Duration) -> Lease {
+    func lease(
+        _ s: inout State, _ request: LaneScheduler.Request, ticket: Ticket, priority: Int, index: Int, affinity: Bool,
+        charged: Bool, now: Duration
+    ) -> Lease {
         var probe = false
         if s.replicas[index].outlier.admission(now: now) == .probe {
             s.replicas[index].outlier.startProbe(now: now)
@@ -414,8 +455,9 @@ public final class ModelPool: Sendable {
         s.replicas[index].peakInflight = max(s.replicas[index].peakInflight, s.replicas[index].inflight)
         s.replicas[index].inflightTokens += request.inputTokens + request.maxOutputTokens
         s.replicas[index].leases[request.id] = ActiveLease(lane: request.lane, priority: priority, started: now, signal: signal)
-        return Lease(index: index, backend: s.replicas[index].backend, isProbe: probe, viaAffinity: affinity, id: request.id,
-                     request: request, preemption: signal, started: now, charged: charged, inflight: s.replicas[index].inflight)
+        return Lease(
+            index: index, backend: s.replicas[index].backend, isProbe: probe, viaAffinity: affinity, id: request.id,
+            request: request, preemption: signal, started: now, charged: charged, inflight: s.replicas[index].inflight)
     }
 
     func eligibleReplicas(_ s: State, excluding: Set<Int>, now: Duration) -> [Int] {
@@ -442,7 +484,10 @@ public final class ModelPool: Sendable {
             if r.inflight > 0 {
                 if let budget = config.batching.maxBatchTokens, r.inflightTokens + tokens > budget { continue }
                 if let headroom = config.memoryHeadroom, !r.metricsUnsupported, let signals = r.signals,
-                   !signals.hasMemoryHeadroom(now: now, kvCacheMax: headroom.kvCacheMax, staleAfter: headroom.metricsStaleAfter) { continue }
+                    !signals.hasMemoryHeadroom(now: now, kvCacheMax: headroom.kvCacheMax, staleAfter: headroom.metricsStaleAfter)
+                {
+                    continue
+                }
             }
             result.append(Balancer.Replica(id: i, weight: r.backend.weight, inflight: r.inflight, maxInflight: limit(r)))
         }
@@ -516,8 +561,9 @@ public final class ModelPool: Sendable {
             case .neutral: if lease.isProbe { s.replicas[lease.index].outlier.cancelProbe() }
             }
             if lease.charged, !preempted {
-                s.scheduler.complete(lease.request, outputTokens: usage?.completionTokens ?? lease.request.maxOutputTokens,
-                                     inputTokens: usage?.promptTokens)
+                s.scheduler.complete(
+                    lease.request, outputTokens: usage?.completionTokens ?? lease.request.maxOutputTokens,
+                    inputTokens: usage?.promptTokens)
             }
             let resumptions = dispatchLocked(&s, now: now)
             return (resumptions, Released(ejected: ejected, inflight: s.replicas[lease.index].inflight))

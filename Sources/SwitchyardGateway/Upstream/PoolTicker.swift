@@ -37,12 +37,16 @@ struct PoolTicker: Service {
 /// not take connections (info).
 extension ModelPool {
     func report(_ change: LearnedWindow.Change, backend: String, logger: Logger) {
-    switch change {
-    case .grew(let from, let to):
-        logger.debug("learned capacity grew", metadata: ["model": "\(name)", "backend": "\(backend)", "from": "\(from)", "to": "\(to)"])
-    case .shrank(let from, let to, let reason):
-        logger.info("learned capacity shrank", metadata: ["model": "\(name)", "backend": "\(backend)", "from": "\(from)", "to": "\(to)",
-                                                          "reason": "\(reason)"])
-    }
+        switch change {
+        case .grew(let from, let to):
+            logger.debug("learned capacity grew", metadata: ["model": "\(name)", "backend": "\(backend)", "from": "\(from)", "to": "\(to)"])
+        case .shrank(let from, let to, let reason):
+            logger.info(
+                "learned capacity shrank",
+                metadata: [
+                    "model": "\(name)", "backend": "\(backend)", "from": "\(from)", "to": "\(to)",
+                    "reason": "\(reason)",
+                ])
+        }
     }
 }

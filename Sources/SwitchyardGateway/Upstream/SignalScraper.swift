@@ -25,7 +25,8 @@ struct SignalScraper: Service {
                 await withTaskGroup(of: Void.self) { group in
                     for pool in pools {
                         let all = Self.watchesAll(pool)
-                        for replica in pool.snapshot() where replica.healthy && !pool.isQuiet(replica.index) && (all || replica.capacity.source == .learned) {
+                        for replica in pool.snapshot()
+                        where replica.healthy && !pool.isQuiet(replica.index) && (all || replica.capacity.source == .learned) {
                             group.addTask { await scrape(pool, replica) }
                         }
                     }
@@ -33,8 +34,9 @@ struct SignalScraper: Service {
                 for pool in watched {
                     for replica in pool.snapshot() where pool.metricsUnsupported(replica.index) && !warned.contains(replica.backend.id) {
                         warned.insert(replica.backend.id)
-                        logger.warning("backend has no /metrics: KV-cache headroom and engine queue are not enforced for it (llama.cpp needs --metrics)",
-                                       metadata: ["model": "\(pool.name)", "backend": "\(replica.backend.id)"])
+                        logger.warning(
+                            "backend has no /metrics: KV-cache headroom and engine queue are not enforced for it (llama.cpp needs --metrics)",
+                            metadata: ["model": "\(pool.name)", "backend": "\(replica.backend.id)"])
                     }
                 }
                 try? await Task.sleep(for: interval)

@@ -13,8 +13,9 @@ public final class UpstreamClient: Sendable {
     public init(config: UpstreamConfig) {
         var configuration = HTTPClient.Configuration()
         configuration.timeout.connect = .nanoseconds(Int64(config.connectTimeout.seconds * 1e9))
-        configuration.connectionPool = .init(idleTimeout: .nanoseconds(Int64(config.idleConnectionTimeout.seconds * 1e9)),
-                                             concurrentHTTP1ConnectionsPerHostSoftLimit: config.maxConnectionsPerBackend)
+        configuration.connectionPool = .init(
+            idleTimeout: .nanoseconds(Int64(config.idleConnectionTimeout.seconds * 1e9)),
+            concurrentHTTP1ConnectionsPerHostSoftLimit: config.maxConnectionsPerBackend)
         configuration.decompression = .disabled
         configuration.redirectConfiguration = .disallow
         // No request spans: computing their attributes costs a URL parse per request.

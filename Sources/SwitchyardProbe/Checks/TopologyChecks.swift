@@ -27,23 +27,30 @@ public struct TopologyChecks: Sendable {
     //    NIC/NVMe, warn for GPUs (they lower the link speed when idle).
     func pcieLinks(_ host: HostTopology) -> [CheckResult] {
         var results: [CheckResult] = []
-        let relevant = host.pciDevices.filter { [.gpu, .nic, .infiniband, .nvme, .bridge, .nvswitch].contains($0.kind) && $0.physicalFunction == nil }
+        let relevant = host.pciDevices.filter {
+            [.gpu, .nic, .infiniband, .nvme, .bridge, .nvswitch].contains($0.kind) && $0.physicalFunction == nil
+        }
         for d in relevant {
             if let cur = d.currentWidth, let max = d.maxWidth, cur > 0, cur < max {
-                results.append(CheckResult(
-                    id: "pcie.width", status: .fail, subject: d.address,
-                    message: "\(d.kind.rawValue) link trained to x\(cur), capable of x\(max)",
-                    evidence: [ev(d, "current_link_width", cur), ev(d, "max_link_width", max)],
-                    hint: "Reseat the card or riser, check the slot's bifurcation setting in BIOS; a narrow link is a hardware fault, not a power state."))
+                results.append(
+                    CheckResult(
+                        id: "pcie.width", status: .fail, subject: d.address,
+                        message: "\(d.kind.rawValue) link trained to x\(cur), capable of x\(max)",
+                        evidence: [ev(d, "current_link_width", cur), ev(d, "max_link_width", max)],
+                        hint:
+                            "Reseat the card or riser, check the slot's bifurcation setting in BIOS; a narrow link is a hardware fault, not a power state."
+                    ))
             }
             if let cur = d.currentGen, let max = d.maxGen, cur < max, d.kind != .bridge {
                 let isGPU = d.kind == .gpu
-                results.append(CheckResult(
-                    id: "pcie.speed", status: isGPU ? .warn : .fail, subject: d.address,
-                    message: "\(d.kind.rawValue) link at Gen\(cur), capable of Gen\(max)\(isGPU ? " (GPUs lower the link speed when idle)" : "")",
-                    evidence: [ev(d, "current_link_speed", d.currentSpeed), ev(d, "max_link_speed", d.maxSpeed)],
-                    hint: isGPU ? "Re-check under load (nvidia-smi -q -d PCIE); a GPU that stays slow under load has a link fault."
-                        : "Check the slot, riser and BIOS PCIe speed setting; the link should train at its maximum."))
+                results.append(
+                    CheckResult(
+                        id: "pcie.speed", status: isGPU ? .warn : .fail, subject: d.address,
+                        message: "\(d.kind.rawValue) link at Gen\(cur), capable of Gen\(max)\(isGPU ? " (GPUs lower the link speed when idle)" : "")",
+                        evidence: [ev(d, "current_link_speed", d.currentSpeed), ev(d, "max_link_speed", d.maxSpeed)],
+                        hint: isGPU
+                            ? "Re-check under load (nvidia-smi -q -d PCIE); a GPU that stays slow under load has a link fault."
+                            : "Check the slot, riser and BIOS PCIe speed setting; the link should train at its maximum."))
             }
         }
         if !results.contains(where: { $0.id == "pcie.width" }) {
@@ -73,12 +80,18 @@ public struct TopologyChecks: Sendable {
             let sameNUMA = gpu.numaNode == nil || nic.numaNode == nil || gpu.numaNode == nic.numaNode
             if path > .pxb || !sameNUMA {
                 let hca = host.rdmaDevices.first { $0.pciAddress == nic.address }?.name ?? nic.address
-                results.append(CheckResult(
-                    id: "gpu.nic_locality", status: .fail, subject: gpu.address,
-                    message: "nearest RDMA NIC \(hca) (\(nic.address)) is \(path.rawValue), NUMA \(nic.numaNode.map(String.init) ?? "?") vs GPU NUMA \(gpu.numaNode.map(String.init) ?? "?")",
-                    evidence: [ev(gpu, "numa_node", gpu.numaNode), ev(nic, "numa_node", nic.numaNode),
-                               Evidence("pcie path", gpu.chain.joined(separator: "/") + " ↔ " + nic.chain.joined(separator: "/"))],
-                    hint: "GPUDirect RDMA traffic will cross \(path == .sys ? "sockets" : "host bridges"): move the NIC to the GPU's PCIe switch, or pin NCCL_IB_HCA per GPU."))
+                results.append(
+                    CheckResult(
+                        id: "gpu.nic_locality", status: .fail, subject: gpu.address,
+                        message:
+                            "nearest RDMA NIC \(hca) (\(nic.address)) is \(path.rawValue), NUMA \(nic.numaNode.map(String.init) ?? "?") vs GPU NUMA \(gpu.numaNode.map(String.init) ?? "?")",
+                        evidence: [
+                            ev(gpu, "numa_node", gpu.numaNode), ev(nic, "numa_node", nic.numaNode),
+                            Evidence("pcie path", gpu.chain.joined(separator: "/") + " ↔ " + nic.chain.joined(separator: "/")),
+                        ],
+                        hint:
+                            "GPUDirect RDMA traffic will cross \(path == .sys ? "sockets" : "host bridges"): move the NIC to the GPU's PCIe switch, or pin NCCL_IB_HCA per GPU."
+                    ))
             }
         }
         if results.isEmpty { results.append(Self.pass("gpu.nic_locality", "every GPU (\(gpus.count)) has an RDMA NIC at PIX/PXB on its NUMA node")) }
@@ -101,10 +114,11 @@ public struct TopologyChecks: Sendable {
         let majority = counts.max { $0.value.count < $1.value.count }!.key
         return counts.filter { $0.key != majority }.flatMap { kind, pairs in
             pairs.map { a, b in
-                CheckResult(id: "nvlink.uniform", status: .fail, subject: "\(a)-\(b)",
-                            message: "\(a)↔\(b) is \(kind), most pairs are \(majority)",
-                            evidence: [Evidence("nvidia-smi topo -m", "\(a) \(b) \(kind)")],
-                            hint: "An NVLink is down or degraded: check nvidia-smi nvlink -s and the fabric manager; drain the node before use.")
+                CheckResult(
+                    id: "nvlink.uniform", status: .fail, subject: "\(a)-\(b)",
+                    message: "\(a)↔\(b) is \(kind), most pairs are \(majority)",
+                    evidence: [Evidence("nvidia-smi topo -m", "\(a) \(b) \(kind)")],
+                    hint: "An NVLink is down or degraded: check nvidia-smi nvlink -s and the fabric manager; drain the node before use.")
             }
         }
     }
@@ -117,16 +131,18 @@ public struct TopologyChecks: Sendable {
             for port in device.ports {
                 let subject = "\(device.name)/\(port.number)"
                 if !port.isActive {
-                    results.append(CheckResult(
-                        id: "rdma.port_state", status: .fail, subject: subject, message: "port is \(port.state), \(port.physState)",
-                        evidence: [Evidence("\(port.sysfsPath)/state", port.state), Evidence("\(port.sysfsPath)/phys_state", port.physState)],
-                        hint: "Check the cable and switch port; for InfiniBand, that a subnet manager is running."))
+                    results.append(
+                        CheckResult(
+                            id: "rdma.port_state", status: .fail, subject: subject, message: "port is \(port.state), \(port.physState)",
+                            evidence: [Evidence("\(port.sysfsPath)/state", port.state), Evidence("\(port.sysfsPath)/phys_state", port.physState)],
+                            hint: "Check the cable and switch port; for InfiniBand, that a subnet manager is running."))
                 }
                 if let want = expectations.nicRateGbps, let have = port.rateGbps, have < want {
-                    results.append(CheckResult(
-                        id: "rdma.rate", status: .fail, subject: subject, message: "port rate \(port.rate), expected \(Int(want)) Gb/sec",
-                        evidence: [Evidence("\(port.sysfsPath)/rate", port.rate)],
-                        hint: "Link negotiated below its rated speed: check cable, transceiver and switch port configuration."))
+                    results.append(
+                        CheckResult(
+                            id: "rdma.rate", status: .fail, subject: subject, message: "port rate \(port.rate), expected \(Int(want)) Gb/sec",
+                            evidence: [Evidence("\(port.sysfsPath)/rate", port.rate)],
+                            hint: "Link negotiated below its rated speed: check cable, transceiver and switch port configuration."))
                 }
             }
         }
@@ -145,19 +161,26 @@ public struct TopologyChecks: Sendable {
             let subject = "\(device.name)/\(port.number)"
             let gidEvidence = port.gids.map { Evidence("\(port.sysfsPath)/gids/\($0.index)", "\($0.gid) \($0.type ?? "?") \($0.netdev ?? "-")") }
             if !port.gids.contains(where: { $0.isRoCEv2IPv4 && $0.netdev != nil }) {
-                results.append(CheckResult(
-                    id: "rdma.roce_gid", status: .fail, subject: subject, message: "no RoCE v2 IPv4-mapped GID bound to a netdev",
-                    evidence: gidEvidence,
-                    hint: "Assign an IPv4 address to the RoCE netdev (GIDs are derived from its addresses) and check the RoCE mode (cma_roce_mode)."))
+                results.append(
+                    CheckResult(
+                        id: "rdma.roce_gid", status: .fail, subject: subject, message: "no RoCE v2 IPv4-mapped GID bound to a netdev",
+                        evidence: gidEvidence,
+                        hint:
+                            "Assign an IPv4 address to the RoCE netdev (GIDs are derived from its addresses) and check the RoCE mode (cma_roce_mode)."
+                    ))
             }
             if let index = ncclIBGIDIndex, index >= 0 {
                 let entry = port.gids.first { $0.index == index }
                 if entry?.isRoCEv2IPv4 != true {
-                    results.append(CheckResult(
-                        id: "rdma.nccl_gid_index", status: .fail, subject: subject,
-                        message: "NCCL_IB_GID_INDEX=\(index) is \(entry.map { "\($0.type ?? "?") \($0.ipv4 ?? $0.gid)" } ?? "empty"), not RoCE v2 IPv4",
-                        evidence: [Evidence("NCCL_IB_GID_INDEX", String(index))] + gidEvidence,
-                        hint: "Set NCCL_IB_GID_INDEX to \(port.gids.first(where: \.isRoCEv2IPv4).map { String($0.index) } ?? "a RoCE v2 IPv4 entry"), or unset it (-1) to let NCCL pick."))
+                    results.append(
+                        CheckResult(
+                            id: "rdma.nccl_gid_index", status: .fail, subject: subject,
+                            message:
+                                "NCCL_IB_GID_INDEX=\(index) is \(entry.map { "\($0.type ?? "?") \($0.ipv4 ?? $0.gid)" } ?? "empty"), not RoCE v2 IPv4",
+                            evidence: [Evidence("NCCL_IB_GID_INDEX", String(index))] + gidEvidence,
+                            hint:
+                                "Set NCCL_IB_GID_INDEX to \(port.gids.first(where: \.isRoCEv2IPv4).map { String($0.index) } ?? "a RoCE v2 IPv4 entry"), or unset it (-1) to let NCCL pick."
+                        ))
                 }
             }
         }
@@ -180,18 +203,20 @@ public struct TopologyChecks: Sendable {
         for i in fabric {
             guard let m = i.mtu else { continue }
             if let want, m != want {
-                results.append(CheckResult(
-                    id: "net.mtu_consistent", status: .fail, subject: i.name,
-                    message: "MTU \(m), the fabric uses \(want)",
-                    evidence: [Evidence("/sys/class/net/\(i.name)/mtu", String(m))],
-                    hint: "Set MTU \(want) on \(i.name) (and its switch port); mismatched MTUs drop or fragment RDMA traffic."))
+                results.append(
+                    CheckResult(
+                        id: "net.mtu_consistent", status: .fail, subject: i.name,
+                        message: "MTU \(m), the fabric uses \(want)",
+                        evidence: [Evidence("/sys/class/net/\(i.name)/mtu", String(m))],
+                        hint: "Set MTU \(want) on \(i.name) (and its switch port); mismatched MTUs drop or fragment RDMA traffic."))
             }
             let isRoCE = i.type == 1
             if isRoCE, m < 4200 {
-                results.append(CheckResult(
-                    id: "net.roce_mtu", status: .warn, subject: i.name, message: "RoCE netdev MTU \(m) < 4200: RDMA messages use 1024-byte MTU",
-                    evidence: [Evidence("/sys/class/net/\(i.name)/mtu", String(m))],
-                    hint: "Use MTU 9000 on RoCE fabrics so the 4096-byte RDMA MTU fits."))
+                results.append(
+                    CheckResult(
+                        id: "net.roce_mtu", status: .warn, subject: i.name, message: "RoCE netdev MTU \(m) < 4200: RDMA messages use 1024-byte MTU",
+                        evidence: [Evidence("/sys/class/net/\(i.name)/mtu", String(m))],
+                        hint: "Use MTU 9000 on RoCE fabrics so the 4096-byte RDMA MTU fits."))
             }
         }
         if !results.contains(where: { $0.id == "net.mtu_consistent" }) {
@@ -208,15 +233,17 @@ public struct TopologyChecks: Sendable {
         for pf in pfs {
             let num = pf.sriovNumVfs ?? 0
             if num != pf.virtualFunctions.count {
-                results.append(CheckResult(
-                    id: "sriov.vfs", status: .fail, subject: pf.address,
-                    message: "sriov_numvfs says \(num) but \(pf.virtualFunctions.count) VFs are present",
-                    evidence: [ev(pf, "sriov_numvfs", num)], hint: "VF creation failed part-way: check dmesg for the PF's driver."))
+                results.append(
+                    CheckResult(
+                        id: "sriov.vfs", status: .fail, subject: pf.address,
+                        message: "sriov_numvfs says \(num) but \(pf.virtualFunctions.count) VFs are present",
+                        evidence: [ev(pf, "sriov_numvfs", num)], hint: "VF creation failed part-way: check dmesg for the PF's driver."))
             } else if let want = expectations.sriovVfs, num < want {
-                results.append(CheckResult(
-                    id: "sriov.vfs", status: .fail, subject: pf.address, message: "\(num) VFs enabled, expected \(want)",
-                    evidence: [ev(pf, "sriov_numvfs", num), ev(pf, "sriov_totalvfs", pf.sriovTotalVfs)],
-                    hint: "echo \(want) > \(pf.sysfsPath)/sriov_numvfs (or fix the SR-IOV network operator's policy)."))
+                results.append(
+                    CheckResult(
+                        id: "sriov.vfs", status: .fail, subject: pf.address, message: "\(num) VFs enabled, expected \(want)",
+                        evidence: [ev(pf, "sriov_numvfs", num), ev(pf, "sriov_totalvfs", pf.sriovTotalVfs)],
+                        hint: "echo \(want) > \(pf.sysfsPath)/sriov_numvfs (or fix the SR-IOV network operator's policy)."))
             }
         }
         if results.isEmpty { results.append(Self.pass("sriov.vfs", "\(pfs.count) SR-IOV PFs with their VFs")) }
@@ -228,28 +255,39 @@ public struct TopologyChecks: Sendable {
         let e = expectations
         var results: [CheckResult] = []
         func check(_ id: String, _ ok: Bool, _ message: String, _ evidence: [Evidence]) {
-            results.append(CheckResult(id: id, status: ok ? .pass : .fail, subject: "host", message: message, evidence: evidence,
-                                       hint: ok ? nil : "The host differs from the --expect file: fix the host or the expectation."))
+            results.append(
+                CheckResult(
+                    id: id, status: ok ? .pass : .fail, subject: "host", message: message, evidence: evidence,
+                    hint: ok ? nil : "The host differs from the --expect file: fix the host or the expectation."))
         }
         let gpus = host.gpus.filter { $0.physicalFunction == nil }
         if let want = e.gpuCount {
-            check("expect.gpu_count", gpus.count == want, "\(gpus.count) GPUs, expected \(want)", [Evidence("/sys/bus/pci/devices (class 0x03*)", String(gpus.count))])
+            check(
+                "expect.gpu_count", gpus.count == want, "\(gpus.count) GPUs, expected \(want)",
+                [Evidence("/sys/bus/pci/devices (class 0x03*)", String(gpus.count))])
         }
         if let want = e.gpuProduct {
             let products = Set(host.gpuInfo.map(\.product))
-            check("expect.gpu_product", products == [want],
-                  products.isEmpty ? "GPU product unknown (give --nvidia-smi-xml), expected \(want)" : "GPU product \(products.sorted().joined(separator: ", ")), expected \(want)",
-                  [Evidence("nvidia-smi -q -x product_name", products.sorted().joined(separator: ", "))])
+            check(
+                "expect.gpu_product", products == [want],
+                products.isEmpty
+                    ? "GPU product unknown (give --nvidia-smi-xml), expected \(want)"
+                    : "GPU product \(products.sorted().joined(separator: ", ")), expected \(want)",
+                [Evidence("nvidia-smi -q -x product_name", products.sorted().joined(separator: ", "))])
         }
         let rdmaNics = host.rdmaNICAddresses.compactMap { host.device($0) }.filter { $0.physicalFunction == nil }
         if let want = e.nicCount {
-            check("expect.nic_count", rdmaNics.count == want, "\(rdmaNics.count) RDMA NICs, expected \(want)", [Evidence("/sys/class/infiniband", String(rdmaNics.count))])
+            check(
+                "expect.nic_count", rdmaNics.count == want, "\(rdmaNics.count) RDMA NICs, expected \(want)",
+                [Evidence("/sys/class/infiniband", String(rdmaNics.count))])
         }
         if let want = e.gidType {
             let ports = host.rdmaDevices.flatMap(\.ports)
             let missing = ports.filter { port in !port.gids.contains { $0.type == want } }
-            check("expect.gid_type", missing.isEmpty, missing.isEmpty ? "every RDMA port has a \(want) GID" : "\(missing.count) ports have no \(want) GID",
-                  missing.map { Evidence("\($0.sysfsPath)/gid_attrs/types", "no \(want)") })
+            check(
+                "expect.gid_type", missing.isEmpty,
+                missing.isEmpty ? "every RDMA port has a \(want) GID" : "\(missing.count) ports have no \(want) GID",
+                missing.map { Evidence("\($0.sysfsPath)/gid_attrs/types", "no \(want)") })
         }
         return results
     }

@@ -47,7 +47,11 @@ public struct TopologyExpectations: Sendable, Equatable {
         if let nics = top["nics"] as? [String: Any] {
             e.nicCount = int(nics["count"], "nics.count")
             if let rate = nics["rate_gbps"] {
-                if let d = rate as? Double { e.nicRateGbps = d } else if let i = rate as? Int { e.nicRateGbps = Double(i) } else {
+                if let d = rate as? Double {
+                    e.nicRateGbps = d
+                } else if let i = rate as? Int {
+                    e.nicRateGbps = Double(i)
+                } else {
                     issues.append(ConfigIssue(path: "nics.rate_gbps", message: "expected a number, got '\(rate)'"))
                 }
             }

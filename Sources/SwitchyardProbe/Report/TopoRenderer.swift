@@ -3,7 +3,9 @@ public enum TopoRenderer {
     public static func table(_ r: TopoReport) -> String {
         var out: [String] = []
         let s = r.summary
-        out.append("host \(r.host.hostname): \(s.numaNodes) NUMA node\(s.numaNodes == 1 ? "" : "s"), \(s.gpus) GPU\(s.gpus == 1 ? "" : "s")\(s.gpuProduct.map { " (\($0))" } ?? ""), \(s.rdmaNics) RDMA NIC\(s.rdmaNics == 1 ? "" : "s")\(s.nicRateGbps.map { " @ \(Int($0)) Gb/s" } ?? ""), driver \(s.driverVersion ?? "-")")
+        out.append(
+            "host \(r.host.hostname): \(s.numaNodes) NUMA node\(s.numaNodes == 1 ? "" : "s"), \(s.gpus) GPU\(s.gpus == 1 ? "" : "s")\(s.gpuProduct.map { " (\($0))" } ?? ""), \(s.rdmaNics) RDMA NIC\(s.rdmaNics == 1 ? "" : "s")\(s.nicRateGbps.map { " @ \(Int($0)) Gb/s" } ?? ""), driver \(s.driverVersion ?? "-")"
+        )
         if !r.host.gpus.isEmpty {
             out.append("")
             out.append(row(["GPU", "NUMA", "LINK", "NEAREST NIC", "PATH"]))
@@ -21,7 +23,8 @@ public enum TopoRenderer {
         out.append("")
         out.append(row(["INTERFACE", "MTU", "SPEED", "STATE", "PCI"]))
         for i in r.host.interfaces {
-            out.append(row([i.name, i.mtu.map(String.init) ?? "-", i.speedMbps.map { "\($0) Mb/s" } ?? "-", i.operState ?? "-", i.pciAddress ?? "virtual"]))
+            out.append(
+                row([i.name, i.mtu.map(String.init) ?? "-", i.speedMbps.map { "\($0) Mb/s" } ?? "-", i.operState ?? "-", i.pciAddress ?? "virtual"]))
         }
         out.append("")
         out.append(row(["STATUS", "CHECK", "SUBJECT", "MESSAGE"]))
@@ -44,13 +47,16 @@ public enum TopoRenderer {
         out.append("")
         out.append("| NUMA nodes | GPUs | product | RDMA NICs | rate | fabric MTU | driver |")
         out.append("| --- | --- | --- | --- | --- | --- | --- |")
-        out.append("| \(s.numaNodes) | \(s.gpus) | \(s.gpuProduct ?? "-") | \(s.rdmaNics) | \(s.nicRateGbps.map { "\(Int($0)) Gb/s" } ?? "-") | \(s.fabricMtu.map(String.init) ?? "-") | \(s.driverVersion ?? "-") |")
+        out.append(
+            "| \(s.numaNodes) | \(s.gpus) | \(s.gpuProduct ?? "-") | \(s.rdmaNics) | \(s.nicRateGbps.map { "\(Int($0)) Gb/s" } ?? "-") | \(s.fabricMtu.map(String.init) ?? "-") | \(s.driverVersion ?? "-") |"
+        )
         out.append("")
         out.append("| status | check | subject | message | evidence | fix |")
         out.append("| --- | --- | --- | --- | --- | --- |")
         for c in r.checks.sorted(by: order) {
             let evidence = c.evidence.map { "`\($0.source)` = `\($0.value)`" }.joined(separator: "<br>")
-            out.append("| \(c.status.rawValue.uppercased()) | `\(c.id)` | \(c.subject) | \(escape(c.message)) | \(evidence) | \(escape(c.hint ?? "")) |")
+            out.append(
+                "| \(c.status.rawValue.uppercased()) | `\(c.id)` | \(c.subject) | \(escape(c.message)) | \(evidence) | \(escape(c.hint ?? "")) |")
         }
         out.append("")
         out.append("\(s.pass) passed, \(s.warn) warnings, \(s.fail) failed")

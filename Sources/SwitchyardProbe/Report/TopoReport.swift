@@ -58,19 +58,22 @@ public struct TopoReport: Sendable, Codable, Equatable {
         }
         let gpus = host.gpus.filter { $0.physicalFunction == nil }.map { gpu -> GPUEntry in
             let nearest = TopologyChecks.nearestRdmaNic(gpu, in: host)
-            return GPUEntry(address: gpu.address, product: host.gpuInfo.first { $0.pciAddress == gpu.address }?.product,
-                            numaNode: gpu.numaNode, link: link(gpu),
-                            nearestRdmaNic: nearest.map { n in host.rdmaDevices.first { $0.pciAddress == n.0.address }?.name ?? n.0.address },
-                            nearestPath: nearest?.1)
+            return GPUEntry(
+                address: gpu.address, product: host.gpuInfo.first { $0.pciAddress == gpu.address }?.product,
+                numaNode: gpu.numaNode, link: link(gpu),
+                nearestRdmaNic: nearest.map { n in host.rdmaDevices.first { $0.pciAddress == n.0.address }?.name ?? n.0.address },
+                nearestPath: nearest?.1)
         }
         let nics = host.nics.filter { $0.physicalFunction == nil }.map { nic in
-            NICEntry(address: nic.address, rdmaDevice: host.rdmaDevices.first { $0.pciAddress == nic.address }?.name,
-                     interfaces: host.interfaces.filter { $0.pciAddress == nic.address }.map(\.name),
-                     numaNode: nic.numaNode, link: link(nic), sriovVfs: nic.sriovNumVfs)
+            NICEntry(
+                address: nic.address, rdmaDevice: host.rdmaDevices.first { $0.pciAddress == nic.address }?.name,
+                interfaces: host.interfaces.filter { $0.pciAddress == nic.address }.map(\.name),
+                numaNode: nic.numaNode, link: link(nic), sriovVfs: nic.sriovNumVfs)
         }
-        self.host = HostSection(hostname: host.hostname, numaNodes: host.numaNodes, gpus: gpus, nics: nics, interfaces: host.interfaces,
-                                rdma: host.rdmaDevices, nvme: host.pciDevices.filter { $0.kind == .nvme }, blockDevices: host.blockDevices,
-                                mounts: host.mounts, driverVersion: host.driverVersion)
+        self.host = HostSection(
+            hostname: host.hostname, numaNodes: host.numaNodes, gpus: gpus, nics: nics, interfaces: host.interfaces,
+            rdma: host.rdmaDevices, nvme: host.pciDevices.filter { $0.kind == .nvme }, blockDevices: host.blockDevices,
+            mounts: host.mounts, driverVersion: host.driverVersion)
         let fabric = host.interfaces.filter { !$0.rdmaDevices.isEmpty }.compactMap(\.mtu)
         let ports = host.rdmaDevices.flatMap(\.ports)
         let roceIndexes = ports.filter { $0.linkLayer == "Ethernet" }.map { $0.gids.first(where: \.isRoCEv2IPv4)?.index }

@@ -22,7 +22,8 @@ public struct SysfsTree: Sendable {
 
     public func read(_ relative: String) -> String? {
         guard let data = FileManager.default.contents(atPath: path(relative)),
-              let text = String(data: data, encoding: .utf8) else { return nil }
+            let text = String(data: data, encoding: .utf8)
+        else { return nil }
         return text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 

@@ -85,13 +85,16 @@ public struct TopologyProbe: Sendable {
                 let portBase = "\(base)/ports/\(p)"
                 let gids = tree.list("\(portBase)/gids").compactMap { g -> GIDEntry? in
                     guard let index = Int(g), let gid = tree.read("\(portBase)/gids/\(g)"),
-                          gid != "0000:0000:0000:0000:0000:0000:0000:0000" else { return nil }
-                    return GIDEntry(index: index, gid: gid, type: tree.read("\(portBase)/gid_attrs/types/\(g)"),
-                                    netdev: tree.read("\(portBase)/gid_attrs/ndevs/\(g)"))
+                        gid != "0000:0000:0000:0000:0000:0000:0000:0000"
+                    else { return nil }
+                    return GIDEntry(
+                        index: index, gid: gid, type: tree.read("\(portBase)/gid_attrs/types/\(g)"),
+                        netdev: tree.read("\(portBase)/gid_attrs/ndevs/\(g)"))
                 }.sorted { $0.index < $1.index }
-                return RDMAPort(number: number, state: tree.read("\(portBase)/state") ?? "", physState: tree.read("\(portBase)/phys_state") ?? "",
-                                linkLayer: tree.read("\(portBase)/link_layer") ?? "", rate: tree.read("\(portBase)/rate") ?? "",
-                                gids: gids, sysfsPath: portBase)
+                return RDMAPort(
+                    number: number, state: tree.read("\(portBase)/state") ?? "", physState: tree.read("\(portBase)/phys_state") ?? "",
+                    linkLayer: tree.read("\(portBase)/link_layer") ?? "", rate: tree.read("\(portBase)/rate") ?? "",
+                    gids: gids, sysfsPath: portBase)
             }.sorted { $0.number < $1.number }
             return RDMADevice(name: name, pciAddress: pci, ports: ports)
         }
@@ -106,8 +109,9 @@ public struct TopologyProbe: Sendable {
             let speed = tree.readInt("\(base)/speed").flatMap { $0 < 0 ? nil : $0 }
             var hcas = tree.list("\(base)/device/infiniband")
             if hcas.isEmpty, let pci { hcas = rdma.filter { $0.pciAddress == pci }.map(\.name) }
-            return NetInterface(name: name, mtu: tree.readInt("\(base)/mtu"), speedMbps: speed, operState: tree.read("\(base)/operstate"),
-                                type: tree.readInt("\(base)/type"), pciAddress: pci, rdmaDevices: hcas)
+            return NetInterface(
+                name: name, mtu: tree.readInt("\(base)/mtu"), speedMbps: speed, operState: tree.read("\(base)/operstate"),
+                type: tree.readInt("\(base)/type"), pciAddress: pci, rdmaDevices: hcas)
         }
     }
 
@@ -118,16 +122,19 @@ public struct TopologyProbe: Sendable {
             let pci = tree.resolve("\(base)/device").flatMap { path in
                 path.split(separator: "/").last(where: { Self.isPCIAddress($0) }).map(String.init)
             }
-            return BlockDevice(name: name, sizeBytes: sectors.map { $0 * 512 }, model: tree.read("\(base)/device/model"),
-                               pciAddress: pci, rotational: tree.readInt("\(base)/queue/rotational").map { $0 == 1 })
+            return BlockDevice(
+                name: name, sizeBytes: sectors.map { $0 * 512 }, model: tree.read("\(base)/device/model"),
+                pciAddress: pci, rotational: tree.readInt("\(base)/queue/rotational").map { $0 == 1 })
         }
     }
 
     /// Mounts that hold data (models, checkpoints): real block devices and network filesystems.
     func mounts() -> [Mount] {
         guard let text = tree.read("/proc/mounts") else { return [] }
-        let skip: Set<String> = ["proc", "sysfs", "devtmpfs", "devpts", "tmpfs", "cgroup", "cgroup2", "mqueue", "securityfs",
-                                 "debugfs", "tracefs", "pstore", "bpf", "hugetlbfs", "fusectl", "configfs", "autofs", "binfmt_misc", "rpc_pipefs", "nsfs"]
+        let skip: Set<String> = [
+            "proc", "sysfs", "devtmpfs", "devpts", "tmpfs", "cgroup", "cgroup2", "mqueue", "securityfs",
+            "debugfs", "tracefs", "pstore", "bpf", "hugetlbfs", "fusectl", "configfs", "autofs", "binfmt_misc", "rpc_pipefs", "nsfs",
+        ]
         return text.split(separator: "\n").compactMap { line in
             let f = line.split(separator: " ")
             guard f.count >= 3, !skip.contains(String(f[2])) else { return nil }

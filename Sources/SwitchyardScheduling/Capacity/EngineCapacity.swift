@@ -66,7 +66,9 @@ public struct EngineCapacity: Sendable, Equatable {
 
     static func positive(_ value: JSONValue?, _ field: String) -> Result<Int, Unusable>? {
         guard let value, value != .null else { return nil }
-        guard let n = value.intValue else { return .failure(Unusable("\(field) is not a whole number: \(String(decoding: value.serialized(), as: UTF8.self))")) }
+        guard let n = value.intValue else {
+            return .failure(Unusable("\(field) is not a whole number: \(String(decoding: value.serialized(), as: UTF8.self))"))
+        }
         guard n > 0 else { return .failure(Unusable("\(field) is \(n)")) }
         return .success(n)
     }

@@ -51,7 +51,8 @@ public struct AdaptiveConcurrency: Sendable, Equatable {
     /// Applies one window's observations; returns what it did.
     @discardableResult
     public mutating func update(_ o: Observation) -> Decision {
-        let breach = (tpotSLO.flatMap { slo in o.tpotP95.map { $0 > slo } } ?? false)
+        let breach =
+            (tpotSLO.flatMap { slo in o.tpotP95.map { $0 > slo } } ?? false)
             || (ttftSLO.flatMap { slo in o.ttftP95.map { $0 > slo } } ?? false)
         if breach || o.overloadAnswers > 0 || o.deferrals > 0 || o.preemptions > 0 {
             let next = Swift.max(Double(min), exact * decrease)

@@ -26,7 +26,8 @@ public struct BackendSignals: Sendable, Equatable {
             case "llamacpp:requests_processing", "vllm:num_requests_running", "sglang:num_running_reqs", "tgi_batch_current_size":
                 add(value, to: &s.running)
             case "llamacpp:requests_deferred", "vllm:num_requests_waiting", "sglang:num_queue_reqs", "tgi_queue_size": add(value, to: &s.waiting)
-            case "llamacpp:kv_cache_usage_ratio", "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc": s.kvCacheUsage = max(s.kvCacheUsage ?? 0, value)
+            case "llamacpp:kv_cache_usage_ratio", "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc":
+                s.kvCacheUsage = max(s.kvCacheUsage ?? 0, value)
             case "llamacpp:n_requests_deferred_total": add(value, to: &s.deferredTotal)
             case "vllm:num_preemptions_total", "vllm:num_preemptions": add(value, to: &s.preemptionsTotal)
             default: break

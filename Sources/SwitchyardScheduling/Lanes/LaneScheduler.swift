@@ -228,7 +228,8 @@ public struct LaneScheduler: Sendable {
             _ = band.heap.popMin()
             let weight = Self.weight(entry.tenant, in: weights)
             request = band.tenants.values[slot].queue.removeFirst()
-            band.tenants.values[slot].counter += (prices.input * Double(request.inputTokens) + prices.output * Double(request.maxOutputTokens)) / weight
+            band.tenants.values[slot].counter +=
+                (prices.input * Double(request.inputTokens) + prices.output * Double(request.maxOutputTokens)) / weight
             band.tenants.values[slot].version += 1
             if !band.tenants.values[slot].queue.isEmpty {
                 let t = band.tenants.values[slot]
@@ -247,7 +248,9 @@ public struct LaneScheduler: Sendable {
     /// Reconciles the up-front charge with the real `usage` (output, and input when known).
     public mutating func complete(_ request: Request, outputTokens: Int, inputTokens: Int? = nil) {
         let input = Double((inputTokens ?? request.inputTokens) - request.inputTokens)
-        adjust(request, by: (prices.input * input + prices.output * Double(outputTokens - request.maxOutputTokens)) / Self.weight(request.tenant, in: weights))
+        adjust(
+            request,
+            by: (prices.input * input + prices.output * Double(outputTokens - request.maxOutputTokens)) / Self.weight(request.tenant, in: weights))
     }
 
     /// Removes a request still queued (its client went away); false when it is not queued.
@@ -255,7 +258,8 @@ public struct LaneScheduler: Sendable {
         guard let lane = lanes[laneName], let b = bandIndex[lane.band] else { return false }
         var removed: Request?
         if let slot = bands[b].tenants.index(forKey: tenant),
-           let i = bands[b].tenants.values[slot].queue.firstIndex(where: { $0.id == id }) {
+            let i = bands[b].tenants.values[slot].queue.firstIndex(where: { $0.id == id })
+        {
             removed = bands[b].tenants.values[slot].queue.remove(at: i)
         } else if let i = bands[b].delayed.firstIndex(where: { $0.id == id }) {
             removed = bands[b].delayed.remove(at: i)
@@ -272,7 +276,10 @@ public struct LaneScheduler: Sendable {
     /// tenant's queue, past the lane's size limit (it was admitted once; it is never lost).
     public mutating func requeueAtFront(_ request: Request) {
         guard let lane = lanes[request.lane], let b = bandIndex[lane.band] else { return }
-        adjust(request, by: -(prices.input * Double(request.inputTokens) + prices.output * Double(request.maxOutputTokens)) / Self.weight(request.tenant, in: weights))
+        adjust(
+            request,
+            by: -(prices.input * Double(request.inputTokens) + prices.output * Double(request.maxOutputTokens))
+                / Self.weight(request.tenant, in: weights))
         if let slot = bands[b].tenants.index(forKey: request.tenant), !bands[b].tenants.values[slot].queue.isEmpty {
             bands[b].tenants.values[slot].queue.prepend(request)
             bands[b].count += 1
