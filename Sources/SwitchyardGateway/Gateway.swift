@@ -76,7 +76,7 @@ public final class Gateway: Sendable {
     var capacityDiscovery: CapacityDiscovery {
         CapacityDiscovery(
             pools: config.models.compactMap { pools[$0.name] }, client: client, timeout: config.upstream.discoveryTimeout,
-            metrics: metrics, logger: logger, requests: discoveryRequests.stream, startRoundDone: startDiscovery)
+            logger: logger, requests: discoveryRequests.stream, startRoundDone: startDiscovery)
     }
 
     func makeRouter() -> Router<GatewayContext> {

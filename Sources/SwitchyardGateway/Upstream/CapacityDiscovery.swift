@@ -19,7 +19,6 @@ struct CapacityDiscovery: Service {
     let pools: [ModelPool]
     let client: UpstreamClient
     let timeout: Duration
-    let metrics: GatewayMetrics
     let logger: Logger
     let requests: AsyncStream<Target>
     /// Fired once every backend was asked at start (whatever the answers).
@@ -85,9 +84,8 @@ struct CapacityDiscovery: Service {
     }
 
     func apply(_ pool: ModelPool, _ index: Int, _ backend: Backend, _ found: ModelPool.Discovered, notes: [String]) {
-        guard let (before, after) = pool.applyCapacity(index, found) else { return }
-        metrics.backendCapacity(backend: backend.id, source: after.source.rawValue, after.limit)
-        guard before != after else { return }
+        // switchyard_backend_capacity follows from the pool (PoolTicker), like every window change.
+        guard let (before, after) = pool.applyCapacity(index, found), before != after else { return }
         var metadata: Logger.Metadata = ["model": "\(pool.name)", "backend": "\(backend.id)", "source": "\(after.source.rawValue)"]
         switch found {
         case .engine(let engine):

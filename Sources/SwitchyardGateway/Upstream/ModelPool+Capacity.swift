@@ -76,11 +76,6 @@ extension ModelPool {
         state.withLock { s in s.replicas.indices.contains(index) ? status(s.replicas[index]) : nil }
     }
 
-    /// True when the replica's window is learned from its `/metrics` (so they must be scraped).
-    func learnsFromMetrics(_ index: Int) -> Bool {
-        state.withLock { s in s.replicas.indices.contains(index) && s.replicas[index].capacity.source == .learned }
-    }
-
     /// A connection to the replica timed out while it was busy with other requests of ours: the
     /// backend cannot accept connections at this rate. A learned or default window halves, and
     /// the request may wait in its lane again (true) instead of failing.

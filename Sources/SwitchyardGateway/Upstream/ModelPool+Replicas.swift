@@ -84,12 +84,9 @@ extension ModelPool {
                 s.replicas[i].expiresAt = now + ttl
                 return (i, false, [])
             }
-            var r = replicaTemplate
-            r.backend = backend
+            var r = makeReplica(backend)
             r.expiresAt = now + ttl
             r.active.record(passed: true)
-            r.capacity = initialCapacity(backend)
-            r.window = Self.makeWindow(config: self.config, lanes: Array(lanes.values), slots: slotLimit(r))
             s.replicas.append(r)
             return (s.replicas.count - 1, true, dispatchLocked(&s, now: now))
         }

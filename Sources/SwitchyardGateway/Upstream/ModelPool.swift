@@ -199,27 +199,30 @@ public final class ModelPool: Sendable {
                     timeoutAction: $0.queue.timeoutAction == .delay ? .delay : .reject)
             },
             tenantWeights: tenantWeights)
-        var state = State(replicas: [], scheduler: scheduler)
-        self.state = Mutex(state)
-        state.replicas = config.backends.map { backend in
-            var r = replica
-            r.backend = Backend(config: backend, publicModel: config.name)
+        self.state = Mutex(State(replicas: [], scheduler: scheduler))
+        let replicas = config.backends.map { backend in
+            var r = makeReplica(Backend(config: backend, publicModel: config.name))
             r.gateOpen = !backend.managed
-            r.capacity = initialCapacity(r.backend)
-            r.window = Self.makeWindow(config: config, lanes: lanes, slots: slotLimit(r))
             return r
         }
-        self.state.withLock { $0 = state }
+        state.withLock { $0.replicas = replicas }
     }
 
-    /// A configured `max_inflight` is in force from the start; any other replica runs under the
-    /// default limit until discovery says more (``applyCapacity(_:_:)``).
-    func initialCapacity(_ backend: Backend) -> Capacity {
-        if let configured = backend.maxInflight { return Capacity(source: .config, slots: configured) }
-        // The default limit, as a window that connect timeouts can shrink before discovery answers.
-        return Capacity(
-            source: .pending, slots: defaultMaxInflight,
-            learned: LearnedWindow(settings: .init(initial: defaultMaxInflight, max: defaultMaxInflight), now: now))
+    /// A new replica: a configured `max_inflight` is in force from the start; any other replica
+    /// runs under the default limit, as a window that connect timeouts can shrink, until
+    /// discovery says more (``applyCapacity(_:_:)``).
+    func makeReplica(_ backend: Backend) -> ReplicaState {
+        var r = replicaTemplate
+        r.backend = backend
+        if let configured = backend.maxInflight {
+            r.capacity = Capacity(source: .config, slots: configured)
+        } else {
+            r.capacity = Capacity(
+                source: .pending, slots: defaultMaxInflight,
+                learned: LearnedWindow(settings: .init(initial: defaultMaxInflight, max: defaultMaxInflight), now: now))
+        }
+        r.window = Self.makeWindow(config: config, lanes: Array(lanes.values), slots: slotLimit(r))
+        return r
     }
 
     /// The AIMD window of a replica, between `min` and its slot limit; nil when disabled or unlimited.
