@@ -45,13 +45,10 @@ public struct StreamObserver: Sendable {
             sawDone = true
             return
         }
-        // Fast path for the common chunk (no usage, no error): a byte scan for a non-empty
-        // token field instead of a full parse. Anything else is parsed.
+        // The common chunk (no usage, no error) is scanned, not built (the gateway's definition).
         let bytes = Array(data.utf8)
-        if bytes.first == UInt8(ascii: "{"), bytes.last == UInt8(ascii: "}"),
-            !Self.hasKey(bytes, Self.usageKey), !Self.hasKey(bytes, Self.errorKey)
-        {
-            if Self.tokenKeys.contains(where: { Self.nonEmptyValue(bytes, after: $0) }) {
+        if let scanned = bytes.withUnsafeBytes({ TokenChunk.scan($0) }) {
+            if scanned.carriesToken {
                 countToken(at: time)
                 if !sawNonASCII { sawNonASCII = Self.hasNonASCII(bytes) }
             }
@@ -69,7 +66,7 @@ public struct StreamObserver: Sendable {
             usageCompletionTokens = usage["completion_tokens"]?.intValue ?? usageCompletionTokens
             usagePromptTokens = usage["prompt_tokens"]?.intValue ?? usagePromptTokens
         }
-        guard Self.bearsTokens(json) else { return }
+        guard TokenChunk.carriesToken(json) else { return }
         countToken(at: time)
         if !sawNonASCII { sawNonASCII = Self.hasNonASCII(bytes) }
     }
@@ -100,53 +97,6 @@ public struct StreamObserver: Sendable {
         if first == nil { first = time }
         last = time
         chunks += 1
-    }
-
-    static let usageKey = Array(#""usage""#.utf8)
-    static let errorKey = Array(#""error""#.utf8)
-    static let tokenKeys = [#""content""#, #""reasoning_content""#, #""text""#, #""tool_calls""#].map { Array($0.utf8) }
-
-    static func hasKey(_ bytes: [UInt8], _ key: [UInt8]) -> Bool {
-        guard bytes.count >= key.count else { return false }
-        var i = 0
-        while i <= bytes.count - key.count {
-            if bytes[i] == key[0], bytes[i..<(i + key.count)].elementsEqual(key) { return true }
-            i += 1
-        }
-        return false
-    }
-
-    /// `"key"` followed by `:` and a non-empty string (`"x…"`) or a non-empty array (`[…]`).
-    static func nonEmptyValue(_ bytes: [UInt8], after key: [UInt8]) -> Bool {
-        guard bytes.count > key.count else { return false }
-        var i = 0
-        while i <= bytes.count - key.count {
-            if bytes[i] == key[0], bytes[i..<(i + key.count)].elementsEqual(key) {
-                var j = i + key.count
-                while j < bytes.count, bytes[j] == 0x20 { j += 1 }
-                if j < bytes.count, bytes[j] == UInt8(ascii: ":") {
-                    j += 1
-                    while j < bytes.count, bytes[j] == 0x20 { j += 1 }
-                    if j + 1 < bytes.count {
-                        if bytes[j] == UInt8(ascii: "\""), bytes[j + 1] != UInt8(ascii: "\"") { return true }
-                        if bytes[j] == UInt8(ascii: "["), bytes[j + 1] != UInt8(ascii: "]") { return true }
-                    }
-                }
-            }
-            i += 1
-        }
-        return false
-    }
-
-    static func bearsTokens(_ json: JSONValue) -> Bool {
-        for choice in json["choices"]?.arrayValue ?? [] {
-            if let text = choice["text"]?.stringValue, !text.isEmpty { return true }
-            guard let delta = choice["delta"] else { continue }
-            if let content = delta["content"]?.stringValue, !content.isEmpty { return true }
-            if let reasoning = delta["reasoning_content"]?.stringValue, !reasoning.isEmpty { return true }
-            if let calls = delta["tool_calls"]?.arrayValue, !calls.isEmpty { return true }
-        }
-        return false
     }
 
     /// Longest gap between token-bearing chunks (the stall), seconds.

@@ -21,7 +21,6 @@ public final class Gateway: Sendable {
     public let pools: [String: ModelPool]
     let client: UpstreamClient
     let proxy: Proxy
-    let monitor = TimeoutMonitor()
     let logger: Logger
     private let draining = Atomic<Bool>(false)
     /// SHA-256 hex of each API key → tenant name.
@@ -50,7 +49,7 @@ public final class Gateway: Sendable {
         }
         self.pools = pools
         tenantsByKeyHash = Dictionary(config.tenants.map { ($0.apiKeySHA256, $0.name) }, uniquingKeysWith: { first, _ in first })
-        proxy = Proxy(config: config, pools: pools, client: client, metrics: metrics, watch: ClientConnectionWatch(), monitor: monitor)
+        proxy = Proxy(config: config, pools: pools, client: client, metrics: metrics, watch: ClientConnectionWatch())
         discoveryRequests = AsyncStream.makeStream(of: CapacityDiscovery.Target.self)
     }
 
@@ -308,10 +307,8 @@ public final class Gateway: Sendable {
             logger.info("shutting down: readiness off, draining in-flight requests", metadata: ["grace": "\(config.server.shutdownGrace.formatted)"])
         }
         var configuration = ServiceGroupConfiguration(
-            services: [
-                // Shut down in reverse: readiness off first, timeouts enforced until the very end.
-                .init(service: monitor, successTerminationBehavior: .ignore)
-            ] + services.map { .init(service: $0, successTerminationBehavior: .ignore) } + [
+            // Shut down in reverse: readiness off first.
+            services: services.map { .init(service: $0, successTerminationBehavior: .ignore) } + [
                 .init(service: app),
                 .init(service: healthChecker, successTerminationBehavior: .ignore),
                 .init(service: capacityDiscovery, successTerminationBehavior: .ignore),

@@ -74,7 +74,12 @@ import Testing
                     #expect(reply.headers["x-switchyard-attempts"] == "2")
                     #expect(reply.headers["x-switchyard-backend"] == "http://127.0.0.1:\(port)/ok/v1")
                 }
-                #expect(upstream.count("reset-before") == 2)
+                // Both replicas share one server, so the second request may be written on the
+                // keep-alive connection the first one's answer left: a reset on a pooled
+                // connection is taken for a stale one and resent once on a fresh connection.
+                let stale = String(decoding: gateway.metrics.render(), as: UTF8.self).contains(
+                    #"switchyard_retries_total{reason="stale_connection"} 1"#)
+                #expect(upstream.count("reset-before") == (stale ? 3 : 2))
                 let metrics = String(decoding: gateway.metrics.render(), as: UTF8.self)
                 #expect(metrics.contains(#"switchyard_retries_total{reason="reset"} 2"#))
             }

@@ -12,13 +12,13 @@ import Synchronization
 /// beyond the pool's.
 ///
 /// Everything else goes to the router's ``Proxy`` path unchanged: bad requests (the router
-/// writes the errors), queueing, preemptible lanes, embeddings to be coalesced, HTTPS backends. A fast attempt
+/// writes the errors), queueing, preemptible lanes, embeddings to be coalesced. Both paths run
+/// each attempt with the same ``ExchangeDriver``; they differ only in how the request waits. A fast attempt
 /// that fails in a way another replica may fix (connection refused or reset, 429/503) before
 /// any byte reached the client is handed to the router too, which retries it like its own
 /// attempt: same request id, start time and budget, the failed replica excluded.
 final class FastPath: Sendable {
     let gateway: Gateway
-    let registry: UpstreamConnectionRegistry
     /// Attempts made here, by client connection, for the request handed to the router next.
     private let handedBack = Mutex<[ObjectIdentifier: Proxy.PriorAttempt]>([:])
     private let paths: [String: Endpoint] = [
@@ -30,7 +30,6 @@ final class FastPath: Sendable {
 
     init(gateway: Gateway) {
         self.gateway = gateway
-        registry = UpstreamConnectionRegistry(config: gateway.config.upstream)
         counts = gateway.proxy.metrics.fastPathHandles(lanes: gateway.config.lanes.map(\.name))
     }
 
@@ -38,7 +37,7 @@ final class FastPath: Sendable {
     var proxy: Proxy { gateway.proxy }
 
     func makeHandler(for channel: any Channel) -> FastPathHandler {
-        FastPathHandler(fastPath: self, connections: registry.connections(for: channel.eventLoop))
+        FastPathHandler(fastPath: self, connections: gateway.proxy.connections.connections(for: channel.eventLoop))
     }
 
     /// Whether the fast path may take the request: decided on its head, before its body.
@@ -89,7 +88,7 @@ final class FastPath: Sendable {
             startBy: proxy.startBy(lane: lane, pool: pool, arrival: start, request: request),
             giveUpAt: deadline, affinityKey: affinity)
         guard let lease = pool.tryAcquireNow(ticket) else { return nil }
-        guard lease.backend.url.scheme == "http", lease.preemption == nil else {
+        guard lease.preemption == nil else {
             pool.release(lease, outcome: .neutral)
             return nil
         }

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import SwitchyardCore
 import Synchronization
 
@@ -80,6 +81,8 @@ final class UpstreamConnections: @unchecked Sendable {
     private let idleTimeout: TimeAmount
     private let maxIdlePerBackend: Int
     private var idle: [String: [UpstreamConnection]] = [:]
+    /// For `https://` backends: the system's trust roots, the certificate checked against the host.
+    private lazy var tls: Result<NIOSSLContext, any Error> = Result { try NIOSSLContext(configuration: .makeClientConfiguration()) }
 
     init(eventLoop: any EventLoop, config: UpstreamConfig) {
         self.eventLoop = eventLoop
@@ -92,7 +95,7 @@ final class UpstreamConnections: @unchecked Sendable {
     func take(_ backend: Backend) -> UpstreamConnection? {
         eventLoop.preconditionInEventLoop()
         let cutoff = NIODeadline.now() - idleTimeout
-        while let connection = idle[backend.hostHeader]?.popLast() {
+        while let connection = idle[Self.key(backend)]?.popLast() {
             if connection.channel.isActive, connection.lastUsed > cutoff { return connection }
             connection.abandon()
         }
@@ -101,13 +104,24 @@ final class UpstreamConnections: @unchecked Sendable {
 
     /// Opens a new connection to `backend`'s server.
     func connect(_ backend: Backend, then done: @escaping (Result<UpstreamConnection, any Error>) -> Void) {
-        // Connections are pooled by server (`host:port`).
-        let key = backend.hostHeader, url = backend.url
+        let key = Self.key(backend), url = backend.url
+        var tlsContext: NIOSSLContext?
+        if url.scheme == "https" {
+            switch tls {
+            case .success(let context): tlsContext = context
+            case .failure(let error): return done(.failure(error))
+            }
+        }
         ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tlsContext {
+                        // SNI and the certificate check use the host name (not for an IP address).
+                        let name = url.host.contains(where: { $0.isLetter }) && !url.host.contains(":") ? url.host : nil
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: name))
+                    }
                     // Every header sent is the gateway's own (the request id is checked on
                     // arrival): NIO's per-request header validation would only repeat that.
                     try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
@@ -132,6 +146,11 @@ final class UpstreamConnections: @unchecked Sendable {
                         }
                     })
             }
+    }
+
+    /// Connections are pooled by server: scheme, host and port.
+    static func key(_ backend: Backend) -> String {
+        backend.url.scheme == "https" ? "https://" + backend.hostHeader : backend.hostHeader
     }
 
     /// Returns a connection whose response ended cleanly, for the next request.

@@ -95,7 +95,7 @@ public struct StreamRelay: Sendable {
                 changed = true
             }
         }
-        let token = !isUsageOnly && Self.carriesToken(json)
+        let token = !isUsageOnly && TokenChunk.carriesToken(json)
         if token { tokenChunks += 1 }
         if let model = json["model"], model.stringValue != publicModel {
             json.set("model", .string(publicModel))
@@ -110,16 +110,10 @@ public struct StreamRelay: Sendable {
     /// the full treatment (usage, error, anything the scan does not take, malformed).
     private mutating func relayScanned(_ bytes: [UInt8], into out: inout [UInt8]) -> Bool? {
         bytes.withUnsafeBytes { raw -> Bool? in
-            guard let found = JSONScan.topLevelValues(raw, keys: ["model", "usage", "error", "choices"]) else { return nil }
-            func isNull(_ range: Range<Int>?) -> Bool {
-                guard let range else { return true }
-                return raw[range].elementsEqual("null".utf8)
-            }
-            guard isNull(found[1]), isNull(found[2]) else { return nil }
-            let token = found[3].map { Self.carriesToken(raw, choices: $0) } ?? false
-            if token { tokenChunks += 1 }
+            guard let scanned = TokenChunk.scan(raw) else { return nil }
+            if scanned.carriesToken { tokenChunks += 1 }
             out.append(contentsOf: "data: ".utf8)
-            if let model = found[0], !raw[model].elementsEqual(publicModelJSON) {
+            if let model = scanned.model, !raw[model].elementsEqual(publicModelJSON) {
                 out.append(contentsOf: raw[..<model.lowerBound])
                 out.append(contentsOf: publicModelJSON)
                 out.append(contentsOf: raw[model.upperBound...])
@@ -127,49 +121,14 @@ public struct StreamRelay: Sendable {
                 out.append(contentsOf: raw)
             }
             out.append(contentsOf: "\n\n".utf8)
-            return token
+            return scanned.carriesToken
         }
-    }
-
-    /// ``carriesToken(_:)`` on the bytes of a `choices` array.
-    static func carriesToken(_ raw: UnsafeRawBufferPointer, choices: Range<Int>) -> Bool {
-        func nonEmpty(_ range: Range<Int>?, opening: UInt8, empty: String) -> Bool {
-            guard let range, raw[range.lowerBound] == opening else { return false }
-            return !raw[range].elementsEqual(empty.utf8) && !(opening == UInt8(ascii: "[") && JSONScan.elements(raw, of: range)?.isEmpty == true)
-        }
-        for choice in JSONScan.elements(raw, of: choices) ?? [] {
-            guard let fields = JSONScan.values(raw, of: choice, keys: ["delta", "text"]) else { continue }
-            if let delta = fields[0], let d = JSONScan.values(raw, of: delta, keys: ["content", "reasoning_content", "tool_calls"]) {
-                if nonEmpty(d[0], opening: UInt8(ascii: "\""), empty: "\"\"") || nonEmpty(d[1], opening: UInt8(ascii: "\""), empty: "\"\"")
-                    || nonEmpty(d[2], opening: UInt8(ascii: "["), empty: "[]")
-                {
-                    return true
-                }
-            }
-            if nonEmpty(fields[1], opening: UInt8(ascii: "\""), empty: "\"\"") { return true }
-        }
-        return false
     }
 
     private mutating func emit(_ data: String, into out: inout [UInt8]) {
         out.append(contentsOf: "data: ".utf8)
         out.append(contentsOf: data.utf8)
         out.append(contentsOf: "\n\n".utf8)
-    }
-
-    /// Non-empty `content`, `reasoning_content` or `tool_calls` in a chat delta, or `text` in a
-    /// completion choice.
-    static func carriesToken(_ chunk: JSONValue) -> Bool {
-        for choice in chunk["choices"]?.arrayValue ?? [] {
-            if let delta = choice["delta"] {
-                for key in ["content", "reasoning_content"] {
-                    if let s = delta[key]?.stringValue, !s.isEmpty { return true }
-                }
-                if let calls = delta["tool_calls"]?.arrayValue, !calls.isEmpty { return true }
-            }
-            if let text = choice["text"]?.stringValue, !text.isEmpty { return true }
-        }
-        return false
     }
 
     /// An SSE error event in OpenAI's error shape, for ending a stream that cannot go on.

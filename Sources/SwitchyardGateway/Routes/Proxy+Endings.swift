@@ -4,8 +4,7 @@ import Logging
 import NIOCore
 import SwitchyardCore
 
-/// How an attempt ends, shared by the router path (``Proxy/handle(_:channel:prior:logger:)``) and the
-/// event-loop fast path (``FastExchange``): the lease settled, metrics, the access log, and what
+/// How an attempt ends, for both paths (``ExchangeDriver`` carries out every attempt): the lease settled, metrics, the access log, and what
 /// the client gets.
 extension Proxy {
     /// A backend's 429/503: cool the replica down for its Retry-After and try another.
@@ -125,18 +124,11 @@ extension Proxy {
         if record.preemptions > 0 { headers.setGatewayField(GatewayHeaders.preemptions, String(record.preemptions)) }
     }
 
-    /// When the tokens of a stream arrived.
-    struct StreamTokens {
-        var first: ContinuousClock.Instant?
-        var last: ContinuousClock.Instant?
-        var maxGap: Duration?
-    }
-
     /// The end of a committed stream: how it ended, the lease settled, metrics and the access log.
     /// Returns the SSE error event for the client when the end is not a clean `[DONE]` (never a
     /// silent truncation); nil when the stream ended cleanly or the client is gone.
     func finishStream(
-        stop: StopReason?, relay: StreamRelay, readError: (any Error)?, clientGone: Bool, tokens: StreamTokens, sent: ContinuousClock.Instant,
+        stop: StopReason?, relay: StreamRelay, readError: (any Error)?, clientGone: Bool, tokens: TokenTiming, sent: ContinuousClock.Instant,
         timeouts: TimeoutConfig, pool: ModelPool, lease: ModelPool.Lease, record: Record, logger: Logger
     ) -> [UInt8]? {
         var record = record
@@ -175,10 +167,10 @@ extension Proxy {
         }
         if let endError { record.error = endError.message }
         if clientGone { record.status = 499 }
-        (record.firstToken, record.lastToken, record.maxGap) = (tokens.first, tokens.last, tokens.maxGap)
-        var tpot: Duration?
-        if let f = record.firstToken, let l = record.lastToken, let n = relay.completionTokens, n >= 2 { tpot = (l - f) / (n - 1) }
-        pool.observe(lease, ttft: record.firstToken.map { $0 - sent }, tpot: tpot, promptTokens: relay.promptTokens)
+        record.tokens = tokens
+        pool.observe(
+            lease, ttft: tokens.first.map { $0 - sent }, tpot: tokens.tpot(completionTokens: relay.completionTokens), promptTokens: relay.promptTokens
+        )
         release(pool, lease, outcome, usage: ModelPool.Usage(promptTokens: relay.promptTokens, completionTokens: relay.completionTokens))
         record.promptTokens = relay.promptTokens
         record.completionTokens = relay.completionTokens

@@ -1,7 +1,6 @@
 import Hummingbird
 import Logging
 import SwitchyardCore
-import Synchronization
 
 /// SLO accounting, metrics and the access log of the proxy.
 extension Proxy {
@@ -20,13 +19,11 @@ extension Proxy {
             }
         }
         // Without a stream, the first token arrives with the whole answer.
-        let ttft = record.firstToken.map { $0 - record.start } ?? (record.request.stream ? nil : total)
+        let ttft = record.tokens.first.map { $0 - record.start } ?? (record.request.stream ? nil : total)
         count("ttft", slo.ttft, ttft)
-        var tpot: Duration?
-        if let f = record.firstToken, let l = record.lastToken, let n = record.completionTokens, n >= 2 { tpot = (l - f) / (n - 1) }
-        count("tpot", slo.tpot, tpot)
+        count("tpot", slo.tpot, record.tokens.tpot(completionTokens: record.completionTokens))
         count("e2e", slo.e2e, total)
-        count("max_stall", slo.maxStall, record.maxGap ?? (record.firstToken != nil ? .zero : nil))
+        count("max_stall", slo.maxStall, record.tokens.maxGap ?? (record.tokens.first != nil ? .zero : nil))
     }
 
     /// Metrics and the one access-log line per request.
@@ -46,12 +43,12 @@ extension Proxy {
         }
         metrics.requestFinished(model: record.request.model, lane: lane, code: record.status, duration: total)
         var ttftMs: String = "-"
-        if let first = record.firstToken {
+        if let first = record.tokens.first {
             let ttft = (first - record.start).seconds
             metrics.ttft(model: record.request.model, lane: lane, seconds: ttft)
             ttftMs = String(Int((ttft * 1000).rounded()))
-            if let last = record.lastToken, let n = record.completionTokens, n >= 2 {
-                metrics.tpot(model: record.request.model, lane: lane, seconds: (last - first).seconds / Double(n - 1))
+            if let tpot = record.tokens.tpot(completionTokens: record.completionTokens) {
+                metrics.tpot(model: record.request.model, lane: lane, seconds: tpot.seconds)
             }
         }
         recordSLOs(record, total: end - record.start)
@@ -81,26 +78,4 @@ extension Proxy {
         if let error = record.error { metadata["error"] = "\(error)" }
         logger.info("request", metadata: metadata)
     }
-}
-
-/// First and last token times of a stream, shared between the handler and the body pump.
-final class TokenTimes: Sendable {
-    private struct State {
-        var first: ContinuousClock.Instant?
-        var last: ContinuousClock.Instant?
-        var maxGap: Duration?
-    }
-
-    private let state = Mutex(State())
-
-    @Sendable func record(_ time: ContinuousClock.Instant) {
-        state.withLock { s in
-            if s.first == nil { s.first = time }
-            if let last = s.last { s.maxGap = max(s.maxGap ?? .zero, time - last) }
-            s.last = time
-        }
-    }
-
-    var times: (ContinuousClock.Instant?, ContinuousClock.Instant?) { state.withLock { ($0.first, $0.last) } }
-    var maxGap: Duration? { state.withLock { $0.maxGap } }
 }

@@ -1,8 +1,8 @@
-import AsyncHTTPClient
 import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOPosix
 import SwitchyardCore
 import SwitchyardScheduling
 import Synchronization
@@ -19,17 +19,17 @@ public final class Proxy: Sendable {
     let metrics: GatewayMetrics
     let config: GatewayConfig
     let watch: ClientConnectionWatch
-    let monitor: TimeoutMonitor
+    /// Each event loop's keep-alive connections to the backends, used by both paths.
+    let connections: UpstreamConnectionRegistry
     private let budget: Mutex<RetryBudget>
     let batchers: [String: EmbeddingBatcher]
     private let origin = ContinuousClock.now
 
     init(
-        config: GatewayConfig, pools: [String: ModelPool], client: UpstreamClient, metrics: GatewayMetrics, watch: ClientConnectionWatch,
-        monitor: TimeoutMonitor
+        config: GatewayConfig, pools: [String: ModelPool], client: UpstreamClient, metrics: GatewayMetrics, watch: ClientConnectionWatch
     ) {
         self.config = config
-        self.monitor = monitor
+        connections = UpstreamConnectionRegistry(config: config.upstream)
         self.pools = pools
         self.client = client
         self.metrics = metrics
@@ -58,7 +58,7 @@ public final class Proxy: Sendable {
     /// Times one request may go back to its lane after connect timeouts under load.
     static let maxConnectRequeues = 5
 
-    enum AttemptResult {
+    enum AttemptResult: Sendable {
         case done(Response)
         case retry(RetryableFailure)
         case fail(APIError)
@@ -81,10 +81,8 @@ public final class Proxy: Sendable {
         /// Time spent waiting for a free slot on a replica.
         var queueWait: Duration = .zero
         var status = 0
-        var firstToken: ContinuousClock.Instant?
-        var lastToken: ContinuousClock.Instant?
-        /// Longest gap between two token-bearing chunks of a stream.
-        var maxGap: Duration?
+        /// When the stream's token-bearing chunks passed.
+        var tokens = TokenTiming()
         var promptTokens: Int?
         var completionTokens: Int?
         var error: String?
@@ -240,12 +238,6 @@ public final class Proxy: Sendable {
                 case .done(let response):
                     return response
                 case .retry(let failure):
-                    logger.warning(
-                        "upstream attempt failed",
-                        metadata: [
-                            "request_id": "\(request.requestID)", "backend": "\(lease.backend.id)",
-                            "reason": "\(failure.reason)", "error": "\(failure.message)",
-                        ])
                     lastFailure = failure
                     if failure.requeue, record.connectRequeues < Self.maxConnectRequeues {
                         record.connectRequeues += 1
@@ -311,196 +303,33 @@ public final class Proxy: Sendable {
         return granted
     }
 
-    private func subscriber(_ channel: (any Channel)?) -> ((@escaping @Sendable () -> Void) -> ClientConnectionWatch.Subscription)? {
-        guard let channel else { return nil }
-        return { [watch] callback in watch.subscribe(channel, onClose: callback) }
-    }
-
+    /// One attempt on the lease's replica, served on the client connection's event loop by the
+    /// same ``ExchangeDriver`` as the fast path.
     private func attempt(
         _ request: ProxyRequest, pool: ModelPool, lease: ModelPool.Lease, timeouts: TimeoutConfig,
         deadline: ContinuousClock.Instant, channel: (any Channel)?, record: Record, logger: Logger
     ) async -> AttemptResult {
-        let backend = lease.backend
-        metrics.inflight(backend: backend.id, lease.inflight)
-        let body = request.upstreamBody(model: backend.upstreamModel)
-        let progress = Watchdog.Progress()
-        let reply: UpstreamReply
-        let sent = ContinuousClock.now
+        let loop = channel?.eventLoop ?? MultiThreadedEventLoopGroup.singleton.any()
+        let result = loop.makePromise(of: AttemptResult.self)
+        loop.execute { [self] in
+            let sink = RouterSink(loop: loop, result: result)
+            let driver = ExchangeDriver(
+                proxy: self, sink: sink, connections: connections.connections(for: loop), request: request, body: nil, pool: pool,
+                lease: lease, timeouts: timeouts, deadline: deadline, record: record, logger: logger)
+            let bound = NIOLoopBound(driver, eventLoop: loop)
+            let subscription = channel.map { watch.subscribe($0) { loop.execute { bound.value.clientGone() } } }
+            lease.preemption?.subscribe { loop.execute { bound.value.preempted() } }
+            sink.start(driver) {
+                subscription?.cancel()
+                lease.preemption?.subscribe(nil)
+            }
+        }
         do {
-            reply = try await Watchdog.run(
-                monitor: monitor, progress: progress, idle: timeouts.firstByte, idleReason: .firstByteTimeout,
-                deadline: deadline, cancelOnClose: subscriber(channel), preemption: lease.preemption
-            ) { [client, metrics] in
-                let response: HTTPClientResponse
-                do {
-                    response = try await client.post(
-                        backend, endpoint: request.endpoint, body: body, requestID: request.requestID, stream: request.stream)
-                } catch  where UpstreamFailure.isStaleConnection(error) {
-                    // A pooled keep-alive connection the server had closed (llama.cpp closes after
-                    // every stream while advertising keep-alive): the request never reached it.
-                    // Resend once on a fresh connection, as curl does; not a backend failure.
-                    metrics.retry(reason: "stale_connection")
-                    response = try await client.post(
-                        backend, endpoint: request.endpoint, body: body, requestID: request.requestID, stream: request.stream)
-                }
-                if request.stream, response.status == .ok,
-                    response.headers.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") == true
-                {
-                    return .stream(response)
-                }
-                // Whole answers (and error statuses) are read here, under the idle limit.
-                progress.setIdle(timeouts.idle, reason: .idleTimeout)
-                do {
-                    return .whole(response, try await Self.collect(response.body, progress: progress))
-                } catch {
-                    throw BodyReadError(underlying: error)
-                }
-            }
+            return try await result.futureResult.get()
         } catch {
-            if let stop = (error as? Watchdog.Stopped)?.reason ?? progress.stopReason {
-                return stopped(stop, pool: pool, lease: lease)
-            }
-            if let bodyError = error as? BodyReadError {
-                metrics.upstreamError(backend: backend.id, kind: .reset)
-                release(pool, lease, .failure)
-                return .fail(.upstream("The backend \(backend.id) closed the connection mid-response: \(bodyError.underlying)"))
-            }
-            return .retry(failedBeforeResponse(error, pool: pool, lease: lease, logger: logger))
+            return .fail(.upstream("The attempt ended without an answer: \(error)"))
         }
-
-        switch reply {
-        case .stream(let response):
-            return await relayStream(
-                request, response: response, pool: pool, lease: lease, timeouts: timeouts,
-                deadline: deadline, sent: sent, channel: channel, record: record, logger: logger)
-        case .whole(let response, let buffer):
-            let status = Int(response.status.code)
-            if status == 429 || status == 503 {
-                return .retry(
-                    overloaded(status: status, retryAfter: response.headers.first(name: "retry-after"), body: buffer, pool: pool, lease: lease))
-            }
-            lease.preemption?.commit()
-            let (head, out) = answerWhole(
-                request, status: status, contentType: response.headers.first(name: "content-type"), buffer: buffer,
-                pool: pool, lease: lease, record: record, logger: logger)
-            return .done(Response(status: head.status, headers: head.headerFields, body: .init(byteBuffer: out)))
-        }
-    }
-
-    enum UpstreamReply: Sendable {
-        case stream(HTTPClientResponse)
-        case whole(HTTPClientResponse, ByteBuffer)
-    }
-
-    struct BodyReadError: Error {
-        let underlying: any Error
     }
 
     static let maxResponseBytes = 64 * 1024 * 1024
-
-    static func collect(_ body: HTTPClientResponse.Body, progress: Watchdog.Progress) async throws -> ByteBuffer {
-        var collected = ByteBuffer()
-        for try await chunk in body {
-            progress.touch()
-            guard collected.readableBytes + chunk.readableBytes <= maxResponseBytes else {
-                throw APIError.upstream("response larger than \(maxResponseBytes) bytes")
-            }
-            if collected.readableBytes == 0 {
-                collected = chunk
-            } else {
-                collected.writeImmutableBuffer(chunk)
-            }
-        }
-        return collected
-    }
-
-    /// Streams: wait for the first event (still retryable), then commit a 200 and pump the rest.
-    private func relayStream(
-        _ request: ProxyRequest, response: HTTPClientResponse, pool: ModelPool, lease: ModelPool.Lease, timeouts: TimeoutConfig,
-        deadline: ContinuousClock.Instant, sent: ContinuousClock.Instant, channel: (any Channel)?, record: Record, logger: Logger
-    ) async -> AttemptResult {
-        let stream = UpstreamStream(
-            body: response.body,
-            relay: StreamRelay(
-                publicModel: request.model, forwardUsage: request.clientWantsUsage))
-        let tokens = TokenTimes()
-        let progress = Watchdog.Progress()
-        let first: [UInt8]
-        do {
-            first = try await Watchdog.run(
-                monitor: monitor, progress: progress, idle: timeouts.firstByte, idleReason: .firstByteTimeout,
-                deadline: deadline, cancelOnClose: subscriber(channel), preemption: lease.preemption
-            ) {
-                await stream.readSome(progress: progress, onToken: tokens.record)
-            }
-        } catch {
-            return stopped((error as? Watchdog.Stopped)?.reason ?? progress.stopReason ?? .clientClosed, pool: pool, lease: lease)
-        }
-        // From here bytes go to the client: a preemption that came first wins, later ones are refused.
-        if !first.isEmpty, let preemption = lease.preemption, !preemption.commit() {
-            return stopped(.preempted, pool: pool, lease: lease)
-        }
-        if first.isEmpty {
-            // Nothing reached the client: a connection lost now is still retryable.
-            let kind: UpstreamErrorKind = stream.relay.stop == nil ? .reset : .malformed
-            metrics.upstreamError(backend: lease.backend.id, kind: kind)
-            release(pool, lease, .failure)
-            if case .malformed(let message) = stream.relay.stop {
-                return .fail(.upstream("The backend \(lease.backend.id) sent a malformed stream: \(message)"))
-            }
-            return .retry(
-                RetryableFailure(
-                    reason: "reset",
-                    message: "\(lease.backend.id) closed the stream before the first event: \(stream.readError.map { "\($0)" } ?? "no data")"))
-        }
-
-        var record = record
-        record.status = 200
-        var headers = HTTPFields()
-        headers[.contentType] = "text/event-stream"
-        headers[.cacheControl] = "no-cache"
-        addGatewayHeaders(&headers, record: record)
-        let committed = record
-        let body = ResponseBody { [self] writer in
-            let record = committed
-            try? await writer.write(ByteBuffer(bytes: first))
-            let (pieces, continuation) = AsyncStream<[UInt8]>.makeStream()
-            let pumpProgress = Watchdog.Progress()
-            async let pumped: StopReason? = {
-                defer { continuation.finish() }
-                do {
-                    try await Watchdog.run(
-                        monitor: self.monitor, progress: pumpProgress, idle: timeouts.idle, deadline: deadline,
-                        cancelOnClose: self.subscriber(channel)
-                    ) {
-                        while true {
-                            let out = await stream.readSome(progress: pumpProgress, onToken: tokens.record)
-                            if !out.isEmpty { continuation.yield(out) }
-                            if stream.ended || stream.relay.stop != nil { return }
-                        }
-                    }
-                    return nil
-                } catch {
-                    return (error as? Watchdog.Stopped)?.reason ?? pumpProgress.stopReason ?? .clientClosed
-                }
-            }()
-            var clientGone = false
-            for await piece in pieces where !clientGone {
-                do {
-                    try await writer.write(ByteBuffer(bytes: piece))
-                } catch {
-                    clientGone = true
-                }
-            }
-            let stop = await pumped
-            let times = tokens.times
-            let ending = self.finishStream(
-                stop: stop, relay: stream.relay, readError: stream.readError, clientGone: clientGone,
-                tokens: StreamTokens(first: times.0, last: times.1, maxGap: tokens.maxGap), sent: sent,
-                timeouts: timeouts, pool: pool, lease: lease, record: record, logger: logger)
-            if let ending { try? await writer.write(ByteBuffer(bytes: ending)) }
-            try? await writer.finish(nil)
-        }
-        return .done(Response(status: .ok, headers: headers, body: body))
-    }
 }
