@@ -325,6 +325,6 @@ extension Manifest {
         let command = ["switchyard"] + CommandLine.arguments.dropFirst()
         return Manifest(
             version: SwitchyardVersion.current, command: command, gitCommit: Manifest.gitCommit(),
-            specHash: specHash ?? SHA256.hex(command.joined(separator: " ")), startedAt: startedAt)
+            specHash: specHash ?? Digest.sha256Hex(command.joined(separator: " ")), startedAt: startedAt)
     }
 }

@@ -114,7 +114,7 @@ public struct AcceptSpec: Sendable {
         }
         var r = YAMLReader()
         var spec = AcceptSpec(target: Target(url: "", model: ""))
-        spec.sha256 = SHA256.hex(text)
+        spec.sha256 = Digest.sha256Hex(text)
         guard let root, let top = r.mapping(root, "", allowed: ["target", "seed", "recovery_within", "lanes", "phases"]) else {
             throw ConfigError(issues: r.issues.isEmpty ? [ConfigIssue(path: "", message: "empty spec")] : r.issues)
         }

@@ -248,7 +248,7 @@ public final class Gateway: Sendable {
                     status: 401, message: "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
                     type: "invalid_request_error", code: "invalid_api_key"))
         }
-        guard let tenant = tenantsByKeyHash[SHA256.hex(String(header.dropFirst(7)))] else {
+        guard let tenant = tenantsByKeyHash[Digest.sha256Hex(String(header.dropFirst(7)))] else {
             return .failure(APIError(status: 401, message: "Incorrect API key provided.", type: "invalid_request_error", code: "invalid_api_key"))
         }
         return .success(tenant)

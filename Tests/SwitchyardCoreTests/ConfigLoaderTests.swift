@@ -77,18 +77,18 @@ import Testing
         let config = try ConfigLoader.load(
             yaml: """
                 tenants:
-                  - { name: team-a, api_key_sha256: "\(SHA256.hex("sk-a").uppercased())", weight: 2 }
+                  - { name: team-a, api_key_sha256: "\(Digest.sha256Hex("sk-a").uppercased())", weight: 2 }
                 models: [{ name: m, backends: [{ url: "http://127.0.0.1:1/v1" }] }]
                 """)
-        #expect(config.tenants == [TenantConfig(name: "team-a", apiKeySHA256: SHA256.hex("sk-a"), weight: 2)])
+        #expect(config.tenants == [TenantConfig(name: "team-a", apiKeySHA256: Digest.sha256Hex("sk-a"), weight: 2)])
         let error = try #require(throws: ConfigError.self) {
             try ConfigLoader.load(
                 yaml: """
                     tenants:
-                      - { name: x, api_key_sha256: "\(SHA256.hex("k1"))" }
-                      - { name: x, api_key_sha256: "\(SHA256.hex("k2"))" }
+                      - { name: x, api_key_sha256: "\(Digest.sha256Hex("k1"))" }
+                      - { name: x, api_key_sha256: "\(Digest.sha256Hex("k2"))" }
                       - { name: y, api_key_sha256: sk-plaintext }
-                      - { name: z, api_key_sha256: "\(SHA256.hex("k3"))", weight: 0 }
+                      - { name: z, api_key_sha256: "\(Digest.sha256Hex("k3"))", weight: 0 }
                     """)
         }
         #expect(Set(error.issues.map(\.path)) == ["tenants[1].name", "tenants[2].api_key_sha256", "tenants[3].weight"])

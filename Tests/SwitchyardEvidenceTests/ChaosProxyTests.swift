@@ -1,9 +1,10 @@
 import SwitchyardCore
+import SwitchyardTestSupport
 import Testing
 
 @testable import SwitchyardEvidence
 
-@Suite(.serialized) struct ChaosProxyTests {
+@Suite(.serialized, .tags(.timing)) struct ChaosProxyTests {
     /// Runs `body` with a chaos proxy in front of the timed upstream; gets the proxy's base URL.
     static func withProxy(_ body: @escaping @Sendable (ChaosProxy, String) async throws -> Void) async throws {
         try await TimedUpstream.run { upstream in

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import SwitchyardCore
 import Synchronization
+import SwitchyardTestSupport
 import Testing
 
 @testable import SwitchyardEvidence
@@ -87,7 +88,7 @@ enum TimedUpstream {
     }
 }
 
-@Suite(.serialized) struct LoadRunnerTests {
+@Suite(.serialized, .tags(.timing)) struct LoadRunnerTests {
 
     static func median(_ values: [Double]) -> Double { MetricSummary(values)!.p50 }
 

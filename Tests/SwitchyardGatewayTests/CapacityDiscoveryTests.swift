@@ -9,7 +9,7 @@ import Testing
 
 /// Backends without `max_inflight`: the gateway asks the engine how many requests it runs at once
 /// (or learns it from its waiting queue), so the excess waits in the lanes, in lane order.
-@Suite(.serialized) struct CapacityDiscoveryTests {
+@Suite(.serialized, .tags(.timing)) struct CapacityDiscoveryTests {
     static func config(port: Int, tweak: (inout GatewayConfig) -> Void = { _ in }) -> GatewayConfig {
         GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])], tweak: tweak)
     }
@@ -201,7 +201,7 @@ struct ConnectStormTests {
 }
 
 /// The connect storm end to end: a backend with a full listen backlog while it serves a request.
-@Suite(.serialized) struct ConnectStormGatewayTests {
+@Suite(.serialized, .tags(.timing)) struct ConnectStormGatewayTests {
     /// On the fast path (the attempt is handed to the router, which queues it again) and on the
     /// router path alone.
     @Test(arguments: [true, false])
@@ -244,7 +244,7 @@ struct ConnectStormTests {
 }
 
 /// Connect failures are read from typed errors (NIO's and AsyncHTTPClient's), on both paths.
-@Suite struct ConnectFailureKindTests {
+@Suite(.tags(.timing)) struct ConnectFailureKindTests {
     @Test(arguments: [true, false])
     func aRefusedConnectionIsAConnectFailure(fastPath: Bool) async throws {
         let backend = "http://127.0.0.1:1/v1"  // nothing listens on port 1

@@ -5,7 +5,7 @@ import Testing
 
 @testable import SwitchyardGateway
 
-@Suite(.serialized) struct CoalescingTests {
+@Suite(.serialized, .tags(.timing)) struct CoalescingTests {
     static func config(port: Int, delay: Duration) -> GatewayConfig {
         var model = GatewayHarness.model("e", ["http://127.0.0.1:\(port)/ok/v1"])
         model.batching.maxBatchSize = 4

@@ -11,7 +11,7 @@ import Testing
 
 /// The event-loop fast path must answer exactly as the router path does, and hand over to it
 /// whenever it cannot finish a request itself.
-@Suite(.serialized) struct FastPathTests {
+@Suite(.serialized, .tags(.timing)) struct FastPathTests {
     static func metric(_ gateway: Gateway, _ line: String) -> Bool {
         String(decoding: gateway.metrics.render(), as: UTF8.self).contains(line)
     }
@@ -187,7 +187,7 @@ import Testing
     }
 }
 
-@Suite(.serialized) struct FastPathConnectionTests {
+@Suite(.serialized, .tags(.timing)) struct FastPathConnectionTests {
     @Test func aPooledConnectionTheBackendDroppedIsResentNotFailed() async throws {
         try await FastPathTests.withGateway("once-per-connection") { upstream, gateway, base, gatewayPort in
             let first = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat())

@@ -7,7 +7,7 @@ import Testing
 
 /// Lanes in front of a pool with one slot (`max_inflight: 1`), against the in-process upstream:
 /// requests carry `"hold": true` to keep the slot until the test releases them.
-@Suite(.serialized) struct LaneTests {
+@Suite(.serialized, .tags(.timing)) struct LaneTests {
     static func config(port: Int, tweak: (inout GatewayConfig) -> Void = { _ in }) -> GatewayConfig {
         var model = GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])
         model.backends[0].maxInflight = 1
@@ -163,8 +163,8 @@ import Testing
         try await upstream.run { port in
             let config = Self.config(port: port) { c in
                 c.tenants = [
-                    TenantConfig(name: "flood", apiKeySHA256: SHA256.hex("key-flood")),
-                    TenantConfig(name: "calm", apiKeySHA256: SHA256.hex("key-calm")),
+                    TenantConfig(name: "flood", apiKeySHA256: Digest.sha256Hex("key-flood")),
+                    TenantConfig(name: "calm", apiKeySHA256: Digest.sha256Hex("key-calm")),
                 ]
             }
             try await GatewayHarness.with(config) { gateway, base in

@@ -8,7 +8,7 @@ import Testing
 
 @testable import SwitchyardGateway
 
-@Suite(.serialized) struct ProxyBehaviourTests {
+@Suite(.serialized, .tags(.timing)) struct ProxyBehaviourTests {
     @Test func rewritesModelAndPassesUnknownFieldsThrough() async throws {
         let upstream = TestUpstream()
         try await upstream.run { port in
@@ -263,7 +263,7 @@ import Testing
     }
 }
 
-@Suite(.serialized) struct RoutingAndEjectionTests {
+@Suite(.serialized, .tags(.timing)) struct RoutingAndEjectionTests {
     @Test func prefixAffinityKeepsAPromptOnOneReplica() async throws {
         let upstream = TestUpstream()
         try await upstream.run { port in
@@ -322,7 +322,7 @@ import Testing
     }
 }
 
-@Suite struct RegistrationTests {
+@Suite(.tags(.timing)) struct RegistrationTests {
     static let token = "registration-test-token-0123"
 
     static func admin(_ base: String, _ method: HTTPMethod, _ path: String, _ body: String? = nil) async throws -> TestClient.Reply {

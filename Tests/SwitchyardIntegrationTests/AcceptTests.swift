@@ -5,7 +5,7 @@ import Testing
 
 /// `switchyard accept` against the real gateway with one managed llama.cpp replica, which the
 /// fault phase kills: the bundle's verdicts and recovery time must agree with its requests.jsonl.
-@Suite(.serialized) struct AcceptTests {
+@Suite(.serialized, .tags(.timing)) struct AcceptTests {
     @Test func killedBackendRunGivesAConsistentBundle() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "build the package first (swift build)")
         let dataDir = ManagedServeTests.tempDir()

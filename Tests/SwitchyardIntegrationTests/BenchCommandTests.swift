@@ -1,10 +1,11 @@
 import Foundation
 import SwitchyardCore
+import SwitchyardTestSupport
 import Testing
 
 /// The real `switchyard bench` binary against the real llama.cpp server: a bundle with every file,
 /// consistent with its requests, and a report.html that headless Chromium renders with charts.
-@Suite(.serialized) struct BenchCommandTests {
+@Suite(.serialized, .tags(.timing)) struct BenchCommandTests {
     static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)

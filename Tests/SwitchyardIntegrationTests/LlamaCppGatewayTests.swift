@@ -8,7 +8,7 @@ import SwitchyardTestSupport
 import Testing
 
 /// The gateway in front of a real llama.cpp server (SmolLM2-135M on CPU).
-@Suite(.serialized) struct LlamaCppGatewayTests {
+@Suite(.serialized, .tags(.timing)) struct LlamaCppGatewayTests {
     func config(_ url: String) -> GatewayConfig {
         var model = ModelConfig(name: "smollm2", backends: [BackendConfig(url: url, maxInflight: 4)])
         model.timeouts = TimeoutConfig()

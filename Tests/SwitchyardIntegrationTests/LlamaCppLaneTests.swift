@@ -9,7 +9,7 @@ import Testing
 
 /// Lanes and tenants in front of the real llama.cpp server (4 slots): queue order is observed on
 /// the gateway's own queues, so the checks do not depend on how fast the CPU generates.
-@Suite(.serialized) struct LlamaCppLaneTests {
+@Suite(.serialized, .tags(.timing)) struct LlamaCppLaneTests {
     func config(_ url: String, tweak: (inout GatewayConfig) -> Void = { _ in }) -> GatewayConfig {
         var model = ModelConfig(name: "smollm2", backends: [BackendConfig(url: url, maxInflight: 4)])
         model.memoryHeadroom = MemoryHeadroomConfig()
@@ -123,8 +123,8 @@ import Testing
         let url = try await LlamaServer.shared.url()
         let config = config(url) { c in
             c.tenants = [
-                TenantConfig(name: "flood", apiKeySHA256: SHA256.hex("flood-key")),
-                TenantConfig(name: "calm", apiKeySHA256: SHA256.hex("calm-key")),
+                TenantConfig(name: "flood", apiKeySHA256: Digest.sha256Hex("flood-key")),
+                TenantConfig(name: "calm", apiKeySHA256: Digest.sha256Hex("calm-key")),
             ]
         }
         try await GatewayHarness.with(config) { gateway, base in

@@ -9,7 +9,7 @@ import Synchronization
 import Testing
 
 /// `switchyard serve` running its own model servers (the real binary, real llama.cpp).
-@Suite(.serialized) struct ManagedServeTests {
+@Suite(.serialized, .tags(.timing)) struct ManagedServeTests {
     /// A running `switchyard serve`, its stdout banner and its stderr log.
     final class Served: @unchecked Sendable {  // only touched by the test that owns it
         let process = Process()
@@ -293,7 +293,7 @@ import Testing
     }
 }
 
-@Suite(.serialized) struct ManagedCommandTests {
+@Suite(.serialized, .tags(.timing)) struct ManagedCommandTests {
     @Test func genericCommandReplicaWithPortPlaceholder() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "build the package first (swift build)")
         let dataDir = ManagedServeTests.tempDir()

@@ -7,7 +7,7 @@ import SwitchyardTestSupport
 import Testing
 
 /// The real `switchyard serve` binary: quick-start flags, banner, SIGTERM drains in-flight streams.
-@Suite(.serialized) struct ServeProcessTests {
+@Suite(.serialized, .tags(.timing)) struct ServeProcessTests {
     static var binary: String { LlamaServer.repoRoot.appendingPathComponent(".build/debug/switchyard").path }
 
     @Test func sigtermLetsTheInFlightStreamFinishThenExits() async throws {
