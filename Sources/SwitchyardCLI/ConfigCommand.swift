@@ -42,8 +42,8 @@ struct ConfigCommand: AsyncParsableCommand {
 }
 
 /// The human-readable effective configuration printed by `config check`.
-public enum EffectiveConfig {
-    public static func render(_ c: GatewayConfig) -> String {
+package enum EffectiveConfig {
+    package static func render(_ c: GatewayConfig) -> String {
         var lines: [String] = []
         lines.append("configuration OK")
         lines.append(

@@ -2,24 +2,24 @@ import ArgumentParser
 
 /// The `switchyard` command: the serving path and the tools that prove a platform is ready.
 @available(macOS 10.15, *)
-public struct Switchyard: AsyncParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct Switchyard: AsyncParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "SLO-aware OpenAI-compatible gateway and readiness tooling for model serving.",
         version: SwitchyardVersion.current,
         subcommands: [ServeCommand.self, BenchCommand.self, AcceptCommand.self, ChaosProxyCommand.self, ConfigCommand.self, TopoCommand.self]
     )
 
-    public init() {}
+    package init() {}
 }
 
-public enum SwitchyardVersion {
-    public static let current = "0.1.0"
+package enum SwitchyardVersion {
+    package static let current = "0.1.0"
 }
 
 extension Switchyard {
     /// Parses the command line and runs the chosen subcommand (async ones included), then exits.
-    public static func runMain(_ arguments: [String]? = nil) async {
+    package static func runMain(_ arguments: [String]? = nil) async {
         do {
             var command = try parseAsRoot(arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {

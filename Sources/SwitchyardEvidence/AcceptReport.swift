@@ -1,8 +1,8 @@
 import SwitchyardCore
 
 /// The verdict parts of an acceptance bundle: JSON, Markdown and HTML.
-public enum AcceptReport {
-    public static func json(_ result: AcceptRunner.Result) -> [(String, JSONValue)] {
+package enum AcceptReport {
+    package static func json(_ result: AcceptRunner.Result) -> [(String, JSONValue)] {
         func num(_ v: Double?) -> JSONValue { v.map { .number(String(format: "%.3f", $0)) } ?? .null }
         let verdicts = JSONValue.array(
             result.verdicts.map { v in
@@ -35,7 +35,7 @@ public enum AcceptReport {
         return fields
     }
 
-    public static func markdown(_ result: AcceptRunner.Result) -> String {
+    package static func markdown(_ result: AcceptRunner.Result) -> String {
         var out = "## Verdicts\n\n"
         for v in result.verdicts {
             out += "- **\(v.lane): \(v.outcome.rawValue)**\n" + v.reasons.map { "  - \($0)\n" }.joined()
@@ -48,7 +48,7 @@ public enum AcceptReport {
         return out
     }
 
-    public static func html(_ result: AcceptRunner.Result) -> String {
+    package static func html(_ result: AcceptRunner.Result) -> String {
         var out = "<h2>Verdicts</h2>\n"
         for v in result.verdicts {
             let cls = v.outcome == .pass ? "pass" : (v.outcome == .fail ? "fail" : "warn")

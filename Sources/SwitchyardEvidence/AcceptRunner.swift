@@ -6,18 +6,18 @@ import Synchronization
 
 /// Runs an ``AcceptSpec``: every lane's load at once, the phases on a timer with their faults,
 /// the gateway's queue depth sampled from its /metrics, then the verdicts.
-public final class AcceptRunner: Sendable {
-    public let spec: AcceptSpec
+package final class AcceptRunner: Sendable {
+    package let spec: AcceptSpec
     let log: @Sendable (String) -> Void
 
-    public struct Result: Sendable {
-        public var records: [RequestRecord]
-        public var phases: [LaneVerdict.PhaseSpan]
-        public var markers: [TimelineMarker]
-        public var sampled: [SampledSeries]
-        public var verdicts: [LaneVerdict]
+    package struct Result: Sendable {
+        package var records: [RequestRecord]
+        package var phases: [LaneVerdict.PhaseSpan]
+        package var markers: [TimelineMarker]
+        package var sampled: [SampledSeries]
+        package var verdicts: [LaneVerdict]
         /// What the chaos proxy did, when used.
-        public var chaosCounts: [String: Int]
+        package var chaosCounts: [String: Int]
     }
 
     /// What the phase and sampling tasks gather during the run.
@@ -26,16 +26,16 @@ public final class AcceptRunner: Sendable {
         let samples = Mutex<[String: [(t: Double, value: Double)]]>([:])
     }
 
-    public struct RunError: Error, CustomStringConvertible {
-        public let description: String
+    package struct RunError: Error, CustomStringConvertible {
+        package let description: String
     }
 
-    public init(spec: AcceptSpec, log: @escaping @Sendable (String) -> Void = { _ in }) {
+    package init(spec: AcceptSpec, log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.spec = spec
         self.log = log
     }
 
-    public func run() async throws(RunError) -> Result {
+    package func run() async throws(RunError) -> Result {
         let http = HTTPClient.shared
         // Chaos faults need the traffic to go through the proxy for the whole run.
         var chaos: ChaosProxy?

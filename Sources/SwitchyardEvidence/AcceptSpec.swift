@@ -23,38 +23,38 @@ import Yams
 ///   - { name: fault, duration: 20s, fault: { kill_backend: smollm2-0 } }
 ///   - { name: recovery, duration: 30s }
 /// ```
-public struct AcceptSpec: Sendable {
-    public struct Target: Sendable {
-        public var url: String
-        public var model: String
-        public var metricsURL: String?
-        public var adminURL: String?
-        public var adminToken: String?
+package struct AcceptSpec: Sendable {
+    package struct Target: Sendable {
+        package var url: String
+        package var model: String
+        package var metricsURL: String?
+        package var adminURL: String?
+        package var adminToken: String?
     }
 
-    public struct SLOBound: Sendable, Equatable {
+    package struct SLOBound: Sendable, Equatable {
         /// ttft, tpot, e2e, itl or stall.
-        public var metric: String
-        public var percentile: Percentile
-        public var bound: Duration
+        package var metric: String
+        package var percentile: Percentile
+        package var bound: Duration
     }
 
-    public struct Lane: Sendable {
-        public var name: String
+    package struct Lane: Sendable {
+        package var name: String
         /// Sent as x-switchyard-lane (defaults to the lane's name; `header: none` sends none).
-        public var header: String?
-        public var load: BenchOptions.Load
-        public var stream = true
-        public var api: BenchOptions.API = .chat
-        public var inputTokens: TokenDistribution = .fixed(64)
-        public var outputTokens: TokenDistribution = .fixed(32)
-        public var apiKey: String?
-        public var slos: [SLOBound] = []
+        package var header: String?
+        package var load: BenchOptions.Load
+        package var stream = true
+        package var api: BenchOptions.API = .chat
+        package var inputTokens: TokenDistribution = .fixed(64)
+        package var outputTokens: TokenDistribution = .fixed(32)
+        package var apiKey: String?
+        package var slos: [SLOBound] = []
         /// Share of requests that must succeed and meet every SLO bound (as per-request limits).
-        public var attainment: Double?
+        package var attainment: Double?
 
         /// The SLO bounds as per-request limits for goodput and attainment.
-        public var requestSLO: RequestSLO {
+        package var requestSLO: RequestSLO {
             var slo = RequestSLO()
             for b in slos {
                 switch b.metric {
@@ -69,7 +69,7 @@ public struct AcceptSpec: Sendable {
         }
     }
 
-    public enum Fault: Sendable, Equatable {
+    package enum Fault: Sendable, Equatable {
         /// SIGKILL the managed replica of that name (its pid from the gateway's /admin/backends).
         case killBackend(String)
         /// SIGSTOP it for the phase, SIGCONT at its end (a hung server).
@@ -77,7 +77,7 @@ public struct AcceptSpec: Sendable {
         /// Route every lane through the in-process chaos proxy with these faults for the phase.
         case chaos(ChaosFaults)
 
-        public var label: String {
+        package var label: String {
             switch self {
             case .killBackend(let name): "kill \(name)"
             case .stopBackend(let name): "stop \(name)"
@@ -86,26 +86,26 @@ public struct AcceptSpec: Sendable {
         }
     }
 
-    public struct Phase: Sendable {
-        public var name: String
-        public var duration: Duration
-        public var fault: Fault?
+    package struct Phase: Sendable {
+        package var name: String
+        package var duration: Duration
+        package var fault: Fault?
         /// Whether SLO verdicts count this phase (default: not warmup, no fault, not recovery*).
-        public var judged: Bool
+        package var judged: Bool
     }
 
-    public var target: Target
-    public var seed: UInt64 = 1
-    public var recoveryWithin: Duration?
-    public var lanes: [Lane] = []
-    public var phases: [Phase] = []
+    package var target: Target
+    package var seed: UInt64 = 1
+    package var recoveryWithin: Duration?
+    package var lanes: [Lane] = []
+    package var phases: [Phase] = []
     /// SHA-256 of the spec text (for the manifest).
-    public var sha256 = ""
+    package var sha256 = ""
 
-    public var totalDuration: Duration { phases.reduce(.zero) { $0 + $1.duration } }
-    public var usesChaos: Bool { phases.contains { if case .chaos = $0.fault { return true } else { return false } } }
+    package var totalDuration: Duration { phases.reduce(.zero) { $0 + $1.duration } }
+    package var usesChaos: Bool { phases.contains { if case .chaos = $0.fault { return true } else { return false } } }
 
-    public static func load(yaml text: String) throws(ConfigError) -> AcceptSpec {
+    package static func load(yaml text: String) throws(ConfigError) -> AcceptSpec {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)

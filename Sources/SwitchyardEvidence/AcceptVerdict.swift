@@ -1,39 +1,39 @@
 /// The acceptance verdict of one lane, with its reasons (pure: computed from the records).
-public struct LaneVerdict: Sendable {
-    public enum Outcome: String, Sendable {
+package struct LaneVerdict: Sendable {
+    package enum Outcome: String, Sendable {
         case pass = "PASS"
         case fail = "FAIL"
         case void = "VOID"
     }
 
-    public struct Recovery: Sendable {
-        public var phase: String
-        public var fault: String
+    package struct Recovery: Sendable {
+        package var phase: String
+        package var fault: String
         /// Seconds from the fault being lifted until goodput was back to ≥ 90% of its pre-fault
         /// level; nil when it never came back within the run.
-        public var seconds: Double?
-        public var preFaultGoodput: Double
+        package var seconds: Double?
+        package var preFaultGoodput: Double
         /// When the fault stopped acting (a kill: at once; stop/chaos: the phase end), run seconds.
-        public var liftedAt: Double
+        package var liftedAt: Double
     }
 
-    public var lane: String
-    public var outcome: Outcome
-    public var reasons: [String]
+    package var lane: String
+    package var outcome: Outcome
+    package var reasons: [String]
     /// Statistics over the judged phases.
-    public var summary: LaneSummary
-    public var recoveries: [Recovery]
+    package var summary: LaneSummary
+    package var recoveries: [Recovery]
 
     /// Phase boundaries on the run clock.
-    public struct PhaseSpan: Sendable {
-        public var name: String
-        public var start: Double
-        public var end: Double
-        public var fault: AcceptSpec.Fault?
-        public var judged: Bool
+    package struct PhaseSpan: Sendable {
+        package var name: String
+        package var start: Double
+        package var end: Double
+        package var fault: AcceptSpec.Fault?
+        package var judged: Bool
     }
 
-    public static func spans(_ phases: [AcceptSpec.Phase]) -> [PhaseSpan] {
+    package static func spans(_ phases: [AcceptSpec.Phase]) -> [PhaseSpan] {
         var t = 0.0
         return phases.map { p in
             defer { t += p.duration.seconds }
@@ -41,7 +41,7 @@ public struct LaneVerdict: Sendable {
         }
     }
 
-    public static func judge(
+    package static func judge(
         lane: AcceptSpec.Lane, records all: [RequestRecord], phases: [PhaseSpan], recoveryWithin: Double?,
         offeredRate: Double?
     ) -> LaneVerdict {
@@ -117,7 +117,7 @@ public struct LaneVerdict: Sendable {
     }
 
     /// Good requests (succeeded, every per-request SLO met) completed per second in [from, to).
-    public static func goodput(_ records: [RequestRecord], slo: RequestSLO, from: Double, to: Double) -> Double {
+    package static func goodput(_ records: [RequestRecord], slo: RequestSLO, from: Double, to: Double) -> Double {
         guard to > from else { return 0 }
         let good = records.filter { r in
             guard let end = r.tLast?.seconds, end >= from, end < to else { return false }
@@ -128,7 +128,7 @@ public struct LaneVerdict: Sendable {
 
     /// The first moment after `liftedAt` from which goodput over a `window` is back to ≥ `share`
     /// of `preLevel`, as seconds after `liftedAt`; nil when that never happens before `runEnd`.
-    public static func recoveryTime(
+    package static func recoveryTime(
         _ records: [RequestRecord], slo: RequestSLO, preLevel: Double, liftedAt: Double, runEnd: Double,
         window: Double = 5, share: Double = 0.9, step: Double = 0.25
     ) -> Double? {

@@ -2,22 +2,22 @@ import Foundation
 import SwitchyardCore
 
 /// Per-request SLO thresholds for goodput (a request is good when it succeeded and meets each).
-public struct RequestSLO: Sendable, Equatable {
-    public var ttft: Double?
-    public var tpot: Double?
-    public var e2e: Double?
-    public var maxStall: Double?
-    public init(ttft: Double? = nil, tpot: Double? = nil, e2e: Double? = nil, maxStall: Double? = nil) {
+package struct RequestSLO: Sendable, Equatable {
+    package var ttft: Double?
+    package var tpot: Double?
+    package var e2e: Double?
+    package var maxStall: Double?
+    package init(ttft: Double? = nil, tpot: Double? = nil, e2e: Double? = nil, maxStall: Double? = nil) {
         self.ttft = ttft
         self.tpot = tpot
         self.e2e = e2e
         self.maxStall = maxStall
     }
 
-    public var isEmpty: Bool { ttft == nil && tpot == nil && e2e == nil && maxStall == nil }
+    package var isEmpty: Bool { ttft == nil && tpot == nil && e2e == nil && maxStall == nil }
 
     /// Measured from the schedule (TTFT_sched), so a late client cannot hide queueing.
-    public func met(by r: RequestRecord) -> Bool {
+    package func met(by r: RequestRecord) -> Bool {
         guard r.succeeded else { return false }
         if let ttft, (r.ttftSched ?? .infinity) > ttft { return false }
         if let tpot, let v = r.tpot, v > tpot { return false }
@@ -28,34 +28,34 @@ public struct RequestSLO: Sendable, Equatable {
 }
 
 /// The statistics of one lane over its measurement window (reference/metrics.md).
-public struct LaneSummary: Sendable {
-    public var lane: String
+package struct LaneSummary: Sendable {
+    package var lane: String
     /// Seconds from the end of warmup to the last measured request's end.
-    public var window: Double
-    public var offeredRate: Double?
-    public var scheduled: Int
-    public var sent: Int
-    public var succeeded: Int
-    public var failed: Int
-    public var sendRate: Double
-    public var requestThroughput: Double
-    public var outputTokenThroughput: Double
-    public var goodput: Double?
-    public var attainment: Double?
-    public var tokenMismatches: Int
-    public var metrics: [(name: String, summary: MetricSummary)]
+    package var window: Double
+    package var offeredRate: Double?
+    package var scheduled: Int
+    package var sent: Int
+    package var succeeded: Int
+    package var failed: Int
+    package var sendRate: Double
+    package var requestThroughput: Double
+    package var outputTokenThroughput: Double
+    package var goodput: Double?
+    package var attainment: Double?
+    package var tokenMismatches: Int
+    package var metrics: [(name: String, summary: MetricSummary)]
     /// Problems that make the numbers unfit for a verdict.
-    public var invalid: [String]
+    package var invalid: [String]
     /// Up to five distinct error messages with their counts.
-    public var errors: [(message: String, count: Int)]
+    package var errors: [(message: String, count: Int)]
 
-    public static let metricNames = ["ttft", "ttft_sched", "e2e", "e2e_sched", "tpot", "itl", "stall", "schedule_lag"]
+    package static let metricNames = ["ttft", "ttft_sched", "e2e", "e2e_sched", "tpot", "itl", "stall", "schedule_lag"]
 
-    public func metric(_ name: String) -> MetricSummary? { metrics.first { $0.name == name }?.summary }
+    package func metric(_ name: String) -> MetricSummary? { metrics.first { $0.name == name }?.summary }
 
     /// - Parameter minimumWindow: the scheduled length (a sparse open-loop run must not look
     ///   faster than its schedule).
-    public static func compute(
+    package static func compute(
         lane: String, records all: [RequestRecord], offeredRate: Double?, slo: RequestSLO = RequestSLO(),
         lagBound: Double = 0.05, minimumWindow: Double? = nil
     ) -> LaneSummary {
@@ -107,7 +107,7 @@ public struct LaneSummary: Sendable {
         return summary
     }
 
-    public var json: JSONValue {
+    package var json: JSONValue {
         func num(_ v: Double?) -> JSONValue { v.map { .number(String(format: "%.6g", $0)) } ?? .null }
         var fields: [(String, JSONValue)] = [
             ("lane", .string(lane)), ("window_s", num(window)), ("offered_rate", num(offeredRate)), ("scheduled", .number(scheduled)),

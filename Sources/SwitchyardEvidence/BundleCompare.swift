@@ -2,9 +2,9 @@ import Foundation
 import SwitchyardCore
 
 /// `switchyard bench compare A B`: the metrics of two bundles side by side, lane by lane.
-public enum BundleCompare {
-    public struct CompareError: Error, CustomStringConvertible {
-        public let description: String
+package enum BundleCompare {
+    package struct CompareError: Error, CustomStringConvertible {
+        package let description: String
     }
 
     static func load(_ directory: String) throws(CompareError) -> JSONValue {
@@ -20,7 +20,7 @@ public enum BundleCompare {
     }
 
     /// One row per lane and figure: A, B, B − A and B / A.
-    public static func compare(_ a: String, _ b: String) throws(CompareError) -> String {
+    package static func compare(_ a: String, _ b: String) throws(CompareError) -> String {
         let left = try load(a), right = try load(b)
         let lanesA = left["lanes"]?.arrayValue ?? [], lanesB = right["lanes"]?.arrayValue ?? []
         var lines: [String] = ["A: \(a)", "B: \(b)", ""]

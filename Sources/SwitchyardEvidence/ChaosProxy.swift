@@ -8,23 +8,23 @@ import SwitchyardCore
 import Synchronization
 
 /// The faults a ``ChaosProxy`` injects, per request; changeable while it runs.
-public struct ChaosFaults: Sendable, Equatable {
+package struct ChaosFaults: Sendable, Equatable {
     /// Added before the request is forwarded.
-    public var latency: Duration = .zero
+    package var latency: Duration = .zero
     /// Share of requests whose connection is reset (RST) before any answer.
-    public var resetRate = 0.0
+    package var resetRate = 0.0
     /// Share of requests answered 503 with `Retry-After: 1` without reaching the upstream.
-    public var status503Rate = 0.0
+    package var status503Rate = 0.0
     /// Share of streamed answers that stop for `stallFor` after `stallAfterChunks` body chunks.
-    public var stallRate = 0.0
-    public var stallAfterChunks = 3
-    public var stallFor: Duration = .seconds(5)
+    package var stallRate = 0.0
+    package var stallAfterChunks = 3
+    package var stallFor: Duration = .seconds(5)
 
-    public init() {}
+    package init() {}
 
-    public var isNone: Bool { self == ChaosFaults() }
+    package var isNone: Bool { self == ChaosFaults() }
 
-    public var summary: String {
+    package var summary: String {
         var parts: [String] = []
         if latency > .zero { parts.append("latency \(latency.formatted)") }
         if resetRate > 0 { parts.append("resets \(Int(resetRate * 100))%") }
@@ -46,15 +46,15 @@ struct ChaosContext: RequestContext {
 /// A small fault-injecting HTTP proxy for acceptance runs (`switchyard chaos-proxy`): every
 /// request is forwarded to `upstream` (streams relayed chunk by chunk) unless a fault picks it:
 /// added latency, a connection reset, a 503, or a stall mid-stream. Loopback targets only.
-public final class ChaosProxy: Sendable {
-    public let upstream: String
+package final class ChaosProxy: Sendable {
+    package let upstream: String
     private let faults: Mutex<ChaosFaults>
     private let rng: Mutex<SplitMix64>
     private let counts = Mutex<[String: Int]>([:])
     private let client: HTTPClient
 
     /// - Parameter upstream: origin to forward to, e.g. `http://127.0.0.1:8080`.
-    public init(upstream: String, faults: ChaosFaults = ChaosFaults(), seed: UInt64 = 1) throws(ConfigError) {
+    package init(upstream: String, faults: ChaosFaults = ChaosFaults(), seed: UInt64 = 1) throws(ConfigError) {
         guard let url = HTTPURL(upstream), url.scheme == "http" else {
             throw ConfigError(issues: [ConfigIssue(path: "--upstream", message: "not an http:// URL: '\(upstream)'")])
         }
@@ -71,10 +71,10 @@ public final class ChaosProxy: Sendable {
         client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 
-    public var current: ChaosFaults { faults.withLock { $0 } }
-    public func set(_ new: ChaosFaults) { faults.withLock { $0 = new } }
+    package var current: ChaosFaults { faults.withLock { $0 } }
+    package func set(_ new: ChaosFaults) { faults.withLock { $0 = new } }
     /// Requests by what happened to them: forwarded, reset, status503, stalled, upstream_error.
-    public var injected: [String: Int] { counts.withLock { $0 } }
+    package var injected: [String: Int] { counts.withLock { $0 } }
 
     private func roll(_ rate: Double) -> Bool {
         guard rate > 0 else { return false }
@@ -147,7 +147,7 @@ public final class ChaosProxy: Sendable {
     }
 
     /// Serves on `host:port` (0 = any free port) until cancelled; `onListening` gets the port.
-    public func run(host: String = "127.0.0.1", port: Int, onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+    package func run(host: String = "127.0.0.1", port: Int, onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         var logger = Logger(label: "chaos-proxy")
         logger.logLevel = .critical
         let app = Application(

@@ -2,25 +2,25 @@ import Foundation
 import SwitchyardCore
 
 /// Where and how a run was made: enough to repeat it and to compare two bundles fairly.
-public struct Manifest: Sendable {
-    public var tool = "switchyard"
-    public var version: String
-    public var command: [String]
-    public var gitCommit: String?
+package struct Manifest: Sendable {
+    package var tool = "switchyard"
+    package var version: String
+    package var command: [String]
+    package var gitCommit: String?
     /// SHA-256 of the spec or of the effective options.
-    public var specHash: String
-    public var startedAt: Date
-    public var machine: Machine
+    package var specHash: String
+    package var startedAt: Date
+    package var machine: Machine
 
-    public struct Machine: Sendable {
-        public var cpuModel: String
-        public var cores: Int
-        public var memoryBytes: UInt64
-        public var os: String
-        public var hostname: String
+    package struct Machine: Sendable {
+        package var cpuModel: String
+        package var cores: Int
+        package var memoryBytes: UInt64
+        package var os: String
+        package var hostname: String
 
         /// This host, from /proc/cpuinfo, /etc/os-release and the process info.
-        public static func current() -> Machine {
+        package static func current() -> Machine {
             let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
             let model =
                 cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }?
@@ -35,7 +35,7 @@ public struct Manifest: Sendable {
         }
     }
 
-    public init(version: String, command: [String], gitCommit: String?, specHash: String, startedAt: Date = Date(), machine: Machine = .current()) {
+    package init(version: String, command: [String], gitCommit: String?, specHash: String, startedAt: Date = Date(), machine: Machine = .current()) {
         self.version = version
         self.command = command
         self.gitCommit = gitCommit
@@ -45,7 +45,7 @@ public struct Manifest: Sendable {
     }
 
     /// The commit of the git checkout at `directory`, when there is one.
-    public static func gitCommit(in directory: String = FileManager.default.currentDirectoryPath) -> String? {
+    package static func gitCommit(in directory: String = FileManager.default.currentDirectoryPath) -> String? {
         var url = URL(fileURLWithPath: directory)
         for _ in 0..<8 {
             let head = url.appendingPathComponent(".git/HEAD")
@@ -64,7 +64,7 @@ public struct Manifest: Sendable {
         return nil
     }
 
-    public var json: JSONValue {
+    package var json: JSONValue {
         .object([
             ("tool", .string(tool)), ("version", .string(version)), ("command", .array(command.map(JSONValue.string))),
             ("git_commit", gitCommit.map(JSONValue.string) ?? .null), ("spec_sha256", .string(specHash)),
@@ -82,8 +82,8 @@ public struct Manifest: Sendable {
 }
 
 /// Writes an evidence bundle: manifest.json, requests.jsonl, summary.json, report.md, report.html.
-public enum EvidenceBundle {
-    public static func write(
+package enum EvidenceBundle {
+    package static func write(
         to directory: String, manifest: Manifest, records: [RequestRecord], summaries: [LaneSummary],
         extra: [(String, JSONValue)] = [], markers: [TimelineMarker] = [], sampled: [SampledSeries] = [],
         markdownPreamble: String = "", htmlPreamble: String = ""
@@ -121,8 +121,8 @@ public enum EvidenceBundle {
 }
 
 /// The human-readable report.
-public enum Report {
-    public static func markdown(manifest: Manifest, summaries: [LaneSummary], preamble: String = "") -> String {
+package enum Report {
+    package static func markdown(manifest: Manifest, summaries: [LaneSummary], preamble: String = "") -> String {
         var out = "# Switchyard evidence\n\n" + preamble
         out += "- command: `\(manifest.command.joined(separator: " "))`\n"
         out +=

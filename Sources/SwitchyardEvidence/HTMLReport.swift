@@ -1,20 +1,20 @@
 import Foundation
 
 /// A moment to mark on the time charts (a fault injected, a phase change).
-public struct TimelineMarker: Sendable {
-    public var at: Double
-    public var label: String
-    public init(at: Double, label: String) {
+package struct TimelineMarker: Sendable {
+    package var at: Double
+    package var label: String
+    package init(at: Double, label: String) {
         self.at = at
         self.label = label
     }
 }
 
 /// A sampled series from outside the client (the gateway's queue depth from its /metrics).
-public struct SampledSeries: Sendable {
-    public var name: String
-    public var points: [(t: Double, value: Double)]
-    public init(name: String, points: [(t: Double, value: Double)]) {
+package struct SampledSeries: Sendable {
+    package var name: String
+    package var points: [(t: Double, value: Double)]
+    package init(name: String, points: [(t: Double, value: Double)]) {
         self.name = name
         self.points = points
     }
@@ -23,10 +23,10 @@ public struct SampledSeries: Sendable {
 /// report.html: one self-contained file (inline CSS and SVG, no scripts, no network): per-lane
 /// tables, TTFT and E2E CDFs, latency over time with markers, throughput and errors per second,
 /// and sampled gateway series when given.
-public enum HTMLReport {
+package enum HTMLReport {
     static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
 
-    public static func render(
+    package static func render(
         manifest: Manifest, summaries: [LaneSummary], records: [RequestRecord],
         markers: [TimelineMarker] = [], sampled: [SampledSeries] = [], preamble: String = ""
     ) -> String {

@@ -7,57 +7,57 @@ import SwitchyardCore
 import Synchronization
 
 /// What `switchyard bench` sends and how.
-public struct BenchOptions: Sendable {
-    public enum Load: Sendable, Equatable {
+package struct BenchOptions: Sendable {
+    package enum Load: Sendable, Equatable {
         /// Open loop: requests go at precomputed times whatever the server does.
         case rate(Double, ArrivalProcess)
         /// Closed loop: this many clients, each sending its next request when the last ended.
         case concurrency(Int)
     }
 
-    public enum API: String, Sendable, CaseIterable { case chat, completions }
+    package enum API: String, Sendable, CaseIterable { case chat, completions }
 
     /// The server's OpenAI base URL, e.g. `http://127.0.0.1:8080/v1`.
-    public var baseURL: String
-    public var model: String
-    public var api: API = .chat
-    public var load: Load
-    public var duration: Duration?
-    public var requests: Int?
+    package var baseURL: String
+    package var model: String
+    package var api: API = .chat
+    package var load: Load
+    package var duration: Duration?
+    package var requests: Int?
     /// Requests scheduled before this are sent but left out of the statistics.
-    public var warmup: Duration = .zero
-    public var seed: UInt64 = 1
-    public var workload = Workload()
-    public var stream = true
+    package var warmup: Duration = .zero
+    package var seed: UInt64 = 1
+    package var workload = Workload()
+    package var stream = true
     /// Sent as `x-switchyard-lane`; also the lane name in the records ("default" without).
-    public var lane: String?
-    public var apiKey: String?
-    public var requestTimeout: Duration = .seconds(600)
+    package var lane: String?
+    package var apiKey: String?
+    package var requestTimeout: Duration = .seconds(600)
 
-    public init(baseURL: String, model: String, load: Load) {
+    package init(baseURL: String, model: String, load: Load) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.model = model
         self.load = load
     }
 
-    public var laneLabel: String { label ?? lane ?? "default" }
+    package var laneLabel: String { label ?? lane ?? "default" }
     /// Name of the lane in the records when it differs from the header (acceptance lanes).
-    public var label: String?
+    package var label: String?
 }
 
 /// Live counters for the progress line.
-public struct BenchProgress: Sendable {
-    public var elapsed: Duration
-    public var sent: Int
-    public var inFlight: Int
-    public var completed: Int
-    public var errors: Int
+package struct BenchProgress: Sendable {
+    package var elapsed: Duration
+    package var sent: Int
+    package var inFlight: Int
+    package var completed: Int
+    package var errors: Int
     /// Completed requests per second since the start.
-    public var achievedRate: Double
-    public var ttftP50: Double?
-    public var ttftP99: Double?
+    package var achievedRate: Double
+    package var ttftP50: Double?
+    package var ttftP99: Double?
 
-    public var line: String {
+    package var line: String {
         func ms(_ v: Double?) -> String { v.map { String(format: "%.0fms", $0 * 1000) } ?? "-" }
         return String(
             format: "%6.1fs  sent %d  in flight %d  done %d  errors %d  %.1f req/s  TTFT p50 %@ p99 %@",
@@ -67,8 +67,8 @@ public struct BenchProgress: Sendable {
 
 /// Sends the load of ``BenchOptions`` and measures each request per reference/metrics.md, on
 /// NIO event loops (see ``BenchClient``).
-public final class LoadRunner: Sendable {
-    public let options: BenchOptions
+package final class LoadRunner: Sendable {
+    package let options: BenchOptions
     private let origin: ContinuousClock.Instant
     private let counters = Mutex(Counters())
     private let threads: Int
@@ -87,7 +87,7 @@ public final class LoadRunner: Sendable {
 
     /// - Parameter threads: event loops (default: the cores).
     /// - Parameter origin: time zero of the records (lanes of one acceptance run share it).
-    public init(options: BenchOptions, threads: Int = System.coreCount, origin: ContinuousClock.Instant = .now) {
+    package init(options: BenchOptions, threads: Int = System.coreCount, origin: ContinuousClock.Instant = .now) {
         self.options = options
         self.threads = threads
         self.origin = origin
@@ -95,7 +95,7 @@ public final class LoadRunner: Sendable {
 
     var now: Duration { ContinuousClock.now - origin }
 
-    public func progress() -> BenchProgress {
+    package func progress() -> BenchProgress {
         let elapsed = now
         return counters.withLock { c in
             let any = c.ttfts.totalCount > 0
@@ -107,12 +107,12 @@ public final class LoadRunner: Sendable {
         }
     }
 
-    public struct SetupError: Error, CustomStringConvertible {
-        public let description: String
+    package struct SetupError: Error, CustomStringConvertible {
+        package let description: String
     }
 
     /// Runs the whole load; returns every request's record, in id order.
-    public func run() async throws(SetupError) -> [RequestRecord] {
+    package func run() async throws(SetupError) -> [RequestRecord] {
         guard let url = HTTPURL(options.baseURL), url.scheme == "http" else {
             throw SetupError(description: "--url must be an http:// OpenAI base URL (got '\(options.baseURL)')")
         }

@@ -2,55 +2,55 @@ import Foundation
 import SwitchyardCore
 
 /// Everything measured about one request, on the run's monotonic clock (offsets from its start).
-public struct RequestRecord: Sendable {
-    public var id: Int
-    public var lane: String
+package struct RequestRecord: Sendable {
+    package var id: Int
+    package var lane: String
     /// Sent during warmup: kept in requests.jsonl, left out of the statistics.
-    public var warmup = false
-    public var tSched: Duration
-    public var tSend: Duration?
-    public var tFirst: Duration?
-    public var tLast: Duration?
+    package var warmup = false
+    package var tSched: Duration
+    package var tSend: Duration?
+    package var tFirst: Duration?
+    package var tLast: Duration?
     /// Gaps between token-bearing chunks (ITL), seconds.
-    public var gaps: [Double] = []
-    public var status: Int?
-    public var error: String?
-    public var promptTokens: Int?
+    package var gaps: [Double] = []
+    package var status: Int?
+    package var error: String?
+    package var promptTokens: Int?
     /// From the server's `usage.completion_tokens`.
-    public var outputTokensServer: Int?
+    package var outputTokensServer: Int?
     /// Token-bearing chunks the client counted.
-    public var outputTokensClient = 0
+    package var outputTokensClient = 0
     /// The streamed text went beyond ASCII (see ``StreamObserver/sawNonASCII``).
-    public var outputNonASCII = false
+    package var outputNonASCII = false
 
-    public init(id: Int, lane: String, tSched: Duration) {
+    package init(id: Int, lane: String, tSched: Duration) {
         self.id = id
         self.lane = lane
         self.tSched = tSched
     }
 
-    public var succeeded: Bool { status == 200 && error == nil && tLast != nil }
+    package var succeeded: Bool { status == 200 && error == nil && tLast != nil }
 
-    public var ttft: Double? { diff(tFirst, tSend) }
-    public var ttftSched: Double? { diff(tFirst, tSched) }
-    public var e2e: Double? { diff(tLast, tSend) }
-    public var e2eSched: Double? { diff(tLast, tSched) }
+    package var ttft: Double? { diff(tFirst, tSend) }
+    package var ttftSched: Double? { diff(tFirst, tSched) }
+    package var e2e: Double? { diff(tLast, tSend) }
+    package var e2eSched: Double? { diff(tLast, tSched) }
     /// How late the request went out against its schedule.
-    public var scheduleLag: Double? { diff(tSend, tSched) }
+    package var scheduleLag: Double? { diff(tSend, tSched) }
 
     /// (t_last − t_first) / (n_out − 1) with the server's n_out (the client's when absent);
     /// undefined below 2 tokens.
-    public var tpot: Double? {
+    package var tpot: Double? {
         guard let first = tFirst, let last = tLast else { return nil }
         let n = outputTokensServer ?? outputTokensClient
         guard n >= 2 else { return nil }
         return (last - first).seconds / Double(n - 1)
     }
 
-    public var maxGap: Double? { gaps.max() }
+    package var maxGap: Double? { gaps.max() }
 
     /// The server's and the client's token counts disagree (streams only).
-    public var tokenMismatch: Bool {
+    package var tokenMismatch: Bool {
         guard let server = outputTokensServer, outputTokensClient > 0 else { return false }
         // Fewer chunks than tokens is how a server streams characters beyond ASCII (several
         // tokens each, a partial one held back): only more chunks than tokens disagrees then.
@@ -65,7 +65,7 @@ public struct RequestRecord: Sendable {
     }
 
     /// One line of requests.jsonl.
-    public var json: JSONValue {
+    package var json: JSONValue {
         func num(_ v: Double?) -> JSONValue { v.map { .number(String(format: "%.6f", $0)) } ?? .null }
         func int(_ v: Int?) -> JSONValue { v.map { .number($0) } ?? .null }
         return .object([

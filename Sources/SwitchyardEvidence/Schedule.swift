@@ -2,7 +2,7 @@ import Foundation
 import SwitchyardCore
 
 /// How open-loop arrivals are spaced.
-public enum ArrivalProcess: Sendable, Equatable {
+package enum ArrivalProcess: Sendable, Equatable {
     /// Evenly spaced, 1/rate apart.
     case constant
     /// Exponential inter-arrival times (memoryless arrivals).
@@ -15,9 +15,9 @@ public enum ArrivalProcess: Sendable, Equatable {
 /// The open-loop send schedule, computed up front from a seed so a run can be repeated exactly
 /// and a request that goes out late is measured from when it should have gone (no coordinated
 /// omission).
-public enum Schedule {
+package enum Schedule {
     /// Offsets from the start of the run, at most `count` of them and none past `duration`.
-    public static func make(rate: Double, process: ArrivalProcess, seed: UInt64, count: Int? = nil, duration: Duration? = nil) -> [Duration] {
+    package static func make(rate: Double, process: ArrivalProcess, seed: UInt64, count: Int? = nil, duration: Duration? = nil) -> [Duration] {
         precondition(rate > 0, "rate must be positive")
         precondition(count != nil || duration != nil, "a schedule needs a count or a duration")
         var rng = SplitMix64(seed: seed)

@@ -1,17 +1,17 @@
 /// n, min, mean, nearest-rank percentiles and max of a metric (reference/metrics.md).
-public struct MetricSummary: Sendable, Equatable {
-    public var n: Int
-    public var min: Double
-    public var mean: Double
-    public var p50: Double
-    public var p90: Double
-    public var p95: Double
-    public var p99: Double
-    public var p999: Double
-    public var max: Double
+package struct MetricSummary: Sendable, Equatable {
+    package var n: Int
+    package var min: Double
+    package var mean: Double
+    package var p50: Double
+    package var p90: Double
+    package var p95: Double
+    package var p99: Double
+    package var p999: Double
+    package var max: Double
 
     /// Nil for no values.
-    public init?(_ values: [Double]) {
+    package init?(_ values: [Double]) {
         guard !values.isEmpty else { return nil }
         let sorted = values.sorted()
         n = sorted.count
@@ -26,12 +26,12 @@ public struct MetricSummary: Sendable, Equatable {
     }
 
     /// sorted[ceil(p·n) − 1].
-    public static func nearestRank(_ sorted: [Double], _ p: Double) -> Double {
+    package static func nearestRank(_ sorted: [Double], _ p: Double) -> Double {
         let rank = Int((p * Double(sorted.count)).rounded(.up))
         return sorted[Swift.max(0, Swift.min(sorted.count - 1, rank - 1))]
     }
 
-    public func value(_ percentile: Percentile) -> Double {
+    package func value(_ percentile: Percentile) -> Double {
         switch percentile {
         case .p50: p50
         case .p90: p90
@@ -45,7 +45,7 @@ public struct MetricSummary: Sendable, Equatable {
 
     /// Smallest n for which the percentile is more than the maximum: a tail verdict on fewer
     /// samples only restates the worst request.
-    public static func minimumSamples(for percentile: Percentile) -> Int {
+    package static func minimumSamples(for percentile: Percentile) -> Int {
         switch percentile {
         case .p50, .mean, .max: 1
         case .p90: 10
@@ -56,7 +56,7 @@ public struct MetricSummary: Sendable, Equatable {
     }
 }
 
-public enum Percentile: String, Sendable, CaseIterable, Codable {
+package enum Percentile: String, Sendable, CaseIterable, Codable {
     case p50, p90, p95, p99
     case p999 = "p99.9"
     case max, mean

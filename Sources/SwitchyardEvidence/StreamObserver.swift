@@ -5,40 +5,40 @@ import SwitchyardCore
 /// the first and every later token-bearing chunk (non-empty `content`, `reasoning_content`,
 /// `tool_calls`, or a completion's `text`; never the role-only chunk, keep-alives or the usage
 /// chunk), the server's usage, an in-band error, and whether `[DONE]` came.
-public struct StreamObserver: Sendable {
-    public private(set) var first: Duration?
-    public private(set) var last: Duration?
+package struct StreamObserver: Sendable {
+    package private(set) var first: Duration?
+    package private(set) var last: Duration?
     /// Gaps between consecutive token-bearing chunks, seconds.
-    public private(set) var gaps: [Double] = []
+    package private(set) var gaps: [Double] = []
     /// Token-bearing chunks seen (the client's own count).
-    public private(set) var chunks = 0
+    package private(set) var chunks = 0
     /// A token-bearing chunk carried text beyond ASCII. Byte-level tokenizers spend several tokens
     /// on one such character and servers hold a partial one back (llama.cpp does), so such a
     /// stream may show fewer chunks than the server's token count.
-    public private(set) var sawNonASCII = false
-    public private(set) var usageCompletionTokens: Int?
-    public private(set) var usagePromptTokens: Int?
+    package private(set) var sawNonASCII = false
+    package private(set) var usageCompletionTokens: Int?
+    package private(set) var usagePromptTokens: Int?
     /// An `{"error": …}` event inside a 200 stream: the request failed.
-    public private(set) var error: String?
-    public private(set) var sawDone = false
+    package private(set) var error: String?
+    package private(set) var sawDone = false
     /// Data that was not JSON (and not `[DONE]`).
-    public private(set) var malformed: String?
+    package private(set) var malformed: String?
 
     private var decoder = SSEDecoder()
 
-    public init() {}
+    package init() {}
 
     /// Feeds bytes as they arrived at `time`.
-    public mutating func feed(_ bytes: some Sequence<UInt8>, at time: Duration) {
+    package mutating func feed(_ bytes: some Sequence<UInt8>, at time: Duration) {
         for event in decoder.feed(bytes) { observe(event, at: time) }
     }
 
     /// End of body: flushes an unterminated last event.
-    public mutating func finish(at time: Duration) {
+    package mutating func finish(at time: Duration) {
         if let event = decoder.finish() { observe(event, at: time) }
     }
 
-    public mutating func observe(_ event: SSEEvent, at time: Duration) {
+    package mutating func observe(_ event: SSEEvent, at time: Duration) {
         guard !event.isComment else { return }
         let data = event.data.trimmingCharacters(in: .whitespaces)
         if data == "[DONE]" {
@@ -100,5 +100,5 @@ public struct StreamObserver: Sendable {
     }
 
     /// Longest gap between token-bearing chunks (the stall), seconds.
-    public var maxGap: Double? { gaps.max() }
+    package var maxGap: Double? { gaps.max() }
 }

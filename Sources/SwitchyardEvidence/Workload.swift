@@ -2,12 +2,12 @@ import Foundation
 import SwitchyardCore
 
 /// A token-count distribution: `fixed:N` (or just `N`), `uniform:LO:HI`, `normal:MEAN:SD`.
-public enum TokenDistribution: Sendable, Equatable, CustomStringConvertible {
+package enum TokenDistribution: Sendable, Equatable, CustomStringConvertible {
     case fixed(Int)
     case uniform(Int, Int)
     case normal(mean: Double, sd: Double)
 
-    public static func parse(_ text: String) -> TokenDistribution? {
+    package static func parse(_ text: String) -> TokenDistribution? {
         let parts = text.split(separator: ":").map(String.init)
         switch parts.first {
         case "fixed" where parts.count == 2: return Int(parts[1]).flatMap { $0 > 0 ? .fixed($0) : nil }
@@ -22,7 +22,7 @@ public enum TokenDistribution: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    public func sample(_ rng: inout SplitMix64) -> Int {
+    package func sample(_ rng: inout SplitMix64) -> Int {
         switch self {
         case .fixed(let n): return n
         case .uniform(let lo, let hi): return lo + Int(rng.next() % UInt64(hi - lo + 1))
@@ -30,7 +30,7 @@ public enum TokenDistribution: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .fixed(let n): "fixed:\(n)"
         case .uniform(let lo, let hi): "uniform:\(lo):\(hi)"
@@ -41,17 +41,17 @@ public enum TokenDistribution: Sendable, Equatable, CustomStringConvertible {
 
 /// What each request asks: synthetic prompts of a given length (optionally sharing a prefix) or
 /// prompts from a dataset, with an output length.
-public struct Workload: Sendable {
-    public var inputTokens: TokenDistribution = .fixed(128)
-    public var outputTokens: TokenDistribution = .fixed(64)
+package struct Workload: Sendable {
+    package var inputTokens: TokenDistribution = .fixed(128)
+    package var outputTokens: TokenDistribution = .fixed(64)
     /// Leading tokens every synthetic prompt shares (prefix-cache and affinity tests).
-    public var sharedPrefix = 0
+    package var sharedPrefix = 0
     /// Prompts from `--dataset`; when set, they replace the synthetic ones (cycled in order).
-    public var prompts: [String] = []
+    package var prompts: [String] = []
     /// Ask the server to generate exactly the output length (vLLM, llama.cpp `ignore_eos`).
-    public var ignoreEOS = false
+    package var ignoreEOS = false
 
-    public init() {}
+    package init() {}
 
     static let words = [
         "time", "river", "stone", "light", "paper", "green", "house", "music", "cloud", "table", "north", "bread",
@@ -67,7 +67,7 @@ public struct Workload: Sendable {
     }
 
     /// The prompt and output length of request `index` (deterministic from the seed).
-    public func request(_ index: Int, seed: UInt64) -> (prompt: String, maxTokens: Int) {
+    package func request(_ index: Int, seed: UInt64) -> (prompt: String, maxTokens: Int) {
         var rng = SplitMix64(seed: SplitMix64.mix(seed &+ UInt64(index)))
         let maxTokens = outputTokens.sample(&rng)
         if !prompts.isEmpty { return (prompts[index % prompts.count], maxTokens) }
@@ -82,7 +82,7 @@ public struct Workload: Sendable {
     /// Prompts from JSON lines: `{"prompt": …}`, `{"messages": […]}` (the last user message),
     /// or ShareGPT `{"conversations": [{"from": "human", "value": …}, …]}` (the first human turn).
     /// A line that has none is an error naming its number.
-    public static func loadDataset(_ text: String) throws(DatasetError) -> [String] {
+    package static func loadDataset(_ text: String) throws(DatasetError) -> [String] {
         var prompts: [String] = []
         for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
@@ -110,8 +110,8 @@ public struct Workload: Sendable {
     }
 }
 
-public struct DatasetError: Error, CustomStringConvertible {
-    public let line: Int
-    public let message: String
-    public var description: String { line > 0 ? "line \(line): \(message)" : message }
+package struct DatasetError: Error, CustomStringConvertible {
+    package let line: Int
+    package let message: String
+    package var description: String { line > 0 ? "line \(line): \(message)" : message }
 }

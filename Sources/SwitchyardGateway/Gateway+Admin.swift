@@ -7,7 +7,7 @@ import SwitchyardCore
 /// The admin API: replica status, drain/resume, rollout, registration. Token-protected.
 extension Gateway {
     /// Records a managed replica's lifecycle (from its supervisor) for `/admin/backends` and metrics.
-    public func recordReplica(_ status: ReplicaStatus) {
+    package func recordReplica(_ status: ReplicaStatus) {
         let previous = replicas.withLock { map -> ReplicaStatus? in
             defer { map[status.url] = status }
             return map[status.url]
@@ -16,7 +16,7 @@ extension Gateway {
     }
 
     /// Lets the admin API drain, pause and restart a managed replica (backend `index` of `model`).
-    public func registerManaged(model: String, index: Int, control: any ManagedReplicaControl) {
+    package func registerManaged(model: String, index: Int, control: any ManagedReplicaControl) {
         controls.withLock { $0.append((id: "\(model)-\(index)", model: model, index: index, control: control)) }
     }
 

@@ -15,10 +15,10 @@ import UnixSignals
 /// let gateway = Gateway(config: config, logger: logger)
 /// try await gateway.run(signals: [.sigterm, .sigint]) { port in print("listening on \(port)") }
 /// ```
-public final class Gateway: Sendable {
-    public let config: GatewayConfig
-    public let metrics: GatewayMetrics
-    public let pools: [String: ModelPool]
+package final class Gateway: Sendable {
+    package let config: GatewayConfig
+    package let metrics: GatewayMetrics
+    package let pools: [String: ModelPool]
     let client: UpstreamClient
     let proxy: Proxy
     let logger: Logger
@@ -35,7 +35,7 @@ public final class Gateway: Sendable {
     let discoveryRequests: (stream: AsyncStream<CapacityDiscovery.Target>, continuation: AsyncStream<CapacityDiscovery.Target>.Continuation)
     let startDiscovery = OneShotSignal()
 
-    public init(config: GatewayConfig, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) {
+    package init(config: GatewayConfig, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) {
         self.config = config
         self.logger = logger
         self.metrics = metrics
@@ -55,18 +55,18 @@ public final class Gateway: Sendable {
 
     /// Returns once every backend's capacity was asked for at start, whatever the answer (an
     /// unreachable or odd backend still counts), or when the waiting task is cancelled.
-    public func startDiscoveryFinished() async {
+    package func startDiscoveryFinished() async {
         await startDiscovery.wait()
     }
 
     /// True once shutdown began: `/readyz` answers 503 so load balancers stop sending traffic.
-    public var isDraining: Bool { draining.load(ordering: .relaxed) }
+    package var isDraining: Bool { draining.load(ordering: .relaxed) }
 
-    public var isReady: Bool {
+    package var isReady: Bool {
         !isDraining && !pools.isEmpty && pools.values.allSatisfy(\.isReady)
     }
 
-    public var healthChecker: HealthChecker {
+    package var healthChecker: HealthChecker {
         HealthChecker(
             pools: config.models.compactMap { pools[$0.name] }, client: client, config: config.health, metrics: metrics, logger: logger,
             onHealthy: { [discoveryRequests] pool, index in discoveryRequests.continuation.yield(.init(pool: pool, index: index)) })
@@ -289,7 +289,7 @@ public final class Gateway: Sendable {
     /// - Parameter onListening: called with the bound port once the server accepts connections.
     /// - Parameter services: run beside the server and shut down after it has drained
     ///   (managed model-server supervisors).
-    public func run(
+    package func run(
         signals: [UnixSignal] = [.sigterm, .sigint], services: [any Service] = [],
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
@@ -336,7 +336,7 @@ public final class Gateway: Sendable {
 
 extension Gateway {
     /// Starts the same graceful shutdown as SIGTERM: readiness off, drain, then `run` returns.
-    public func shutdown() async {
+    package func shutdown() async {
         await group.withLock { $0 }?.triggerGracefulShutdown()
     }
 }

@@ -1,15 +1,15 @@
 /// Active health-check state of one backend: flips to healthy after `healthyThreshold` passing
 /// checks in a row and to unhealthy after `unhealthyThreshold` failing ones. Starts unhealthy, so
 /// nothing is routed to a backend before it has answered once.
-public struct ActiveHealth: Sendable, Equatable {
-    public let healthyThreshold: Int
-    public let unhealthyThreshold: Int
-    public private(set) var isHealthy: Bool
+package struct ActiveHealth: Sendable, Equatable {
+    package let healthyThreshold: Int
+    package let unhealthyThreshold: Int
+    package private(set) var isHealthy: Bool
     private var passes = 0
     private var failures = 0
-    public private(set) var lastError: String?
+    package private(set) var lastError: String?
 
-    public init(healthyThreshold: Int, unhealthyThreshold: Int, initiallyHealthy: Bool = false) {
+    package init(healthyThreshold: Int, unhealthyThreshold: Int, initiallyHealthy: Bool = false) {
         self.healthyThreshold = healthyThreshold
         self.unhealthyThreshold = unhealthyThreshold
         isHealthy = initiallyHealthy
@@ -17,7 +17,7 @@ public struct ActiveHealth: Sendable, Equatable {
 
     /// Records a check result; returns true when the health flipped.
     @discardableResult
-    public mutating func record(passed: Bool, error: String? = nil) -> Bool {
+    package mutating func record(passed: Bool, error: String? = nil) -> Bool {
         lastError = passed ? nil : error
         if passed {
             passes += 1

@@ -10,26 +10,26 @@ import SwitchyardCore
 /// - Prefix affinity with bounded load: rendezvous hashing of the prompt's leading part picks a
 ///   home replica; when its load exceeds `(1 + ε) ×` the pool's average load (this request
 ///   included), the least loaded replica is taken instead.
-public enum Balancer {
-    public struct Replica: Sendable, Equatable {
-        public var id: Int
-        public var weight: Double
-        public var inflight: Int
+package enum Balancer {
+    package struct Replica: Sendable, Equatable {
+        package var id: Int
+        package var weight: Double
+        package var inflight: Int
         /// 0 = unlimited.
-        public var maxInflight: Int
+        package var maxInflight: Int
 
-        public init(id: Int, weight: Double = 1, inflight: Int = 0, maxInflight: Int = 0) {
+        package init(id: Int, weight: Double = 1, inflight: Int = 0, maxInflight: Int = 0) {
             self.id = id
             self.weight = weight
             self.inflight = inflight
             self.maxInflight = maxInflight
         }
 
-        public var hasRoom: Bool { maxInflight == 0 || inflight < maxInflight }
+        package var hasRoom: Bool { maxInflight == 0 || inflight < maxInflight }
         var score: Double { Double(inflight + 1) / weight }
     }
 
-    public enum Choice: Sendable, Equatable {
+    package enum Choice: Sendable, Equatable {
         case replica(id: Int, affinity: Bool)
         /// Every eligible replica is at its in-flight limit.
         case full
@@ -40,7 +40,7 @@ public enum Balancer {
     /// - Parameters:
     ///   - replicas: the eligible replicas (healthy, not ejected, not excluded by this request).
     ///   - affinityKey: hash of the request's prefix; nil routes by least load.
-    public static func choose(
+    package static func choose(
         _ replicas: [Replica],
         affinityKey: UInt64? = nil,
         balanceFactor: Double = 0.25,
@@ -81,7 +81,7 @@ public enum Balancer {
     }
 
     /// FNV-1a 64 of the leading bytes of a prompt: the affinity key.
-    public static func prefixHash(_ text: Substring.UTF8View) -> UInt64 {
+    package static func prefixHash(_ text: Substring.UTF8View) -> UInt64 {
         var hash: UInt64 = 0xCBF2_9CE4_8422_2325
         for byte in text {
             hash ^= UInt64(byte)

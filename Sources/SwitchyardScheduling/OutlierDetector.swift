@@ -2,30 +2,30 @@
 /// the backend is ejected for a backoff that doubles on each ejection (up to `maxEjection`). When
 /// the ejection ends it is half-open: exactly one probe request is let through; success re-admits
 /// it and resets the backoff, failure ejects it again for longer.
-public struct OutlierDetector: Sendable, Equatable {
-    public enum State: Sendable, Equatable {
+package struct OutlierDetector: Sendable, Equatable {
+    package enum State: Sendable, Equatable {
         case healthy
         case ejected(until: Duration)
         /// Ejection over; `probing` is true while the single probe request is in flight.
         case halfOpen(probing: Bool)
     }
 
-    public let consecutiveFailureLimit: Int
-    public let baseEjection: Duration
-    public let maxEjection: Duration
+    package let consecutiveFailureLimit: Int
+    package let baseEjection: Duration
+    package let maxEjection: Duration
 
-    public private(set) var state: State = .healthy
-    public private(set) var consecutiveFailures = 0
-    public private(set) var ejections = 0
+    package private(set) var state: State = .healthy
+    package private(set) var consecutiveFailures = 0
+    package private(set) var ejections = 0
 
-    public init(consecutiveFailures: Int, baseEjection: Duration, maxEjection: Duration) {
+    package init(consecutiveFailures: Int, baseEjection: Duration, maxEjection: Duration) {
         consecutiveFailureLimit = consecutiveFailures
         self.baseEjection = baseEjection
         self.maxEjection = maxEjection
     }
 
     /// What a new request may do with this backend now.
-    public enum Admission: Sendable, Equatable {
+    package enum Admission: Sendable, Equatable {
         case admit
         /// Admit as the single half-open probe.
         case probe
@@ -33,7 +33,7 @@ public struct OutlierDetector: Sendable, Equatable {
     }
 
     /// Whether a request may be routed here; `.probe` must be followed by ``startProbe(now:)``.
-    public func admission(now: Duration) -> Admission {
+    package func admission(now: Duration) -> Admission {
         switch state {
         case .healthy: return .admit
         case .ejected(let until): return now >= until ? .probe : .refuse
@@ -41,11 +41,11 @@ public struct OutlierDetector: Sendable, Equatable {
         }
     }
 
-    public mutating func startProbe(now: Duration) {
+    package mutating func startProbe(now: Duration) {
         state = .halfOpen(probing: true)
     }
 
-    public mutating func recordSuccess() {
+    package mutating func recordSuccess() {
         consecutiveFailures = 0
         if state != .healthy {
             state = .healthy
@@ -55,7 +55,7 @@ public struct OutlierDetector: Sendable, Equatable {
 
     /// Records a failed request; returns true when this failure ejected the backend.
     @discardableResult
-    public mutating func recordFailure(now: Duration) -> Bool {
+    package mutating func recordFailure(now: Duration) -> Bool {
         consecutiveFailures += 1
         switch state {
         case .halfOpen:
@@ -70,7 +70,7 @@ public struct OutlierDetector: Sendable, Equatable {
     }
 
     /// The probe was abandoned without an answer (e.g. cancelled): let another request probe.
-    public mutating func cancelProbe() {
+    package mutating func cancelProbe() {
         if case .halfOpen(true) = state { state = .halfOpen(probing: false) }
     }
 
@@ -81,7 +81,7 @@ public struct OutlierDetector: Sendable, Equatable {
         state = .ejected(until: now + length)
     }
 
-    public var isEjected: Bool {
+    package var isEjected: Bool {
         if case .healthy = state { return false }
         return true
     }

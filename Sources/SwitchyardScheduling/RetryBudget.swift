@@ -6,17 +6,17 @@
 /// budget.recordRequest(now: t)
 /// if budget.tryAcquireRetry(now: t) { /* retry */ }
 /// ```
-public struct RetryBudget: Sendable {
-    public let ratio: Double
-    public let window: Duration
-    public let minPerWindow: Int
+package struct RetryBudget: Sendable {
+    package let ratio: Double
+    package let window: Duration
+    package let minPerWindow: Int
     static let bucketCount = 10
 
     private var requests: [Int]
     private var retries: [Int]
     private var bucketStart: [Int64]
 
-    public init(ratio: Double, window: Duration, minPerWindow: Int) {
+    package init(ratio: Double, window: Duration, minPerWindow: Int) {
         self.ratio = ratio
         self.window = window
         self.minPerWindow = minPerWindow
@@ -57,12 +57,12 @@ public struct RetryBudget: Sendable {
     }
 
     /// Counts an original (non-retry) request.
-    public mutating func recordRequest(now: Duration) {
+    package mutating func recordRequest(now: Duration) {
         requests[bucket(now: now)] += 1
     }
 
     /// Whether one more retry fits the budget; if so it is counted.
-    public mutating func tryAcquireRetry(now: Duration) -> Bool {
+    package mutating func tryAcquireRetry(now: Duration) -> Bool {
         let (req, ret) = live(now: now)
         let allowed = max(Double(minPerWindow), ratio * Double(req))
         guard Double(ret + 1) <= allowed else { return false }

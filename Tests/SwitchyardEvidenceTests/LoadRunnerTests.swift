@@ -4,8 +4,8 @@ import Hummingbird
 import Logging
 import NIOCore
 import SwitchyardCore
-import Synchronization
 import SwitchyardTestSupport
+import Synchronization
 import Testing
 
 @testable import SwitchyardEvidence

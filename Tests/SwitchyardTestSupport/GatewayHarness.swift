@@ -6,8 +6,8 @@ import SwitchyardCore
 import SwitchyardGateway
 
 /// Starts a gateway on port 0 for one test and shuts it down afterwards.
-public enum GatewayHarness {
-    public static func config(models: [ModelConfig], tweak: (inout GatewayConfig) -> Void = { _ in }) -> GatewayConfig {
+package enum GatewayHarness {
+    package static func config(models: [ModelConfig], tweak: (inout GatewayConfig) -> Void = { _ in }) -> GatewayConfig {
         var config = GatewayConfig()
         config.server.port = 0
         config.server.shutdownGrace = .seconds(5)
@@ -20,7 +20,7 @@ public enum GatewayHarness {
         return config
     }
 
-    public static func model(
+    package static func model(
         _ name: String, _ urls: [String], weights: [Double]? = nil, fallback: [String] = [], upstreamModel: String? = "upstream-model"
     ) -> ModelConfig {
         var model = ModelConfig(
@@ -34,7 +34,7 @@ public enum GatewayHarness {
 
     /// `waitForDiscovery`: the body starts once every backend was asked for its capacity, so no
     /// discovery request reaches a test upstream while it shuts down.
-    public static func with<T: Sendable>(
+    package static func with<T: Sendable>(
         _ config: GatewayConfig, waitForDiscovery: Bool = true, _ body: @escaping @Sendable (Gateway, String) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: "test-gateway")
@@ -63,29 +63,29 @@ public enum GatewayHarness {
 }
 
 /// A small HTTP client for tests.
-public struct TestClient {
-    public static let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+package struct TestClient {
+    package static let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
     /// For load in tests: up to 64 connections per host (the default client keeps 8).
-    public static let wide: HTTPClient = {
+    package static let wide: HTTPClient = {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }()
 
-    public struct Reply: Sendable {
-        public var status: Int
-        public var headers: [String: String]
-        public var body: String
-        public var json: JSONValue? { try? JSONParser.parse(body) }
+    package struct Reply: Sendable {
+        package var status: Int
+        package var headers: [String: String]
+        package var body: String
+        package var json: JSONValue? { try? JSONParser.parse(body) }
 
-        public init(status: Int, headers: [String: String], body: String) {
+        package init(status: Int, headers: [String: String], body: String) {
             self.status = status
             self.headers = headers
             self.body = body
         }
     }
 
-    public static func post(
+    package static func post(
         _ url: String, _ body: String, contentType: String? = "application/json", headers: [String: String] = [:],
         client: HTTPClient = http, timeout: TimeAmount = .seconds(30)
     ) async throws -> Reply {
@@ -101,18 +101,18 @@ public struct TestClient {
         return Reply(status: Int(response.status.code), headers: h, body: String(buffer: bytes))
     }
 
-    public static func get(_ url: String) async throws -> Reply {
+    package static func get(_ url: String) async throws -> Reply {
         let response = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
         let bytes = try await response.body.collect(upTo: 16 << 20)
         return Reply(status: Int(response.status.code), headers: [:], body: String(buffer: bytes))
     }
 
-    public static func chat(stream: Bool = false, model: String = "m", extra: String = "") -> String {
+    package static func chat(stream: Bool = false, model: String = "m", extra: String = "") -> String {
         #"{"model":"\#(model)","messages":[{"role":"user","content":"hello"}],"stream":\#(stream)\#(extra)}"#
     }
 
     /// `data:` payloads of an SSE body.
-    public static func events(_ body: String) -> [String] {
+    package static func events(_ body: String) -> [String] {
         body.components(separatedBy: "\n\n").compactMap { block in
             block.hasPrefix("data: ") ? String(block.dropFirst(6)) : nil
         }
@@ -120,9 +120,9 @@ public struct TestClient {
 }
 
 /// Polls a condition with a deadline (never a fixed sleep): true once it holds.
-public enum Poll {
+package enum Poll {
     @discardableResult
-    public static func until(_ timeout: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
+    package static func until(_ timeout: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while !condition() {
             guard ContinuousClock.now < deadline else { return false }

@@ -5,5 +5,5 @@ extension Tag {
     /// one at a time after the rest (which run in parallel), so that no timing check shares the
     /// two cores with a llama.cpp flood or headless Chromium from another suite. The tag goes on
     /// the `@Suite` line, where `scripts/test` finds it.
-    @Tag public static var timing: Self
+    @Tag package static var timing: Self
 }

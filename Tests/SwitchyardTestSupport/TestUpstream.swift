@@ -26,18 +26,18 @@ import Synchronization
 ///
 /// Any request may carry `"tag"` (recorded in arrival order) and `"hold": true` (waits for
 /// ``TestUpstream/release()`` before answering).
-public struct TestUpstreamContext: RequestContext {
-    public var coreContext: CoreRequestContextStorage
-    public let channel: any Channel
-    public init(source: ApplicationRequestContextSource) {
+package struct TestUpstreamContext: RequestContext {
+    package var coreContext: CoreRequestContextStorage
+    package let channel: any Channel
+    package init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         channel = source.channel
     }
 }
 
-public final class TestUpstream: Sendable {
+package final class TestUpstream: Sendable {
     /// What the server says about its capacity, at its origin (every behaviour shares it).
-    public enum Engine: Sendable {
+    package enum Engine: Sendable {
         /// No info endpoint; `/metrics` without a waiting queue (capacity unknown).
         case plain
         /// llama.cpp: `GET /props` → `total_slots`.
@@ -52,7 +52,7 @@ public final class TestUpstream: Sendable {
         case odd
     }
 
-    public let engine: Engine
+    package let engine: Engine
     /// Chat and completion requests being answered right now.
     private let active = Atomic<Int>(0)
     private let counts = Mutex<[String: Int]>([:])
@@ -65,26 +65,26 @@ public final class TestUpstream: Sendable {
     /// Requests with `"hold2": true` wait here until ``releaseSecond()``.
     let gate2 = OneShotSignal()
 
-    public init(engine: Engine = .plain) {
+    package init(engine: Engine = .plain) {
         self.engine = engine
     }
 
     /// What `/metrics` reports as `llamacpp:kv_cache_usage_ratio`.
-    public let kvCacheUsage = Mutex<Double>(0)
+    package let kvCacheUsage = Mutex<Double>(0)
 
     /// Inputs per upstream embeddings request, in arrival order.
-    public let embeddingBatches = Mutex<[Int]>([])
+    package let embeddingBatches = Mutex<[Int]>([])
 
     /// `tag` fields of the requests received, in arrival order.
-    public var arrivals: [String] { tags.withLock { $0 } }
-    public func release() { gate.fire() }
-    public func releaseSecond() { gate2.fire() }
+    package var arrivals: [String] { tags.withLock { $0 } }
+    package func release() { gate.fire() }
+    package func releaseSecond() { gate2.fire() }
 
-    public func count(_ behaviour: String) -> Int { counts.withLock { $0[behaviour] ?? 0 } }
-    public var streamsEndedByClient: Int { closedStreams.load(ordering: .relaxed) }
-    public var lastRequestBody: JSONValue? { lastBody.withLock { $0 } }
+    package func count(_ behaviour: String) -> Int { counts.withLock { $0[behaviour] ?? 0 } }
+    package var streamsEndedByClient: Int { closedStreams.load(ordering: .relaxed) }
+    package var lastRequestBody: JSONValue? { lastBody.withLock { $0 } }
 
-    public static func chunk(_ content: String?, model: String = "upstream-model", finish: String? = nil) -> String {
+    package static func chunk(_ content: String?, model: String = "upstream-model", finish: String? = nil) -> String {
         let delta: JSONValue = content.map { .object([("content", .string($0))]) } ?? .object([("role", .string("assistant"))])
         let choice = JSONValue.object([("index", .number(0)), ("delta", delta), ("finish_reason", finish.map(JSONValue.string) ?? .null)])
         let value = JSONValue.object([
@@ -98,7 +98,7 @@ public final class TestUpstream: Sendable {
         #"data: {"id":"c1","object":"chat.completion.chunk","model":"upstream-model","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}"#
         + "\n\n"
 
-    public func router() -> Router<TestUpstreamContext> {
+    package func router() -> Router<TestUpstreamContext> {
         let router = Router(context: TestUpstreamContext.self)
         router.get("/health") { _, _ in "ok" }
         // llama.cpp-style engine metrics; the KV-cache use is set by the test.
@@ -153,11 +153,11 @@ public final class TestUpstream: Sendable {
         return router
     }
 
-    public static func json(_ text: String) -> Response {
+    package static func json(_ text: String) -> Response {
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
-    public func handle(_ request: Request, context: TestUpstreamContext) async throws -> Response {
+    package func handle(_ request: Request, context: TestUpstreamContext) async throws -> Response {
         active.add(1, ordering: .relaxed)
         defer { active.subtract(1, ordering: .relaxed) }
         let behaviour = context.parameters.get("behaviour") ?? "ok"
@@ -259,7 +259,7 @@ public final class TestUpstream: Sendable {
     }
 
     /// Closes with RST (SO_LINGER 0), the way a crashed server's kernel would.
-    public static func reset(_ channel: any Channel) async throws {
+    package static func reset(_ channel: any Channel) async throws {
         if let provider = channel as? any SocketOptionProvider {
             try? await provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).get()
         }
@@ -267,7 +267,7 @@ public final class TestUpstream: Sendable {
     }
 
     /// Runs the upstream on a free loopback port for the duration of `body`.
-    public func run<T: Sendable>(_ body: @escaping @Sendable (Int) async throws -> T) async throws -> T {
+    package func run<T: Sendable>(_ body: @escaping @Sendable (Int) async throws -> T) async throws -> T {
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
         let app = Application(
             router: router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),

@@ -10,8 +10,8 @@ import Yams
 ///     backends:
 ///       - { url: http://127.0.0.1:8000/v1, max_inflight: 4 }
 /// ```
-public enum ConfigLoader {
-    public static func load(yaml text: String) throws(ConfigError) -> GatewayConfig {
+package enum ConfigLoader {
+    package static func load(yaml text: String) throws(ConfigError) -> GatewayConfig {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -29,7 +29,7 @@ public enum ConfigLoader {
     }
 
     /// Checks that need the whole config: unique names, fallbacks that exist, at least one model.
-    public static func validate(_ config: GatewayConfig) -> [ConfigIssue] {
+    package static func validate(_ config: GatewayConfig) -> [ConfigIssue] {
         var issues: [ConfigIssue] = []
         var seen: Set<String> = []
         for (i, model) in config.models.enumerated() {
@@ -361,7 +361,7 @@ public enum ConfigLoader {
     }
 
     /// Parses a quick-start flag `MODEL=URL[,URL…]`.
-    public static func parseUpstreamFlag(_ text: String) throws(ConfigError) -> ModelConfig {
+    package static func parseUpstreamFlag(_ text: String) throws(ConfigError) -> ModelConfig {
         guard let eq = text.firstIndex(of: "="), eq != text.startIndex else {
             throw ConfigError(issues: [ConfigIssue(path: "--upstream", message: "expected MODEL=URL[,URL…], got '\(text)'")])
         }

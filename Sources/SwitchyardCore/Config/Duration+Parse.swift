@@ -2,7 +2,7 @@ import Foundation
 
 extension Duration {
     /// Parses `250ms`, `1.5s`, `2m`, `1h`, `100us` or a bare number of seconds.
-    public static func parse(_ text: String) -> Duration? {
+    package static func parse(_ text: String) -> Duration? {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         let units: [(String, Double)] = [("ms", 1e-3), ("us", 1e-6), ("µs", 1e-6), ("ns", 1e-9), ("s", 1), ("m", 60), ("h", 3600)]
         for (suffix, scale) in units where trimmed.hasSuffix(suffix) {
@@ -14,13 +14,13 @@ extension Duration {
     }
 
     /// Seconds as a Double, for metrics and arithmetic.
-    public var seconds: Double {
+    package var seconds: Double {
         let (s, atto) = components
         return Double(s) + Double(atto) * 1e-18
     }
 
     /// Human form used in `config check` output: `250ms`, `2s`, `1.5s`.
-    public var formatted: String {
+    package var formatted: String {
         let s = seconds
         if s == 0 { return "0s" }
         if s < 1 { return "\(Self.trim(s * 1000))ms" }

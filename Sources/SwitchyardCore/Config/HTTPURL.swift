@@ -1,12 +1,12 @@
 /// A parsed `http://` or `https://` URL: enough to reach a backend and join paths onto it.
-public struct HTTPURL: Sendable, Equatable, CustomStringConvertible {
-    public var scheme: String
-    public var host: String
-    public var port: Int
+package struct HTTPURL: Sendable, Equatable, CustomStringConvertible {
+    package var scheme: String
+    package var host: String
+    package var port: Int
     /// Path without a trailing slash ("" for the root).
-    public var path: String
+    package var path: String
 
-    public init?(_ text: String) {
+    package init?(_ text: String) {
         let lower = text.lowercased()
         let rest: Substring
         if lower.hasPrefix("http://") {
@@ -49,15 +49,15 @@ public struct HTTPURL: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// `scheme://host:port`
-    public var origin: String {
+    package var origin: String {
         let h = host.contains(":") ? "[\(host)]" : host
         return "\(scheme)://\(h):\(port)"
     }
 
-    public var description: String { origin + path }
+    package var description: String { origin + path }
 
     /// Joins an endpoint such as `/chat/completions` onto the base path.
-    public func appending(_ endpoint: String) -> String {
+    package func appending(_ endpoint: String) -> String {
         origin + path + (endpoint.hasPrefix("/") ? endpoint : "/" + endpoint)
     }
 }

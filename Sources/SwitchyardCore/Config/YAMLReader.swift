@@ -2,17 +2,17 @@ import Yams
 
 /// Reads typed values out of a YAML node tree, recording every problem with its path instead of
 /// stopping at the first, so `config check` can list them all at once.
-public struct YAMLReader {
-    public var issues: [ConfigIssue] = []
+package struct YAMLReader {
+    package var issues: [ConfigIssue] = []
 
-    public init() {}
+    package init() {}
 
-    public mutating func fail(_ path: String, _ message: String, _ node: Node?) {
+    package mutating func fail(_ path: String, _ message: String, _ node: Node?) {
         issues.append(ConfigIssue(path: path, message: message, line: node.map { $0.mark?.line ?? 0 }.flatMap { $0 > 0 ? $0 : nil }))
     }
 
     /// The mapping's entries, after reporting keys outside `allowed`.
-    public mutating func mapping(_ node: Node, _ path: String, allowed: [String]) -> [String: Node]? {
+    package mutating func mapping(_ node: Node, _ path: String, allowed: [String]) -> [String: Node]? {
         guard case .mapping(let mapping) = node else {
             fail(path, "expected a mapping with fields \(allowed.joined(separator: ", "))", node)
             return nil
@@ -33,7 +33,7 @@ public struct YAMLReader {
         return result
     }
 
-    public mutating func sequence(_ node: Node, _ path: String) -> [Node]? {
+    package mutating func sequence(_ node: Node, _ path: String) -> [Node]? {
         guard case .sequence(let seq) = node else {
             fail(path, "expected a list", node)
             return nil
@@ -41,7 +41,7 @@ public struct YAMLReader {
         return Array(seq)
     }
 
-    public mutating func string(_ node: Node, _ path: String) -> String? {
+    package mutating func string(_ node: Node, _ path: String) -> String? {
         guard case .scalar(let scalar) = node, !scalar.string.isEmpty else {
             fail(path, "expected a non-empty string", node)
             return nil
@@ -49,7 +49,7 @@ public struct YAMLReader {
         return scalar.string
     }
 
-    public mutating func int(_ node: Node, _ path: String, min: Int, max: Int = .max) -> Int? {
+    package mutating func int(_ node: Node, _ path: String, min: Int, max: Int = .max) -> Int? {
         guard case .scalar(let scalar) = node, let value = Int(scalar.string) else {
             fail(path, "expected an integer, got '\(node.scalar?.string ?? "a collection")'", node)
             return nil
@@ -61,7 +61,7 @@ public struct YAMLReader {
         return value
     }
 
-    public mutating func double(_ node: Node, _ path: String, min: Double, max: Double = .infinity, exclusiveMin: Bool = false) -> Double? {
+    package mutating func double(_ node: Node, _ path: String, min: Double, max: Double = .infinity, exclusiveMin: Bool = false) -> Double? {
         guard case .scalar(let scalar) = node, let value = Double(scalar.string), value.isFinite else {
             fail(path, "expected a number, got '\(node.scalar?.string ?? "a collection")'", node)
             return nil
@@ -73,7 +73,7 @@ public struct YAMLReader {
         return value
     }
 
-    public mutating func bool(_ node: Node, _ path: String) -> Bool? {
+    package mutating func bool(_ node: Node, _ path: String) -> Bool? {
         guard case .scalar(let scalar) = node else {
             fail(path, "expected true or false", node)
             return nil
@@ -87,7 +87,7 @@ public struct YAMLReader {
         }
     }
 
-    public mutating func duration(_ node: Node, _ path: String, allowZero: Bool = false) -> Duration? {
+    package mutating func duration(_ node: Node, _ path: String, allowZero: Bool = false) -> Duration? {
         guard case .scalar(let scalar) = node, let value = Duration.parse(scalar.string) else {
             fail(path, "expected a duration such as 250ms, 2s or 5m, got '\(node.scalar?.string ?? "a collection")'", node)
             return nil
@@ -99,7 +99,7 @@ public struct YAMLReader {
         return value
     }
 
-    public mutating func httpURL(_ node: Node, _ path: String) -> String? {
+    package mutating func httpURL(_ node: Node, _ path: String) -> String? {
         guard let text = string(node, path) else { return nil }
         guard HTTPURL(text) != nil else {
             fail(path, "not a valid http(s) URL: '\(text)'", node)
@@ -108,7 +108,7 @@ public struct YAMLReader {
         return text
     }
 
-    public mutating func oneOf<T: RawRepresentable & CaseIterable>(_ node: Node, _ path: String, _: T.Type) -> T? where T.RawValue == String {
+    package mutating func oneOf<T: RawRepresentable & CaseIterable>(_ node: Node, _ path: String, _: T.Type) -> T? where T.RawValue == String {
         guard let text = string(node, path) else { return nil }
         guard let value = T(rawValue: text) else {
             fail(path, "must be one of \(T.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'", node)

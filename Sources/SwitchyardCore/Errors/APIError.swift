@@ -2,16 +2,16 @@
 /// `{"error":{"message":…,"type":…,"param":…,"code":…}}`.
 ///
 /// A struct with a code rather than an enum, so new cases never break callers.
-public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var status: Int
-    public var message: String
-    public var type: String
-    public var param: String?
-    public var code: String?
+package struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
+    package var status: Int
+    package var message: String
+    package var type: String
+    package var param: String?
+    package var code: String?
     /// Seconds after which a retry may succeed (sent as `Retry-After`).
-    public var retryAfterSeconds: Int?
+    package var retryAfterSeconds: Int?
 
-    public init(status: Int, message: String, type: String, param: String? = nil, code: String? = nil, retryAfterSeconds: Int? = nil) {
+    package init(status: Int, message: String, type: String, param: String? = nil, code: String? = nil, retryAfterSeconds: Int? = nil) {
         self.status = status
         self.message = message
         self.type = type
@@ -20,9 +20,9 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         self.retryAfterSeconds = retryAfterSeconds
     }
 
-    public var description: String { "\(status) \(code ?? type): \(message)" }
+    package var description: String { "\(status) \(code ?? type): \(message)" }
 
-    public var json: JSONValue {
+    package var json: JSONValue {
         .object([
             (
                 "error",
@@ -36,41 +36,41 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         ])
     }
 
-    public static func invalidRequest(_ message: String, param: String? = nil, code: String? = nil) -> APIError {
+    package static func invalidRequest(_ message: String, param: String? = nil, code: String? = nil) -> APIError {
         APIError(status: 400, message: message, type: "invalid_request_error", param: param, code: code)
     }
 
-    public static func modelNotFound(_ model: String) -> APIError {
+    package static func modelNotFound(_ model: String) -> APIError {
         APIError(
             status: 404, message: "The model '\(model)' does not exist or you do not have access to it.",
             type: "invalid_request_error", param: "model", code: "model_not_found")
     }
 
-    public static func notFound(_ path: String) -> APIError {
+    package static func notFound(_ path: String) -> APIError {
         APIError(status: 404, message: "Unknown request URL: \(path).", type: "invalid_request_error", code: "unknown_url")
     }
 
-    public static func payloadTooLarge(limit: Int) -> APIError {
+    package static func payloadTooLarge(limit: Int) -> APIError {
         APIError(
             status: 413, message: "Request body exceeds the limit of \(limit) bytes.",
             type: "invalid_request_error", code: "request_too_large")
     }
 
-    public static func unsupportedMediaType(_ contentType: String?) -> APIError {
+    package static func unsupportedMediaType(_ contentType: String?) -> APIError {
         APIError(
             status: 415, message: "Content-Type must be application/json, got '\(contentType ?? "none")'.",
             type: "invalid_request_error", code: "unsupported_media_type")
     }
 
-    public static func unavailable(_ message: String, code: String, retryAfterSeconds: Int? = 1) -> APIError {
+    package static func unavailable(_ message: String, code: String, retryAfterSeconds: Int? = 1) -> APIError {
         APIError(status: 503, message: message, type: "server_error", code: code, retryAfterSeconds: retryAfterSeconds)
     }
 
-    public static func upstream(_ message: String, status: Int = 502, code: String = "upstream_error") -> APIError {
+    package static func upstream(_ message: String, status: Int = 502, code: String = "upstream_error") -> APIError {
         APIError(status: status, message: message, type: "server_error", code: code)
     }
 
-    public static func timeout(_ message: String) -> APIError {
+    package static func timeout(_ message: String) -> APIError {
         APIError(status: 504, message: message, type: "server_error", code: "timeout")
     }
 }

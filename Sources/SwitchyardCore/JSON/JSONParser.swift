@@ -1,22 +1,22 @@
 /// Where and why a JSON text could not be parsed.
-public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var message: String
+package struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
+    package var message: String
     /// Byte offset of the problem.
-    public var offset: Int
-    public var line: Int
-    public var column: Int
+    package var offset: Int
+    package var line: Int
+    package var column: Int
 
-    public var description: String {
+    package var description: String {
         "\(message) at line \(line), column \(column) (byte \(offset))"
     }
 }
 
 /// A strict RFC 8259 parser over UTF-8 bytes. It reports the line and column of the first error
 /// and limits nesting depth so that hostile input cannot exhaust the stack.
-public struct JSONParser {
-    public static let maxDepth = 256
+package struct JSONParser {
+    package static let maxDepth = 256
 
-    public static func parse(_ bytes: some Collection<UInt8>) throws(JSONParseError) -> JSONValue {
+    package static func parse(_ bytes: some Collection<UInt8>) throws(JSONParseError) -> JSONValue {
         let array = Array(bytes)
         return try array.withUnsafeBufferPointer { (buffer) throws(JSONParseError) -> JSONValue in
             var parser = Impl(bytes: buffer)
@@ -30,7 +30,7 @@ public struct JSONParser {
         }
     }
 
-    public static func parse(_ string: String) throws(JSONParseError) -> JSONValue {
+    package static func parse(_ string: String) throws(JSONParseError) -> JSONValue {
         try parse(Array(string.utf8))
     }
 

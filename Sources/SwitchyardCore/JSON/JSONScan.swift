@@ -5,13 +5,13 @@
 /// The scan validates the whole document with JSON's grammar (strings and their escapes,
 /// numbers, literals, nesting up to ``maxDepth``) but allocates nothing per value. Callers fall
 /// back to ``JSONParser`` when it returns nil, which also yields the parser's error message.
-public enum JSONScan {
-    public static let maxDepth = 256
+package enum JSONScan {
+    package static let maxDepth = 256
 
     /// The byte ranges of the values of `keys` (plain ASCII names) at the top level of the object
     /// in `bytes`, in the order of `keys` (nil where absent); nil when `bytes` is not exactly one
     /// valid JSON object, or when a key is written with escapes.
-    public static func topLevelValues(_ bytes: UnsafeRawBufferPointer, keys: [StaticString]) -> [Range<Int>?]? {
+    package static func topLevelValues(_ bytes: UnsafeRawBufferPointer, keys: [StaticString]) -> [Range<Int>?]? {
         let start = skipSpace(bytes, 0)
         guard let (found, end) = members(bytes, object: start, keys: keys), skipSpace(bytes, end) == bytes.count else { return nil }
         return found
@@ -19,7 +19,7 @@ public enum JSONScan {
 
     /// The values of `keys` in the object at `range` (a range a scan returned); nil when it is
     /// not an object.
-    public static func values(_ bytes: UnsafeRawBufferPointer, of range: Range<Int>, keys: [StaticString]) -> [Range<Int>?]? {
+    package static func values(_ bytes: UnsafeRawBufferPointer, of range: Range<Int>, keys: [StaticString]) -> [Range<Int>?]? {
         guard let (found, end) = members(UnsafeRawBufferPointer(rebasing: bytes[..<range.upperBound]), object: range.lowerBound, keys: keys),
             end == range.upperBound
         else { return nil }
@@ -28,7 +28,7 @@ public enum JSONScan {
 
     /// The value at `range` (a range a scan returned) as ``JSONValue/intValue`` reads it: an
     /// integer, or a number with an integral value; nil for anything else.
-    public static func intValue(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {
+    package static func intValue(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {
         guard let first = range.first.map({ bytes[$0] }), first == UInt8(ascii: "-") || (0x30...0x39).contains(first) else { return nil }
         // The common case, plain digits, without a String.
         let negative = first == UInt8(ascii: "-")
@@ -41,7 +41,7 @@ public enum JSONScan {
     }
 
     /// The element ranges of the array at `range`; nil when it is not an array.
-    public static func elements(_ bytes: UnsafeRawBufferPointer, of range: Range<Int>) -> [Range<Int>]? {
+    package static func elements(_ bytes: UnsafeRawBufferPointer, of range: Range<Int>) -> [Range<Int>]? {
         var out: [Range<Int>]? = []
         guard items(UnsafeRawBufferPointer(rebasing: bytes[..<range.upperBound]), array: range.lowerBound, depth: 1, into: &out) == range.upperBound
         else { return nil }

@@ -1,15 +1,15 @@
 extension JSONValue {
     /// Compact UTF-8 serialization. Numbers are written exactly as parsed.
-    public func serialized() -> [UInt8] {
+    package func serialized() -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(256)
         write(into: &out)
         return out
     }
 
-    public var serializedString: String { String(decoding: serialized(), as: UTF8.self) }
+    package var serializedString: String { String(decoding: serialized(), as: UTF8.self) }
 
-    public func write(into out: inout [UInt8]) {
+    package func write(into out: inout [UInt8]) {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)

@@ -1,7 +1,7 @@
 /// A JSON value that keeps what a relay must not change: object key order and the exact text of
 /// numbers. The gateway reads the few fields it needs and passes everything else through as-is,
 /// so `{"temperature": 0.70}` reaches the backend as `0.70`, not as a re-rounded double.
-public enum JSONValue: Sendable, Equatable {
+package enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     /// The number as written in the source text.
@@ -11,7 +11,7 @@ public enum JSONValue: Sendable, Equatable {
     /// Key/value pairs in source order.
     case object([(String, JSONValue)])
 
-    public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+    package static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
         switch (lhs, rhs) {
         case (.null, .null): return true
         case (.bool(let a), .bool(let b)): return a == b
@@ -24,43 +24,43 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
-    public subscript(key: String) -> JSONValue? {
+    package subscript(key: String) -> JSONValue? {
         guard case .object(let pairs) = self else { return nil }
         return pairs.first(where: { $0.0 == key })?.1
     }
 
-    public var stringValue: String? {
+    package var stringValue: String? {
         if case .string(let s) = self { return s }
         return nil
     }
 
-    public var boolValue: Bool? {
+    package var boolValue: Bool? {
         if case .bool(let b) = self { return b }
         return nil
     }
 
-    public var intValue: Int? {
+    package var intValue: Int? {
         if case .number(let n) = self { return Int(n) ?? Double(n).flatMap { $0.rounded() == $0 ? Int(exactly: $0) : nil } }
         return nil
     }
 
-    public var doubleValue: Double? {
+    package var doubleValue: Double? {
         if case .number(let n) = self { return Double(n) }
         return nil
     }
 
-    public var arrayValue: [JSONValue]? {
+    package var arrayValue: [JSONValue]? {
         if case .array(let a) = self { return a }
         return nil
     }
 
-    public var isObject: Bool {
+    package var isObject: Bool {
         if case .object = self { return true }
         return false
     }
 
     /// Sets `key` (replacing it in place when present, else appending). No-op on non-objects.
-    public mutating func set(_ key: String, _ value: JSONValue) {
+    package mutating func set(_ key: String, _ value: JSONValue) {
         guard case .object(var pairs) = self else { return }
         if let index = pairs.firstIndex(where: { $0.0 == key }) {
             pairs[index].1 = value
@@ -70,11 +70,11 @@ public enum JSONValue: Sendable, Equatable {
         self = .object(pairs)
     }
 
-    public mutating func remove(_ key: String) {
+    package mutating func remove(_ key: String) {
         guard case .object(var pairs) = self else { return }
         pairs.removeAll { $0.0 == key }
         self = .object(pairs)
     }
 
-    public static func number(_ value: Int) -> JSONValue { .number(String(value)) }
+    package static func number(_ value: Int) -> JSONValue { .number(String(value)) }
 }

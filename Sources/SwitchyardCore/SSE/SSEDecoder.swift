@@ -1,12 +1,12 @@
 /// One server-sent event. Only the fields an OpenAI-style stream uses are kept.
-public struct SSEEvent: Sendable, Equatable {
-    public var event: String?
+package struct SSEEvent: Sendable, Equatable {
+    package var event: String?
     /// `data:` lines joined with "\n".
-    public var data: String
+    package var data: String
     /// True when the event only carried comments (`: keep-alive`), no data.
-    public var isComment: Bool
+    package var isComment: Bool
 
-    public init(event: String? = nil, data: String, isComment: Bool = false) {
+    package init(event: String? = nil, data: String, isComment: Bool = false) {
         self.event = event
         self.data = data
         self.isComment = isComment
@@ -16,22 +16,22 @@ public struct SSEEvent: Sendable, Equatable {
 /// Incremental SSE parser (WHATWG event-stream rules for `data`/`event` fields and comments).
 /// Feed it bytes as they arrive, in any split: an event cut across reads is held until its
 /// terminating blank line arrives, and several events in one read all come out.
-public struct SSEDecoder: Sendable {
+package struct SSEDecoder: Sendable {
     private var buffer: [UInt8] = []
     private var dataLines: [String] = []
     private var eventName: String?
     private var sawComment = false
     private var sawCR = false
 
-    public init() {}
+    package init() {}
 
-    public mutating func feed(_ bytes: some Sequence<UInt8>) -> [SSEEvent] {
+    package mutating func feed(_ bytes: some Sequence<UInt8>) -> [SSEEvent] {
         if let events = bytes.withContiguousStorageIfAvailable({ feed(UnsafeRawBufferPointer($0)) }) { return events }
         return Array(bytes).withUnsafeBytes { feed($0) }
     }
 
     /// Takes the bytes between line ends in runs, not one by one.
-    public mutating func feed(_ bytes: UnsafeRawBufferPointer) -> [SSEEvent] {
+    package mutating func feed(_ bytes: UnsafeRawBufferPointer) -> [SSEEvent] {
         var events: [SSEEvent] = []
         var i = 0
         while i < bytes.count {
@@ -54,7 +54,7 @@ public struct SSEDecoder: Sendable {
     }
 
     /// Flushes an event left without its final blank line at end of stream.
-    public mutating func finish() -> SSEEvent? {
+    package mutating func finish() -> SSEEvent? {
         if !buffer.isEmpty { _ = endLine() }
         return dispatch()
     }

@@ -2,17 +2,17 @@
 /// chunk with a non-empty `content`, `reasoning_content` or `tool_calls` in a chat delta, or a
 /// non-empty `text` in a completion choice. Role-only chunks, keep-alives and the usage chunk
 /// carry none. Used by the gateway's relay (TTFT, TPOT, stalls) and by `bench`'s client.
-public enum TokenChunk {
+package enum TokenChunk {
     /// What a scan of a chunk's JSON found without building it.
-    public struct Scanned: Sendable {
+    package struct Scanned: Sendable {
         /// The byte range of the top-level `model` value, if any.
-        public var model: Range<Int>?
-        public var carriesToken: Bool
+        package var model: Range<Int>?
+        package var carriesToken: Bool
     }
 
     /// Scans a chunk that has no `usage` and no `error` (the common one). Nil when it needs a
     /// full parse: usage or an error present, or a shape the scan does not take.
-    public static func scan(_ raw: UnsafeRawBufferPointer) -> Scanned? {
+    package static func scan(_ raw: UnsafeRawBufferPointer) -> Scanned? {
         guard let found = JSONScan.topLevelValues(raw, keys: ["model", "usage", "error", "choices"]) else { return nil }
         func isNull(_ range: Range<Int>?) -> Bool {
             guard let range else { return true }
@@ -23,7 +23,7 @@ public enum TokenChunk {
     }
 
     /// ``carriesToken(_:)`` on the bytes of a `choices` array.
-    public static func carriesToken(_ raw: UnsafeRawBufferPointer, choices: Range<Int>) -> Bool {
+    package static func carriesToken(_ raw: UnsafeRawBufferPointer, choices: Range<Int>) -> Bool {
         func nonEmpty(_ range: Range<Int>?, opening: UInt8, empty: String) -> Bool {
             guard let range, raw[range.lowerBound] == opening else { return false }
             return !raw[range].elementsEqual(empty.utf8) && !(opening == UInt8(ascii: "[") && JSONScan.elements(raw, of: range)?.isEmpty == true)
@@ -43,7 +43,7 @@ public enum TokenChunk {
     }
 
     /// Whether a parsed chunk bears a token (the usage-only chunk, with no choices, never does).
-    public static func carriesToken(_ chunk: JSONValue) -> Bool {
+    package static func carriesToken(_ chunk: JSONValue) -> Bool {
         for choice in chunk["choices"]?.arrayValue ?? [] {
             if let delta = choice["delta"] {
                 for key in ["content", "reasoning_content"] {
@@ -59,22 +59,22 @@ public enum TokenChunk {
 
 /// When the token-bearing chunks of one stream passed: first, last and the longest gap between
 /// two of them. TTFT, TPOT and the stall of shared/reference/metrics.md come from it.
-public struct TokenTiming: Sendable, Equatable {
-    public private(set) var first: ContinuousClock.Instant?
-    public private(set) var last: ContinuousClock.Instant?
+package struct TokenTiming: Sendable, Equatable {
+    package private(set) var first: ContinuousClock.Instant?
+    package private(set) var last: ContinuousClock.Instant?
     /// Longest gap between two token-bearing chunks.
-    public private(set) var maxGap: Duration?
+    package private(set) var maxGap: Duration?
 
-    public init() {}
+    package init() {}
 
-    public mutating func note(_ now: ContinuousClock.Instant) {
+    package mutating func note(_ now: ContinuousClock.Instant) {
         if first == nil { first = now }
         if let last { maxGap = max(maxGap ?? .zero, now - last) }
         last = now
     }
 
     /// Time per output token after the first, given the stream's completion token count.
-    public func tpot(completionTokens n: Int?) -> Duration? {
+    package func tpot(completionTokens n: Int?) -> Duration? {
         guard let first, let last, let n, n >= 2 else { return nil }
         return (last - first) / (n - 1)
     }

@@ -5,7 +5,7 @@ import Synchronization
 ///
 /// One `closeFuture` callback is registered per connection, not per request: a keep-alive
 /// connection may carry thousands of requests and callbacks on a future are never removed.
-public final class ClientConnectionWatch: Sendable {
+package final class ClientConnectionWatch: Sendable {
     private struct Connection {
         var nextID: UInt64 = 0
         var subscribers: [UInt64: @Sendable () -> Void] = [:]
@@ -13,10 +13,10 @@ public final class ClientConnectionWatch: Sendable {
 
     private let connections = Mutex<[ObjectIdentifier: Connection]>([:])
 
-    public init() {}
+    package init() {}
 
     /// Calls `onClose` once if the channel closes before the returned token is cancelled.
-    public func subscribe(_ channel: any Channel, onClose: @escaping @Sendable () -> Void) -> Subscription {
+    package func subscribe(_ channel: any Channel, onClose: @escaping @Sendable () -> Void) -> Subscription {
         let key = ObjectIdentifier(channel)
         let (id, isNew) = connections.withLock { map -> (UInt64, Bool) in
             var connection = map[key]
@@ -48,11 +48,11 @@ public final class ClientConnectionWatch: Sendable {
         }
     }
 
-    public struct Subscription: Sendable {
+    package struct Subscription: Sendable {
         fileprivate let watch: ClientConnectionWatch
         fileprivate let key: ObjectIdentifier
         fileprivate let id: UInt64
 
-        public func cancel() { watch.unsubscribe(key: key, id: id) }
+        package func cancel() { watch.unsubscribe(key: key, id: id) }
     }
 }

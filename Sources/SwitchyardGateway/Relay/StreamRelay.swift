@@ -7,8 +7,8 @@ import SwitchyardCore
 /// - Notes when the first and last token-bearing chunks passed (role-only chunks, keep-alives
 ///   and the usage chunk do not count, per the evidence metric definitions).
 /// - Stops at malformed data or an in-band error event.
-public struct StreamRelay: Sendable {
-    public enum Stop: Sendable, Equatable {
+package struct StreamRelay: Sendable {
+    package enum Stop: Sendable, Equatable {
         case malformed(String)
         /// The upstream sent `{"error":…}` inside the 200 stream; it was forwarded.
         case inBandError(String)
@@ -22,20 +22,20 @@ public struct StreamRelay: Sendable {
     /// Off: every chunk is parsed (the reference the scanning path is tested against).
     var scanChunks = true
 
-    public private(set) var tokenChunks = 0
-    public private(set) var sawDone = false
-    public private(set) var promptTokens: Int?
-    public private(set) var completionTokens: Int?
-    public private(set) var stop: Stop?
+    package private(set) var tokenChunks = 0
+    package private(set) var sawDone = false
+    package private(set) var promptTokens: Int?
+    package private(set) var completionTokens: Int?
+    package private(set) var stop: Stop?
 
-    public init(publicModel: String, forwardUsage: Bool) {
+    package init(publicModel: String, forwardUsage: Bool) {
         self.publicModel = publicModel
         publicModelJSON = JSONValue.string(publicModel).serialized()
         self.forwardUsage = forwardUsage
     }
 
     /// Bytes to send to the client for these upstream bytes, and whether a token arrived.
-    public mutating func process(_ bytes: some Sequence<UInt8>) -> (output: [UInt8], sawToken: Bool) {
+    package mutating func process(_ bytes: some Sequence<UInt8>) -> (output: [UInt8], sawToken: Bool) {
         var out: [UInt8] = []
         var sawToken = false
         guard stop == nil else { return (out, false) }
@@ -47,7 +47,7 @@ public struct StreamRelay: Sendable {
     }
 
     /// Called at the end of the upstream body: flushes an unterminated last event.
-    public mutating func finish() -> [UInt8] {
+    package mutating func finish() -> [UInt8] {
         var out: [UInt8] = []
         if stop == nil, let event = decoder.finish() { _ = handle(event, into: &out) }
         return out
@@ -132,7 +132,7 @@ public struct StreamRelay: Sendable {
     }
 
     /// An SSE error event in OpenAI's error shape, for ending a stream that cannot go on.
-    public static func errorEvent(_ error: APIError) -> [UInt8] {
+    package static func errorEvent(_ error: APIError) -> [UInt8] {
         Array("data: \(error.json.serializedString)\n\n".utf8)
     }
 }

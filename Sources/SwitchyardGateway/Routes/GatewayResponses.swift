@@ -4,21 +4,21 @@ import NIOCore
 import NIOHTTP1
 import SwitchyardCore
 
-public enum GatewayHeaders {
-    public static let requestID = HTTPField.Name("x-request-id")!
-    public static let backend = HTTPField.Name("x-switchyard-backend")!
-    public static let attempts = HTTPField.Name("x-switchyard-attempts")!
-    public static let retryAfter = HTTPField.Name("retry-after")!
+package enum GatewayHeaders {
+    package static let requestID = HTTPField.Name("x-request-id")!
+    package static let backend = HTTPField.Name("x-switchyard-backend")!
+    package static let attempts = HTTPField.Name("x-switchyard-attempts")!
+    package static let retryAfter = HTTPField.Name("retry-after")!
     /// Request: lane to queue in (realtime, streaming, batch, or a configured one).
-    public static let lane = HTTPField.Name("x-switchyard-lane")!
+    package static let lane = HTTPField.Name("x-switchyard-lane")!
     /// Request: a shorter deadline than the lane's, in milliseconds.
-    public static let timeoutMs = HTTPField.Name("x-switchyard-timeout-ms")!
+    package static let timeoutMs = HTTPField.Name("x-switchyard-timeout-ms")!
     /// Response: the lane the request was served in.
-    public static let servedLane = HTTPField.Name("x-switchyard-lane")!
+    package static let servedLane = HTTPField.Name("x-switchyard-lane")!
     /// Response: times the request was preempted (only when it was).
-    public static let preemptions = HTTPField.Name("x-switchyard-preemptions")!
+    package static let preemptions = HTTPField.Name("x-switchyard-preemptions")!
     /// Response: inputs in the upstream embeddings request this one was merged into.
-    public static let coalesced = HTTPField.Name("x-switchyard-coalesced")!
+    package static let coalesced = HTTPField.Name("x-switchyard-coalesced")!
 }
 
 /// Response headers the gateway adds, in whichever header type the path writes. They go into

@@ -13,7 +13,7 @@ import Synchronization
 /// Retries happen only while no byte has reached the client, and only for connection-level
 /// failures and backend 429/503; a stream that fails after its first byte ends with an SSE error
 /// event instead.
-public final class Proxy: Sendable {
+package final class Proxy: Sendable {
     let pools: [String: ModelPool]
     let client: UpstreamClient
     let metrics: GatewayMetrics

@@ -2,34 +2,34 @@ import SwitchyardCore
 import SwitchyardScheduling
 
 /// The OpenAI endpoints the gateway proxies.
-public enum Endpoint: String, Sendable, CaseIterable {
+package enum Endpoint: String, Sendable, CaseIterable {
     case chatCompletions = "/chat/completions"
     case completions = "/completions"
     case embeddings = "/embeddings"
 }
 
 /// A validated client request: the parsed body plus what routing needs from it.
-public struct ProxyRequest: Sendable {
-    public let endpoint: Endpoint
-    public var body: JSONValue
-    public let model: String
-    public let stream: Bool
+package struct ProxyRequest: Sendable {
+    package let endpoint: Endpoint
+    package var body: JSONValue
+    package let model: String
+    package let stream: Bool
     /// The client asked for `stream_options.include_usage`.
-    public let clientWantsUsage: Bool
-    public var requestID: String
+    package let clientWantsUsage: Bool
+    package var requestID: String
     /// Who is asking (from the API key), `anonymous` without tenants configured.
-    public var tenant = "anonymous"
+    package var tenant = "anonymous"
 
     /// From `x-switchyard-lane`, else `streaming` for `"stream": true`, else `realtime`.
-    public var lane: String
+    package var lane: String
     /// From `x-switchyard-timeout-ms`: may only shorten the lane's deadline.
-    public var timeout: Duration?
+    package var timeout: Duration?
     /// Set on a merged embeddings request: its answer goes here, for the requests it carries.
     var coalesced: CoalescedSink?
 
     /// Prompt size estimate for scheduling before the backend's `usage` is known: about four
     /// bytes per token of text, plus a few tokens of chat template per message.
-    public var estimatedInputTokens: Int {
+    package var estimatedInputTokens: Int {
         var bytes = 0
         var messages = 0
         switch endpoint {
@@ -52,7 +52,7 @@ public struct ProxyRequest: Sendable {
 
     /// `max_completion_tokens` / `max_tokens`, else a typical answer length (charged up front by
     /// the fair scheduler and reconciled with `usage`). Zero for embeddings.
-    public var maxOutputTokens: Int {
+    package var maxOutputTokens: Int {
         if endpoint == .embeddings { return 0 }
         for key in ["max_completion_tokens", "max_tokens"] {
             if let n = body[key]?.intValue, n > 0 { return n }
@@ -60,10 +60,10 @@ public struct ProxyRequest: Sendable {
         return Self.defaultOutputTokens
     }
 
-    public static let defaultOutputTokens = 256
+    package static let defaultOutputTokens = 256
 
     /// Validates the body of a request to `endpoint`; the error names the offending field.
-    public static func parse(endpoint: Endpoint, bytes: some Collection<UInt8>, requestID: String) throws(APIError) -> ProxyRequest {
+    package static func parse(endpoint: Endpoint, bytes: some Collection<UInt8>, requestID: String) throws(APIError) -> ProxyRequest {
         let body: JSONValue
         do {
             body = try JSONParser.parse(bytes)
@@ -140,7 +140,7 @@ public struct ProxyRequest: Sendable {
 
     /// The body sent to a backend: its model name, and usage always requested on streams so the
     /// gateway knows real token counts. Every other field passes through untouched.
-    public func upstreamBody(model upstreamModel: String) -> [UInt8] {
+    package func upstreamBody(model upstreamModel: String) -> [UInt8] {
         var body = self.body
         body.set("model", .string(upstreamModel))
         if stream {
@@ -153,7 +153,7 @@ public struct ProxyRequest: Sendable {
     }
 
     /// Hash of the prompt's first `chars` characters (messages' text contents, or the prompt).
-    public func affinityKey(prefixChars chars: Int) -> UInt64 {
+    package func affinityKey(prefixChars chars: Int) -> UInt64 {
         var text = ""
         func add(_ s: String) {
             guard text.count < chars else { return }

@@ -4,19 +4,19 @@ import Synchronization
 
 /// The gateway's Prometheus metrics. Each gateway owns its registry (no global bootstrap), so
 /// tests read the metrics of the instance they started.
-public final class GatewayMetrics: Sendable {
-    public let registry: PrometheusCollectorRegistry
+package final class GatewayMetrics: Sendable {
+    package let registry: PrometheusCollectorRegistry
 
     /// LLM latencies run from milliseconds (TTFT on a warm GPU) to minutes (long generations).
     static let latencyBuckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
     static let ttftBuckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 2, 5, 10, 30]
     static let tpotBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1]
 
-    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+    package init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
     }
 
-    public func requestFinished(model: String, lane: String, code: Int, duration: Double) {
+    package func requestFinished(model: String, lane: String, code: Int, duration: Double) {
         counter(
             "switchyard_requests_total", help: "Requests answered, by public model, lane and HTTP status.",
             [("model", model), ("lane", lane), ("code", String(code))]
@@ -29,7 +29,7 @@ public final class GatewayMetrics: Sendable {
         .record(duration)
     }
 
-    public func ttft(model: String, lane: String, seconds: Double) {
+    package func ttft(model: String, lane: String, seconds: Double) {
         histogram(
             "switchyard_ttft_seconds", help: "Time from request arrival to the first token-bearing chunk (streaming).",
             [("model", model), ("lane", lane)], buckets: Self.ttftBuckets
@@ -37,7 +37,7 @@ public final class GatewayMetrics: Sendable {
         .record(seconds)
     }
 
-    public func tpot(model: String, lane: String, seconds: Double) {
+    package func tpot(model: String, lane: String, seconds: Double) {
         histogram(
             "switchyard_tpot_seconds", help: "Time per output token after the first: (t_last - t_first) / (n_out - 1).",
             [("model", model), ("lane", lane)], buckets: Self.tpotBuckets
@@ -45,7 +45,7 @@ public final class GatewayMetrics: Sendable {
         .record(seconds)
     }
 
-    public func upstreamError(backend: String, kind: UpstreamErrorKind) {
+    package func upstreamError(backend: String, kind: UpstreamErrorKind) {
         counter(
             "switchyard_upstream_errors_total", help: "Failed upstream attempts, by backend and kind.",
             [("backend", backend), ("kind", kind.rawValue)]
@@ -55,7 +55,7 @@ public final class GatewayMetrics: Sendable {
     /// Completions the event-loop fast path took (`served`), gave to the router after a failed
     /// attempt (`handed_back`), or left to the router from the start (`declined`: queueing,
     /// preemptible lane, invalid request, …).
-    public func fastPath(_ outcome: String) {
+    package func fastPath(_ outcome: String) {
         fastPathCounter(outcome).increment()
     }
 
@@ -81,32 +81,32 @@ public final class GatewayMetrics: Sendable {
     }
 
     /// A stream paused because its client read slower than the backend wrote.
-    public func clientBackpressure() {
+    package func clientBackpressure() {
         counter(
             "switchyard_client_backpressure_total", help: "Times a relayed stream stopped reading from its backend until a slow client caught up.", []
         ).increment()
     }
 
-    public func retry(reason: String) {
+    package func retry(reason: String) {
         counter("switchyard_retries_total", help: "Upstream attempts beyond the first, by reason.", [("reason", reason)]).increment()
     }
 
-    public func inflight(backend: String, _ value: Int) {
+    package func inflight(backend: String, _ value: Int) {
         gauge("switchyard_backend_inflight", help: "Requests in flight to a backend.", [("backend", backend)]).set(to: Double(value))
     }
 
-    public func healthy(backend: String, _ value: Bool) {
+    package func healthy(backend: String, _ value: Bool) {
         gauge("switchyard_backend_healthy", help: "1 when the backend passes active checks and is not ejected.", [("backend", backend)]).set(
             to: value ? 1.0 : 0.0)
     }
 
-    public func outputTokens(model: String, _ count: Int) {
+    package func outputTokens(model: String, _ count: Int) {
         counter("switchyard_output_tokens_total", help: "Completion tokens served, from the backend's usage.", [("model", model)]).increment(
             by: Int64(count))
     }
 
     /// Managed replica evidence: load, warmup and time-to-ready of the last start; restarts.
-    public func replica(_ status: ReplicaStatus, previousRestarts: Int) {
+    package func replica(_ status: ReplicaStatus, previousRestarts: Int) {
         let labels = [("backend", status.url)]
         if let v = status.loadSeconds {
             gauge(
@@ -126,7 +126,7 @@ public final class GatewayMetrics: Sendable {
             .set(to: status.phase == .ready ? 1 : 0)
     }
 
-    public func tenantTokens(tenant: String, kind: String, _ count: Int) {
+    package func tenantTokens(tenant: String, kind: String, _ count: Int) {
         counter(
             "switchyard_tenant_tokens_total", help: "Tokens served per tenant, by kind (input, output), from the backend's usage.",
             [("tenant", tenant), ("kind", kind)]
@@ -135,7 +135,7 @@ public final class GatewayMetrics: Sendable {
 
     static let queueWaitBuckets: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
 
-    public func queueWait(lane: String, seconds: Double) {
+    package func queueWait(lane: String, seconds: Double) {
         queueWaitHistogram(lane: lane).record(seconds)
     }
 
@@ -146,38 +146,38 @@ public final class GatewayMetrics: Sendable {
     }
 
     /// Requests refused or dropped by the scheduler: queue_full, deadline, saturated, queue_timeout.
-    public func shed(lane: String, reason: String) {
+    package func shed(lane: String, reason: String) {
         counter(
             "switchyard_shed_total", help: "Requests refused at admission or timed out in the queue, by lane and reason.",
             [("lane", lane), ("reason", reason)]
         ).increment()
     }
 
-    public func preempted(lane: String) {
+    package func preempted(lane: String) {
         counter("switchyard_preemptions_total", help: "In-flight requests stopped and requeued for a higher-priority lane.", [("lane", lane)])
             .increment()
     }
 
-    public func slo(lane: String, slo: String, met: Bool) {
+    package func slo(lane: String, slo: String, met: Bool) {
         counter(
             "switchyard_slo_total", help: "Requests per lane SLO (ttft, tpot, e2e, max_stall): met or missed; refused and failed requests miss.",
             [("lane", lane), ("slo", slo), ("result", met ? "met" : "missed")]
         ).increment()
     }
 
-    public func queueDepth(model: String, lane: String, _ depth: Int) {
+    package func queueDepth(model: String, lane: String, _ depth: Int) {
         gauge("switchyard_queue_depth", help: "Requests waiting in a lane of a model pool.", [("model", model), ("lane", lane)]).set(
             to: Double(depth))
     }
 
-    public func backendWindow(backend: String, _ window: Int) {
+    package func backendWindow(backend: String, _ window: Int) {
         gauge("switchyard_backend_window", help: "Current concurrency limit of a replica (adaptive window; 0 = unlimited).", [("backend", backend)])
             .set(to: Double(window))
     }
 
     /// The capacity in force on a backend, labelled with where it came from; a backend whose
     /// source changes keeps one series (the old one is dropped).
-    public func backendCapacity(backend: String, source: String, _ limit: Int) {
+    package func backendCapacity(backend: String, source: String, _ limit: Int) {
         let previous = capacitySources.withLock { sources -> String? in
             defer { sources[backend] = source }
             return sources[backend]
@@ -199,7 +199,7 @@ public final class GatewayMetrics: Sendable {
 
     static let batchBuckets: [Double] = [1, 2, 4, 8, 16, 32, 64, 128]
 
-    public func coalescedBatch(model: String, size: Int) {
+    package func coalescedBatch(model: String, size: Int) {
         histogram(
             "switchyard_coalesced_batch_size", help: "Inputs per merged upstream embeddings request.", [("model", model)], buckets: Self.batchBuckets
         ).record(Double(size))
@@ -257,7 +257,7 @@ public final class GatewayMetrics: Sendable {
         }
     }
 
-    public func render() -> [UInt8] {
+    package func render() -> [UInt8] {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(16 * 1024)
         registry.emit(into: &buffer)
@@ -266,7 +266,7 @@ public final class GatewayMetrics: Sendable {
 }
 
 /// Why an upstream attempt failed, as the `kind` label of `switchyard_upstream_errors_total`.
-public enum UpstreamErrorKind: String, Sendable {
+package enum UpstreamErrorKind: String, Sendable {
     case connect
     case reset
     case firstByteTimeout = "first_byte_timeout"

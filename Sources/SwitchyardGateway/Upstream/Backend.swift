@@ -2,19 +2,19 @@ import SwitchyardCore
 
 /// One replica of a model pool: where it is and how much it may take. Mutable health and load
 /// live in ``ModelPool``'s lock so one snapshot covers the whole pool.
-public struct Backend: Sendable {
+package struct Backend: Sendable {
     /// Label used in metrics and logs: the OpenAI base URL.
-    public let id: String
-    public let url: HTTPURL
-    public let upstreamModel: String
-    public let weight: Double
+    package let id: String
+    package let url: HTTPURL
+    package let upstreamModel: String
+    package let weight: Double
     /// Configured limit on requests in flight (0 = unlimited); nil: discovered or learned.
-    public let maxInflight: Int?
-    public let managed: Bool
+    package let maxInflight: Int?
+    package let managed: Bool
     /// The `Host` header for requests to it.
-    public let hostHeader: String
+    package let hostHeader: String
 
-    public init(config: BackendConfig, publicModel: String) {
+    package init(config: BackendConfig, publicModel: String) {
         url = HTTPURL(config.url)!
         id = url.description
         upstreamModel = config.upstreamModel ?? publicModel
@@ -26,7 +26,7 @@ public struct Backend: Sendable {
 }
 
 /// What became of an attempt on a backend, for passive health.
-public enum AttemptOutcome: Sendable {
+package enum AttemptOutcome: Sendable {
     case success
     /// Counted against the backend's outlier detector.
     case failure

@@ -3,7 +3,7 @@ import ServiceLifecycle
 import SwitchyardCore
 
 /// Active health checks: probes every backend each `interval` and feeds ``ModelPool``.
-public struct HealthChecker: Service {
+package struct HealthChecker: Service {
     let pools: [ModelPool]
     let client: UpstreamClient
     let config: HealthCheckConfig
@@ -13,7 +13,7 @@ public struct HealthChecker: Service {
     /// (it may have restarted with other settings).
     var onHealthy: @Sendable (ModelPool, Int) -> Void = { _, _ in }
 
-    public func run() async throws {
+    package func run() async throws {
         guard config.enabled else { return }
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
@@ -24,7 +24,7 @@ public struct HealthChecker: Service {
     }
 
     /// Runs one round of checks, all backends in parallel.
-    public func checkAll() async {
+    package func checkAll() async {
         await withTaskGroup(of: Void.self) { group in
             for pool in pools {
                 for gone in pool.reapExpired() {

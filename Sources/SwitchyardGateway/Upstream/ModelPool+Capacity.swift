@@ -6,7 +6,7 @@ import Synchronization
 /// learned from its waiting queue, so the excess waits in the lanes rather than in the engine.
 extension ModelPool {
     /// What capacity discovery found for a replica (see ``CapacityDiscovery``).
-    public enum Discovered: Sendable, Equatable {
+    package enum Discovered: Sendable, Equatable {
         /// An info endpoint said how many requests the engine runs.
         case engine(EngineCapacity)
         /// No info endpoint, but `/metrics` has a waiting queue: learn the window from it.
@@ -16,15 +16,15 @@ extension ModelPool {
     }
 
     /// The capacity in force on a replica, for `/readyz`, `/admin/backends` and metrics.
-    public struct CapacityStatus: Sendable, Equatable {
-        public var source: CapacitySource
+    package struct CapacityStatus: Sendable, Equatable {
+        package var source: CapacitySource
         /// Requests at once now (0 = unlimited).
-        public var limit: Int
-        public var tokens: Int?
+        package var limit: Int
+        package var tokens: Int?
     }
 
     /// Replicas whose capacity is not configured: the ones discovery asks about.
-    public func discoverable() -> [(index: Int, backend: Backend)] {
+    package func discoverable() -> [(index: Int, backend: Backend)] {
         state.withLock { s in
             s.replicas.enumerated().compactMap { i, r in r.removed || r.capacity.source == .config ? nil : (i, r.backend) }
         }
@@ -33,7 +33,7 @@ extension ModelPool {
     /// Puts a discovery result in force (a configured `max_inflight` always wins: nothing
     /// changes then). Returns the status before and after, or nil when nothing applied.
     @discardableResult
-    public func applyCapacity(_ index: Int, _ found: Discovered) -> (before: CapacityStatus, after: CapacityStatus)? {
+    package func applyCapacity(_ index: Int, _ found: Discovered) -> (before: CapacityStatus, after: CapacityStatus)? {
         let now = self.now
         let (result, resumptions) = state.withLock { s -> ((before: CapacityStatus, after: CapacityStatus)?, [Resumption]) in
             guard s.replicas.indices.contains(index), !s.replicas[index].removed, s.replicas[index].capacity.source != .config else {
@@ -72,14 +72,14 @@ extension ModelPool {
         CapacityStatus(source: r.capacity.source, limit: r.capacity.limit, tokens: r.capacity.tokens)
     }
 
-    public func capacity(_ index: Int) -> CapacityStatus? {
+    package func capacity(_ index: Int) -> CapacityStatus? {
         state.withLock { s in s.replicas.indices.contains(index) ? status(s.replicas[index]) : nil }
     }
 
     /// A connection to the replica timed out while it was busy with other requests of ours: the
     /// backend cannot accept connections at this rate. A learned or default window halves, and
     /// the request may wait in its lane again (true) instead of failing.
-    public func connectTimedOut(_ lease: Lease) -> (requeue: Bool, change: LearnedWindow.Change?) {
+    package func connectTimedOut(_ lease: Lease) -> (requeue: Bool, change: LearnedWindow.Change?) {
         let now = self.now
         return state.withLock { s in
             let others = s.replicas[lease.index].inflight - 1
@@ -120,7 +120,7 @@ extension ModelPool {
 
 extension CapacitySource {
     /// How the capacity reads in the start-up log and `config check`.
-    public var explanation: String {
+    package var explanation: String {
         switch self {
         case .config: "max_inflight in the configuration"
         case .props: "llama.cpp /props total_slots"

@@ -7,17 +7,17 @@ extension ModelPool {
     // MARK: - Periodic work
 
     /// Queue depth per lane and each replica's window, for metrics.
-    public struct TickReport: Sendable {
-        public var queueDepth: [(lane: String, depth: Int)] = []
-        public var windows: [(backend: String, window: Int)] = []
+    package struct TickReport: Sendable {
+        package var queueDepth: [(lane: String, depth: Int)] = []
+        package var windows: [(backend: String, window: Int)] = []
         /// Learned and default windows that grew this tick.
-        public var capacityChanges: [(backend: String, change: LearnedWindow.Change)] = []
+        package var capacityChanges: [(backend: String, change: LearnedWindow.Change)] = []
     }
 
     /// Timeout actions, total timeouts of queued requests, preemption and the AIMD windows;
     /// called every tick by the gateway's scheduler loop.
     @discardableResult
-    public func tick() -> TickReport {
+    package func tick() -> TickReport {
         let now = self.now
         var report = TickReport()
         let resumptions = state.withLock { s -> [Resumption] in
@@ -109,7 +109,7 @@ extension ModelPool {
     /// Latest `/metrics` of a replica (nil `signals` with `unsupported`: it has none). Returns
     /// what it changed in a learned window.
     @discardableResult
-    public func recordSignals(_ index: Int, _ signals: BackendSignals?, unsupported: Bool = false) -> LearnedWindow.Change? {
+    package func recordSignals(_ index: Int, _ signals: BackendSignals?, unsupported: Bool = false) -> LearnedWindow.Change? {
         let now = self.now
         let (change, resumptions) = state.withLock { s -> (LearnedWindow.Change?, [Resumption]) in
             guard s.replicas.indices.contains(index) else { return (nil, []) }
@@ -129,17 +129,17 @@ extension ModelPool {
     /// a closed connection of a non-streaming request only after a second with no other result
     /// on its queue, and every `/metrics` scrape is such a result: scraping pauses meanwhile, or
     /// the cancelled generation runs on and holds the slot that was just freed.
-    public func noteCancelled(_ index: Int, quiet: Duration = .milliseconds(1500)) {
+    package func noteCancelled(_ index: Int, quiet: Duration = .milliseconds(1500)) {
         let now = self.now
         state.withLock { $0.replicas[index].quietUntil = now + quiet }
     }
 
     /// True while scraping this replica should pause (a cancellation is being noticed).
-    public func isQuiet(_ index: Int) -> Bool {
+    package func isQuiet(_ index: Int) -> Bool {
         let now = self.now
         return state.withLock { s in s.replicas[index].quietUntil.map { $0 > now } ?? false }
     }
 
     /// Pool time (seconds since the pool was made), the clock of ``BackendSignals/scrapedAt``.
-    public var clock: Duration { now }
+    package var clock: Duration { now }
 }

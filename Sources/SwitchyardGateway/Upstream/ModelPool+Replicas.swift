@@ -8,7 +8,7 @@ extension ModelPool {
 
     /// Opens or closes a replica to new requests (managed replica lifecycle, drain). Requests
     /// already in flight are not affected.
-    public func setGate(_ index: Int, open: Bool) {
+    package func setGate(_ index: Int, open: Bool) {
         let resumptions = state.withLock { s -> [Resumption] in
             s.replicas[index].gateOpen = open
             return open ? dispatchLocked(&s, now: now) : []
@@ -17,14 +17,14 @@ extension ModelPool {
     }
 
     /// A backend answered 429/503 with `Retry-After`: keep traffic away until then.
-    public func coolDown(_ index: Int, for duration: Duration) {
+    package func coolDown(_ index: Int, for duration: Duration) {
         let now = self.now
         state.withLock { $0.replicas[index].coolingUntil = now + duration }
     }
 
     /// Records an active health check; returns true when the backend's health flipped.
     @discardableResult
-    public func recordHealthCheck(_ index: Int, passed: Bool, error: String? = nil) -> Bool {
+    package func recordHealthCheck(_ index: Int, passed: Bool, error: String? = nil) -> Bool {
         let (flipped, resumptions) = state.withLock { s -> (Bool, [Resumption]) in
             let flipped = s.replicas[index].active.record(passed: passed, error: error)
             if flipped && passed { s.replicas[index].healthyFlips += 1 }
@@ -34,24 +34,24 @@ extension ModelPool {
         return flipped
     }
 
-    public struct ReplicaSnapshot: Sendable {
-        public let index: Int
-        public let backend: Backend
-        public let inflight: Int
-        public let healthy: Bool
-        public let ejected: Bool
-        public let gateOpen: Bool
-        public let lastError: String?
+    package struct ReplicaSnapshot: Sendable {
+        package let index: Int
+        package let backend: Backend
+        package let inflight: Int
+        package let healthy: Bool
+        package let ejected: Bool
+        package let gateOpen: Bool
+        package let lastError: String?
         /// Current slot limit (adaptive window when enabled; 0 = unlimited).
-        public let window: Int
+        package let window: Int
         /// The engine's own view from its `/metrics`, when scraped.
-        public let engine: BackendSignals?
+        package let engine: BackendSignals?
         /// The capacity in force and where it came from.
-        public let capacity: CapacityStatus
+        package let capacity: CapacityStatus
     }
 
     /// Live replicas (registered ones whose heartbeat lapsed are left out), with their index.
-    public func snapshot() -> [ReplicaSnapshot] {
+    package func snapshot() -> [ReplicaSnapshot] {
         let now = self.now
         return state.withLock { s in
             s.replicas.enumerated().compactMap { i, r in
@@ -66,17 +66,17 @@ extension ModelPool {
     }
 
     /// At least one live replica passes its health checks and takes traffic.
-    public var isReady: Bool {
+    package var isReady: Bool {
         snapshot().contains { $0.healthy && $0.gateOpen }
     }
 
     /// Requests waiting in a lane.
-    public func queued(lane: String) -> Int { state.withLock { $0.scheduler.queued(lane: lane) } }
+    package func queued(lane: String) -> Int { state.withLock { $0.scheduler.queued(lane: lane) } }
 
     /// Adds a backend started elsewhere (a Slurm job, another orchestrator), or renews its lease
     /// when its URL is already registered (a heartbeat). Returns its index and whether it is new.
     /// Registration counts as a passing health check: the server just announced itself.
-    public func register(_ config: BackendConfig, ttl: Duration) -> (index: Int, isNew: Bool) {
+    package func register(_ config: BackendConfig, ttl: Duration) -> (index: Int, isNew: Bool) {
         let now = self.now
         let backend = Backend(config: config, publicModel: self.config.name)
         let (index, isNew, resumptions) = state.withLock { s -> (Int, Bool, [Resumption]) in
@@ -96,7 +96,7 @@ extension ModelPool {
 
     /// Tombstones registered backends whose heartbeat lapsed; returns the ones removed.
     @discardableResult
-    public func reapExpired() -> [Backend] {
+    package func reapExpired() -> [Backend] {
         let now = self.now
         return state.withLock { s in
             var removed: [Backend] = []
@@ -111,7 +111,7 @@ extension ModelPool {
     }
 
     /// Removes a registered backend at once (deregistration).
-    public func deregister(_ index: Int) {
+    package func deregister(_ index: Int) {
         state.withLock { s in
             if s.replicas.indices.contains(index), s.replicas[index].expiresAt != nil { s.replicas[index].removed = true }
         }
@@ -120,18 +120,18 @@ extension ModelPool {
     /// A replica that just passed its health check should be asked its capacity again: it came
     /// back after being unhealthy (it may have restarted with other settings), or discovery has
     /// not had an answer from it yet. Its first pass after start is not a comeback.
-    public func needsRediscovery(_ index: Int) -> Bool {
+    package func needsRediscovery(_ index: Int) -> Bool {
         state.withLock { s in
             guard s.replicas.indices.contains(index), s.replicas[index].capacity.source != .config else { return false }
             return s.replicas[index].capacity.source == .pending || s.replicas[index].healthyFlips > 1
         }
     }
 
-    public func isLive(_ index: Int) -> Bool {
+    package func isLive(_ index: Int) -> Bool {
         state.withLock { s in s.replicas.indices.contains(index) && !s.replicas[index].removed }
     }
 
     func metricsUnsupported(_ index: Int) -> Bool { state.withLock { $0.replicas[index].metricsUnsupported } }
 
-    public func inflight(_ index: Int) -> Int { state.withLock { $0.replicas[index].inflight } }
+    package func inflight(_ index: Int) -> Int { state.withLock { $0.replicas[index].inflight } }
 }

@@ -6,12 +6,12 @@ import Synchronization
 /// scheduler in front of them: requests wait in ``LaneScheduler`` (priority bands, min_share,
 /// VTC fairness between tenants, deadline admission) and are dispatched when a replica has a free
 /// slot in its window, room in its token budget and KV-cache headroom.
-public final class ModelPool: Sendable {
-    public let config: ModelConfig
+package final class ModelPool: Sendable {
+    package let config: ModelConfig
     /// Lane policies by name.
-    public let lanes: [String: LaneConfig]
+    package let lanes: [String: LaneConfig]
     /// Every replica ever added, by index (indices stay stable; removed ones are tombstoned).
-    public var backends: [Backend] { state.withLock { $0.replicas.map(\.backend) } }
+    package var backends: [Backend] { state.withLock { $0.replicas.map(\.backend) } }
     let replicaTemplate: ReplicaState
     let origin: ContinuousClock.Instant
     let state: Mutex<State>
@@ -109,24 +109,24 @@ public final class ModelPool: Sendable {
     typealias Resumption = (CheckedContinuation<Result<Lease, AcquireError>, Never>, Result<Lease, AcquireError>)
 
     /// What the scheduler needs to know about a request.
-    public struct Ticket: Sendable {
-        public var lane: String
-        public var tenant: String
-        public var inputTokens: Int
-        public var maxOutputTokens: Int
+    package struct Ticket: Sendable {
+        package var lane: String
+        package var tenant: String
+        package var inputTokens: Int
+        package var maxOutputTokens: Int
         /// Latest start that can still meet the lane's deadline; past it, the lane's timeout action.
-        public var startBy: ContinuousClock.Instant?
+        package var startBy: ContinuousClock.Instant?
         /// Waiting ends here whatever the lane says (the request's total timeout).
-        public var giveUpAt: ContinuousClock.Instant
-        public var affinityKey: UInt64?
+        package var giveUpAt: ContinuousClock.Instant
+        package var affinityKey: UInt64?
         /// Replicas already tried by this request.
-        public var excluding: Set<Int> = []
+        package var excluding: Set<Int> = []
         /// Times this request was preempted so far.
-        public var preemptions = 0
+        package var preemptions = 0
         /// A preempted request going back: first in its tenant's queue, no admission check.
-        public var requeue = false
+        package var requeue = false
 
-        public init(
+        package init(
             lane: String, tenant: String, inputTokens: Int, maxOutputTokens: Int, startBy: ContinuousClock.Instant?,
             giveUpAt: ContinuousClock.Instant, affinityKey: UInt64? = nil
         ) {
@@ -140,23 +140,23 @@ public final class ModelPool: Sendable {
         }
     }
 
-    public struct Lease: Sendable {
-        public let index: Int
-        public let backend: Backend
-        public let isProbe: Bool
-        public let viaAffinity: Bool
+    package struct Lease: Sendable {
+        package let index: Int
+        package let backend: Backend
+        package let isProbe: Bool
+        package let viaAffinity: Bool
         let id: UInt64
         let request: LaneScheduler.Request
         /// Set for preemptible lanes while the request may still be preempted.
-        public let preemption: PreemptionSignal?
+        package let preemption: PreemptionSignal?
         let started: Duration
         /// Dispatched by the scheduler (its tenant was charged): usage reconciles the charge.
         let charged: Bool
         /// Requests in flight on the replica, this one included, when it was leased.
-        public let inflight: Int
+        package let inflight: Int
     }
 
-    public enum AcquireError: Error, Sendable {
+    package enum AcquireError: Error, Sendable {
         /// No replica is healthy (or all were tried already).
         case noReplica
         /// Queued past the lane's deadline (timeout action reject) or the request's total timeout.
@@ -168,7 +168,7 @@ public final class ModelPool: Sendable {
 
     static let placeholder = LaneScheduler(lanes: [])
 
-    public init(
+    package init(
         config: ModelConfig, health: HealthCheckConfig, outlier: OutlierConfig, lanes: [LaneConfig] = LaneConfig.defaults,
         tenantWeights: [String: Double] = [:], tick: Duration = .milliseconds(10), origin: ContinuousClock.Instant = .now,
         defaultMaxInflight: Int = UpstreamConfig().defaultMaxInflight
@@ -249,13 +249,13 @@ public final class ModelPool: Sendable {
 
     var now: Duration { ContinuousClock.now - origin }
 
-    public var name: String { config.name }
+    package var name: String { config.name }
 
     // MARK: - Acquire and release
 
     /// Queues the request in its lane and returns a slot on the best replica not in
     /// `ticket.excluding` once the scheduler dispatches it.
-    public func acquire(_ ticket: Ticket) async throws(AcquireError) -> Lease {
+    package func acquire(_ ticket: Ticket) async throws(AcquireError) -> Lease {
         enum Step {
             case done(Result<Lease, AcquireError>)
             case wait(UInt64)
@@ -330,7 +330,7 @@ public final class ModelPool: Sendable {
     /// The event-loop fast path's acquire: a slot now if the request would get one without
     /// waiting or any admission decision (nobody queued, a replica free, not shed), else nil and
     /// nothing changed: the request then takes the full ``acquire(_:)`` path.
-    public func tryAcquireNow(_ ticket: Ticket) -> Lease? {
+    package func tryAcquireNow(_ ticket: Ticket) -> Lease? {
         let now = self.now
         return state.withLock { s -> Lease? in
             guard let lane = lanes[ticket.lane], s.scheduler.queuedTotal == 0, !ticket.requeue else { return nil }
@@ -529,25 +529,25 @@ public final class ModelPool: Sendable {
     }
 
     /// What a finished attempt told about the backend's usage.
-    public struct Usage: Sendable {
-        public var promptTokens: Int?
-        public var completionTokens: Int?
-        public init(promptTokens: Int? = nil, completionTokens: Int? = nil) {
+    package struct Usage: Sendable {
+        package var promptTokens: Int?
+        package var completionTokens: Int?
+        package init(promptTokens: Int? = nil, completionTokens: Int? = nil) {
             self.promptTokens = promptTokens
             self.completionTokens = completionTokens
         }
     }
 
     /// What releasing a lease did: whether the replica was ejected, and its requests in flight now.
-    public struct Released {
-        public let ejected: Bool
-        public let inflight: Int
+    package struct Released {
+        package let ejected: Bool
+        package let inflight: Int
     }
 
     /// Returns the slot and records what the attempt says about the backend's health; `usage`
     /// reconciles the tenant's fairness counter.
     @discardableResult
-    public func release(_ lease: Lease, outcome: AttemptOutcome, usage: Usage? = nil, preempted: Bool = false) -> Released {
+    package func release(_ lease: Lease, outcome: AttemptOutcome, usage: Usage? = nil, preempted: Bool = false) -> Released {
         let now = self.now
         let (resumptions, released) = state.withLock { s -> ([Resumption], Released) in
             s.replicas[lease.index].inflight -= 1
@@ -577,7 +577,7 @@ public final class ModelPool: Sendable {
 
     /// Feeds adaptive concurrency and the prefill-rate estimate: server-side time to first token
     /// (from the request being sent), time per output token, a 429/503 from the backend.
-    public func observe(_ lease: Lease, ttft: Duration? = nil, tpot: Duration? = nil, promptTokens: Int? = nil, overloaded: Bool = false) {
+    package func observe(_ lease: Lease, ttft: Duration? = nil, tpot: Duration? = nil, promptTokens: Int? = nil, overloaded: Bool = false) {
         state.withLock { s in
             if let ttft {
                 s.replicas[lease.index].samples.ttft.append(ttft.seconds)

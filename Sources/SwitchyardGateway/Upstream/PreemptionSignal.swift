@@ -3,16 +3,16 @@ import Synchronization
 /// Lets the pool stop an in-flight request of a preemptible lane while nothing of its answer has
 /// reached the client. Armed → fired (the pool wants the slot back) or committed (bytes went out:
 /// it runs to the end). Whichever happens first wins.
-public final class PreemptionSignal: Sendable {
+package final class PreemptionSignal: Sendable {
     private static let armed = 0, fired = 1, committed = 2
     private let state = Atomic<Int>(PreemptionSignal.armed)
     private let callback = Mutex<(@Sendable () -> Void)?>(nil)
 
-    public init() {}
+    package init() {}
 
     /// Asks the holder to stop; false when it already committed (or was already fired).
     @discardableResult
-    public func fire() -> Bool {
+    package func fire() -> Bool {
         guard state.compareExchange(expected: Self.armed, desired: Self.fired, ordering: .acquiringAndReleasing).exchanged else { return false }
         callback.withLock { $0 }?()
         return true
@@ -20,13 +20,13 @@ public final class PreemptionSignal: Sendable {
 
     /// The answer is reaching the client: no preemption from now on. False when it was fired first.
     @discardableResult
-    public func commit() -> Bool {
+    package func commit() -> Bool {
         let (exchanged, original) = state.compareExchange(expected: Self.armed, desired: Self.committed, ordering: .acquiringAndReleasing)
         return exchanged || original == Self.committed
     }
 
-    public var isFired: Bool { state.load(ordering: .acquiring) == Self.fired }
-    public var isArmed: Bool { state.load(ordering: .acquiring) == Self.armed }
+    package var isFired: Bool { state.load(ordering: .acquiring) == Self.fired }
+    package var isArmed: Bool { state.load(ordering: .acquiring) == Self.armed }
 
     /// Calls `onFire` when fired (at once if it already was); `nil` unsubscribes.
     func subscribe(_ onFire: (@Sendable () -> Void)?) {

@@ -7,10 +7,10 @@ import SwitchyardCore
 
 /// The HTTP client used for every backend: pooled keep-alive connections, no redirects, no
 /// decompression (bytes are relayed as they come).
-public final class UpstreamClient: Sendable {
-    public let http: HTTPClient
+package final class UpstreamClient: Sendable {
+    package let http: HTTPClient
 
-    public init(config: UpstreamConfig) {
+    package init(config: UpstreamConfig) {
         var configuration = HTTPClient.Configuration()
         configuration.timeout.connect = .nanoseconds(Int64(config.connectTimeout.seconds * 1e9))
         configuration.connectionPool = .init(
@@ -23,7 +23,7 @@ public final class UpstreamClient: Sendable {
         http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 
-    public func shutdown() async throws {
+    package func shutdown() async throws {
         try await http.shutdown()
     }
 

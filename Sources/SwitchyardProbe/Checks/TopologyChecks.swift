@@ -1,16 +1,16 @@
 /// The host checks of `switchyard topo`, rules from the topology reference. Pure: a model in,
 /// verdicts out. Each check reports its failures one subject at a time, or one pass when clean.
-public struct TopologyChecks: Sendable {
-    public var expectations: TopologyExpectations
+package struct TopologyChecks: Sendable {
+    package var expectations: TopologyExpectations
     /// `NCCL_IB_GID_INDEX` from the environment (or the expectations), when set.
-    public var ncclIBGIDIndex: Int?
+    package var ncclIBGIDIndex: Int?
 
-    public init(expectations: TopologyExpectations = TopologyExpectations(), ncclIBGIDIndex: Int? = nil) {
+    package init(expectations: TopologyExpectations = TopologyExpectations(), ncclIBGIDIndex: Int? = nil) {
         self.expectations = expectations
         self.ncclIBGIDIndex = ncclIBGIDIndex ?? expectations.ncclIBGIDIndex
     }
 
-    public func run(_ host: HostTopology) -> [CheckResult] {
+    package func run(_ host: HostTopology) -> [CheckResult] {
         pcieLinks(host) + gpuNICLocality(host) + nvlinkUniformity(host) + rdmaPorts(host) + roceGIDs(host)
             + mtu(host) + sriov(host) + expected(host)
     }
@@ -63,7 +63,7 @@ public struct TopologyChecks: Sendable {
     }
 
     /// The RDMA NIC closest to `gpu` (physical functions only), with its path class.
-    public static func nearestRdmaNic(_ gpu: PCIDevice, in host: HostTopology) -> (PCIDevice, PathClass)? {
+    package static func nearestRdmaNic(_ gpu: PCIDevice, in host: HostTopology) -> (PCIDevice, PathClass)? {
         let nics = host.rdmaNICAddresses.compactMap { host.device($0) }.filter { $0.physicalFunction == nil }
         return nics.map { ($0, PathClass.between(gpu, $0)) }
             .min { $0.1 != $1.1 ? $0.1 < $1.1 : $0.0.address < $1.0.address }

@@ -11,19 +11,19 @@ import Yams
 /// sriov_vfs: 8
 /// nccl_ib_gid_index: 3
 /// ```
-public struct TopologyExpectations: Sendable, Equatable {
-    public var gpuCount: Int?
-    public var gpuProduct: String?
-    public var nicCount: Int?
-    public var nicRateGbps: Double?
-    public var mtu: Int?
-    public var gidType: String?
-    public var sriovVfs: Int?
-    public var ncclIBGIDIndex: Int?
+package struct TopologyExpectations: Sendable, Equatable {
+    package var gpuCount: Int?
+    package var gpuProduct: String?
+    package var nicCount: Int?
+    package var nicRateGbps: Double?
+    package var mtu: Int?
+    package var gidType: String?
+    package var sriovVfs: Int?
+    package var ncclIBGIDIndex: Int?
 
-    public init() {}
+    package init() {}
 
-    public static func load(yaml: String) throws -> TopologyExpectations {
+    package static func load(yaml: String) throws -> TopologyExpectations {
         guard let any = try Yams.load(yaml: yaml) else { return TopologyExpectations() }
         guard let top = any as? [String: Any] else {
             throw ConfigError(issues: [ConfigIssue(path: "", message: "expected a mapping")])

@@ -1,5 +1,5 @@
 /// How two PCI devices are connected, in NVML's terms (best first).
-public enum PathClass: String, Sendable, Codable, Comparable, CaseIterable {
+package enum PathClass: String, Sendable, Codable, Comparable, CaseIterable {
     /// At most one PCIe switch between them.
     case pix = "PIX"
     /// Several PCIe bridges, without crossing the host bridge.
@@ -13,7 +13,7 @@ public enum PathClass: String, Sendable, Codable, Comparable, CaseIterable {
 
     static let order: [PathClass] = [.pix, .pxb, .phb, .node, .sys]
 
-    public static func < (a: PathClass, b: PathClass) -> Bool {
+    package static func < (a: PathClass, b: PathClass) -> Bool {
         order.firstIndex(of: a)! < order.firstIndex(of: b)!
     }
 
@@ -21,7 +21,7 @@ public enum PathClass: String, Sendable, Codable, Comparable, CaseIterable {
     ///
     /// Below a common upstream port, each device at most two levels down (switch downstream port,
     /// device) is PIX; anything deeper is PXB. No common port under the same root is PHB.
-    public static func between(_ a: PCIDevice, _ b: PCIDevice) -> PathClass {
+    package static func between(_ a: PCIDevice, _ b: PCIDevice) -> PathClass {
         guard a.root == b.root, !a.root.isEmpty else {
             if let na = a.numaNode, let nb = b.numaNode, na == nb { return .node }
             return .sys

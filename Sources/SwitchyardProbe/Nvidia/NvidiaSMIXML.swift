@@ -5,23 +5,23 @@ import FoundationXML
 #endif
 
 /// One GPU from `nvidia-smi -q -x`.
-public struct NvidiaGPUInfo: Sendable, Equatable, Codable {
+package struct NvidiaGPUInfo: Sendable, Equatable, Codable {
     /// PCI address normalised to sysfs form (`0000:1a:00.0`).
-    public var pciAddress: String
-    public var product: String
-    public var currentLinkGen: Int?
-    public var maxLinkGen: Int?
-    public var currentLinkWidth: Int?
-    public var maxLinkWidth: Int?
+    package var pciAddress: String
+    package var product: String
+    package var currentLinkGen: Int?
+    package var maxLinkGen: Int?
+    package var currentLinkWidth: Int?
+    package var maxLinkWidth: Int?
 }
 
-public enum NvidiaSMIXML {
-    public struct ParseError: Error, CustomStringConvertible {
-        public var description: String
+package enum NvidiaSMIXML {
+    package struct ParseError: Error, CustomStringConvertible {
+        package var description: String
     }
 
     /// Parses `nvidia-smi -q -x`; returns the driver version and one entry per `<gpu>`.
-    public static func parse(_ data: Data) throws -> (driver: String?, gpus: [NvidiaGPUInfo]) {
+    package static func parse(_ data: Data) throws -> (driver: String?, gpus: [NvidiaGPUInfo]) {
         let document: XMLDocument
         do {
             document = try XMLDocument(data: data)

@@ -1,24 +1,24 @@
 /// `nvidia-smi topo -m`: the link class between every pair of GPUs and NICs.
-public struct NvidiaTopoMatrix: Sendable, Equatable, Codable {
+package struct NvidiaTopoMatrix: Sendable, Equatable, Codable {
     /// Row/column names in order, NICs under their device names (`mlx5_0`) when a legend maps them.
-    public var devices: [String]
+    package var devices: [String]
     /// `links[a][b]` = `X`, `SYS`, `NODE`, `PHB`, `PXB`, `PIX`, `NV18`, …
-    public var links: [String: [String: String]]
-    public var cpuAffinity: [String: String]
-    public var numaAffinity: [String: String]
+    package var links: [String: [String: String]]
+    package var cpuAffinity: [String: String]
+    package var numaAffinity: [String: String]
 
-    public var gpus: [String] { devices.filter { $0.hasPrefix("GPU") } }
-    public var nics: [String] { devices.filter { !$0.hasPrefix("GPU") } }
+    package var gpus: [String] { devices.filter { $0.hasPrefix("GPU") } }
+    package var nics: [String] { devices.filter { !$0.hasPrefix("GPU") } }
 
-    public func link(_ a: String, _ b: String) -> String? { links[a]?[b] }
+    package func link(_ a: String, _ b: String) -> String? { links[a]?[b] }
 
-    public struct ParseError: Error, CustomStringConvertible {
-        public var description: String
+    package struct ParseError: Error, CustomStringConvertible {
+        package var description: String
     }
 
     /// Parses both layouts: newer (`NIC0` columns plus a `NIC Legend`) and older (`mlx5_0` columns).
     /// Columns are found by header name.
-    public static func parse(_ text: String) throws -> NvidiaTopoMatrix {
+    package static func parse(_ text: String) throws -> NvidiaTopoMatrix {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { stripANSI(String($0)) }
         guard let headerIndex = lines.firstIndex(where: { $0.contains("\t") && $0.contains("GPU0") }) else {
             throw ParseError(description: "no header line with GPU0 found")

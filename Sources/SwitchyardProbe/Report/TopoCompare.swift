@@ -1,6 +1,6 @@
 /// `switchyard topo compare`: hosts that should be alike, checked for drift.
-public enum TopoCompare {
-    public static func compare(_ reports: [TopoReport]) -> [CheckResult] {
+package enum TopoCompare {
+    package static func compare(_ reports: [TopoReport]) -> [CheckResult] {
         var results: [CheckResult] = []
         func field(_ id: String, _ what: String, hint: String, _ value: (TopoReport) -> String?) {
             let values = reports.map { ($0.host.hostname, value($0) ?? "-") }

@@ -1,6 +1,6 @@
 /// Human-readable forms of a ``TopoReport``: an aligned table for terminals, Markdown for reports.
-public enum TopoRenderer {
-    public static func table(_ r: TopoReport) -> String {
+package enum TopoRenderer {
+    package static func table(_ r: TopoReport) -> String {
         var out: [String] = []
         let s = r.summary
         out.append(
@@ -40,7 +40,7 @@ public enum TopoRenderer {
         return out.joined(separator: "\n")
     }
 
-    public static func markdown(_ r: TopoReport) -> String {
+    package static func markdown(_ r: TopoReport) -> String {
         var out: [String] = []
         let s = r.summary
         out.append("## Host \(r.host.hostname)")

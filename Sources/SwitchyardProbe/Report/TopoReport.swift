@@ -2,57 +2,57 @@ import Foundation
 
 /// The stable output of `switchyard topo --format json`:
 /// `{"host":…, "summary":{…}, "checks":[{"id","status","subject","message","evidence":[…],"hint"}]}`.
-public struct TopoReport: Sendable, Codable, Equatable {
-    public var host: HostSection
-    public var summary: Summary
-    public var checks: [CheckResult]
+package struct TopoReport: Sendable, Codable, Equatable {
+    package var host: HostSection
+    package var summary: Summary
+    package var checks: [CheckResult]
 
-    public struct HostSection: Sendable, Codable, Equatable {
-        public var hostname: String
-        public var numaNodes: [NUMANode]
-        public var gpus: [GPUEntry]
-        public var nics: [NICEntry]
-        public var interfaces: [NetInterface]
-        public var rdma: [RDMADevice]
-        public var nvme: [PCIDevice]
-        public var blockDevices: [BlockDevice]
-        public var mounts: [Mount]
-        public var driverVersion: String?
+    package struct HostSection: Sendable, Codable, Equatable {
+        package var hostname: String
+        package var numaNodes: [NUMANode]
+        package var gpus: [GPUEntry]
+        package var nics: [NICEntry]
+        package var interfaces: [NetInterface]
+        package var rdma: [RDMADevice]
+        package var nvme: [PCIDevice]
+        package var blockDevices: [BlockDevice]
+        package var mounts: [Mount]
+        package var driverVersion: String?
     }
 
-    public struct GPUEntry: Sendable, Codable, Equatable {
-        public var address: String
-        public var product: String?
-        public var numaNode: Int?
-        public var link: String
-        public var nearestRdmaNic: String?
-        public var nearestPath: PathClass?
+    package struct GPUEntry: Sendable, Codable, Equatable {
+        package var address: String
+        package var product: String?
+        package var numaNode: Int?
+        package var link: String
+        package var nearestRdmaNic: String?
+        package var nearestPath: PathClass?
     }
 
-    public struct NICEntry: Sendable, Codable, Equatable {
-        public var address: String
-        public var rdmaDevice: String?
-        public var interfaces: [String]
-        public var numaNode: Int?
-        public var link: String
-        public var sriovVfs: Int?
+    package struct NICEntry: Sendable, Codable, Equatable {
+        package var address: String
+        package var rdmaDevice: String?
+        package var interfaces: [String]
+        package var numaNode: Int?
+        package var link: String
+        package var sriovVfs: Int?
     }
 
-    public struct Summary: Sendable, Codable, Equatable {
-        public var gpus: Int
-        public var gpuProduct: String?
-        public var driverVersion: String?
-        public var rdmaNics: Int
-        public var nicRateGbps: Double?
-        public var numaNodes: Int
-        public var fabricMtu: Int?
-        public var roceGidIndex: Int?
-        public var pass: Int
-        public var warn: Int
-        public var fail: Int
+    package struct Summary: Sendable, Codable, Equatable {
+        package var gpus: Int
+        package var gpuProduct: String?
+        package var driverVersion: String?
+        package var rdmaNics: Int
+        package var nicRateGbps: Double?
+        package var numaNodes: Int
+        package var fabricMtu: Int?
+        package var roceGidIndex: Int?
+        package var pass: Int
+        package var warn: Int
+        package var fail: Int
     }
 
-    public init(host: HostTopology, checks: [CheckResult]) {
+    package init(host: HostTopology, checks: [CheckResult]) {
         func link(_ d: PCIDevice) -> String {
             "Gen\(d.currentGen.map(String.init) ?? "?")/\(d.maxGen.map(String.init) ?? "?") x\(d.currentWidth.map(String.init) ?? "?")/\(d.maxWidth.map(String.init) ?? "?")"
         }
@@ -88,20 +88,20 @@ public struct TopoReport: Sendable, Codable, Equatable {
         self.checks = checks
     }
 
-    public static let encoder: JSONEncoder = {
+    package static let encoder: JSONEncoder = {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         e.keyEncodingStrategy = .convertToSnakeCase
         return e
     }()
 
-    public static let decoder: JSONDecoder = {
+    package static let decoder: JSONDecoder = {
         let d = JSONDecoder()
         d.keyDecodingStrategy = .convertFromSnakeCase
         return d
     }()
 
-    public func json() -> String {
+    package func json() -> String {
         String(decoding: (try? Self.encoder.encode(self)) ?? Data(), as: UTF8.self)
     }
 }

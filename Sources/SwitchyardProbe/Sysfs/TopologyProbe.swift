@@ -1,14 +1,14 @@
 import Foundation
 
 /// Builds a ``HostTopology`` from sysfs, `/proc/mounts` and optional nvidia-smi output.
-public struct TopologyProbe: Sendable {
-    public let tree: SysfsTree
+package struct TopologyProbe: Sendable {
+    package let tree: SysfsTree
 
-    public init(root: String = "/") {
+    package init(root: String = "/") {
         tree = SysfsTree(root: root)
     }
 
-    public func probe(hostname: String? = nil) -> HostTopology {
+    package func probe(hostname: String? = nil) -> HostTopology {
         var host = HostTopology(hostname: hostname ?? tree.read("/proc/sys/kernel/hostname") ?? ProcessInfo.processInfo.hostName)
         host.numaNodes = numaNodes()
         host.pciDevices = pciDevices()

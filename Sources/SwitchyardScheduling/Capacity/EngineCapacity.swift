@@ -1,7 +1,7 @@
 import SwitchyardCore
 
 /// Where the concurrency limit in force for a backend came from.
-public enum CapacitySource: String, Sendable, Equatable, CaseIterable {
+package enum CapacitySource: String, Sendable, Equatable, CaseIterable {
     /// `max_inflight` in the configuration (or the slots of a managed llama.cpp): always wins.
     case config
     /// llama.cpp `GET /props` → `total_slots`.
@@ -20,35 +20,35 @@ public enum CapacitySource: String, Sendable, Equatable, CaseIterable {
 }
 
 /// What an engine's info endpoint says about how much it runs at once.
-public struct EngineCapacity: Sendable, Equatable {
+package struct EngineCapacity: Sendable, Equatable {
     /// Requests the engine runs at once.
-    public var slots: Int
+    package var slots: Int
     /// Tokens it holds at once, when it says (llama.cpp: context per slot × slots; SGLang
     /// `max_total_num_tokens`; TGI `max_batch_total_tokens` or `max_total_tokens`).
-    public var tokens: Int?
-    public var source: CapacitySource
+    package var tokens: Int?
+    package var source: CapacitySource
 
-    public init(slots: Int, tokens: Int? = nil, source: CapacitySource) {
+    package init(slots: Int, tokens: Int? = nil, source: CapacitySource) {
         self.slots = slots
         self.tokens = tokens
         self.source = source
     }
 
     /// The endpoints tried in order, each with its parser. One GET each; a 404 moves on.
-    public static let endpoints: [(path: String, source: CapacitySource)] = [
+    package static let endpoints: [(path: String, source: CapacitySource)] = [
         ("/props", .props), ("/get_server_info", .serverInfo), ("/info", .info),
     ]
 
     /// Why an answer gave no capacity: shown in the log, and discovery goes on to the next
     /// endpoint or to learning.
-    public struct Unusable: Error, Sendable, Equatable, CustomStringConvertible {
-        public var reason: String
-        public var description: String { reason }
-        public init(_ reason: String) { self.reason = reason }
+    package struct Unusable: Error, Sendable, Equatable, CustomStringConvertible {
+        package var reason: String
+        package var description: String { reason }
+        package init(_ reason: String) { self.reason = reason }
     }
 
     /// Reads the body of the endpoint for `source`.
-    public static func parse(_ body: some Collection<UInt8>, source: CapacitySource) -> Result<EngineCapacity, Unusable> {
+    package static func parse(_ body: some Collection<UInt8>, source: CapacitySource) -> Result<EngineCapacity, Unusable> {
         let json: JSONValue
         do {
             json = try JSONParser.parse(body)

@@ -15,30 +15,30 @@
 ///   even accept connections at this rate.
 ///
 /// Pure: every event carries the clock reading.
-public struct LearnedWindow: Sendable, Equatable {
-    public struct Settings: Sendable, Equatable {
-        public var initial = 4
-        public var min = 1
-        public var max = 256
-        public var growEvery: Duration = .seconds(1)
-        public var reprobeAfter: Duration = .seconds(30)
-        public var maxReprobeAfter: Duration = .seconds(600)
-        public init(initial: Int = 4, min: Int = 1, max: Int = 256) {
+package struct LearnedWindow: Sendable, Equatable {
+    package struct Settings: Sendable, Equatable {
+        package var initial = 4
+        package var min = 1
+        package var max = 256
+        package var growEvery: Duration = .seconds(1)
+        package var reprobeAfter: Duration = .seconds(30)
+        package var maxReprobeAfter: Duration = .seconds(600)
+        package init(initial: Int = 4, min: Int = 1, max: Int = 256) {
             self.min = Swift.max(1, min)
             self.max = Swift.max(self.min, max)
             self.initial = Swift.min(self.max, Swift.max(self.min, initial))
         }
     }
 
-    public enum Change: Sendable, Equatable {
+    package enum Change: Sendable, Equatable {
         case grew(from: Int, to: Int)
         case shrank(from: Int, to: Int, reason: String)
     }
 
-    public let settings: Settings
-    public private(set) var window: Int
+    package let settings: Settings
+    package private(set) var window: Int
     /// The most the engine ran without queueing, once it queued above it.
-    public private(set) var ceiling: Int?
+    package private(set) var ceiling: Int?
     private var lastChange: Duration
     private var queuedScrapes = 0
     private var probing = false
@@ -46,7 +46,7 @@ public struct LearnedWindow: Sendable, Equatable {
     private var lastWasShrink = false
     private var lastLook: Duration
 
-    public init(settings: Settings = Settings(), now: Duration) {
+    package init(settings: Settings = Settings(), now: Duration) {
         self.settings = settings
         window = settings.initial
         lastChange = now
@@ -57,7 +57,7 @@ public struct LearnedWindow: Sendable, Equatable {
     /// One scrape of the engine's metrics: `waiting` requests queued inside it and `running` ones
     /// (nil when it does not say), with `inflight` of ours on it.
     @discardableResult
-    public mutating func observeEngine(running: Double?, waiting: Double, inflight: Int, now: Duration) -> Change? {
+    package mutating func observeEngine(running: Double?, waiting: Double, inflight: Int, now: Duration) -> Change? {
         guard waiting > 0, inflight > 0 else {
             queuedScrapes = 0
             return nil
@@ -73,7 +73,7 @@ public struct LearnedWindow: Sendable, Equatable {
 
     /// A connection to the backend timed out while `inflight` of ours were on it.
     @discardableResult
-    public mutating func connectTimedOut(inflight: Int, now: Duration) -> Change? {
+    package mutating func connectTimedOut(inflight: Int, now: Duration) -> Change? {
         guard !(lastWasShrink && now - lastChange < settings.growEvery) else { return nil }
         let next = Swift.max(settings.min, Swift.min(window, Swift.max(1, inflight)) / 2)
         return shrink(to: next, now: now, reason: "connect timeout with \(inflight) in flight")
@@ -92,7 +92,7 @@ public struct LearnedWindow: Sendable, Equatable {
 
     /// True when ``tick(now:saturated:latencyHolds:)`` would look at growing: at most once per
     /// `growEvery`, and not within `growEvery` of a change.
-    public func growthDue(now: Duration) -> Bool {
+    package func growthDue(now: Duration) -> Bool {
         now - lastChange >= settings.growEvery && now - lastLook >= settings.growEvery
     }
 
@@ -100,7 +100,7 @@ public struct LearnedWindow: Sendable, Equatable {
     /// window was full since the last look (`saturated`), the engine did not queue, and latency
     /// holds.
     @discardableResult
-    public mutating func tick(now: Duration, saturated: Bool, latencyHolds: Bool) -> Change? {
+    package mutating func tick(now: Duration, saturated: Bool, latencyHolds: Bool) -> Change? {
         guard growthDue(now: now) else { return nil }
         lastLook = now
         guard saturated, latencyHolds, queuedScrapes == 0 else { return nil }

@@ -4,17 +4,17 @@
 /// `(1 − margin) × SLO`, TTFT under its SLO, and the engine reported no deferral or preemption;
 /// shrink ×`decrease` on an SLO breach, a backend 429/503, or rising deferrals/preemptions.
 /// Bounded by `min` and the engine's slot count (`max`).
-public struct AdaptiveConcurrency: Sendable, Equatable {
-    public struct Observation: Sendable, Equatable {
-        public var tpotP95: Duration?
-        public var ttftP95: Duration?
+package struct AdaptiveConcurrency: Sendable, Equatable {
+    package struct Observation: Sendable, Equatable {
+        package var tpotP95: Duration?
+        package var ttftP95: Duration?
         /// Backend 429/503 answers in the window.
-        public var overloadAnswers = 0
+        package var overloadAnswers = 0
         /// Increase of the engine's deferred / preempted counters over the window.
-        public var deferrals = 0
-        public var preemptions = 0
+        package var deferrals = 0
+        package var preemptions = 0
 
-        public init(tpotP95: Duration? = nil, ttftP95: Duration? = nil, overloadAnswers: Int = 0, deferrals: Int = 0, preemptions: Int = 0) {
+        package init(tpotP95: Duration? = nil, ttftP95: Duration? = nil, overloadAnswers: Int = 0, deferrals: Int = 0, preemptions: Int = 0) {
             self.tpotP95 = tpotP95
             self.ttftP95 = ttftP95
             self.overloadAnswers = overloadAnswers
@@ -23,18 +23,18 @@ public struct AdaptiveConcurrency: Sendable, Equatable {
         }
     }
 
-    public let min: Int
-    public let max: Int
-    public let tpotSLO: Duration?
-    public let ttftSLO: Duration?
-    public let margin: Double
-    public let decrease: Double
+    package let min: Int
+    package let max: Int
+    package let tpotSLO: Duration?
+    package let ttftSLO: Duration?
+    package let margin: Double
+    package let decrease: Double
     /// Fractional window, so repeated ×0.9 steps are not lost to rounding.
     private var exact: Double
 
-    public var window: Int { Swift.max(min, Swift.min(max, Int(exact.rounded(.down)))) }
+    package var window: Int { Swift.max(min, Swift.min(max, Int(exact.rounded(.down)))) }
 
-    public init(min: Int, max: Int, initial: Int? = nil, tpotSLO: Duration?, ttftSLO: Duration?, margin: Double = 0.2, decrease: Double = 0.9) {
+    package init(min: Int, max: Int, initial: Int? = nil, tpotSLO: Duration?, ttftSLO: Duration?, margin: Double = 0.2, decrease: Double = 0.9) {
         let lower = Swift.max(1, min)
         let upper = Swift.max(lower, max)
         self.min = lower
@@ -46,11 +46,11 @@ public struct AdaptiveConcurrency: Sendable, Equatable {
         exact = Double(initial.map { Swift.max(lower, Swift.min(upper, $0)) } ?? upper)
     }
 
-    public enum Decision: Sendable, Equatable { case increase, decrease, hold }
+    package enum Decision: Sendable, Equatable { case increase, decrease, hold }
 
     /// Applies one window's observations; returns what it did.
     @discardableResult
-    public mutating func update(_ o: Observation) -> Decision {
+    package mutating func update(_ o: Observation) -> Decision {
         let breach =
             (tpotSLO.flatMap { slo in o.tpotP95.map { $0 > slo } } ?? false)
             || (ttftSLO.flatMap { slo in o.ttftP95.map { $0 > slo } } ?? false)

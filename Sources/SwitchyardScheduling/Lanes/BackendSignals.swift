@@ -1,21 +1,21 @@
 /// What a model server's own `/metrics` says about its load, from llama.cpp (`llamacpp:*`), vLLM
 /// (`vllm:*`), SGLang (`sglang:*`) or TGI (`tgi_*`) names. Stale or missing data counts as saturated.
-public struct BackendSignals: Sendable, Equatable {
-    public var running: Double?
-    public var waiting: Double?
+package struct BackendSignals: Sendable, Equatable {
+    package var running: Double?
+    package var waiting: Double?
     /// 0…1
-    public var kvCacheUsage: Double?
+    package var kvCacheUsage: Double?
     /// Cumulative counters, to be differenced between scrapes.
-    public var deferredTotal: Double?
-    public var preemptionsTotal: Double?
-    public var scrapedAt: Duration
+    package var deferredTotal: Double?
+    package var preemptionsTotal: Double?
+    package var scrapedAt: Duration
 
-    public init(scrapedAt: Duration) {
+    package init(scrapedAt: Duration) {
         self.scrapedAt = scrapedAt
     }
 
     /// Parses Prometheus text exposition; unknown metrics are ignored, labels summed over.
-    public static func parse(_ text: String, scrapedAt: Duration) -> BackendSignals {
+    package static func parse(_ text: String, scrapedAt: Duration) -> BackendSignals {
         var s = BackendSignals(scrapedAt: scrapedAt)
         func add(_ value: Double, to field: inout Double?) { field = (field ?? 0) + value }
         for line in text.split(separator: "\n") where !line.hasPrefix("#") {
@@ -38,7 +38,7 @@ public struct BackendSignals: Sendable, Equatable {
 
     /// Gateway API Inference Extension saturation: max(waiting/5, kv/0.8); ≥ 1 is saturated.
     /// Metrics older than `staleAfter` (or none) count as saturated.
-    public func saturation(now: Duration, staleAfter: Duration) -> Double {
+    package func saturation(now: Duration, staleAfter: Duration) -> Double {
         guard now - scrapedAt <= staleAfter else { return .infinity }
         let queue = (waiting ?? 0) / 5
         let kv = (kvCacheUsage ?? 0) / 0.8
@@ -46,7 +46,7 @@ public struct BackendSignals: Sendable, Equatable {
     }
 
     /// Dispatch only under the KV-cache watermark and with fresh metrics.
-    public func hasMemoryHeadroom(now: Duration, kvCacheMax: Double, staleAfter: Duration) -> Bool {
+    package func hasMemoryHeadroom(now: Duration, kvCacheMax: Double, staleAfter: Duration) -> Bool {
         guard now - scrapedAt <= staleAfter else { return false }
         return (kvCacheUsage ?? 0) < kvCacheMax
     }

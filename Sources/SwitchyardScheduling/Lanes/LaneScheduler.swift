@@ -17,17 +17,17 @@ import HeapModule
 ///
 /// Requests are identified by `id`; the caller keeps whatever it needs per id (a continuation,
 /// the request body). Non-generic on purpose: the hot path avoids runtime generic metadata.
-public struct LaneScheduler: Sendable {
-    public enum TimeoutAction: String, Sendable { case reject, delay }
+package struct LaneScheduler: Sendable {
+    package enum TimeoutAction: String, Sendable { case reject, delay }
 
-    public struct Lane: Sendable, Equatable {
-        public var name: String
-        public var band: Int
-        public var minShare: Double
-        public var maxQueueSize: Int
-        public var timeoutAction: TimeoutAction
+    package struct Lane: Sendable, Equatable {
+        package var name: String
+        package var band: Int
+        package var minShare: Double
+        package var maxQueueSize: Int
+        package var timeoutAction: TimeoutAction
 
-        public init(name: String, band: Int, minShare: Double = 0, maxQueueSize: Int = .max, timeoutAction: TimeoutAction = .reject) {
+        package init(name: String, band: Int, minShare: Double = 0, maxQueueSize: Int = .max, timeoutAction: TimeoutAction = .reject) {
             self.name = name
             self.band = band
             self.minShare = minShare
@@ -36,17 +36,17 @@ public struct LaneScheduler: Sendable {
         }
     }
 
-    public struct Request: Sendable {
-        public var id: UInt64
-        public var lane: String
-        public var tenant: String
-        public var inputTokens: Int
-        public var maxOutputTokens: Int
+    package struct Request: Sendable {
+        package var id: UInt64
+        package var lane: String
+        package var tenant: String
+        package var inputTokens: Int
+        package var maxOutputTokens: Int
         /// Latest time the request may start (its TTFT deadline minus expected prefill); nil = none.
-        public var deadline: Duration?
-        public internal(set) var delayed = false
+        package var deadline: Duration?
+        package internal(set) var delayed = false
 
-        public init(id: UInt64, lane: String, tenant: String, inputTokens: Int, maxOutputTokens: Int, deadline: Duration? = nil) {
+        package init(id: UInt64, lane: String, tenant: String, inputTokens: Int, maxOutputTokens: Int, deadline: Duration? = nil) {
             self.id = id
             self.lane = lane
             self.tenant = tenant
@@ -56,7 +56,7 @@ public struct LaneScheduler: Sendable {
         }
     }
 
-    public enum Rejection: Sendable, Equatable {
+    package enum Rejection: Sendable, Equatable {
         case unknownLane
         case queueFull(limit: Int)
         /// Estimated start is later than the deadline; `retryAfter` is the estimated wait.
@@ -64,27 +64,27 @@ public struct LaneScheduler: Sendable {
         case timedOut
     }
 
-    public enum Admission: Sendable, Equatable {
+    package enum Admission: Sendable, Equatable {
         case queued
         case rejected(Rejection)
     }
 
     /// What the pool can do now, for deadline-aware admission.
-    public struct Capacity: Sendable, Equatable {
-        public var prefillTokensPerSecond: Double
+    package struct Capacity: Sendable, Equatable {
+        package var prefillTokensPerSecond: Double
         /// Until a slot frees on the soonest replica (zero when one is free).
-        public var timeToFreeSlot: Duration
+        package var timeToFreeSlot: Duration
 
-        public init(prefillTokensPerSecond: Double, timeToFreeSlot: Duration = .zero) {
+        package init(prefillTokensPerSecond: Double, timeToFreeSlot: Duration = .zero) {
             self.prefillTokensPerSecond = prefillTokensPerSecond
             self.timeToFreeSlot = timeToFreeSlot
         }
     }
 
-    public struct Prices: Sendable, Equatable {
-        public var input: Double = 1
-        public var output: Double = 2
-        public init(input: Double = 1, output: Double = 2) {
+    package struct Prices: Sendable, Equatable {
+        package var input: Double = 1
+        package var output: Double = 2
+        package init(input: Double = 1, output: Double = 2) {
             self.input = input
             self.output = output
         }
@@ -117,8 +117,8 @@ public struct LaneScheduler: Sendable {
         var minShare = 0.0
     }
 
-    public let lanes: [String: Lane]
-    public let prices: Prices
+    package let lanes: [String: Lane]
+    package let prices: Prices
     var weights: [String: Double]
     /// Bands in priority order; `bandIndex` maps a lane's band number to its position.
     var bands: [Band] = []
@@ -127,9 +127,9 @@ public struct LaneScheduler: Sendable {
     let bandOrder: [Int]
     /// No queued request has a deadline before this (it may be earlier than the real minimum
     /// after removals): ``expire(now:)`` has nothing to do while `now` is not past it.
-    public private(set) var earliestDeadline: Duration?
+    package private(set) var earliestDeadline: Duration?
 
-    public init(lanes: [Lane], tenantWeights: [String: Double] = [:], prices: Prices = Prices()) {
+    package init(lanes: [Lane], tenantWeights: [String: Double] = [:], prices: Prices = Prices()) {
         self.lanes = Dictionary(uniqueKeysWithValues: lanes.map { ($0.name, $0) })
         self.prices = prices
         weights = tenantWeights
@@ -145,20 +145,20 @@ public struct LaneScheduler: Sendable {
     static func weight(_ tenant: String, in weights: [String: Double]) -> Double { max(weights[tenant] ?? 1, 1e-9) }
 
     /// Requests waiting in `lane`'s band.
-    public func queued(band: Int) -> Int { bandIndex[band].map { bands[$0].count } ?? 0 }
-    public var queuedTotal: Int { bands.reduce(0) { $0 + $1.count } }
+    package func queued(band: Int) -> Int { bandIndex[band].map { bands[$0].count } ?? 0 }
+    package var queuedTotal: Int { bands.reduce(0) { $0 + $1.count } }
     /// Requests waiting in a lane.
-    public func queued(lane: String) -> Int { laneCounts[lane] ?? 0 }
+    package func queued(lane: String) -> Int { laneCounts[lane] ?? 0 }
     /// Requests waiting in bands of priority `band` or higher (served before or with it).
-    public func queued(atOrAbove band: Int) -> Int {
+    package func queued(atOrAbove band: Int) -> Int {
         zip(bandOrder, bands).reduce(0) { $0 + ($1.0 <= band ? $1.1.count : 0) }
     }
 
     /// VTC counter of a tenant in a band (for tests and metrics).
-    public func counter(band: Int, tenant: String) -> Double? { bandIndex[band].flatMap { bands[$0].tenants[tenant]?.counter } }
+    package func counter(band: Int, tenant: String) -> Double? { bandIndex[band].flatMap { bands[$0].tenants[tenant]?.counter } }
 
     /// Admission at arrival.
-    public mutating func enqueue(_ request: Request, now: Duration, capacity: Capacity? = nil) -> Admission {
+    package mutating func enqueue(_ request: Request, now: Duration, capacity: Capacity? = nil) -> Admission {
         guard let lane = lanes[request.lane], let b = bandIndex[lane.band] else { return .rejected(.unknownLane) }
         if laneCounts[lane.name, default: 0] >= lane.maxQueueSize { return .rejected(.queueFull(limit: lane.maxQueueSize)) }
         if let deadline = request.deadline, let capacity, capacity.prefillTokensPerSecond > 0 {
@@ -199,7 +199,7 @@ public struct LaneScheduler: Sendable {
 
     /// The next request to dispatch, if any fits (`fits` checks a free slot, token budget and
     /// memory headroom for it). A head request that does not fit blocks its band this round.
-    public mutating func dispatch(now: Duration, fits: (Request) -> Bool = { _ in true }) -> Request? {
+    package mutating func dispatch(now: Duration, fits: (Request) -> Bool = { _ in true }) -> Request? {
         guard let top = bands.firstIndex(where: { $0.count > 0 }) else { return nil }
         // Anti-starvation: a lower band whose credit reached 1 goes first.
         var chosen = top
@@ -246,7 +246,7 @@ public struct LaneScheduler: Sendable {
     }
 
     /// Reconciles the up-front charge with the real `usage` (output, and input when known).
-    public mutating func complete(_ request: Request, outputTokens: Int, inputTokens: Int? = nil) {
+    package mutating func complete(_ request: Request, outputTokens: Int, inputTokens: Int? = nil) {
         let input = Double((inputTokens ?? request.inputTokens) - request.inputTokens)
         adjust(
             request,
@@ -254,7 +254,7 @@ public struct LaneScheduler: Sendable {
     }
 
     /// Removes a request still queued (its client went away); false when it is not queued.
-    public mutating func remove(id: UInt64, lane laneName: String, tenant: String) -> Bool {
+    package mutating func remove(id: UInt64, lane laneName: String, tenant: String) -> Bool {
         guard let lane = lanes[laneName], let b = bandIndex[lane.band] else { return false }
         var removed: Request?
         if let slot = bands[b].tenants.index(forKey: tenant),
@@ -274,7 +274,7 @@ public struct LaneScheduler: Sendable {
 
     /// A dispatched request was preempted: its charge is refunded and it goes back first in its
     /// tenant's queue, past the lane's size limit (it was admitted once; it is never lost).
-    public mutating func requeueAtFront(_ request: Request) {
+    package mutating func requeueAtFront(_ request: Request) {
         guard let lane = lanes[request.lane], let b = bandIndex[lane.band] else { return }
         adjust(
             request,
@@ -308,7 +308,7 @@ public struct LaneScheduler: Sendable {
 
     /// Applies lane timeout actions to requests queued past their deadline: rejected ones are
     /// returned (answer them), delayed ones move behind the band's other requests.
-    public mutating func expire(now: Duration) -> [Request] {
+    package mutating func expire(now: Duration) -> [Request] {
         guard let earliest = earliestDeadline, now > earliest else { return [] }
         earliestDeadline = nil
         var rejected: [Request] = []
