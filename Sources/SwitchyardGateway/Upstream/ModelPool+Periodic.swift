@@ -12,10 +12,14 @@ extension ModelPool {
         package var windows: [(backend: String, window: Int)] = []
         /// Learned and default windows that grew this tick.
         package var capacityChanges: [(backend: String, change: LearnedWindow.Change)] = []
+        /// When the pool next has work on the clock; nil: none until something happens (which
+        /// rings ``ModelPool/doorbell``).
+        package var next: ContinuousClock.Instant?
     }
 
     /// Timeout actions, total timeouts of queued requests, preemption and the AIMD windows;
-    /// called every tick by the gateway's scheduler loop.
+    /// called by the pool's ticker at the deadline the last call returned (``TickReport/next``),
+    /// sooner when ``doorbell`` rings, and a few times a second for metrics.
     @discardableResult
     package func tick() -> TickReport {
         let now = self.now
@@ -28,12 +32,9 @@ extension ModelPool {
                 if let c = w.continuation { out.append((c, .failure(error))) }
             }
             for request in s.scheduler.expire(now: now) { fail(request.id, .queueTimeout) }
-            if now - s.lastGiveUpCheck >= .milliseconds(100) {
-                s.lastGiveUpCheck = now
-                for (id, w) in s.waiting where w.result == nil && now >= w.giveUpAt {
-                    _ = s.scheduler.remove(id: id, lane: w.request.lane, tenant: w.request.tenant)
-                    fail(id, .queueTimeout)
-                }
+            for (id, w) in s.waiting where w.result == nil && now >= w.giveUpAt {
+                _ = s.scheduler.remove(id: id, lane: w.request.lane, tenant: w.request.tenant)
+                fail(id, .queueTimeout)
             }
             preemptLocked(&s, now: now)
             if config.adaptiveConcurrency.enabled, now - s.lastAdaptive >= config.adaptiveConcurrency.interval {
@@ -44,10 +45,55 @@ extension ModelPool {
             out += dispatchLocked(&s, now: now)
             report.queueDepth = lanes.keys.sorted().map { ($0, s.scheduler.queued(lane: $0)) }
             report.windows = s.replicas.filter { !$0.removed }.map { ($0.backend.id, limit($0)) }
+            let next = nextDeadlineLocked(s, now: now)
+            s.armedUntil = next ?? ModelPool.unarmed
+            report.next = next.map { origin + $0 }
             return out
         }
         resume(resumptions)
         return report
+    }
+
+    /// When the pool next has work on the clock (pool time): a queued request's lane deadline or
+    /// total timeout, an urgent request's preemption check, the end of a cooldown or an ejection
+    /// while requests wait, an adaptive or learned window's next look. Nil: nothing until an event.
+    func nextDeadlineLocked(_ s: State, now: Duration) -> Duration? {
+        var next: Duration?
+        func consider(_ t: Duration?) {
+            guard let t else { return }
+            next = Swift.min(next ?? t, Swift.max(t, now))
+        }
+        // `expire` takes requests strictly past their deadline.
+        consider(s.scheduler.earliestDeadline.map { $0 + .milliseconds(1) })
+        for w in s.waiting.values where w.result == nil { consider(deadline(of: w, now: now)) }
+        if !s.waiting.isEmpty {
+            for r in s.replicas where !r.removed {
+                if let until = r.coolingUntil, until > now { consider(until) }
+                if case .ejected(let until) = r.outlier.state { consider(until) }
+            }
+        }
+        if config.adaptiveConcurrency.enabled, s.replicas.contains(where: { $0.window != nil && !$0.samples.isEmpty }) {
+            consider(s.lastAdaptive + config.adaptiveConcurrency.interval)
+        }
+        for r in s.replicas where !r.removed { consider(r.capacity.learned?.nextLook) }
+        return next
+    }
+
+    /// The waiting request's own next deadline: its total timeout, and for an urgent lane the
+    /// moment a preemption must be asked for at the latest.
+    func deadline(of w: Waiting, now: Duration) -> Duration {
+        var t = w.giveUpAt
+        if urgentLanes.contains(w.request.lane), !w.preemptionAsked, let startBy = w.request.deadline {
+            t = Swift.min(t, startBy - config.preemptionLead - tickInterval * 2)
+        }
+        return t
+    }
+
+    /// Work is due at `t`, sooner than the ticker will look: ring it.
+    func armLocked(_ s: inout State, _ t: Duration) {
+        guard t < s.armedUntil else { return }
+        s.armedUntil = t
+        doorbell.ring()
     }
 
     /// A queued request of an urgent lane that would miss its start deadline while every slot it

@@ -19,7 +19,11 @@ extension ModelPool {
     /// A backend answered 429/503 with `Retry-After`: keep traffic away until then.
     package func coolDown(_ index: Int, for duration: Duration) {
         let now = self.now
-        state.withLock { $0.replicas[index].coolingUntil = now + duration }
+        state.withLock { s in
+            s.replicas[index].coolingUntil = now + duration
+            // Requests waiting for this replica may go once it has cooled down.
+            if !s.waiting.isEmpty { armLocked(&s, now + duration) }
+        }
     }
 
     /// Records an active health check; returns true when the backend's health flipped.

@@ -17,7 +17,12 @@ package final class ModelPool: Sendable {
     let state: Mutex<State>
     /// Lanes whose queued requests may preempt in-flight work of a lower, preemptible lane.
     let urgentLanes: Set<String>
+    /// Timer slack: how late the ticker may look (preemption asks this much earlier).
     let tickInterval: Duration
+    /// Rung when work is due sooner than the ticker's next look.
+    let doorbell = Doorbell()
+    /// The ticker looks at no particular time (any deadline is sooner).
+    static let unarmed = Duration.seconds(1 << 40)
     /// Limit of a replica whose capacity is unknown (`upstream.default_max_inflight`).
     let defaultMaxInflight: Int
 
@@ -76,6 +81,8 @@ package final class ModelPool: Sendable {
         var ttft: [Double] = []
         var tpot: [Double] = []
         var overloads = 0
+
+        var isEmpty: Bool { ttft.isEmpty && tpot.isEmpty && overloads == 0 }
     }
 
     struct Waiting {
@@ -103,7 +110,8 @@ package final class ModelPool: Sendable {
         /// Moving average of prompt tokens per second of server-side time to first token.
         var prefillTokensPerSecond: Double?
         var lastAdaptive: Duration = .zero
-        var lastGiveUpCheck: Duration = .zero
+        /// When the pool's ticker will next look (pool time): work due sooner rings ``doorbell``.
+        var armedUntil = ModelPool.unarmed
     }
 
     typealias Resumption = (CheckedContinuation<Result<Lease, AcquireError>, Never>, Result<Lease, AcquireError>)
@@ -300,6 +308,7 @@ package final class ModelPool: Sendable {
             s.waiting[id] = Waiting(ticket: ticket, request: request, priority: lane.priority, giveUpAt: ticket.giveUpAt - origin)
             if urgentLanes.contains(lane.name), request.deadline != nil { s.urgent.insert(id) }
             let resumptions = dispatchLocked(&s, now: now)
+            if s.waiting[id]?.result == nil { armLocked(&s, deadline(of: s.waiting[id]!, now: now)) }
             if let result = s.waiting[id]?.result {
                 s.waiting.removeValue(forKey: id)
                 s.urgent.remove(id)
@@ -560,7 +569,9 @@ package final class ModelPool: Sendable {
                 let seconds = (now - lease.started).seconds
                 s.serviceSeconds = s.serviceSeconds.map { 0.8 * $0 + 0.2 * seconds } ?? seconds
                 s.serviceByLane[lease.request.lane] = s.serviceByLane[lease.request.lane].map { 0.8 * $0 + 0.2 * seconds } ?? seconds
-            case .failure: ejected = s.replicas[lease.index].outlier.recordFailure(now: now)
+            case .failure:
+                ejected = s.replicas[lease.index].outlier.recordFailure(now: now)
+                if ejected, case .ejected(let until) = s.replicas[lease.index].outlier.state, !s.waiting.isEmpty { armLocked(&s, until) }
             case .neutral: if lease.isProbe { s.replicas[lease.index].outlier.cancelProbe() }
             }
             if lease.charged, !preempted {

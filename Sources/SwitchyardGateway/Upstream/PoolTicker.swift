@@ -3,32 +3,43 @@ import ServiceLifecycle
 import SwitchyardCore
 import SwitchyardScheduling
 
-/// The clock of the lane schedulers: every tick each pool applies timeout actions, preempts for
-/// urgent lanes and adapts its windows; queue depths and windows go to metrics a few times a second.
+/// The clock of the lane schedulers. Each pool's loop sleeps until the deadline its last tick
+/// returned (a queue deadline, a total timeout, a preemption check, a cooldown's end, a window's
+/// next look), or until the pool rings its doorbell because something sooner came up; and looks
+/// at least every `metricsEvery` to publish queue depths, windows and capacity. No fixed-rate
+/// polling: an idle pool wakes only for its metrics.
 struct PoolTicker: Service {
     let pools: [ModelPool]
     let metrics: GatewayMetrics
     let logger: Logger
-    var tick: Duration = .milliseconds(10)
-    var metricsEvery = 25
+    var metricsEvery: Duration = .milliseconds(250)
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
-            var n = 0
-            while !Task.isCancelled {
-                try? await Task.sleep(for: tick)
-                n += 1
+            await withTaskGroup(of: Void.self) { group in
                 for pool in pools {
-                    let report = pool.tick()
-                    for (backend, change) in report.capacityChanges { pool.report(change, backend: backend, logger: logger) }
-                    guard n % metricsEvery == 0 else { continue }
-                    for (lane, depth) in report.queueDepth { metrics.queueDepth(model: pool.name, lane: lane, depth) }
-                    for (backend, window) in report.windows { metrics.backendWindow(backend: backend, window) }
-                    for replica in pool.snapshot() {
-                        metrics.backendCapacity(backend: replica.backend.id, source: replica.capacity.source.rawValue, replica.capacity.limit)
-                    }
+                    group.addTask { await loop(pool) }
                 }
             }
+        }
+    }
+
+    private func loop(_ pool: ModelPool) async {
+        var nextMetrics = ContinuousClock.now + metricsEvery
+        while !Task.isCancelled {
+            let report = pool.tick()
+            for (backend, change) in report.capacityChanges { pool.report(change, backend: backend, logger: logger) }
+            let now = ContinuousClock.now
+            if now >= nextMetrics {
+                nextMetrics = now + metricsEvery
+                for (lane, depth) in report.queueDepth { metrics.queueDepth(model: pool.name, lane: lane, depth) }
+                for (backend, window) in report.windows { metrics.backendWindow(backend: backend, window) }
+                for replica in pool.snapshot() {
+                    metrics.backendCapacity(backend: replica.backend.id, source: replica.capacity.source.rawValue, replica.capacity.limit)
+                }
+            }
+            let wake = min(report.next ?? nextMetrics, nextMetrics)
+            await pool.doorbell.wait(timeout: max(.zero, wake - .now))
         }
     }
 }

@@ -92,6 +92,9 @@ package struct LearnedWindow: Sendable, Equatable {
 
     /// True when ``tick(now:saturated:latencyHolds:)`` would look at growing: at most once per
     /// `growEvery`, and not within `growEvery` of a change.
+    /// When ``tick(now:saturated:latencyHolds:)`` next has something to decide.
+    package var nextLook: Duration { Swift.max(lastChange, lastLook) + settings.growEvery }
+
     package func growthDue(now: Duration) -> Bool {
         now - lastChange >= settings.growEvery && now - lastLook >= settings.growEvery
     }
