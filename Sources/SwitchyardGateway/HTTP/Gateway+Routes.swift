@@ -1,0 +1,145 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import ServiceLifecycle
+import SwitchyardCore
+import Synchronization
+import UnixSignals
+
+/// The routes: the OpenAI endpoints (through the proxy), models, health and readiness.
+extension Gateway {
+    func makeRouter() -> Router<GatewayContext> {
+        let router = Router(context: GatewayContext.self)
+        router.add(middleware: OpenAIErrorMiddleware())
+        for endpoint in Endpoint.allCases {
+            router.post(RouterPath("/v1" + endpoint.rawValue)) { [self] request, context in
+                await self.proxyRoute(endpoint, request: request, context: context)
+            }
+        }
+        router.get("/v1/models") { [self] request, _ in
+            if case .failure(let error) = authenticate(request) { return GatewayResponses.error(error) }
+            let data = config.models.map { model in
+                JSONValue.object([
+                    ("id", .string(model.name)), ("object", .string("model")), ("created", .number(0)),
+                    ("owned_by", .string("switchyard")),
+                ])
+            }
+            return GatewayResponses.json(.object([("object", .string("list")), ("data", .array(data))]))
+        }
+        router.get("/healthz") { _, _ in
+            GatewayResponses.json(.object([("status", .string("ok"))]))
+        }
+        router.get("/readyz") { [self] _, _ in readiness() }
+        router.get("/admin/backends") { [self] request, _ in
+            if let denied = authorizeAdmin(request) { return denied }
+            return adminBackends()
+        }
+        router.post("/admin/backends/:id/drain") { [self] request, context in
+            if let denied = authorizeAdmin(request) { return denied }
+            return await drain(id: context.parameters.get("id") ?? "")
+        }
+        router.post("/admin/backends/:id/resume") { [self] request, context in
+            if let denied = authorizeAdmin(request) { return denied }
+            return resume(id: context.parameters.get("id") ?? "")
+        }
+        router.post("/admin/backends") { [self] request, _ in
+            if let denied = authorizeAdmin(request) { return denied }
+            var request = request
+            let body = (try? await request.collectBody(upTo: 64 * 1024)) ?? ByteBuffer()
+            return await register(body: body)
+        }
+        router.delete("/admin/backends/:id") { [self] request, context in
+            if let denied = authorizeAdmin(request) { return denied }
+            let id = context.parameters.get("id") ?? ""
+            guard let (pool, index) = locate(id) else {
+                return GatewayResponses.error(
+                    APIError(status: 404, message: "No backend '\(id)'.", type: "invalid_request_error", code: "backend_not_found"))
+            }
+            pool.deregister(index)
+            return GatewayResponses.json(.object([("id", .string(id)), ("removed", .bool(true))]))
+        }
+        router.post("/admin/rollout") { [self] request, _ in
+            if let denied = authorizeAdmin(request) { return denied }
+            return await rollout()
+        }
+        router.get("/metrics") { [self] _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
+        }
+        return router
+    }
+
+    func readiness() -> Response {
+        var models: [(String, JSONValue)] = []
+        for model in config.models {
+            guard let pool = pools[model.name] else { continue }
+            let replicas = pool.snapshot().map { r in
+                var fields: [(String, JSONValue)] = [
+                    ("url", .string(r.backend.id)), ("healthy", .bool(r.healthy)), ("ejected", .bool(r.ejected)),
+                    ("inflight", .number(r.inflight)), ("window", .number(r.window)),
+                    ("capacity", r.capacity.json),
+                    ("error", r.lastError.map(JSONValue.string) ?? .null),
+                ]
+                if let e = r.engine {
+                    func value(_ v: Double?) -> JSONValue { v.map { .number(String($0)) } ?? .null }
+                    fields.append(
+                        (
+                            "engine",
+                            .object([
+                                ("running", value(e.running)), ("waiting", value(e.waiting)),
+                                ("kv_cache_usage", value(e.kvCacheUsage)),
+                                ("age_seconds", .number(String(((pool.clock - e.scrapedAt).seconds * 1000).rounded() / 1000))),
+                            ])
+                        ))
+                }
+                return JSONValue.object(fields)
+            }
+            models.append((model.name, .object([("ready", .bool(pool.isReady)), ("backends", .array(replicas))])))
+        }
+        let ready = isReady
+        let status = isDraining ? "draining" : (ready ? "ready" : "not_ready")
+        return GatewayResponses.json(
+            .object([("status", .string(status)), ("models", .object(models))]),
+            status: ready ? .ok : .serviceUnavailable)
+    }
+
+    func proxyRoute(_ endpoint: Endpoint, request: Request, context: GatewayContext) async -> Response {
+        let requestID = Self.requestID(from: request.headers[GatewayHeaders.requestID])
+        // Metadata is passed per call, not set on the logger: setting it re-renders the
+        // handler's metadata on every request, measurable on the hot path.
+        let logger = context.logger
+        let tenant: String
+        switch authenticate(request) {
+        case .success(let name): tenant = name
+        case .failure(let error): return proxy.reject(error, requestID: requestID, logger: logger)
+        }
+        if let contentType = request.headers[.contentType], !contentType.lowercased().hasPrefix("application/json") {
+            return proxy.reject(.unsupportedMediaType(contentType), requestID: requestID, logger: logger)
+        }
+        var request = request
+        let bytes: ByteBuffer
+        do {
+            bytes = try await request.collectBody(upTo: config.server.maxBodyBytes)
+        } catch {
+            let apiError: APIError =
+                (error as? any HTTPResponseError)?.status == .contentTooLarge
+                ? .payloadTooLarge(limit: config.server.maxBodyBytes)
+                : .invalidRequest("Could not read the request body: \(error)")
+            return proxy.reject(apiError, requestID: requestID, logger: logger)
+        }
+        var parsed: ProxyRequest
+        do {
+            parsed = try ProxyRequest.parse(endpoint: endpoint, bytes: bytes.readableBytesView, requestID: requestID)
+            parsed.tenant = tenant
+            try applyLaneHeaders(request.headers, to: &parsed)
+        } catch {
+            return proxy.reject(error, requestID: requestID, logger: logger)
+        }
+        let prior = fastPath.withLock { $0 }?.takeHandBack(context.channel)
+        return await proxy.handle(parsed, channel: context.channel, prior: prior, logger: logger)
+    }
+}
