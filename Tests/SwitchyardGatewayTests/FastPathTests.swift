@@ -220,9 +220,14 @@ import Testing
         }
     }
 
-    @Test func aSlowClientPausesTheBackendAndLosesNothing() async throws {
+    /// On both paths: the fast path writes to the connection, the router path through a
+    /// back-pressured response body.
+    @Test(arguments: [true, false]) func aSlowClientPausesTheBackendAndLosesNothing(fastPath: Bool) async throws {
         let idle = Duration.milliseconds(200)
-        try await FastPathTests.withGateway(tweak: { $0.upstream.timeouts.idle = idle }) { upstream, gateway, base, gatewayPort in
+        try await FastPathTests.withGateway(tweak: {
+            $0.upstream.timeouts.idle = idle
+            $0.server.fastPath = fastPath
+        }) { upstream, gateway, base, gatewayPort in
             let tokens = 60_000
             let body = TestClient.chat(stream: true, extra: #","max_tokens":\#(tokens)"#)
             let sink = ByteSink()

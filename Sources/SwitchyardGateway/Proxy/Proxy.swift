@@ -53,6 +53,9 @@ package final class Proxy: Sendable {
         var retryAfter: Duration?
         /// A connect timeout under load: the request waits in its lane again (not a retry).
         var requeue = false
+
+        /// What the retry plan needs of it.
+        var plan: RetryPlan.Failure { RetryPlan.Failure(reason: reason, status: status, retryAfter: retryAfter, requeue: requeue) }
     }
 
     /// Times one request may go back to its lane after connect timeouts under load.
@@ -129,150 +132,128 @@ package final class Proxy: Sendable {
         }
         let timeouts = primary.config.timeouts ?? config.upstream.timeouts
         let lane = config.lane(named: request.lane) ?? LaneConfig(name: request.lane, priority: 0)
-        let maxAttempts = lane.retry.maxAttempts ?? config.retry.maxAttempts
         var deadline = start + timeouts.total
         if let timeout = request.timeout { deadline = min(deadline, start + timeout) }
         if prior == nil { noteArrival() }
-
-        var lastFailure: RetryableFailure? = prior?.failure
-        // The fast path's attempt hit a connect timeout under load: wait in the lane again.
-        let priorRequeued = prior?.failure.requeue == true
+        let chain = [request.model] + primary.config.fallback
+        var plan = RetryPlan(
+            policy: .init(
+                maxAttempts: lane.retry.maxAttempts ?? config.retry.maxAttempts, backoff: lane.retry.backoff,
+                maxRetryAfter: config.retry.maxRetryAfter, models: chain.count, deadline: deadline,
+                maxConnectRequeues: Self.maxConnectRequeues),
+            prior: prior.map { ($0.replica, $0.failure.plan) })
+        var lastFailure = prior?.failure
         if let prior {
-            record.attempts = 1
+            record.attempts = plan.attempts
             record.backend = prior.backend
             record.route = prior.route
-            if priorRequeued { record.connectRequeues = 1 }
+            record.connectRequeues = plan.connectRequeues
         }
-        var queueTimedOut = false
-        var requeue = priorRequeued
         // Scanned once: every attempt and fallback queues with the same estimate.
         let inputTokens = request.estimatedInputTokens, outputTokens = request.maxOutputTokens
-        let chain = [request.model] + primary.config.fallback
-        modelLoop: for (modelIndex, modelName) in chain.enumerated() {
-            guard let pool = pools[modelName] else { continue }
-            if modelIndex > 0 {
-                logger.info(
-                    "falling back", metadata: ["request_id": "\(request.requestID)", "from": "\(chain[modelIndex - 1])", "to": "\(modelName)"])
+        var current = -1
+        var affinity: UInt64?
+        attempts: while true {
+            let modelIndex: Int, excluding: Set<Int>, requeue: Bool
+            switch plan.next(now: .now) {
+            case .giveUp:
+                break attempts
+            case .wait(let until):
+                try? await Task.sleep(until: until, clock: .continuous)
+                continue attempts
+            case .acquire(let model, let without, let back):
+                (modelIndex, excluding, requeue) = (model, without, back)
             }
-            record.model = modelName
-            let affinity = pool.config.routing.policy == .prefixAffinity ? request.affinityKey(prefixChars: pool.config.routing.prefixChars) : nil
-            var tried: Set<Int> = modelIndex == 0 && !priorRequeued ? Set(prior.map { [$0.replica] } ?? []) : []
-            var attemptsHere = modelIndex == 0 && prior != nil && !priorRequeued ? 1 : 0
-            var reusedTriedReplicas = false
-            while attemptsHere < maxAttempts {
-                if attemptsHere > 0, !requeue, lane.retry.backoff > .zero {
-                    guard ContinuousClock.now + lane.retry.backoff < deadline else { break modelLoop }
-                    try? await Task.sleep(for: lane.retry.backoff)
-                }
-                var ticket = ModelPool.Ticket(
-                    lane: request.lane, tenant: request.tenant, inputTokens: inputTokens,
-                    maxOutputTokens: outputTokens,
-                    startBy: startBy(lane: lane, pool: pool, arrival: start, request: request),
-                    giveUpAt: deadline, affinityKey: affinity)
-                ticket.excluding = tried
-                ticket.preemptions = record.preemptions
-                ticket.requeue = requeue
-                let queued = ContinuousClock.now
-                let acquired: Result<ModelPool.Lease, ModelPool.AcquireError>
-                do {
-                    acquired = .success(try await pool.acquire(ticket))
-                } catch {
-                    acquired = .failure(error)
-                }
-                record.queueWait += ContinuousClock.now - queued
-                guard case .success(let lease) = acquired else {
-                    switch acquired {
-                    case .failure(.rejected(let error, let reason)):
-                        metrics.shed(lane: lane.name, reason: reason)
-                        return finish(error: error, record: &record, logger: logger)
-                    case .failure(.cancelled):
-                        return finish(
-                            error: APIError(status: 499, message: "Client closed the connection.", type: "client_closed", code: "client_closed"),
-                            record: &record, logger: logger)
-                    case .failure(.queueTimeout):
-                        metrics.shed(lane: lane.name, reason: "queue_timeout")
-                        queueTimedOut = true
-                        break modelLoop
-                    default:
-                        break
-                    }
-                    // No replica left. A connection lost before the response (a pooled keep-alive
-                    // connection the server had just closed, say) never reached the server: the
-                    // same replicas may be tried once more, on fresh connections.
-                    if let failure = lastFailure, failure.status == nil, !tried.isEmpty, !reusedTriedReplicas {
-                        reusedTriedReplicas = true
-                        tried = []
-                        continue
-                    }
-                    // Honour a short Retry-After by waiting for the same replicas.
-                    if let wait = lastFailure?.retryAfter, !tried.isEmpty, wait <= config.retry.maxRetryAfter,
-                        ContinuousClock.now + wait < deadline
-                    {
-                        try? await Task.sleep(for: wait)
-                        tried = []
-                        lastFailure?.retryAfter = nil
-                        continue
-                    }
-                    break
-                }
-                metrics.queueWait(lane: lane.name, seconds: (ContinuousClock.now - queued).seconds)
-                // Every attempt after the first, in this pool or a fallback, spends retry budget
-                // (a preempted request going back is not a retry).
-                if record.attempts > 0, !requeue {
-                    let reason = attemptsHere == 0 ? "fallback" : lastFailure?.reason ?? "unknown"
-                    guard acquireRetry(reason: reason, requestID: request.requestID, logger: logger) else {
-                        pool.release(lease, outcome: .neutral)
-                        break modelLoop
-                    }
-                }
-                if !requeue { attemptsHere += 1 }
-                requeue = false
-                record.attempts += 1
-                record.backend = lease.backend.id
-                record.route = lease.viaAffinity ? "affinity" : "least_load"
-                tried.insert(lease.index)
-                switch await attempt(
-                    request, pool: pool, lease: lease, timeouts: timeouts, deadline: deadline,
-                    channel: channel, record: record, logger: logger)
-                {
-                case .done(let response):
-                    return response
-                case .retry(let failure):
-                    lastFailure = failure
-                    if failure.requeue, record.connectRequeues < Self.maxConnectRequeues {
-                        record.connectRequeues += 1
-                        tried.remove(lease.index)
-                        requeue = true
-                    }
-                case .fail(let error):
-                    return finish(error: error, record: &record, logger: logger)
-                case .preempted:
-                    record.preemptions += 1
-                    metrics.preempted(lane: lane.name)
+            guard let pool = pools[chain[modelIndex]] else {
+                plan.skipModel()
+                continue
+            }
+            if modelIndex != current {
+                if current >= 0 {
                     logger.info(
-                        "preempted: requeued first in its lane",
-                        metadata: [
-                            "request_id": "\(request.requestID)", "backend": "\(lease.backend.id)",
-                            "lane": "\(lane.name)", "preemptions": "\(record.preemptions)",
-                        ])
-                    tried.remove(lease.index)
-                    requeue = true
+                        "falling back", metadata: ["request_id": "\(request.requestID)", "from": "\(chain[current])", "to": "\(chain[modelIndex])"])
                 }
+                current = modelIndex
+                record.model = chain[modelIndex]
+                affinity = pool.config.routing.policy == .prefixAffinity ? request.affinityKey(prefixChars: pool.config.routing.prefixChars) : nil
+            }
+            var ticket = ModelPool.Ticket(
+                lane: request.lane, tenant: request.tenant, inputTokens: inputTokens, maxOutputTokens: outputTokens,
+                startBy: startBy(lane: lane, pool: pool, arrival: start, request: request), giveUpAt: deadline,
+                affinityKey: affinity)
+            ticket.excluding = excluding
+            ticket.preemptions = plan.preemptions
+            ticket.requeue = requeue
+            let queued = ContinuousClock.now
+            let lease: ModelPool.Lease
+            do {
+                lease = try await pool.acquire(ticket)
+            } catch {
+                record.queueWait += ContinuousClock.now - queued
+                switch error {
+                case .rejected(let error, let reason):
+                    metrics.shed(lane: lane.name, reason: reason)
+                    return finish(error: error, record: &record, logger: logger)
+                case .cancelled:
+                    return finish(
+                        error: APIError(status: 499, message: "Client closed the connection.", type: "client_closed", code: "client_closed"),
+                        record: &record, logger: logger)
+                case .queueTimeout:
+                    metrics.shed(lane: lane.name, reason: "queue_timeout")
+                    plan.refused(.queueTimeout, now: .now)
+                case .noReplica:
+                    plan.refused(.noReplica, now: .now)
+                }
+                continue
+            }
+            record.queueWait += ContinuousClock.now - queued
+            metrics.queueWait(lane: lane.name, seconds: (ContinuousClock.now - queued).seconds)
+            if let reason = plan.budgetReason, !acquireRetry(reason: reason, requestID: request.requestID, logger: logger) {
+                pool.release(lease, outcome: .neutral)
+                plan.budgetDenied()
+                continue
+            }
+            plan.leased(replica: lease.index)
+            record.attempts = plan.attempts
+            record.backend = lease.backend.id
+            record.route = lease.viaAffinity ? "affinity" : "least_load"
+            switch await attempt(
+                request, pool: pool, lease: lease, timeouts: timeouts, deadline: deadline, channel: channel, record: record, logger: logger)
+            {
+            case .done(let response):
+                return response
+            case .retry(let failure):
+                lastFailure = failure
+                plan.failed(failure.plan, replica: lease.index)
+                record.connectRequeues = plan.connectRequeues
+            case .fail(let error):
+                return finish(error: error, record: &record, logger: logger)
+            case .preempted:
+                plan.preempted(replica: lease.index)
+                record.preemptions = plan.preemptions
+                metrics.preempted(lane: lane.name)
+                logger.info(
+                    "preempted: requeued first in its lane",
+                    metadata: [
+                        "request_id": "\(request.requestID)", "backend": "\(lease.backend.id)", "lane": "\(lane.name)",
+                        "preemptions": "\(record.preemptions)",
+                    ])
             }
         }
         let error: APIError
-        if queueTimedOut {
+        switch plan.outcome {
+        case .queueTimeout:
             error = .unavailable(
                 "The request waited in the \(lane.name) queue of '\(record.model)' past its deadline: every replica stayed at its concurrency limit.",
                 code: "queue_timeout")
-        } else if let failure = lastFailure, let status = failure.status {
-            let seconds = failure.retryAfter.map { max(1, Int($0.seconds.rounded(.up))) } ?? 1
+        case .overloaded(let status, let retryAfter):
+            let seconds = retryAfter.map { max(1, Int($0.seconds.rounded(.up))) } ?? 1
             error = APIError(
-                status: status, message: "Backends of '\(record.model)' are overloaded: \(failure.message)",
+                status: status, message: "Backends of '\(record.model)' are overloaded: \(lastFailure?.message ?? "")",
                 type: "server_error", code: status == 429 ? "rate_limit_exceeded" : "backend_overloaded", retryAfterSeconds: seconds)
-        } else if let failure = lastFailure {
-            error = .upstream("All attempts failed; last error: \(failure.message)")
-        } else {
+        case .allFailed:
+            error = .upstream("All attempts failed; last error: \(lastFailure?.message ?? "")")
+        case .noBackend:
             error = .unavailable("No healthy backend for model '\(request.model)'.", code: "no_healthy_backend")
         }
         return finish(error: error, record: &record, logger: logger)

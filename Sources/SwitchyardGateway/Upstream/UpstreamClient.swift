@@ -5,8 +5,9 @@ import NIOHTTP1
 import NIOPosix
 import SwitchyardCore
 
-/// The HTTP client used for every backend: pooled keep-alive connections, no redirects, no
-/// decompression (bytes are relayed as they come).
+/// The HTTP client of the gateway's own GETs to backends (health checks, capacity discovery,
+/// `/metrics`, `/v1/models`): pooled keep-alive connections, no redirects, no decompression.
+/// Requests from clients go over ``UpstreamConnections`` instead.
 package final class UpstreamClient: Sendable {
     package let http: HTTPClient
 
@@ -27,17 +28,6 @@ package final class UpstreamClient: Sendable {
         try await http.shutdown()
     }
 
-    /// POSTs a JSON body to `endpoint` under the backend's OpenAI base URL.
-    func post(_ backend: Backend, endpoint: Endpoint, body: [UInt8], requestID: String, stream: Bool) async throws -> HTTPClientResponse {
-        var request = HTTPClientRequest(url: backend.url.appending(endpoint.rawValue))
-        request.method = .POST
-        request.headers.add(name: "content-type", value: "application/json")
-        request.headers.add(name: "accept", value: stream ? "text/event-stream" : "application/json")
-        request.headers.add(name: "x-request-id", value: requestID)
-        request.body = .bytes(ByteBuffer(bytes: body))
-        return try await http.execute(request, deadline: .distantFuture)
-    }
-
     /// GET for health checks and `/v1/models`; returns status and body.
     /// `close`: a one-off request (capacity discovery) that leaves no idle connection behind.
     func get(_ url: String, timeout: Duration, close: Bool = false) async throws -> (status: Int, body: ByteBuffer) {
@@ -51,14 +41,6 @@ package final class UpstreamClient: Sendable {
 
 /// Classifies an error thrown before a response head arrived.
 enum UpstreamFailure {
-    /// The connection was found closed when the request was written or right after: on a pooled
-    /// connection this means the server dropped it while idle, before seeing the request.
-    static func isStaleConnection(_ error: any Error) -> Bool {
-        if let e = error as? HTTPClientError, e == .remoteConnectionClosed { return true }
-        if let e = error as? ChannelError, e == .ioOnClosedChannel || e == .alreadyClosed { return true }
-        return false
-    }
-
     /// The TCP connect did not complete in time (AsyncHTTPClient's or NIO's connect timeout): on a
     /// live backend, its listen backlog is full. The request never reached it.
     static func isConnectTimeout(_ error: any Error) -> Bool {
