@@ -83,35 +83,43 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"model":"sse","messages":[{"role":"user","content":"Say something"}],"stream":true}'
 LUA
 
-run() { # name url script conns -> "rps p50_ms p99_ms"
+# CPU (utime+stime) a process spent, in clock ticks.
+ticks() { [ -n "${1:-}" ] && awk '{print $14+$15}' "/proc/$1/stat" || echo 0; }
+HZ=$(getconf CLK_TCK)
+nginx_worker() { pgrep -P "$(cat "$work/nginx.pid")" | head -1; }
+run() { # name url script conns [pid] -> "rps p50_ms p99_ms non2xx cpu_us_per_request"
+  local before; before=$(ticks "${5:-}")
   if [ "$3" = /dev/null ]; then
     wrk -t2 -c"$4" -d"${DURATION}s" --latency "$2" >"$work/$1.txt" 2>&1
   else
     wrk -t2 -c"$4" -d"${DURATION}s" --latency -s "$3" "$2" >"$work/$1.txt" 2>&1
   fi
-  awk -v name="$1" '
+  local cpu=$(( $(ticks "${5:-}") - before ))
+  awk -v name="$1" -v cpu="$cpu" -v hz="$HZ" -v pid="${5:-}" '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
-    /Requests\/sec/ { rps=$2 } / 50%/ { p50=ms($2) } / 99%/ { p99=ms($2) } /Non-2xx/ { bad=$NF } /Socket errors/ { err=$0 }
-    END { printf "%s %.0f %.3f %.3f %s\n", name, rps, p50, p99, (bad==""?0:bad) }' "$work/$1.txt"
+    /Requests\/sec/ { rps=$2 } / 50%/ { p50=ms($2) } / 99%/ { p99=ms($2) } /Non-2xx/ { bad=$NF } / requests in / { n=$1 }
+    END { printf "%s %.0f %.3f %.3f %s %s\n", name, rps, p50, p99, (bad==""?0:bad), (pid=="" || n==0 ? "-" : sprintf("%.1f", cpu*1e6/hz/n)) }' "$work/$1.txt"
 }
 
 echo "== request/response, wrk -c$CONNS, ${DURATION}s each (loopback, $(nproc) cores shared by client, proxy and origin)"
 read -r _ d_rps d_p50 d_p99 d_bad < <(run direct "http://127.0.0.1:$UP/v1/chat/completions" "$work/post.lua" "$CONNS")
-read -r _ n_rps n_p50 n_p99 n_bad < <(run nginx-proxy "http://127.0.0.1:$PX/v1/chat/completions" "$work/post.lua" "$CONNS")
-read -r _ s_rps s_p50 s_p99 s_bad < <(run switchyard "http://127.0.0.1:$SY/v1/chat/completions" "$work/post.lua" "$CONNS")
-read -r _ r_rps r_p50 r_p99 r_bad < <(run switchyard-router "http://127.0.0.1:$SR/v1/chat/completions" "$work/post.lua" "$CONNS")
-read -r _ f_rps f_p50 f_p99 f_bad < <(run nio-floor "http://127.0.0.1:$FL/v1/chat/completions" "$work/post.lua" "$CONNS")
-printf "%-12s %10s %10s %10s %8s\n" path "req/s" "p50 ms" "p99 ms" "non-2xx"
-printf "%-12s %10s %10s %10s %8s\n" direct "$d_rps" "$d_p50" "$d_p99" "$d_bad"
-printf "%-12s %10s %10s %10s %8s\n" nginx-proxy "$n_rps" "$n_p50" "$n_p99" "$n_bad"
-printf "%-12s %10s %10s %10s %8s\n" switchyard "$s_rps" "$s_p50" "$s_p99" "$s_bad"
-printf "%-12s %10s %10s %10s %8s\n" "(router)" "$r_rps" "$r_p50" "$r_p99" "$r_bad"
-printf "%-12s %10s %10s %10s %8s\n" "(NIO floor)" "$f_rps" "$f_p50" "$f_p99" "$f_bad"
-# Context: "(router)" is Switchyard with server.fast_path off (Hummingbird handler + AsyncHTTPClient);
+read -r _ n_rps n_p50 n_p99 n_bad n_cpu < <(run nginx-proxy "http://127.0.0.1:$PX/v1/chat/completions" "$work/post.lua" "$CONNS" "$(nginx_worker)")
+read -r _ s_rps s_p50 s_p99 s_bad s_cpu < <(run switchyard "http://127.0.0.1:$SY/v1/chat/completions" "$work/post.lua" "$CONNS" "$(cat "$work/switchyard.pid")")
+read -r _ r_rps r_p50 r_p99 r_bad r_cpu < <(run switchyard-router "http://127.0.0.1:$SR/v1/chat/completions" "$work/post.lua" "$CONNS" "$(cat "$work/switchyard-router.pid")")
+read -r _ f_rps f_p50 f_p99 f_bad f_cpu < <(run nio-floor "http://127.0.0.1:$FL/v1/chat/completions" "$work/post.lua" "$CONNS" "$(cat "$work/floor.pid")")
+printf "%-12s %10s %10s %10s %8s %12s\n" path "req/s" "p50 ms" "p99 ms" "non-2xx" "CPU us/req"
+printf "%-12s %10s %10s %10s %8s %12s\n" direct "$d_rps" "$d_p50" "$d_p99" "$d_bad" "-"
+printf "%-12s %10s %10s %10s %8s %12s\n" nginx-proxy "$n_rps" "$n_p50" "$n_p99" "$n_bad" "$n_cpu"
+printf "%-12s %10s %10s %10s %8s %12s\n" switchyard "$s_rps" "$s_p50" "$s_p99" "$s_bad" "$s_cpu"
+printf "%-12s %10s %10s %10s %8s %12s\n" "(router)" "$r_rps" "$r_p50" "$r_p99" "$r_bad" "$r_cpu"
+printf "%-12s %10s %10s %10s %8s %12s\n" "(NIO floor)" "$f_rps" "$f_p50" "$f_p99" "$f_bad" "$f_cpu"
+# CPU us/req: the proxy process's utime+stime over the run / requests (nginx: its worker).
+# Context: "(router)" is Switchyard with server.fast_path off (Hummingbird handler, the same
+# upstream exchange and connections);
 # "(NIO floor)" is bench/nio-floor, a SwiftNIO proxy that only forwards: what any gateway on NIO's
 # HTTP/1.1 codec can reach here, before parsing, routing, metrics or timeouts.
 # The HTTP server alone (GET /healthz, no upstream, no body) bounds what any proxy on it can do.
-read -r _ h_rps h_p50 _ _ < <(run switchyard-healthz "http://127.0.0.1:$SY/healthz" /dev/null "$CONNS")
+read -r _ h_rps h_p50 _ _ _ < <(run switchyard-healthz "http://127.0.0.1:$SY/healthz" /dev/null "$CONNS")
 printf "%-12s %10s %10s %10s %8s\n" "(healthz)" "$h_rps" "$h_p50" "-" "-"
 python3 - "$d_p50" "$n_rps" "$n_p50" "$s_rps" "$s_p50" "$f_rps" "$f_p50" <<'PY'
 import sys
@@ -123,14 +131,16 @@ print(f"switchyard/NIO floor throughput: {srps/frps:.2f}")
 PY
 
 echo "== SSE relay, $STREAMS concurrent streams of $EVENTS events, ${DURATION}s each"
-read -r _ ns_rps _ _ ns_bad < <(run sse-nginx-proxy "http://127.0.0.1:$PX/sse/v1/chat/completions" "$work/stream.lua" "$STREAMS")
-read -r _ ss_rps _ _ ss_bad < <(run sse-switchyard "http://127.0.0.1:$SY/v1/chat/completions" "$work/stream.lua" "$STREAMS")
-read -r _ sr_rps _ _ sr_bad < <(run sse-switchyard-router "http://127.0.0.1:$SR/v1/chat/completions" "$work/stream.lua" "$STREAMS")
-python3 - "$ns_rps" "$ss_rps" "$EVENTS" "$ns_bad" "$ss_bad" "$sr_rps" "$sr_bad" <<'PY'
+read -r _ ns_rps _ _ ns_bad ns_cpu < <(run sse-nginx-proxy "http://127.0.0.1:$PX/sse/v1/chat/completions" "$work/stream.lua" "$STREAMS" "$(nginx_worker)")
+read -r _ ss_rps _ _ ss_bad ss_cpu < <(run sse-switchyard "http://127.0.0.1:$SY/v1/chat/completions" "$work/stream.lua" "$STREAMS" "$(cat "$work/switchyard.pid")")
+read -r _ sr_rps _ _ sr_bad sr_cpu < <(run sse-switchyard-router "http://127.0.0.1:$SR/v1/chat/completions" "$work/stream.lua" "$STREAMS" "$(cat "$work/switchyard-router.pid")")
+python3 - "$ns_rps" "$ss_rps" "$EVENTS" "$ns_bad" "$ss_bad" "$sr_rps" "$sr_bad" "$ns_cpu" "$ss_cpu" "$sr_cpu" <<'PY'
 import sys
 n, s, ev, r = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[6])
-print(f"nginx-proxy: {n:.0f} streams/s = {n*ev:,.0f} chunks/s relayed (non-2xx {sys.argv[4]})")
-print(f"switchyard:  {s:.0f} streams/s = {s*ev:,.0f} chunks/s relayed, each parsed and model-checked (non-2xx {sys.argv[5]})")
-print(f"(router):    {r:.0f} streams/s = {r*ev:,.0f} chunks/s (non-2xx {sys.argv[7]})")
-print(f"ratio switchyard/nginx-proxy: {s/n:.2f}")
+def per_event(v):
+    return "-" if v == "-" else f"{float(v)/ev:.2f}"
+print(f"nginx-proxy: {n:.0f} streams/s = {n*ev:,.0f} chunks/s relayed (non-2xx {sys.argv[4]}); CPU {sys.argv[8]} us/stream, {per_event(sys.argv[8])} us/event")
+print(f"switchyard:  {s:.0f} streams/s = {s*ev:,.0f} chunks/s relayed, each parsed and model-checked (non-2xx {sys.argv[5]}); CPU {sys.argv[9]} us/stream, {per_event(sys.argv[9])} us/event")
+print(f"(router):    {r:.0f} streams/s = {r*ev:,.0f} chunks/s (non-2xx {sys.argv[7]}); CPU {sys.argv[10]} us/stream, {per_event(sys.argv[10])} us/event")
+print(f"ratio switchyard/nginx-proxy: {s/n:.2f}  (target >= 0.70)")
 PY
