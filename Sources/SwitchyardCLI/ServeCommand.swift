@@ -49,7 +49,7 @@ struct ServeCommand: AsyncParsableCommand {
         let directory = DataDirectory(flag: dataDir)
         let replicas = try ManagedServers.plan(&config)
         do {
-            try ManagedServers.prepare(replicas, directory: directory, logger: logger)
+            try await ManagedServers.prepare(replicas, directory: directory, logger: logger)
         } catch let error as PythonEnvironment.InstallError {
             throw ValidationError(error.description)
         }

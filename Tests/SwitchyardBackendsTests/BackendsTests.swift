@@ -51,3 +51,27 @@ import Testing
         #expect(ReplicaSupervisor.describe(15, reason: .uncaughtSignal) == "killed by signal 15")
     }
 }
+
+/// The installer's steps run through swift-subprocess: a failing step names itself.
+@Suite struct InstallStepTests {
+    let environment = PythonEnvironment(directory: DataDirectory(flag: "/tmp/unused", environment: [:]), logger: Logger(label: "test"))
+
+    @Test func aStepThatSucceedsPasses() async throws {
+        try await environment.run("/bin/sh", ["-c", "exit 0"], failure: "step")
+    }
+
+    @Test func aStepThatFailsSaysHowAndWhat() async throws {
+        let error = await #expect(throws: PythonEnvironment.InstallError.self) {
+            try await environment.run("/bin/sh", ["-c", "exit 3"], failure: "pip could not install x")
+        }
+        #expect(
+            error?.description.hasPrefix("pip could not install x (/bin/sh -c exit 3 ended: exited(3))") == true, "\(error.map { "\($0)" } ?? "-")")
+    }
+
+    @Test func aMissingProgramIsNamed() async throws {
+        let error = await #expect(throws: PythonEnvironment.InstallError.self) {
+            try await environment.run("/nonexistent/python3", [], failure: "no venv")
+        }
+        #expect(error?.description.contains("/nonexistent/python3") == true)
+    }
+}
