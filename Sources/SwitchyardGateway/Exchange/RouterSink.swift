@@ -43,10 +43,6 @@ final class RouterSink: ExchangeSink {
             delegate: BodyDemand(driver: driver.map { NIOLoopBound($0, eventLoop: loop) }))
         source = produced.source
         let sequence = produced.sequence
-        var fields = HTTPFields()
-        for (name, value) in headers {
-            if let name = HTTPField.Name(name) { fields.append(HTTPField(name: name, value: value)) }
-        }
         let body = ResponseBody { writer in
             do {
                 for try await chunk in sequence { try await writer.write(chunk) }
@@ -55,7 +51,7 @@ final class RouterSink: ExchangeSink {
                 // The client is gone: the sequence ending tells the exchange.
             }
         }
-        result.succeed(.done(Response(status: .ok, headers: fields, body: body)))
+        result.succeed(.done(Response(status: .ok, headers: Self.fields(headers), body: body)))
     }
 
     func emit(_ bytes: ByteBuffer) {
@@ -81,11 +77,7 @@ final class RouterSink: ExchangeSink {
     }
 
     func answer(_ status: Int, _ headers: HTTPHeaders, _ body: ByteBuffer) {
-        var fields = HTTPFields()
-        for (name, value) in headers {
-            if let name = HTTPField.Name(name) { fields.append(HTTPField(name: name, value: value)) }
-        }
-        result.succeed(.done(Response(status: .init(code: status), headers: fields, body: .init(byteBuffer: body))))
+        result.succeed(.done(Response(status: .init(code: status), headers: Self.fields(headers), body: .init(byteBuffer: body))))
         finish()
     }
 
@@ -111,6 +103,15 @@ final class RouterSink: ExchangeSink {
                 timer.reset()
                 if let next = driver?.timerFired() { armTimer(by: next) }
             })
+    }
+
+    /// The driver's NIO headers as Hummingbird's.
+    private static func fields(_ headers: HTTPHeaders) -> HTTPFields {
+        var fields = HTTPFields()
+        for (name, value) in headers {
+            if let name = HTTPField.Name(name) { fields.append(HTTPField(name: name, value: value)) }
+        }
+        return fields
     }
 
     private func finish() {

@@ -39,8 +39,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private(set) var connectionID: ObjectIdentifier?
     /// The timeouts of this connection's fast exchanges: one timer, kept from request to request
     /// (scheduling and cancelling one per request was a measurable share of the fast path).
-    private var timer: Scheduled<Void>?
-    private var timerDeadline = NIODeadline.distantFuture
+    private var timer = ExchangeTimer()
     private var quiesceHeld = false
     /// Parts went to the router since its last read-complete.
     private var routerReadPending = false
@@ -174,20 +173,16 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Makes sure the timer fires by `deadline`. It is moved only when that is sooner than it is
     /// set for; when it fires, the current exchange says whether (and when) to look again.
     func checkTimeouts(by deadline: NIODeadline) {
-        guard deadline < timerDeadline, let context else { return }
-        timer?.cancel()
-        timerDeadline = deadline
-        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
-            timer = nil
-            timerDeadline = .distantFuture
-            if case .fast(let exchange) = mode, let next = exchange.timerFired() { checkTimeouts(by: next) }
-        }
+        guard let context, timer.needsArming(by: deadline) else { return }
+        timer.armed(
+            context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+                timer.reset()
+                if case .fast(let exchange) = mode, let next = exchange.timerFired() { checkTimeouts(by: next) }
+            })
     }
 
     private func connectionClosed() {
-        timer?.cancel()
-        timer = nil
-        timerDeadline = .distantFuture
+        timer.reset()
         if case .fast(let exchange) = mode {
             mode = .idle
             exchange.clientClosed()
