@@ -154,7 +154,7 @@ package final class ChaosProxy: Sendable {
             router: router(), configuration: .init(address: .hostname(host, port: port), serverName: "switchyard-chaos"),
             onServerRunning: { await onListening($0.localAddress?.port ?? 0) }, logger: logger)
         do {
-            try await app.runService()
+            try await app.runUntilCancelled()
         } catch {
             try? await client.shutdown()
             throw error

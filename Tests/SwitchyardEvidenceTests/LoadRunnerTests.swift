@@ -76,7 +76,7 @@ enum TimedUpstream {
             onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
-                try await app.runService()
+                try await app.runUntilCancelled()
                 return nil
             }
             var iterator = ports.makeAsyncIterator()

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import SwitchyardCore
+import SwitchyardEvidence
 import Synchronization
 
 @testable import SwitchyardGateway
@@ -279,7 +280,7 @@ package final class TestUpstream: Sendable {
             }())
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
-                try await app.runService()
+                try await app.runUntilCancelled()
                 return nil
             }
             var iterator = ports.makeAsyncIterator()
