@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import SwitchyardCore
+import SwitchyardScheduling
 
 /// Carries out one ``UpstreamExchange`` on one event loop, for both paths: it writes the request
 /// on an upstream connection of that loop (``UpstreamConnections``), feeds the machine what the

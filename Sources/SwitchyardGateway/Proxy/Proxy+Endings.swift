@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import SwitchyardCore
+import SwitchyardScheduling
 
 /// How an attempt ends, for both paths (``ExchangeDriver`` carries out every attempt): the lease settled, metrics, the access log, and what
 /// the client gets.

@@ -1,6 +1,7 @@
 import Logging
 import ServiceLifecycle
 import SwitchyardCore
+import SwitchyardScheduling
 
 /// Active health checks: probes every backend each `interval` and feeds ``ModelPool``.
 package struct HealthChecker: Service {

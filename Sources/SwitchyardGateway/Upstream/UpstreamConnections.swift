@@ -3,6 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import SwitchyardCore
+import SwitchyardScheduling
 import Synchronization
 
 /// What an upstream connection reports to the request using it. Called on its event loop.

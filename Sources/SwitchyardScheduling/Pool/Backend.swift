@@ -1,7 +1,7 @@
 import SwitchyardCore
 
 /// One replica of a model pool: where it is and how much it may take. Mutable health and load
-/// live in ``ModelPool``'s lock so one snapshot covers the whole pool.
+/// live in ``PoolStateMachine`` so one snapshot covers the whole pool.
 package struct Backend: Sendable {
     /// Label used in metrics and logs: the OpenAI base URL.
     package let id: String

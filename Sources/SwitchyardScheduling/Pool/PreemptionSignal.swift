@@ -29,7 +29,7 @@ package final class PreemptionSignal: Sendable {
     package var isArmed: Bool { state.load(ordering: .acquiring) == Self.armed }
 
     /// Calls `onFire` when fired (at once if it already was); `nil` unsubscribes.
-    func subscribe(_ onFire: (@Sendable () -> Void)?) {
+    package func subscribe(_ onFire: (@Sendable () -> Void)?) {
         callback.withLock { $0 = onFire }
         if onFire != nil, isFired { onFire?() }
     }
