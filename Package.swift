@@ -209,4 +209,11 @@ if ProcessInfo.processInfo.environment["SWITCHYARD_BENCHMARKS"] != nil {
             path: "Benchmarks/SchedulerCost",
             swiftSettings: swiftSettings
         ))
+    package.targets.append(
+        .executableTarget(
+            name: "relay-cost",
+            dependencies: ["SwitchyardCore"],
+            path: "Benchmarks/RelayCost",
+            swiftSettings: swiftSettings
+        ))
 }

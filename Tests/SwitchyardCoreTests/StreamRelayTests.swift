@@ -1,8 +1,6 @@
-import NIOCore
-import SwitchyardCore
 import Testing
 
-@testable import SwitchyardGateway
+@testable import SwitchyardCore
 
 /// The relay scans common chunks instead of parsing them: it must decide and emit exactly what
 /// the parsing path does.
@@ -51,6 +49,41 @@ import Testing
         #expect(whole.tokens == 7)
     }
 
+    /// Streams in every framing an upstream may use, cut at every byte: in-place framing gives
+    /// exactly the bytes, tokens and usage the decoder does.
+    @Test(arguments: [
+        "data: A\n\ndata: B\n\n: ping\n\ndata: U\n\ndata: [DONE]\n\n",
+        "data:A\n\n:\n\ndata:B\n\ndata: [DONE]\n\n",
+        "data: A\r\n\r\ndata: B\r\n\r\n",
+        "data: A\n\nevent: message\ndata: B\n\ndata: A\n\n",
+        "data: A\n\n\ndata: B\n\n",
+        "data: A\n\ndata: B",
+        "data: A\n\ndata: not json\n\ndata: B\n\n",
+    ])
+    func inPlaceFramingAgreesWithTheDecoderAtEverySplit(template: String) {
+        let a = #"{"id":"c","model":"up","choices":[{"index":0,"delta":{"content":"tok"}}]}"#
+        let b = #"{"id":"c","model":"pub","choices":[{"index":0,"delta":{"role":"assistant"}}]}"#
+        let u = #"{"id":"c","model":"up","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}"#
+        let stream = Array(
+            template.replacingOccurrences(of: "A", with: a).replacingOccurrences(of: "B", with: b).replacingOccurrences(of: "U", with: u).utf8)
+        func relay(_ parts: [ArraySlice<UInt8>], inPlace: Bool) -> (out: [UInt8], tokens: Int, completion: Int?, done: Bool, stopped: Bool) {
+            var relay = StreamRelay(publicModel: "pub", forwardUsage: false)
+            relay.inPlaceFraming = inPlace
+            var out: [UInt8] = []
+            for part in parts { out += relay.process(part).output }
+            out += relay.finish()
+            return (out, relay.tokenChunks, relay.completionTokens, relay.sawDone, relay.stop != nil)
+        }
+        let reference = relay([stream[...]], inPlace: false)
+        #expect(!reference.out.isEmpty)
+        for cut in 0...stream.count {
+            let split = relay([stream[..<cut], stream[cut...]], inPlace: true)
+            #expect(split.out == reference.out, "cut at \(cut)")
+            #expect(split.tokens == reference.tokens && split.completion == reference.completion, "cut at \(cut)")
+            #expect(split.done == reference.done && split.stopped == reference.stopped, "cut at \(cut)")
+        }
+    }
+
     @Test func anUnchangedChunkGoesOutByteForByte() {
         let chunk = #"{"id":"c","model":"pub","choices":[{"delta":{"content":"x"}}],"n":1.50}"#
         #expect(run([chunk], scan: true, forwardUsage: false).events.first == chunk)
@@ -72,47 +105,5 @@ enum TestEvents {
         String(decoding: bytes, as: UTF8.self).components(separatedBy: "\n\n").compactMap { block in
             block.hasPrefix("data: ") ? String(block.dropFirst(6)) : nil
         }
-    }
-}
-
-/// Whole bodies get their model rewritten in place: the fast path sends a client's request to
-/// its backend that way, and restores the public name in the answer.
-@Suite struct WholeAnswerTests {
-    static func bytes(_ buffer: ByteBuffer) -> String { String(buffer: buffer) }
-
-    @Test func settingTheModelKeepsEveryOtherByte() throws {
-        let body = #"{ "model" : "pub", "messages":[{"role":"user","content":"h\u00e9 \"x\" 😀"}], "n": 2, "vendor_extra": {"top_k": 5} }"#
-        let set = try #require(WholeAnswer.settingModel(of: ByteBuffer(string: body), to: "up/model-7b"))
-        #expect(Self.bytes(set) == body.replacingOccurrences(of: #""pub""#, with: #""up/model-7b""#))
-        // The same document the router path sends (it rebuilds the body).
-        let request = try ProxyRequest.parse(endpoint: .chatCompletions, bytes: Array(body.utf8), requestID: "r")
-        #expect(try JSONParser.parse(Array(Self.bytes(set).utf8)) == JSONParser.parse(request.upstreamBody(model: "up/model-7b")))
-    }
-
-    @Test func aModelAlreadyRightIsNotCopied() throws {
-        let body = ByteBuffer(string: #"{"model":"same","prompt":"p"}"#)
-        let set = try #require(WholeAnswer.settingModel(of: body, to: "same"))
-        #expect(set == body)
-    }
-
-    @Test(arguments: [
-        #"{"mod\u0065l":"pub","prompt":"p"}"#,  // an escaped key: only the parser can tell
-        #"{"prompt":"no model"}"#,
-        #"{"model":"pub"} trailing"#,
-        #"["model"]"#,
-    ])
-    func whatTheScanCannotTellFallsBack(body: String) {
-        #expect(WholeAnswer.settingModel(of: ByteBuffer(string: body), to: "up") == nil)
-    }
-
-    @Test func answersGetThePublicNameAndTheirUsageRead() {
-        let answer = #"{"id":"x","model":"up","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":10}}"#
-        let restored = WholeAnswer.restore(ByteBuffer(string: answer), publicModel: "pub")
-        #expect(Self.bytes(restored.body) == answer.replacingOccurrences(of: #""up""#, with: #""pub""#))
-        #expect(restored.promptTokens == 12 && restored.completionTokens == 10)
-        // Usage keys written with escapes, or counts written as floats: read as the parser reads them.
-        let odd = WholeAnswer.restore(
-            ByteBuffer(string: #"{"model":"pub","usage":{"prompt_tok\u0065ns":7,"completion_tokens":3.0}}"#), publicModel: "pub")
-        #expect(odd.promptTokens == 7 && odd.completionTokens == 3)
     }
 }

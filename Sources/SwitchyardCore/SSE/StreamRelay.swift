@@ -1,0 +1,217 @@
+/// Rewrites an upstream OpenAI SSE stream for the client, event by event, and measures it.
+///
+/// - Restores the public model name in every chunk.
+/// - Drops the usage-only chunk when the gateway (not the client) asked for it.
+/// - Notes when the first and last token-bearing chunks passed (role-only chunks, keep-alives
+///   and the usage chunk do not count, per the evidence metric definitions).
+/// - Stops at malformed data or an in-band error event.
+package struct StreamRelay: Sendable {
+    package enum Stop: Sendable, Equatable {
+        case malformed(String)
+        /// The upstream sent `{"error":…}` inside the 200 stream; it was forwarded.
+        case inBandError(String)
+    }
+
+    let publicModel: String
+    /// The public model as a JSON string, as spliced into chunks.
+    let publicModelJSON: [UInt8]
+    let forwardUsage: Bool
+    var decoder = SSEDecoder()
+    /// Off: every chunk is parsed (the reference the scanning path is tested against).
+    package var scanChunks = true
+    /// Off: every byte goes through ``SSEDecoder`` (the reference the in-place framing is tested
+    /// against). Also turned off for the rest of a stream at its first event that is not a
+    /// one-line `data:` event or a comment ended by `\n\n` (CR line ends, `event:` fields,
+    /// multi-line data): such streams are rare and the decoder takes every form.
+    package var inPlaceFraming = true
+    /// The start of an event cut off at the end of the last read (in-place framing).
+    var pending: [UInt8] = []
+
+    package private(set) var tokenChunks = 0
+    package private(set) var sawDone = false
+    package private(set) var promptTokens: Int?
+    package private(set) var completionTokens: Int?
+    package private(set) var stop: Stop?
+
+    package init(publicModel: String, forwardUsage: Bool) {
+        self.publicModel = publicModel
+        publicModelJSON = JSONValue.string(publicModel).serialized()
+        self.forwardUsage = forwardUsage
+    }
+
+    /// Bytes to send to the client for these upstream bytes, and whether a token arrived.
+    package mutating func process(_ bytes: some Sequence<UInt8>) -> (output: [UInt8], sawToken: Bool) {
+        if let result = bytes.withContiguousStorageIfAvailable({ process(UnsafeRawBufferPointer($0)) }) { return result }
+        return Array(bytes).withUnsafeBytes { process($0) }
+    }
+
+    /// Events that arrive in one read leave as one output; an event that needs no rewrite is
+    /// copied as it came, and the common chunk is read in place (no string, no JSON tree).
+    package mutating func process(_ bytes: UnsafeRawBufferPointer) -> (output: [UInt8], sawToken: Bool) {
+        var out: [UInt8] = []
+        guard stop == nil, !bytes.isEmpty else { return (out, false) }
+        out.reserveCapacity(bytes.count + 64)
+        var sawToken = false
+        if inPlaceFraming {
+            if pending.isEmpty {
+                frame(bytes, into: &out, sawToken: &sawToken)
+            } else {
+                var joined = pending
+                pending = []
+                joined.append(contentsOf: bytes)
+                joined.withUnsafeBytes { frame($0, into: &out, sawToken: &sawToken) }
+            }
+        } else {
+            decode(bytes, into: &out, sawToken: &sawToken)
+        }
+        return (out, sawToken)
+    }
+
+    /// Called at the end of the upstream body: flushes an unterminated last event.
+    package mutating func finish() -> [UInt8] {
+        var out: [UInt8] = []
+        guard stop == nil else { return out }
+        if !pending.isEmpty {
+            var sawToken = false
+            let rest = pending
+            pending = []
+            rest.withUnsafeBytes { decode($0, into: &out, sawToken: &sawToken) }
+        }
+        if stop == nil, let event = decoder.finish() { _ = handle(event, into: &out) }
+        return out
+    }
+
+    /// In-place framing: takes one-line `data:` events and comments ended by `\n\n` straight
+    /// from `bytes`; keeps a cut-off event for the next read; hands anything else, and the rest
+    /// of the stream, to the decoder.
+    private mutating func frame(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8], sawToken: inout Bool) {
+        let newline = UInt8(ascii: "\n")
+        var i = 0
+        while i < bytes.count, stop == nil {
+            // The line's end; an event cut off here waits for the next read.
+            guard let lineEnd = Self.index(of: newline, in: bytes, from: i), lineEnd + 1 < bytes.count else {
+                pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i...]))
+                return
+            }
+            let line = UnsafeRawBufferPointer(rebasing: bytes[i..<lineEnd])
+            guard bytes[lineEnd + 1] == newline, Self.index(of: UInt8(ascii: "\r"), in: line, from: 0) == nil else { break }
+            if line.first == UInt8(ascii: ":") {
+                out.append(contentsOf: ": keep-alive\n\n".utf8)
+            } else if line.count >= 5, line[0] == UInt8(ascii: "d"), line[1] == UInt8(ascii: "a"), line[2] == UInt8(ascii: "t"),
+                line[3] == UInt8(ascii: "a"), line[4] == UInt8(ascii: ":")
+            {
+                let start = line.count > 5 && line[5] == UInt8(ascii: " ") ? 6 : 5
+                if handleData(UnsafeRawBufferPointer(rebasing: line[start...]), into: &out) { sawToken = true }
+            } else {
+                break
+            }
+            i = lineEnd + 2
+        }
+        guard i < bytes.count, stop == nil else { return }
+        // Not a form taken in place: the decoder has the rest of the stream.
+        inPlaceFraming = false
+        decode(UnsafeRawBufferPointer(rebasing: bytes[i...]), into: &out, sawToken: &sawToken)
+    }
+
+    private mutating func decode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8], sawToken: inout Bool) {
+        for event in decoder.feed(bytes) {
+            if handle(event, into: &out) { sawToken = true }
+            if stop != nil { break }
+        }
+    }
+
+    private static func index(of byte: UInt8, in bytes: UnsafeRawBufferPointer, from start: Int) -> Int? {
+        var i = start
+        while i < bytes.count {
+            if bytes[i] == byte { return i }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Returns true when the event carried a token.
+    private mutating func handle(_ event: SSEEvent, into out: inout [UInt8]) -> Bool {
+        if event.isComment {
+            out.append(contentsOf: ": keep-alive\n\n".utf8)
+            return false
+        }
+        var data = event.data
+        return data.withUTF8 { handleData(UnsafeRawBufferPointer($0), into: &out) }
+    }
+
+    /// One event's data. Returns true when it carried a token.
+    private mutating func handleData(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool {
+        if bytes.elementsEqual("[DONE]".utf8) {
+            sawDone = true
+            emit(bytes, into: &out)
+            return false
+        }
+        if scanChunks, let token = relayScanned(bytes, into: &out) { return token }
+        var json: JSONValue
+        do {
+            json = try JSONParser.parse(bytes)
+        } catch {
+            stop = .malformed("upstream sent an event that is not JSON: \(error)")
+            return false
+        }
+        guard json.isObject else {
+            stop = .malformed("upstream sent an event that is not a JSON object")
+            return false
+        }
+        if let error = json["error"], error != .null {
+            stop = .inBandError(error["message"]?.stringValue ?? error.serializedString)
+            emit(json.serialized(), into: &out)
+            return false
+        }
+        var changed = false
+        var isUsageOnly = false
+        if let usage = json["usage"], usage.isObject {
+            promptTokens = usage["prompt_tokens"]?.intValue ?? promptTokens
+            completionTokens = usage["completion_tokens"]?.intValue ?? completionTokens
+            let choices = json["choices"]?.arrayValue ?? []
+            isUsageOnly = choices.isEmpty
+            if !forwardUsage {
+                if isUsageOnly { return false }
+                json.remove("usage")
+                changed = true
+            }
+        }
+        let token = !isUsageOnly && TokenChunk.carriesToken(json)
+        if token { tokenChunks += 1 }
+        if let model = json["model"], model.stringValue != publicModel {
+            json.set("model", .string(publicModel))
+            changed = true
+        }
+        if changed { emit(json.serialized(), into: &out) } else { emit(bytes, into: &out) }
+        return token
+    }
+
+    /// The common chunk (no usage, no error) without building it: validated by a scan, the model
+    /// rewritten by splicing its value, token fields checked in place. Nil when the chunk needs
+    /// the full treatment (usage, error, anything the scan does not take, malformed).
+    private mutating func relayScanned(_ raw: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool? {
+        guard let scanned = TokenChunk.scan(raw) else { return nil }
+        if scanned.carriesToken { tokenChunks += 1 }
+        out.append(contentsOf: "data: ".utf8)
+        if let model = scanned.model, !raw[model].elementsEqual(publicModelJSON) {
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[..<model.lowerBound]))
+            out.append(contentsOf: publicModelJSON)
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[model.upperBound...]))
+        } else {
+            out.append(contentsOf: raw)
+        }
+        out.append(contentsOf: "\n\n".utf8)
+        return scanned.carriesToken
+    }
+
+    private func emit(_ data: some Collection<UInt8>, into out: inout [UInt8]) {
+        out.append(contentsOf: "data: ".utf8)
+        out.append(contentsOf: data)
+        out.append(contentsOf: "\n\n".utf8)
+    }
+
+    /// An SSE error event in OpenAI's error shape, for ending a stream that cannot go on.
+    package static func errorEvent(_ error: APIError) -> [UInt8] {
+        Array("data: \(error.json.serializedString)\n\n".utf8)
+    }
+}
