@@ -55,3 +55,11 @@ let decoded = measure("StreamRelay (decoder)") { relayed(inPlace: false) }
 let relayCost = measure("StreamRelay") { relayed(inPlace: true) }
 print(String(format: "decoder framing / in place: %.1fx", decoded / relayCost))
 print(String(format: "relay / copy: %.1fx", relayCost / copy))
+
+// Where the time goes: the chunk scan alone, on each event's data.
+let payloads = text.split(separator: "\n\n").map { Array($0.utf8.dropFirst(6)) }
+_ = measure("TokenChunk.scan only") {
+    var n = 0
+    for p in payloads { p.withUnsafeBytes { if TokenChunk.scan($0) != nil { n += 1 } } }
+    return n
+}

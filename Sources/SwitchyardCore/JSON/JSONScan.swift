@@ -92,6 +92,17 @@ package enum JSONScan {
         }
     }
 
+    /// Whether the key at `key` (a string's contents, without escapes) is `name`.
+    @inline(__always)
+    static func key(_ bytes: UnsafeRawBufferPointer, _ key: Range<Int>, is name: StaticString) -> Bool {
+        let n = name.utf8CodeUnitCount
+        guard key.count == n else { return false }
+        let expected = name.utf8Start
+        for k in 0..<n where bytes[key.lowerBound + k] != expected[k] { return false }
+        return true
+    }
+
+    @inline(__always)
     static func skipSpace(_ bytes: UnsafeRawBufferPointer, _ start: Int) -> Int {
         var i = start
         while i < bytes.count {
@@ -104,6 +115,7 @@ package enum JSONScan {
     }
 
     /// The index after the string starting at `start` (a quote), and whether it has escapes.
+    @inline(__always)
     static func skipString(_ bytes: UnsafeRawBufferPointer, _ start: Int) -> (Int, Bool)? {
         var i = start + 1
         var escaped = false

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Rewrites an upstream OpenAI SSE stream for the client, event by event, and measures it.
 ///
 /// - Restores the public model name in every chunk.
@@ -121,12 +123,10 @@ package struct StreamRelay: Sendable {
     }
 
     private static func index(of byte: UInt8, in bytes: UnsafeRawBufferPointer, from start: Int) -> Int? {
-        var i = start
-        while i < bytes.count {
-            if bytes[i] == byte { return i }
-            i += 1
+        guard start < bytes.count, let base = bytes.baseAddress, let found = memchr(base + start, Int32(byte), bytes.count - start) else {
+            return nil
         }
-        return nil
+        return base.distance(to: UnsafeRawPointer(found))
     }
 
     /// Returns true when the event carried a token.
@@ -141,7 +141,7 @@ package struct StreamRelay: Sendable {
 
     /// One event's data. Returns true when it carried a token.
     private mutating func handleData(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool {
-        if bytes.elementsEqual("[DONE]".utf8) {
+        if bytes.count == 6, bytes[0] == UInt8(ascii: "["), bytes.elementsEqual("[DONE]".utf8) {
             sawDone = true
             emit(bytes, into: &out)
             return false
@@ -193,7 +193,7 @@ package struct StreamRelay: Sendable {
         guard let scanned = TokenChunk.scan(raw) else { return nil }
         if scanned.carriesToken { tokenChunks += 1 }
         out.append(contentsOf: "data: ".utf8)
-        if let model = scanned.model, !raw[model].elementsEqual(publicModelJSON) {
+        if let model = scanned.model, model.count != publicModelJSON.count || !raw[model].elementsEqual(publicModelJSON) {
             out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[..<model.lowerBound]))
             out.append(contentsOf: publicModelJSON)
             out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[model.upperBound...]))

@@ -11,35 +11,115 @@ package enum TokenChunk {
     }
 
     /// Scans a chunk that has no `usage` and no `error` (the common one). Nil when it needs a
-    /// full parse: usage or an error present, or a shape the scan does not take.
+    /// full parse: usage or an error present, or a shape the scan does not take (invalid JSON,
+    /// escaped keys). One pass over the bytes: the chunk is validated, the top-level `model`
+    /// located and the token fields of every choice read on the way.
     package static func scan(_ raw: UnsafeRawBufferPointer) -> Scanned? {
-        guard let found = JSONScan.topLevelValues(raw, keys: ["model", "usage", "error", "choices"]) else { return nil }
-        func isNull(_ range: Range<Int>?) -> Bool {
-            guard let range else { return true }
-            return raw[range].elementsEqual("null".utf8)
+        var model: Range<Int>?
+        var token = false
+        let start = JSONScan.skipSpace(raw, 0)
+        let end = object(raw, at: start, depth: 1) { key, value, depth in
+            let valueEnd: Int?
+            if JSONScan.key(raw, key, is: "choices"), value < raw.count, raw[value] == UInt8(ascii: "[") {
+                valueEnd = choices(raw, at: value, depth: depth, token: &token)
+            } else {
+                valueEnd = JSONScan.skipValue(raw, value, depth: depth)
+            }
+            guard let valueEnd else { return nil }
+            if JSONScan.key(raw, key, is: "model") {
+                model = value..<valueEnd
+            } else if JSONScan.key(raw, key, is: "usage") || JSONScan.key(raw, key, is: "error") {
+                // Usage and errors take the full parse.
+                guard raw[value..<valueEnd].elementsEqual("null".utf8) else { return nil }
+            }
+            return valueEnd
         }
-        guard isNull(found[1]), isNull(found[2]) else { return nil }
-        return Scanned(model: found[0], carriesToken: found[3].map { carriesToken(raw, choices: $0) } ?? false)
+        guard let end, JSONScan.skipSpace(raw, end) == raw.count else { return nil }
+        return Scanned(model: model, carriesToken: token)
     }
 
-    /// ``carriesToken(_:)`` on the bytes of a `choices` array.
-    package static func carriesToken(_ raw: UnsafeRawBufferPointer, choices: Range<Int>) -> Bool {
-        func nonEmpty(_ range: Range<Int>?, opening: UInt8, empty: String) -> Bool {
-            guard let range, raw[range.lowerBound] == opening else { return false }
-            return !raw[range].elementsEqual(empty.utf8) && !(opening == UInt8(ascii: "[") && JSONScan.elements(raw, of: range)?.isEmpty == true)
-        }
-        for choice in JSONScan.elements(raw, of: choices) ?? [] {
-            guard let fields = JSONScan.values(raw, of: choice, keys: ["delta", "text"]) else { continue }
-            if let delta = fields[0], let d = JSONScan.values(raw, of: delta, keys: ["content", "reasoning_content", "tool_calls"]) {
-                if nonEmpty(d[0], opening: UInt8(ascii: "\""), empty: "\"\"") || nonEmpty(d[1], opening: UInt8(ascii: "\""), empty: "\"\"")
-                    || nonEmpty(d[2], opening: UInt8(ascii: "["), empty: "[]")
-                {
-                    return true
-                }
+    /// The `choices` array at `start`: sets `token` when a choice carries one; the index after it.
+    private static func choices(_ raw: UnsafeRawBufferPointer, at start: Int, depth: Int, token: inout Bool) -> Int? {
+        var i = JSONScan.skipSpace(raw, start + 1)
+        if i < raw.count, raw[i] == UInt8(ascii: "]") { return i + 1 }
+        while true {
+            let end: Int?
+            if i < raw.count, raw[i] == UInt8(ascii: "{") {
+                var carries = false
+                end = choice(raw, at: i, depth: depth + 1, token: &carries)
+                if carries { token = true }
+            } else {
+                end = JSONScan.skipValue(raw, i, depth: depth + 1)
             }
-            if nonEmpty(fields[1], opening: UInt8(ascii: "\""), empty: "\"\"") { return true }
+            guard let end else { return nil }
+            i = JSONScan.skipSpace(raw, end)
+            guard i < raw.count else { return nil }
+            if raw[i] == UInt8(ascii: "]") { return i + 1 }
+            guard raw[i] == UInt8(ascii: ",") else { return nil }
+            i = JSONScan.skipSpace(raw, i + 1)
         }
-        return false
+    }
+
+    /// One choice: a non-empty `text`, or a `delta` with a non-empty `content`,
+    /// `reasoning_content` or `tool_calls` (the last of a repeated key counts, as in a parse).
+    private static func choice(_ raw: UnsafeRawBufferPointer, at start: Int, depth: Int, token: inout Bool) -> Int? {
+        var text = false
+        var delta = false
+        let end = object(raw, at: start, depth: depth) { key, value, depth in
+            if JSONScan.key(raw, key, is: "delta"), value < raw.count, raw[value] == UInt8(ascii: "{") {
+                var fields = (content: false, reasoning: false, tools: false)
+                let end = object(raw, at: value, depth: depth) { key, value, depth in
+                    guard let end = JSONScan.skipValue(raw, value, depth: depth) else { return nil }
+                    if JSONScan.key(raw, key, is: "content") {
+                        fields.content = nonEmptyString(raw, value..<end)
+                    } else if JSONScan.key(raw, key, is: "reasoning_content") {
+                        fields.reasoning = nonEmptyString(raw, value..<end)
+                    } else if JSONScan.key(raw, key, is: "tool_calls") {
+                        fields.tools = raw[value] == UInt8(ascii: "[") && JSONScan.skipSpace(raw, value + 1) != end - 1
+                    }
+                    return end
+                }
+                delta = fields.content || fields.reasoning || fields.tools
+                return end
+            }
+            guard let end = JSONScan.skipValue(raw, value, depth: depth) else { return nil }
+            if JSONScan.key(raw, key, is: "delta") {
+                delta = false
+            } else if JSONScan.key(raw, key, is: "text") {
+                text = nonEmptyString(raw, value..<end)
+            }
+            return end
+        }
+        token = text || delta
+        return end
+    }
+
+    private static func nonEmptyString(_ raw: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+        raw[range.lowerBound] == UInt8(ascii: "\"") && range.count > 2
+    }
+
+    /// Walks the members of the object at `start`: `member(key, valueStart, depth)` returns the
+    /// index after the value (nil: invalid). Returns the index after the object; nil when it is
+    /// not a valid object or a key has escapes (only a parser can tell what it spells).
+    @inline(__always)
+    private static func object(
+        _ raw: UnsafeRawBufferPointer, at start: Int, depth: Int, _ member: (Range<Int>, Int, Int) -> Int?
+    ) -> Int? {
+        guard start < raw.count, raw[start] == UInt8(ascii: "{"), depth <= JSONScan.maxDepth else { return nil }
+        var i = JSONScan.skipSpace(raw, start + 1)
+        if i < raw.count, raw[i] == UInt8(ascii: "}") { return i + 1 }
+        while true {
+            guard i < raw.count, raw[i] == UInt8(ascii: "\""), let (keyEnd, escaped) = JSONScan.skipString(raw, i), !escaped else { return nil }
+            let key = (i + 1)..<(keyEnd - 1)
+            i = JSONScan.skipSpace(raw, keyEnd)
+            guard i < raw.count, raw[i] == UInt8(ascii: ":") else { return nil }
+            guard let valueEnd = member(key, JSONScan.skipSpace(raw, i + 1), depth + 1) else { return nil }
+            i = JSONScan.skipSpace(raw, valueEnd)
+            guard i < raw.count else { return nil }
+            if raw[i] == UInt8(ascii: "}") { return i + 1 }
+            guard raw[i] == UInt8(ascii: ",") else { return nil }
+            i = JSONScan.skipSpace(raw, i + 1)
+        }
     }
 
     /// Whether a parsed chunk bears a token (the usage-only chunk, with no choices, never does).
