@@ -24,11 +24,23 @@ import Testing
             "", "[]", #""s""#, "{", #"{"a"}"#, #"{"a":}"#, #"{"a":1,}"#, #"{"a":1}x"#, #"{"a":tru}"#, #"{"a":01}"#,
             #"{"a":1.}"#, #"{"a":-}"#, #"{"a":"\x"}"#, #"{"a":"\u12G4"}"#, "{\"a\":\"tab\there\"}", #"{"a":[1 2]}"#,
             #"{"a":{"b":1,,}}"#, #"{"mo\u0064el":"x"}"#,
+            // Long strings are skipped eight bytes at a time: a control character or an
+            // unfinished escape at any position is still found.
+            "{\"a\":\"0123456789abcdef\u{1F}0123456789\"}", "{\"a\":\"0123456789abcdefg\n\"}", #"{"a":"0123456789abcdefghij\"}"#,
         ] {
             #expect(scan(bad, ["model"]) == nil, "\(bad)")
         }
         let deep = String(repeating: "[", count: 300) + String(repeating: "]", count: 300)
         #expect(scan(#"{"a":\#(deep)}"#, ["a"]) == nil, "nesting past maxDepth goes to the parser")
+    }
+
+    @Test func longStringsEndWhereTheParserSays() {
+        let text = #"{"a":"0123456789\"quoted\" and \\ é 😀 abcdefghijklmnop","model":"m"}"#
+        #expect(scan(text, ["model"]) == [#""m""#])
+        for cut in 6..<40 {
+            let s = "{\"a\":\"" + String(repeating: "x", count: cut) + "\",\"model\":\"m\"}"
+            #expect(scan(s, ["model"]) == [#""m""#], "string of \(cut) bytes")
+        }
     }
 
     @Test func agreesWithTheParserOnWhatIsValid() throws {

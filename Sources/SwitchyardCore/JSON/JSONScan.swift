@@ -120,6 +120,9 @@ package enum JSONScan {
         var i = start + 1
         var escaped = false
         while i < bytes.count {
+            // Eight plain bytes at a time: none a quote, a backslash or a control character.
+            while i + 8 <= bytes.count, !mayEndString(bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)) { i += 8 }
+            guard i < bytes.count else { break }
             let byte = bytes[i]
             if byte == UInt8(ascii: "\"") { return (i + 1, escaped) }
             if byte < 0x20 { return nil }
@@ -141,6 +144,16 @@ package enum JSONScan {
             i += 1
         }
         return nil
+    }
+
+    /// Whether any of eight bytes is `"`, `\\` or below 0x20 (SWAR: a zero byte after XOR means
+    /// equal, and a borrow into the high bit means below).
+    @inline(__always)
+    static func mayEndString(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        func hasZero(_ x: UInt64) -> Bool { (x &- ones) & ~x & highs != 0 }
+        return hasZero(word ^ (ones &* 0x22)) || hasZero(word ^ (ones &* 0x5C)) || (word &- ones &* 0x20) & ~word & highs != 0
     }
 
     static func isHex(_ byte: UInt8) -> Bool {

@@ -52,19 +52,23 @@ package struct StreamRelay: Sendable {
     package mutating func process(_ bytes: UnsafeRawBufferPointer) -> (output: [UInt8], sawToken: Bool) {
         var out: [UInt8] = []
         guard stop == nil, !bytes.isEmpty else { return (out, false) }
-        out.reserveCapacity(bytes.count + 64)
+        // Room for a longer model name in every event of a read.
+        out.reserveCapacity(bytes.count + bytes.count / 8 + 64)
         var sawToken = false
-        if inPlaceFraming {
-            if pending.isEmpty {
-                frame(bytes, into: &out, sawToken: &sawToken)
+        // The name is borrowed once per read, not retained once per event.
+        publicModelJSON.withUnsafeBytes { model in
+            if inPlaceFraming {
+                if pending.isEmpty {
+                    frame(bytes, model: model, into: &out, sawToken: &sawToken)
+                } else {
+                    var joined = pending
+                    pending = []
+                    joined.append(contentsOf: bytes)
+                    joined.withUnsafeBytes { frame($0, model: model, into: &out, sawToken: &sawToken) }
+                }
             } else {
-                var joined = pending
-                pending = []
-                joined.append(contentsOf: bytes)
-                joined.withUnsafeBytes { frame($0, into: &out, sawToken: &sawToken) }
+                decode(bytes, model: model, into: &out, sawToken: &sawToken)
             }
-        } else {
-            decode(bytes, into: &out, sawToken: &sawToken)
         }
         return (out, sawToken)
     }
@@ -73,20 +77,22 @@ package struct StreamRelay: Sendable {
     package mutating func finish() -> [UInt8] {
         var out: [UInt8] = []
         guard stop == nil else { return out }
-        if !pending.isEmpty {
-            var sawToken = false
-            let rest = pending
-            pending = []
-            rest.withUnsafeBytes { decode($0, into: &out, sawToken: &sawToken) }
+        publicModelJSON.withUnsafeBytes { model in
+            if !pending.isEmpty {
+                var sawToken = false
+                let rest = pending
+                pending = []
+                rest.withUnsafeBytes { decode($0, model: model, into: &out, sawToken: &sawToken) }
+            }
+            if stop == nil, let event = decoder.finish() { _ = handle(event, model: model, into: &out) }
         }
-        if stop == nil, let event = decoder.finish() { _ = handle(event, into: &out) }
         return out
     }
 
     /// In-place framing: takes one-line `data:` events and comments ended by `\n\n` straight
     /// from `bytes`; keeps a cut-off event for the next read; hands anything else, and the rest
     /// of the stream, to the decoder.
-    private mutating func frame(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8], sawToken: inout Bool) {
+    private mutating func frame(_ bytes: UnsafeRawBufferPointer, model: UnsafeRawBufferPointer, into out: inout [UInt8], sawToken: inout Bool) {
         let newline = UInt8(ascii: "\n")
         var i = 0
         while i < bytes.count, stop == nil {
@@ -103,7 +109,7 @@ package struct StreamRelay: Sendable {
                 line[3] == UInt8(ascii: "a"), line[4] == UInt8(ascii: ":")
             {
                 let start = line.count > 5 && line[5] == UInt8(ascii: " ") ? 6 : 5
-                if handleData(UnsafeRawBufferPointer(rebasing: line[start...]), into: &out) { sawToken = true }
+                if handleData(UnsafeRawBufferPointer(rebasing: line[start...]), model: model, into: &out) { sawToken = true }
             } else {
                 break
             }
@@ -112,12 +118,12 @@ package struct StreamRelay: Sendable {
         guard i < bytes.count, stop == nil else { return }
         // Not a form taken in place: the decoder has the rest of the stream.
         inPlaceFraming = false
-        decode(UnsafeRawBufferPointer(rebasing: bytes[i...]), into: &out, sawToken: &sawToken)
+        decode(UnsafeRawBufferPointer(rebasing: bytes[i...]), model: model, into: &out, sawToken: &sawToken)
     }
 
-    private mutating func decode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8], sawToken: inout Bool) {
+    private mutating func decode(_ bytes: UnsafeRawBufferPointer, model: UnsafeRawBufferPointer, into out: inout [UInt8], sawToken: inout Bool) {
         for event in decoder.feed(bytes) {
-            if handle(event, into: &out) { sawToken = true }
+            if handle(event, model: model, into: &out) { sawToken = true }
             if stop != nil { break }
         }
     }
@@ -130,23 +136,23 @@ package struct StreamRelay: Sendable {
     }
 
     /// Returns true when the event carried a token.
-    private mutating func handle(_ event: SSEEvent, into out: inout [UInt8]) -> Bool {
+    private mutating func handle(_ event: SSEEvent, model: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool {
         if event.isComment {
             out.append(contentsOf: ": keep-alive\n\n".utf8)
             return false
         }
         var data = event.data
-        return data.withUTF8 { handleData(UnsafeRawBufferPointer($0), into: &out) }
+        return data.withUTF8 { handleData(UnsafeRawBufferPointer($0), model: model, into: &out) }
     }
 
     /// One event's data. Returns true when it carried a token.
-    private mutating func handleData(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool {
+    private mutating func handleData(_ bytes: UnsafeRawBufferPointer, model modelJSON: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool {
         if bytes.count == 6, bytes[0] == UInt8(ascii: "["), bytes.elementsEqual("[DONE]".utf8) {
             sawDone = true
             emit(bytes, into: &out)
             return false
         }
-        if scanChunks, let token = relayScanned(bytes, into: &out) { return token }
+        if scanChunks, let token = relayScanned(bytes, model: modelJSON, into: &out) { return token }
         var json: JSONValue
         do {
             json = try JSONParser.parse(bytes)
@@ -189,13 +195,15 @@ package struct StreamRelay: Sendable {
     /// The common chunk (no usage, no error) without building it: validated by a scan, the model
     /// rewritten by splicing its value, token fields checked in place. Nil when the chunk needs
     /// the full treatment (usage, error, anything the scan does not take, malformed).
-    private mutating func relayScanned(_ raw: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool? {
+    private mutating func relayScanned(_ raw: UnsafeRawBufferPointer, model publicModel: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool? {
         guard let scanned = TokenChunk.scan(raw) else { return nil }
         if scanned.carriesToken { tokenChunks += 1 }
         out.append(contentsOf: "data: ".utf8)
-        if let model = scanned.model, model.count != publicModelJSON.count || !raw[model].elementsEqual(publicModelJSON) {
+        if let model = scanned.model,
+            model.count != publicModel.count || memcmp(raw.baseAddress! + model.lowerBound, publicModel.baseAddress!, model.count) != 0
+        {
             out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[..<model.lowerBound]))
-            out.append(contentsOf: publicModelJSON)
+            out.append(contentsOf: publicModel)
             out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[model.upperBound...]))
         } else {
             out.append(contentsOf: raw)
