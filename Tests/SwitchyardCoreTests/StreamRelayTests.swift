@@ -88,6 +88,33 @@ import Testing
         }
     }
 
+    /// The chunks of a stream share their framing, so the relay checks the bytes around the
+    /// content instead of scanning: whatever the content, it decides as the parser does.
+    @Test func chunksSharingTheirFramingAreRelayedAsTheParserDoes() throws {
+        let before = #"{"id":"c","object":"chat.completion.chunk","created":1,"model":"up","choices":[{"index":0,"delta":{"content":"#
+        let after = #"},"finish_reason":null}]}"#
+        let modelLast = (#"{"id":"c","choices":[{"delta":{"content":"#, #"}}],"model":"up"}"#)
+        let contents = [
+            #""first""#, #""tok""#, #""with \"escapes\" \\ \u00e9 😀 and more than eight bytes""#, #""""#, #""x""#,
+            #""bad \x escape""#, "\"raw\ttab\"", #""ok again""#, "null", #"["not", "a string"]"#, #""a" , "b""#, #""""#,
+        ]
+        for (head, tail) in [(before, after), modelLast] {
+            var chunks = contents.map { head + $0 + tail }
+            chunks.insert(#"{"id":"c","model":"up","choices":[{"index":0,"delta":{"content":"x"}}],"extra":1}"#, at: 3)
+            for n in 1...chunks.count {
+                let fast = run(Array(chunks.prefix(n)), scan: true, forwardUsage: false)
+                let parsed = run(Array(chunks.prefix(n)), scan: false, forwardUsage: false)
+                #expect(fast.tokens == parsed.tokens, "\(chunks[n - 1])")
+                #expect((fast.stop == nil) == (parsed.stop == nil), "\(chunks[n - 1])")
+                #expect(fast.events.count == parsed.events.count, "\(chunks[n - 1])")
+                for (a, b) in zip(fast.events, parsed.events) where a != "[DONE]" || b != "[DONE]" {
+                    #expect(try JSONParser.parse(a) == JSONParser.parse(b), "same JSON for \(chunks[n - 1])")
+                    #expect(!a.contains(#""model":"up""#), "model restored in \(a)")
+                }
+            }
+        }
+    }
+
     @Test func anUnchangedChunkGoesOutByteForByte() {
         let chunk = #"{"id":"c","model":"pub","choices":[{"delta":{"content":"x"}}],"n":1.50}"#
         #expect(run([chunk], scan: true, forwardUsage: false).events.first == chunk)

@@ -28,6 +28,32 @@ package struct StreamRelay: Sendable {
     package var inPlaceFraming = true
     /// The start of an event cut off at the end of the last read (in-place framing).
     var pending: [UInt8] = []
+    /// The framing of the stream's token chunks (see ``matchTemplate(_:)``).
+    var template = Template()
+
+    struct Template {
+        var prefix: [UInt8] = []
+        var suffix: [UInt8] = []
+        /// Where the model value is: counted from the start when it comes before the content,
+        /// else from the end.
+        var model: (start: Int, end: Int)?
+        var modelFromEnd = false
+
+        mutating func learn(_ raw: UnsafeRawBufferPointer, content: Range<Int>, model: Range<Int>?) {
+            prefix.removeAll(keepingCapacity: true)
+            prefix.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[..<content.lowerBound]))
+            suffix.removeAll(keepingCapacity: true)
+            suffix.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[content.upperBound...]))
+            modelFromEnd = model.map { $0.lowerBound >= content.upperBound } ?? false
+            self.model = model.map { modelFromEnd ? (raw.count - $0.lowerBound, raw.count - $0.upperBound) : ($0.lowerBound, $0.upperBound) }
+        }
+
+        /// The model's range in a chunk of `count` bytes that matched.
+        func model(in count: Int, content: Range<Int>) -> Range<Int>? {
+            guard let model else { return nil }
+            return modelFromEnd ? (count - model.start)..<(count - model.end) : model.start..<model.end
+        }
+    }
 
     package private(set) var tokenChunks = 0
     package private(set) var sawDone = false
@@ -196,12 +222,20 @@ package struct StreamRelay: Sendable {
     /// rewritten by splicing its value, token fields checked in place. Nil when the chunk needs
     /// the full treatment (usage, error, anything the scan does not take, malformed).
     private mutating func relayScanned(_ raw: UnsafeRawBufferPointer, model publicModel: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool? {
-        guard let scanned = TokenChunk.scan(raw) else { return nil }
-        if scanned.carriesToken { tokenChunks += 1 }
+        let model: Range<Int>?
+        let token: Bool
+        if let content = matchTemplate(raw) {
+            model = template.model(in: raw.count, content: content)
+            token = true
+        } else {
+            guard let scanned = TokenChunk.scan(raw) else { return nil }
+            model = scanned.model
+            token = scanned.carriesToken
+            if token, let content = scanned.content, content.count > 2 { template.learn(raw, content: content, model: model) }
+        }
+        if token { tokenChunks += 1 }
         out.append(contentsOf: "data: ".utf8)
-        if let model = scanned.model,
-            model.count != publicModel.count || memcmp(raw.baseAddress! + model.lowerBound, publicModel.baseAddress!, model.count) != 0
-        {
+        if let model, model.count != publicModel.count || memcmp(raw.baseAddress! + model.lowerBound, publicModel.baseAddress!, model.count) != 0 {
             out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[..<model.lowerBound]))
             out.append(contentsOf: publicModel)
             out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[model.upperBound...]))
@@ -209,7 +243,26 @@ package struct StreamRelay: Sendable {
             out.append(contentsOf: raw)
         }
         out.append(contentsOf: "\n\n".utf8)
-        return scanned.carriesToken
+        return token
+    }
+
+    /// The chunks of one stream share their framing: the bytes around the content of the last
+    /// scanned token chunk (same id, created, model, index, finish_reason null). A chunk that has
+    /// the same bytes before and after a valid JSON string is the same document with other
+    /// content, so it needs no scan: its content string is returned (it carries a token, as the
+    /// string is not empty).
+    private func matchTemplate(_ raw: UnsafeRawBufferPointer) -> Range<Int>? {
+        let p = template.prefix.count
+        let q = template.suffix.count
+        guard p > 0, raw.count >= p + q + 3, let base = raw.baseAddress else { return nil }
+        let same = template.prefix.withUnsafeBytes { prefix in
+            template.suffix.withUnsafeBytes { suffix in
+                memcmp(base, prefix.baseAddress!, p) == 0 && (q == 0 || memcmp(base + raw.count - q, suffix.baseAddress!, q) == 0)
+            }
+        }
+        let content = p..<(raw.count - q)
+        guard same, raw[p] == UInt8(ascii: "\""), let (end, _) = JSONScan.skipString(raw, p), end == content.upperBound else { return nil }
+        return content
     }
 
     private func emit(_ data: some Collection<UInt8>, into out: inout [UInt8]) {

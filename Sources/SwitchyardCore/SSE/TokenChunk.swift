@@ -8,6 +8,9 @@ package enum TokenChunk {
         /// The byte range of the top-level `model` value, if any.
         package var model: Range<Int>?
         package var carriesToken: Bool
+        /// The byte range of the chunk's only `content` string (quotes included), when it has
+        /// exactly one: the relay's template for the next chunks of the stream.
+        package var content: Range<Int>?
     }
 
     /// Scans a chunk that has no `usage` and no `error` (the common one). Nil when it needs a
@@ -17,11 +20,12 @@ package enum TokenChunk {
     package static func scan(_ raw: UnsafeRawBufferPointer) -> Scanned? {
         var model: Range<Int>?
         var token = false
+        var content = Content()
         let start = JSONScan.skipSpace(raw, 0)
         let end = object(raw, at: start, depth: 1) { key, value, depth in
             let valueEnd: Int?
             if JSONScan.key(raw, key, is: "choices"), value < raw.count, raw[value] == UInt8(ascii: "[") {
-                valueEnd = choices(raw, at: value, depth: depth, token: &token)
+                valueEnd = choices(raw, at: value, depth: depth, token: &token, content: &content)
             } else {
                 valueEnd = JSONScan.skipValue(raw, value, depth: depth)
             }
@@ -35,18 +39,24 @@ package enum TokenChunk {
             return valueEnd
         }
         guard let end, JSONScan.skipSpace(raw, end) == raw.count else { return nil }
-        return Scanned(model: model, carriesToken: token)
+        return Scanned(model: model, carriesToken: token, content: content.count == 1 ? content.last : nil)
+    }
+
+    /// The `content` strings seen in deltas.
+    struct Content {
+        var count = 0
+        var last: Range<Int>?
     }
 
     /// The `choices` array at `start`: sets `token` when a choice carries one; the index after it.
-    private static func choices(_ raw: UnsafeRawBufferPointer, at start: Int, depth: Int, token: inout Bool) -> Int? {
+    private static func choices(_ raw: UnsafeRawBufferPointer, at start: Int, depth: Int, token: inout Bool, content: inout Content) -> Int? {
         var i = JSONScan.skipSpace(raw, start + 1)
         if i < raw.count, raw[i] == UInt8(ascii: "]") { return i + 1 }
         while true {
             let end: Int?
             if i < raw.count, raw[i] == UInt8(ascii: "{") {
                 var carries = false
-                end = choice(raw, at: i, depth: depth + 1, token: &carries)
+                end = choice(raw, at: i, depth: depth + 1, token: &carries, content: &content)
                 if carries { token = true }
             } else {
                 end = JSONScan.skipValue(raw, i, depth: depth + 1)
@@ -62,7 +72,7 @@ package enum TokenChunk {
 
     /// One choice: a non-empty `text`, or a `delta` with a non-empty `content`,
     /// `reasoning_content` or `tool_calls` (the last of a repeated key counts, as in a parse).
-    private static func choice(_ raw: UnsafeRawBufferPointer, at start: Int, depth: Int, token: inout Bool) -> Int? {
+    private static func choice(_ raw: UnsafeRawBufferPointer, at start: Int, depth: Int, token: inout Bool, content: inout Content) -> Int? {
         var text = false
         var delta = false
         let end = object(raw, at: start, depth: depth) { key, value, depth in
@@ -72,6 +82,10 @@ package enum TokenChunk {
                     guard let end = JSONScan.skipValue(raw, value, depth: depth) else { return nil }
                     if JSONScan.key(raw, key, is: "content") {
                         fields.content = nonEmptyString(raw, value..<end)
+                        if raw[value] == UInt8(ascii: "\"") {
+                            content.count += 1
+                            content.last = value..<end
+                        }
                     } else if JSONScan.key(raw, key, is: "reasoning_content") {
                         fields.reasoning = nonEmptyString(raw, value..<end)
                     } else if JSONScan.key(raw, key, is: "tool_calls") {
