@@ -106,12 +106,11 @@ final class UpstreamConnections: @unchecked Sendable {
     /// Opens a new connection to `backend`'s server.
     func connect(_ backend: Backend, then done: @escaping (Result<UpstreamConnection, any Error>) -> Void) {
         let key = Self.key(backend), url = backend.url
-        var tlsContext: NIOSSLContext?
-        if url.scheme == "https" {
-            switch tls {
-            case .success(let context): tlsContext = context
-            case .failure(let error): return done(.failure(error))
-            }
+        let tlsContext: NIOSSLContext?
+        switch (url.scheme == "https", tls) {
+        case (false, _): tlsContext = nil
+        case (true, .success(let context)): tlsContext = context
+        case (true, .failure(let error)): return done(.failure(error))
         }
         ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
