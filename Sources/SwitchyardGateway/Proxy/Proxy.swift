@@ -279,7 +279,7 @@ package final class Proxy: Sendable {
             metrics.retry(reason: reason)
         } else {
             logger.warning("retry budget exhausted; not retrying", metadata: ["request_id": "\(requestID)", "reason": "\(reason)"])
-            metrics.retry(reason: "budget_exhausted")
+            metrics.retryRefused(reason: "budget_exhausted")
         }
         return granted
     }

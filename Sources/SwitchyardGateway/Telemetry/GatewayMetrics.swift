@@ -87,8 +87,15 @@ package final class GatewayMetrics: Sendable {
         ).increment()
     }
 
+    /// A retry attempt that was made (refused ones are ``retryRefused(reason:)``).
     package func retry(reason: String) {
-        counter("switchyard_retries_total", help: "Upstream attempts beyond the first, by reason.", [("reason", reason)]).increment()
+        counter("switchyard_retries_total", help: "Upstream attempts beyond the first that were made, by reason.", [("reason", reason)])
+            .increment()
+    }
+
+    /// A retry the request wanted but did not get (`budget_exhausted`).
+    package func retryRefused(reason: String) {
+        counter("switchyard_retries_refused_total", help: "Retries not made, by why they were refused.", [("reason", reason)]).increment()
     }
 
     package func inflight(backend: String, _ value: Int) {
