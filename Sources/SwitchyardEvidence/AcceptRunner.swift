@@ -80,7 +80,7 @@ package final class AcceptRunner: Sendable {
             options.label = lane.name
             return LoadRunner(options: options, threads: 1, origin: origin)
         }
-        let records: [RequestRecord]
+        var records: [RequestRecord]
         do {
             records = try await withThrowingTaskGroup(of: [RequestRecord].self) { group in
                 for runner in runners { group.addTask { try await runner.run() } }
@@ -100,6 +100,14 @@ package final class AcceptRunner: Sendable {
             }
         } catch {
             throw RunError(description: "\(error)")
+        }
+        // Each request's phase, by when it was scheduled; `warmup` only in the warmup phase.
+        records = records.map { r in
+            var r = r
+            let t = r.tSched.seconds
+            r.phase = spans.first { t >= $0.start && t < $0.end }?.name ?? spans.last?.name
+            r.warmup = r.phase == "warmup"
+            return r
         }
         let verdicts = spec.lanes.map { lane -> LaneVerdict in
             var offered: Double?

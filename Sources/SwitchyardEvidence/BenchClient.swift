@@ -188,6 +188,7 @@ final class BenchClient: Sendable {
                     box.pool.open -= 1
                     var record = RequestRecord(id: job.id, lane: job.lane, tSched: job.tSched)
                     record.warmup = job.warmup
+                    record.phase = job.warmup ? "warmup" : "measured"
                     record.tSend = connectStarted
                     record.error = "connect to \(self.target.host):\(self.target.port) failed: \(error)"
                     done(record)
@@ -241,6 +242,7 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
         self.reused = reused && exchanges > 0
         var record = RequestRecord(id: job.id, lane: job.lane, tSched: job.tSched)
         record.warmup = job.warmup
+        record.phase = job.warmup ? "warmup" : "measured"
         self.channel = channel
         self.done = done
         isStream = false

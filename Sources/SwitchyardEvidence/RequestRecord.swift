@@ -7,6 +7,8 @@ package struct RequestRecord: Sendable {
     package var lane: String
     /// Sent during warmup: kept in requests.jsonl, left out of the statistics.
     package var warmup = false
+    /// The phase it was scheduled in (`accept`'s phase names; `bench`: `warmup` or `measured`).
+    package var phase: String?
     package var tSched: Duration
     package var tSend: Duration?
     package var tFirst: Duration?
@@ -69,7 +71,7 @@ package struct RequestRecord: Sendable {
         func num(_ v: Double?) -> JSONValue { v.map { .number(String(format: "%.6f", $0)) } ?? .null }
         func int(_ v: Int?) -> JSONValue { v.map { .number($0) } ?? .null }
         return .object([
-            ("id", .number(id)), ("lane", .string(lane)), ("warmup", .bool(warmup)),
+            ("id", .number(id)), ("lane", .string(lane)), ("phase", phase.map(JSONValue.string) ?? .null), ("warmup", .bool(warmup)),
             ("t_sched", num(tSched.seconds)), ("t_send", num(tSend?.seconds)), ("t_first", num(tFirst?.seconds)), ("t_last", num(tLast?.seconds)),
             ("ttft", num(ttft)), ("ttft_sched", num(ttftSched)), ("e2e", num(e2e)), ("e2e_sched", num(e2eSched)), ("tpot", num(tpot)),
             ("max_gap", num(maxGap)), ("schedule_lag", num(scheduleLag)),

@@ -153,7 +153,9 @@ enum TimedUpstream {
             var options = BenchOptions(baseURL: url, model: "ok", load: .rate(50, .poisson))
             options.requests = 10
             options.workload.outputTokens = .fixed(3)
+            options.warmup = .milliseconds(100)
             let records = try await LoadRunner(options: options).run()
+            #expect(records.contains { $0.warmup } && records.contains { !$0.warmup })
             let summary = LaneSummary.compute(lane: "default", records: records, offeredRate: 50)
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bundle-\(UUID().uuidString)").path
             defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -164,6 +166,11 @@ enum TimedUpstream {
             #expect(lines.count == 10)
             let first = try JSONParser.parse(Array(lines[0].utf8))
             #expect(first["ttft"]?.doubleValue != nil)
+            for line in lines {
+                let row = try JSONParser.parse(Array(line.utf8))
+                let warmup = (row["t_sched"]?.doubleValue ?? 1) < 0.1
+                #expect(row["warmup"] == .bool(warmup) && row["phase"] == .string(warmup ? "warmup" : "measured"), "\(line)")
+            }
             let parsed = try JSONParser.parse(Array(try String(contentsOfFile: dir + "/summary.json", encoding: .utf8).utf8))
             #expect(parsed["lanes"]?.arrayValue?.first?["metrics"]?["ttft"]?["p99"]?.doubleValue != nil)
             let manifest = try JSONParser.parse(Array(try String(contentsOfFile: dir + "/manifest.json", encoding: .utf8).utf8))

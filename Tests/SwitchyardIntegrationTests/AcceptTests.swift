@@ -57,6 +57,15 @@ import Testing
         func seconds(_ r: JSONValue, _ key: String) -> Double? { r[key]?.doubleValue }
         func good(_ r: JSONValue) -> Bool { r["ok"]?.boolValue == true && (seconds(r, "ttft_sched") ?? .infinity) <= 5 }
 
+        // Every row says its phase, by when it was scheduled; only the warmup phase's are warmup.
+        for r in requests {
+            let t = seconds(r, "t_sched") ?? -1
+            let phase = t < 2 ? "warmup" : t < 10 ? "steady" : t < 16 ? "fault" : "recovery"
+            #expect(r["phase"] == .string(phase), "t_sched \(t)")
+            #expect(r["warmup"] == .bool(phase == "warmup"), "t_sched \(t)")
+        }
+        #expect(requests.contains { $0["warmup"] == .bool(true) })
+
         // The kill happened: requests scheduled in the fault phase failed.
         let inFault = requests.filter { (seconds($0, "t_sched") ?? 0) >= 10 && (seconds($0, "t_sched") ?? 0) < 16 }
         #expect(inFault.contains { $0["ok"]?.boolValue == false }, "the killed replica failed some requests")
