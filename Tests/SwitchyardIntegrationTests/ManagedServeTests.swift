@@ -183,6 +183,11 @@ import Testing
         let first = state["models"]?.arrayValue?.first?["backends"]?.arrayValue?.first
         #expect(first?["phase"] == .string("stopped"))
         #expect(first?["accepting"] == .bool(false))
+        #expect(first?["id"] == .string("smollm2-0"), "the id the admin API takes")
+        #expect(first?["state"] == .string("drained"))
+        let ready = try await Self.admin(served, "/readyz")
+        let listed = ready["models"]?["smollm2"]?["backends"]?.arrayValue ?? []
+        #expect(listed.first { $0["id"] == .string("smollm2-0") }?["state"] == .string("drained"), "/readyz: \(ready)")
         _ = try await Self.admin(served, "/admin/backends/smollm2-0/resume", method: .POST)
         let deadline = ContinuousClock.now + .seconds(60)
         var back = false

@@ -205,3 +205,24 @@ import Testing
         #expect((try? decided.first?.result.get())?.index == 1, "probed once the ejection ended")
     }
 }
+
+extension PoolStateMachineTests {
+    @Test func aReplicaSaysWhatItIsDoing() throws {
+        let d = Self.machine(slots: [1, 1, 1, 1])
+        func states() -> [M.ReplicaState] { d.m.snapshot(now: .seconds(1)).map(\.state) }
+        #expect(states() == [.serving, .serving, .serving, .serving])
+        let lease = try #require(d.leaseNow(Self.ticket(), now: .zero))
+        d.m.setGate(lease.index, open: false, now: .zero)
+        d.coolDown((lease.index + 1) % 4, for: .seconds(5), now: .zero)
+        _ = d.m.recordHealthCheck((lease.index + 2) % 4, passed: false, now: .zero)
+        for _ in 0..<HealthCheckConfig().unhealthyThreshold { _ = d.m.recordHealthCheck((lease.index + 2) % 4, passed: false, now: .zero) }
+        var expected = [M.ReplicaState](repeating: .serving, count: 4)
+        expected[lease.index] = .draining
+        expected[(lease.index + 1) % 4] = .cooling
+        expected[(lease.index + 2) % 4] = .unhealthy
+        #expect(states() == expected)
+        d.release(lease, outcome: .neutral, now: .zero)
+        expected[lease.index] = .drained
+        #expect(states() == expected, "idle once its last request ended")
+    }
+}

@@ -169,7 +169,8 @@ extension Gateway {
             guard let pool = pools[model.name] else { continue }
             let backends = pool.snapshot().map { r -> JSONValue in
                 var fields: [(String, JSONValue)] = [
-                    ("url", .string(r.backend.id)), ("managed", .bool(r.backend.managed)), ("healthy", .bool(r.healthy)),
+                    ("id", .string("\(model.name)-\(r.index)")), ("url", .string(r.backend.id)), ("state", .string(r.state.rawValue)),
+                    ("managed", .bool(r.backend.managed)), ("healthy", .bool(r.healthy)),
                     ("ejected", .bool(r.ejected)), ("accepting", .bool(r.gateOpen)), ("inflight", .number(r.inflight)),
                     ("max_inflight", r.backend.maxInflight.map { .number($0) } ?? .null), ("capacity", r.capacity.json),
                     ("last_health_error", r.lastError.map(JSONValue.string) ?? .null),

@@ -79,7 +79,8 @@ extension Gateway {
             guard let pool = pools[model.name] else { continue }
             let replicas = pool.snapshot().map { r in
                 var fields: [(String, JSONValue)] = [
-                    ("url", .string(r.backend.id)), ("healthy", .bool(r.healthy)), ("ejected", .bool(r.ejected)),
+                    ("id", .string("\(model.name)-\(r.index)")), ("url", .string(r.backend.id)), ("state", .string(r.state.rawValue)),
+                    ("healthy", .bool(r.healthy)), ("ejected", .bool(r.ejected)),
                     ("inflight", .number(r.inflight)), ("window", .number(r.window)),
                     ("capacity", r.capacity.json),
                     ("error", r.lastError.map(JSONValue.string) ?? .null),

@@ -26,8 +26,24 @@ extension PoolStateMachine {
         return flipped
     }
 
+    /// What a replica is doing, for `/admin/backends` and `/readyz`.
+    package enum ReplicaState: String, Sendable {
+        /// Closed to new requests (drain, or a managed replica not serving) with requests in flight.
+        case draining
+        /// Closed to new requests and idle.
+        case drained
+        /// Its active health checks fail.
+        case unhealthy
+        /// Passive health ejected it after failures (probed again when the ejection ends).
+        case ejected
+        /// It answered 429/503 and is kept out of rotation until its Retry-After.
+        case cooling
+        case serving
+    }
+
     package struct ReplicaSnapshot: Sendable {
         package let index: Int
+        package let state: ReplicaState
         package let backend: Backend
         package let inflight: Int
         package let healthy: Bool
@@ -47,8 +63,21 @@ extension PoolStateMachine {
         replicas.enumerated().compactMap { i, r in
             if r.removed { return nil }
             if let expiry = r.expiresAt, expiry <= now { return nil }
+            // Closed on purpose comes first: a drained replica's failing health checks are expected.
+            let state: ReplicaState =
+                if !r.gateOpen {
+                    r.inflight > 0 ? .draining : .drained
+                } else if !r.active.isHealthy {
+                    .unhealthy
+                } else if r.outlier.admission(now: now) == .refuse {
+                    .ejected
+                } else if let until = r.coolingUntil, until > now {
+                    .cooling
+                } else {
+                    .serving
+                }
             return ReplicaSnapshot(
-                index: i, backend: r.backend, inflight: r.inflight, healthy: r.active.isHealthy,
+                index: i, state: state, backend: r.backend, inflight: r.inflight, healthy: r.active.isHealthy,
                 ejected: r.outlier.admission(now: now) == .refuse, gateOpen: r.gateOpen, lastError: r.active.lastError,
                 window: limit(r), engine: r.signals, capacity: status(r))
         }
