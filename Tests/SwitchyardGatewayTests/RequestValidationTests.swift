@@ -1,3 +1,5 @@
+import NIOCore
+import NIOPosix
 import SwitchyardCore
 import SwitchyardTestSupport
 import Testing
@@ -112,6 +114,53 @@ import Testing
                 #expect(metrics.contains(#"switchyard_tenant_tokens_total{tenant="team-a",kind="input"} 5"#))
                 #expect(metrics.contains(#"switchyard_requests_total{model="-",lane="-",code="401"} 2"#))
             }
+        }
+    }
+}
+
+/// A body declared over the limit is refused before it arrives, on both paths.
+@Suite(.tags(.timing)) struct DeclaredBodyLimitTests {
+    /// Sends `text` and returns the response head once it is complete (the connection stays open).
+    static func responseHead(port: Int, _ text: String) async throws -> String {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        return try await withThrowingTaskGroup(of: String.self) { group in
+            group.addTask {
+                try await channel.executeThenClose { inbound, outbound in
+                    try await outbound.write(ByteBuffer(string: text))
+                    var received = ""
+                    for try await chunk in inbound {
+                        received += String(buffer: chunk)
+                        if received.contains("\r\n\r\n") { break }
+                    }
+                    return received
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: .seconds(5))
+                channel.channel.close(promise: nil)
+                return "no answer within 5 s"
+            }
+            let first = try await group.next()!
+            group.cancelAll()
+            return first
+        }
+    }
+
+    @Test(arguments: [true, false]) func aDeclaredBodyOverTheLimitGets413AtOnce(fastPath: Bool) async throws {
+        let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:9/v1"])]) {
+            $0.server.maxBodyBytes = 2048
+            $0.server.fastPath = fastPath
+        }
+        try await GatewayHarness.with(config) { _, base in
+            let port = Int(base.split(separator: ":").last!)!
+            // Ten megabytes declared, none sent: the answer must not wait for them.
+            let head = try await Self.responseHead(
+                port: port,
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n")
+            #expect(head.hasPrefix("HTTP/1.1 413"), "\(head)")
         }
     }
 }

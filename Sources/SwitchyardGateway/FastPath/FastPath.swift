@@ -41,8 +41,12 @@ final class FastPath: Sendable {
     }
 
     /// Whether the fast path may take the request: decided on its head, before its body.
+    /// A request the fast path may capture. One that declares a body over the limit goes to the
+    /// router, which answers 413 without waiting for the body.
     func mayServe(_ head: HTTPRequestHead) -> Bool {
-        head.method == .POST && paths[head.uri] != nil
+        guard head.method == .POST, paths[head.uri] != nil else { return false }
+        if let declared = head.headers.first(name: "content-length").flatMap({ Int($0) }), declared > maxBodyBytes { return false }
+        return true
     }
 
     /// Starts serving the request here, or returns nil (nothing changed) for the router to serve.

@@ -121,6 +121,10 @@ extension Gateway {
         if let contentType = request.headers[.contentType], !contentType.lowercased().hasPrefix("application/json") {
             return proxy.reject(.unsupportedMediaType(contentType), requestID: requestID, logger: logger)
         }
+        // A declared length over the limit is refused at once, before any of the body is read.
+        if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > config.server.maxBodyBytes {
+            return proxy.reject(.payloadTooLarge(limit: config.server.maxBodyBytes), requestID: requestID, logger: logger)
+        }
         var request = request
         let bytes: ByteBuffer
         do {
