@@ -47,7 +47,7 @@ package enum EffectiveConfig {
         var lines: [String] = []
         lines.append("configuration OK")
         lines.append(
-            "server: listen \(c.server.host):\(c.server.port), max body \(c.server.maxBodyBytes) bytes, shutdown grace \(c.server.shutdownGrace.formatted), fast path \(c.server.fastPath ? "on" : "off")"
+            "server: listen \(c.server.host):\(c.server.port), max body \(c.server.maxBodyBytes) bytes, drain delay \(c.server.drainDelay.formatted), shutdown grace \(c.server.shutdownGrace.formatted), fast path \(c.server.fastPath ? "on" : "off")"
         )
         let t = c.upstream.timeouts
         lines.append(

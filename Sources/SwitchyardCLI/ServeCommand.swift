@@ -33,6 +33,13 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("A model pool: MODEL=URL[,URL…] (repeatable). URL is the server's OpenAI base.", valueName: "MODEL=URL"))
     var upstream: [String] = []
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "After SIGTERM, keep accepting this long with /readyz at 503 (server.drain_delay; default 5s, 0 to stop accepting at once).",
+            valueName: "DURATION"))
+    var drainDelay: String?
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -41,7 +48,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let started = ContinuousClock.now
-        var config = try Self.effectiveConfig(file: config, host: host, port: port, upstream: upstream)
+        var config = try Self.effectiveConfig(file: config, host: host, port: port, upstream: upstream, drainDelay: drainDelay)
         if config.models.isEmpty {
             config.models = [ManagedServers.embeddedDefault()]
         }
@@ -74,10 +81,16 @@ struct ServeCommand: AsyncParsableCommand {
         try await client.shutdown()
     }
 
-    static func effectiveConfig(file: String?, host: String?, port: Int?, upstream: [String]) throws -> GatewayConfig {
+    static func effectiveConfig(file: String?, host: String?, port: Int?, upstream: [String], drainDelay: String? = nil) throws -> GatewayConfig {
         var config = GatewayConfig()
         if let file { config = try ConfigCommand.load(file) }
         if let host { config.server.host = host }
+        if let drainDelay {
+            guard let delay = Duration.parse(drainDelay), delay >= .zero else {
+                throw ValidationError("--drain-delay must be a duration such as 5s or 0, got '\(drainDelay)'")
+            }
+            config.server.drainDelay = delay
+        }
         if let port {
             guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535, got \(port)") }
             config.server.port = port

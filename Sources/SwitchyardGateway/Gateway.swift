@@ -95,25 +95,44 @@ package final class Gateway: Sendable {
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger
         )
-        let drain = DrainSignal { [self] in
+        let server = config.server
+        let graceTimer = Mutex<Task<Void, Never>?>(nil)
+        let drain = DrainSignal(delay: server.drainDelay) { [self] in
             draining.store(true, ordering: .relaxed)
-            logger.info("shutting down: readiness off, draining in-flight requests", metadata: ["grace": "\(config.server.shutdownGrace.formatted)"])
+            logger.info(
+                "shutting down: readiness off, still accepting during the drain delay",
+                metadata: ["drain_delay": "\(server.drainDelay.formatted)", "grace": "\(server.shutdownGrace.formatted)"])
+        } onStopAccepting: { [self] in
+            logger.info("shutting down: no longer accepting, in-flight requests finish within the grace")
+            // At the end of the grace, what still runs ends visibly (an SSE error event, a 503).
+            graceTimer.withLock {
+                $0 = Task { [self] in
+                    try? await Task.sleep(for: server.shutdownGrace)
+                    guard !Task.isCancelled else { return }
+                    logger.warning("shutdown grace ran out: ending the requests still in flight with server_shutdown")
+                    for pool in pools.values { pool.shutDown() }
+                    proxy.shutdownNotice.fire()
+                }
+            }
         }
+        defer { graceTimer.withLock { $0?.cancel() } }
         var configuration = ServiceGroupConfiguration(
-            // Shut down in reverse: readiness off first.
+            // Shut down in reverse: readiness off and the drain delay first, then the listener
+            // (in-flight requests finish), then the pools' helpers and the managed servers.
             services: services.map { .init(service: $0, successTerminationBehavior: .ignore) } + [
-                .init(service: app),
                 .init(service: healthChecker, successTerminationBehavior: .ignore),
                 .init(service: capacityDiscovery, successTerminationBehavior: .ignore),
                 .init(service: PoolTicker(pools: Array(pools.values), metrics: metrics, logger: logger), successTerminationBehavior: .ignore),
                 .init(service: SignalScraper(pools: Array(pools.values), client: client, logger: logger), successTerminationBehavior: .ignore),
+                .init(service: app),
                 .init(service: drain, successTerminationBehavior: .ignore),
             ],
             gracefulShutdownSignals: signals,
             cancellationSignals: [],
             logger: logger
         )
-        configuration.maximumGracefulShutdownDuration = config.server.shutdownGrace
+        // The grace's own end is handled above; this only bounds a shutdown that hangs.
+        configuration.maximumGracefulShutdownDuration = server.drainDelay + server.shutdownGrace + .seconds(5)
         let group = ServiceGroup(configuration: configuration)
         self.group.withLock { $0 = group }
         defer { self.group.withLock { $0 = nil } }
@@ -134,12 +153,19 @@ extension Gateway {
     }
 }
 
-/// Flips readiness off the moment graceful shutdown starts (it is shut down first: last in the group).
+/// Flips readiness off the moment graceful shutdown starts (it is shut down first: last in the
+/// group), then holds the rest of the shutdown back for `delay`, while the listener still
+/// accepts: Kubernetes removes a terminating pod from its Service's endpoints only after a
+/// while, and connections meanwhile must not be refused.
 struct DrainSignal: Service {
+    let delay: Duration
     let onShutdown: @Sendable () -> Void
+    let onStopAccepting: @Sendable () -> Void
 
     func run() async throws {
         try? await gracefulShutdown()
         onShutdown()
+        if delay > .zero { try? await Task.sleep(for: delay) }
+        onStopAccepting()
     }
 }

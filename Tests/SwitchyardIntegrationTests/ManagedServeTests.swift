@@ -17,12 +17,13 @@ import Testing
         let log: URL
 
         /// Starts `switchyard serve` and returns once its ready banner is printed.
-        init(arguments: [String], dataDir: URL) async throws {
+        /// `drainDelay`: the tests stop the server often and no load balancer needs the delay.
+        init(arguments: [String], dataDir: URL, drainDelay: String = "0s") async throws {
             log = dataDir.appendingPathComponent("serve.log")
             try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
             FileManager.default.createFile(atPath: log.path, contents: nil)
             process.executableURL = URL(fileURLWithPath: ServeProcessTests.binary)
-            process.arguments = ["serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", dataDir.path] + arguments
+            process.arguments = ["serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", dataDir.path, "--drain-delay", drainDelay] + arguments
             let stdout = Pipe()
             process.standardOutput = stdout
             process.standardError = try FileHandle(forWritingTo: log)

@@ -11,6 +11,8 @@ package enum GatewayHarness {
         var config = GatewayConfig()
         config.server.port = 0
         config.server.shutdownGrace = .seconds(5)
+        // No load balancer to wait for; tests of the delay set it.
+        config.server.drainDelay = .zero
         config.health.enabled = false
         // AsyncHTTPClient keeps retrying a refused connect until the request's timeout: tests
         // whose backend is deliberately down would wait the default 2 s for discovery each.

@@ -89,11 +89,14 @@ package enum ConfigLoader {
                 if v.count < 16 { r.fail("admin.token", "must be at least 16 characters", n) } else { config.admin.token = v }
             }
         }
-        if let node = top["server"], let m = r.mapping(node, "server", allowed: ["host", "port", "max_body_bytes", "shutdown_grace", "fast_path"]) {
+        if let node = top["server"],
+            let m = r.mapping(node, "server", allowed: ["host", "port", "max_body_bytes", "shutdown_grace", "drain_delay", "fast_path"])
+        {
             if let n = m["host"], let v = r.string(n, "server.host") { config.server.host = v }
             if let n = m["port"], let v = r.int(n, "server.port", min: 0, max: 65535) { config.server.port = v }
             if let n = m["max_body_bytes"], let v = r.int(n, "server.max_body_bytes", min: 1024) { config.server.maxBodyBytes = v }
             if let n = m["shutdown_grace"], let v = r.duration(n, "server.shutdown_grace", allowZero: true) { config.server.shutdownGrace = v }
+            if let n = m["drain_delay"], let v = r.duration(n, "server.drain_delay", allowZero: true) { config.server.drainDelay = v }
             if let n = m["fast_path"], let v = r.bool(n, "server.fast_path") { config.server.fastPath = v }
         }
         if let node = top["upstream"],

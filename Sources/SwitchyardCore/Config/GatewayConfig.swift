@@ -30,8 +30,11 @@ package struct ServerConfig: Sendable, Equatable {
     package var port = 8080
     /// Largest accepted request body; larger bodies get 413.
     package var maxBodyBytes = 4 * 1024 * 1024
-    /// How long in-flight requests may run on after SIGTERM/SIGINT.
+    /// How long in-flight requests may run on once the listener stopped accepting.
     package var shutdownGrace: Duration = .seconds(30)
+    /// After SIGTERM/SIGINT, `/readyz` answers 503 at once but the listener keeps accepting this
+    /// long, so load balancers can take the pod out before connections are refused.
+    package var drainDelay: Duration = .seconds(5)
     /// Serve uncontended completions on the event loop (see the gateway's `FastPath`); off
     /// sends every request through the router.
     package var fastPath = true

@@ -70,6 +70,11 @@ package struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         APIError(status: status, message: message, type: "server_error", code: code)
     }
 
+    /// The shutdown grace ran out while the request was still running or waiting.
+    package static let serverShutdown = APIError(
+        status: 503, message: "The gateway is shutting down and its shutdown grace ran out; retry on another replica.",
+        type: "server_error", code: "server_shutdown", retryAfterSeconds: 1)
+
     package static func timeout(_ message: String) -> APIError {
         APIError(status: 504, message: message, type: "server_error", code: "timeout")
     }

@@ -24,6 +24,8 @@ final class ExchangeDriver: UpstreamDelegate {
     private var connection: UpstreamConnection?
     /// Reading from the backend is paused for a slow client.
     private var readingPaused = false
+    /// Its subscription to the gateway's ``ShutdownNotice`` while it runs.
+    private var shutdownSubscription: UInt64?
 
     /// `body`: the client's body when the request came in whole (reused with only the model
     /// replaced); nil to serialize the parsed request.
@@ -55,6 +57,10 @@ final class ExchangeDriver: UpstreamDelegate {
 
     func begin() {
         proxy.metrics.inflight(backend: lease.backend.id, lease.inflight)
+        let loop = connections.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        shutdownSubscription = proxy.shutdownNotice.subscribe { loop.execute { bound.value.shutdown() } }
+        guard shutdownSubscription != nil else { return perform(machine.shutdown()) }
         perform([machine.begin()])
         armTimer()
     }
@@ -91,6 +97,11 @@ final class ExchangeDriver: UpstreamDelegate {
 
     func preempted() {
         perform(machine.preempted())
+    }
+
+    /// The shutdown grace ran out.
+    func shutdown() {
+        perform(machine.shutdown())
     }
 
     func clientWritable(_ writable: Bool) {
@@ -201,6 +212,10 @@ final class ExchangeDriver: UpstreamDelegate {
     // MARK: Endings
 
     private func end(_ ending: UpstreamExchange.Ending) {
+        if let id = shutdownSubscription {
+            proxy.shutdownNotice.unsubscribe(id)
+            shutdownSubscription = nil
+        }
         let backend = lease.backend.id
         switch ending {
         case .whole(let status, let contentType, let body):

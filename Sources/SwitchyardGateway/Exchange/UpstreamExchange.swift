@@ -9,6 +9,8 @@ enum StopReason: Sendable, Equatable {
     case totalTimeout
     /// The pool took the slot back for a higher-priority request (nothing sent yet).
     case preempted
+    /// The gateway's shutdown grace ran out.
+    case shutdown
 }
 
 /// One attempt of one request at a backend, as a pure state machine: events in (sent, the
@@ -212,6 +214,11 @@ struct UpstreamExchange {
 
     mutating func clientGone() -> [Action] {
         phase == .finished ? [] : stop(.clientClosed)
+    }
+
+    /// The shutdown grace ran out: the attempt ends now, committed or not.
+    mutating func shutdown() -> [Action] {
+        phase == .finished ? [] : stop(.shutdown)
     }
 
     /// The pool wants the slot back: honoured only while nothing reached the client.

@@ -49,6 +49,9 @@ extension Proxy {
             pool.noteCancelled(lease.index)
             release(pool, lease, .neutral)
             return .fail(APIError(status: 499, message: "Client closed the connection.", type: "client_closed", code: "client_closed"))
+        case .shutdown:
+            release(pool, lease, .neutral)
+            return .fail(.serverShutdown)
         case .firstByteTimeout, .idleTimeout, .totalTimeout:
             let kind: UpstreamErrorKind = reason == .totalTimeout ? .totalTimeout : (reason == .idleTimeout ? .idleTimeout : .firstByteTimeout)
             metrics.upstreamError(backend: lease.backend.id, kind: kind)
@@ -149,6 +152,11 @@ extension Proxy {
             endError = .timeout("The request exceeded the total timeout (\(timeouts.total.formatted)).")
             metrics.upstreamError(backend: lease.backend.id, kind: .totalTimeout)
             outcome = .failure
+        case .some(.shutdown):
+            // Never a silent cut: the client reads an error event, the log says shutdown.
+            endError = .serverShutdown
+            record.status = APIError.serverShutdown.status
+            outcome = .neutral
         case .none:
             if case .malformed(let message) = relay.stop {
                 endError = .upstream("The backend sent a malformed stream: \(message)")
@@ -166,7 +174,7 @@ extension Proxy {
                 outcome = .failure
             }
         }
-        if let endError { record.error = endError.message }
+        if let endError { record.error = endError.code.map { "\($0): \(endError.message)" } ?? endError.message }
         if clientGone { record.status = 499 }
         record.tokens = tokens
         pool.observe(

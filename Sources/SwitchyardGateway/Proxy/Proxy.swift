@@ -19,6 +19,8 @@ package final class Proxy: Sendable {
     let metrics: GatewayMetrics
     let config: GatewayConfig
     let watch: ClientConnectionWatch
+    /// Fired when the shutdown grace runs out (see ``Gateway``).
+    let shutdownNotice = ShutdownNotice()
     /// Each event loop's keep-alive connections to the backends, used by both paths.
     let connections: UpstreamConnectionRegistry
     private let budget: Mutex<RetryBudget>
@@ -198,6 +200,8 @@ package final class Proxy: Sendable {
                     return finish(
                         error: APIError(status: 499, message: "Client closed the connection.", type: "client_closed", code: "client_closed"),
                         record: &record, logger: logger)
+                case .shuttingDown:
+                    return finish(error: .serverShutdown, record: &record, logger: logger)
                 case .queueTimeout:
                     metrics.shed(lane: lane.name, reason: "queue_timeout")
                     plan.refused(.queueTimeout, now: .now)

@@ -144,6 +144,9 @@ package final class ModelPool: Sendable {
         }
     }
 
+    /// The shutdown grace ran out: waiting requests fail with ``AcquireError/shuttingDown``.
+    package func shutDown() { update { machine, _ in machine.shutDown() } }
+
     // MARK: - Release and observation
 
     /// Returns the slot and records what the attempt says about the backend's health; `usage`

@@ -40,6 +40,8 @@ package struct PoolStateMachine: Sendable {
     var armedUntil = PoolStateMachine.unarmed
     /// What the caller has to carry out; taken with ``takeEffects()`` after every call.
     var effects = Effects()
+    /// Shut down: nothing waits and nothing new is admitted.
+    var closed = false
 
     /// The timer fires at no particular time (any deadline is sooner).
     static let unarmed = Duration.seconds(1 << 40)
@@ -178,6 +180,8 @@ package struct PoolStateMachine: Sendable {
         /// Refused at arrival: `reason` is the `switchyard_shed_total` label.
         case rejected(APIError, reason: String)
         case cancelled
+        /// The gateway's shutdown grace ran out (see ``PoolStateMachine/shutDown()``).
+        case shuttingDown
     }
 
     /// What a finished attempt told about the backend's usage.
@@ -295,6 +299,7 @@ extension PoolStateMachine {
     /// `ticket.excluding` at once, or refuses it (unknown lane, no replica, shed, queue full,
     /// deadline unreachable).
     package mutating func arrive(_ ticket: Ticket, now: Duration) -> Arrival {
+        guard !closed else { return .done(.failure(.shuttingDown)) }
         guard let lane = lanes[ticket.lane] else {
             return .done(.failure(.rejected(.invalidRequest("Unknown lane '\(ticket.lane)'.", param: "x-switchyard-lane"), reason: "unknown_lane")))
         }
@@ -340,7 +345,7 @@ extension PoolStateMachine {
     /// (nobody queued, a replica free, not shed), else nil and nothing changed. The event-loop
     /// fast path's acquire; otherwise the request takes ``arrive(_:now:)``.
     package mutating func leaseNow(_ ticket: Ticket, now: Duration) -> Lease? {
-        guard let lane = lanes[ticket.lane], scheduler.queuedTotal == 0, !ticket.requeue else { return nil }
+        guard !closed, let lane = lanes[ticket.lane], scheduler.queuedTotal == 0, !ticket.requeue else { return nil }
         if lane.sheddable, let level = saturation(now: now), level >= 1 { return nil }
         let request = LaneScheduler.Request(
             id: nextID, lane: ticket.lane, tenant: ticket.tenant, inputTokens: ticket.inputTokens,
@@ -348,6 +353,18 @@ extension PoolStateMachine {
         guard let lease = uncontendedLease(request, ticket: ticket, lane: lane, now: now) else { return nil }
         nextID += 1
         return lease
+    }
+
+    /// The shutdown grace ran out: every waiting request fails with ``AcquireError/shuttingDown``,
+    /// and so does every later arrival.
+    package mutating func shutDown() {
+        closed = true
+        for (id, w) in waiting {
+            _ = scheduler.remove(id: id, lane: w.request.lane, tenant: w.request.tenant)
+            effects.decided.append((id, .failure(.shuttingDown)))
+        }
+        waiting = [:]
+        urgent = []
     }
 
     /// The waiting request's task was cancelled: it leaves its queue. False when it was already
