@@ -71,8 +71,14 @@ struct ServeCommand: AsyncParsableCommand {
                 logger.info("listening", metadata: ["port": "\(port)"])
                 if !replicas.isEmpty {
                     logger.info("waiting for managed model servers to start and warm up", metadata: ["replicas": "\(replicas.count)"])
+                } else if !gateway.isReady {
+                    logger.info("waiting for every model's first health checks to pass")
                 }
-                announcer.listening(port: port)
+                // "ready" only once /readyz would say so (requests sent before then wait).
+                Task {
+                    await gateway.waitUntilReady()
+                    announcer.listening(port: port)
+                }
             }
         } catch {
             try? await client.shutdown()

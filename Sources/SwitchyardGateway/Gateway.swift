@@ -34,6 +34,8 @@ package final class Gateway: Sendable {
     /// Replicas whose capacity should be asked again (came back healthy).
     let discoveryRequests: (stream: AsyncStream<CapacityDiscovery.Target>, continuation: AsyncStream<CapacityDiscovery.Target>.Continuation)
     let startDiscovery = OneShotSignal()
+    /// Rung after each round of health checks: readiness may have changed.
+    let readinessBell = Doorbell()
 
     package init(config: GatewayConfig, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) {
         self.config = config
@@ -69,7 +71,18 @@ package final class Gateway: Sendable {
     package var healthChecker: HealthChecker {
         HealthChecker(
             pools: config.models.compactMap { pools[$0.name] }, client: client, config: config.health, metrics: metrics, logger: logger,
-            onHealthy: { [discoveryRequests] pool, index in discoveryRequests.continuation.yield(.init(pool: pool, index: index)) })
+            onHealthy: { [discoveryRequests] pool, index in discoveryRequests.continuation.yield(.init(pool: pool, index: index)) },
+            onRound: { [readinessBell] in readinessBell.ring() })
+    }
+
+    /// Returns once `/readyz` would answer 200 (every model has a replica that passed its health
+    /// checks and takes traffic), or when the task is cancelled.
+    package func waitUntilReady() async {
+        while !isReady, !Task.isCancelled {
+            // Health checks ring after each round; other changes (a gate opening) are seen
+            // within a second.
+            await readinessBell.wait(timeout: .seconds(1))
+        }
     }
 
     var capacityDiscovery: CapacityDiscovery {

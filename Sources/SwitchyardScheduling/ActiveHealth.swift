@@ -7,6 +7,7 @@ package struct ActiveHealth: Sendable, Equatable {
     package private(set) var isHealthy: Bool
     private var passes = 0
     private var failures = 0
+    private var hasFailed = false
     package private(set) var lastError: String?
 
     package init(healthyThreshold: Int, unhealthyThreshold: Int, initiallyHealthy: Bool = false) {
@@ -14,6 +15,10 @@ package struct ActiveHealth: Sendable, Equatable {
         self.unhealthyThreshold = unhealthyThreshold
         isHealthy = initiallyHealthy
     }
+
+    /// Not healthy yet, but no check has failed either: it is coming up (its first checks are
+    /// still to pass), so requests may wait for it.
+    package var isComingUp: Bool { !isHealthy && !hasFailed }
 
     /// Records a check result; returns true when the health flipped.
     @discardableResult
@@ -28,6 +33,7 @@ package struct ActiveHealth: Sendable, Equatable {
             }
         } else {
             failures += 1
+            hasFailed = true
             passes = 0
             if isHealthy, failures >= unhealthyThreshold {
                 isHealthy = false

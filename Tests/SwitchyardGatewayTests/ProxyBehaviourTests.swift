@@ -364,7 +364,7 @@ import Testing
                 #expect(first.json?["id"] == .string("slurm-0"))
                 #expect(gateway.isReady)
                 let served = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(model: "slurm"))
-                #expect(served.status == 200)
+                #expect(served.status == 200, "\(served.body)")
                 #expect(served.headers["x-switchyard-backend"] == url)
 
                 // Heartbeats keep it; the same URL is not added twice.

@@ -15,13 +15,10 @@ import Testing
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build the package first (swift build)")
         let dataDir = ManagedServeTests.tempDir()
         defer { try? FileManager.default.removeItem(at: dataDir) }
-        // The banner (port 0 → the bound port) comes once the upstream pool is ready.
+        // The banner (port 0 → the bound port) comes once /readyz answers 200: the first health
+        // checks passed, so what is sent right after it is served.
         let served = try await ManagedServeTests.Served(arguments: ["--upstream", "smollm2=\(url)"], dataDir: dataDir)
-        let deadline = ContinuousClock.now + .seconds(10)
-        while (try? await TestClient.get(served.base.replacingOccurrences(of: "/v1", with: "/readyz")).status) != 200, ContinuousClock.now < deadline
-        {
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        #expect(try await TestClient.get(served.base.replacingOccurrences(of: "/v1", with: "/readyz")).status == 200, "ready when it says so")
 
         var request = HTTPClientRequest(url: "\(served.base)/chat/completions")
         request.method = .POST

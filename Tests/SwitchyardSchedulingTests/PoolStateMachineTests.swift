@@ -226,3 +226,46 @@ extension PoolStateMachineTests {
         #expect(states() == expected, "idle once its last request ended")
     }
 }
+
+extension PoolStateMachineTests {
+    @Test func whenEveryReplicaIsCoolingARequestWaitsForTheFirstBackOrIsToldWhen() throws {
+        let d = Self.machine(slots: [1])
+        d.coolDown(0, for: .seconds(2), now: .zero)
+        // Its deadline allows the wait: it queues (no misleading no_healthy_backend) ...
+        let id = try #require(Self.queuedID(d.arrive(Self.ticket(giveUpAt: .seconds(10)), now: .zero)))
+        #expect(d.takeEffects().wake, "the cooldown's end is on the clock")
+        #expect(d.tick(now: .zero).next == .seconds(2))
+        _ = d.tick(now: .seconds(2))
+        #expect(d.takeEffects().decided.map(\.id) == [id])
+        // ... and one whose deadline comes first hears when to retry.
+        d.coolDown(0, for: .seconds(5), now: .seconds(3))
+        guard case .done(.failure(.rejected(let error, "cooling"))) = d.arrive(Self.ticket(startBy: .seconds(4)), now: .seconds(3)) else {
+            Issue.record("expected upstream_unavailable")
+            return
+        }
+        #expect(error.status == 503 && error.code == "upstream_unavailable" && error.retryAfterSeconds == 5)
+    }
+
+    @Test func requestsWaitForAReplicasFirstHealthChecks() throws {
+        var health = HealthCheckConfig()
+        health.healthyThreshold = 1
+        let config = ModelConfig(name: "m", backends: [BackendConfig(url: "http://127.0.0.1:9000/v1", maxInflight: 1)])
+        let d = Driver(M(config: config, health: health, outlier: OutlierConfig(), origin: Self.origin))
+        // Not checked yet: the request waits instead of failing.
+        let first = try #require(Self.queuedID(d.arrive(Self.ticket(), now: .zero)))
+        _ = d.m.recordHealthCheck(0, passed: true, now: .milliseconds(100))
+        #expect(d.takeEffects().decided.map(\.id) == [first], "dispatched once the check passed")
+
+        // A replica whose first checks fail: the waiting request fails at its verdict.
+        let other = Driver(M(config: config, health: health, outlier: OutlierConfig(), origin: Self.origin))
+        let waiting = try #require(Self.queuedID(other.arrive(Self.ticket(), now: .zero)))
+        _ = other.m.recordHealthCheck(0, passed: false, now: .milliseconds(100))
+        let decided = other.takeEffects().decided
+        #expect(decided.map(\.id) == [waiting])
+        guard case .failure(.noReplica) = decided.first?.result else {
+            Issue.record("expected noReplica")
+            return
+        }
+        #expect(Self.lease(other.arrive(Self.ticket(), now: .seconds(1))) == nil, "and later ones fail at once")
+    }
+}

@@ -13,12 +13,15 @@ package struct HealthChecker: Service {
     /// A backend came back healthy (or discovery never reached it): its capacity is asked again
     /// (it may have restarted with other settings).
     var onHealthy: @Sendable (ModelPool, Int) -> Void = { _, _ in }
+    /// A round of checks finished.
+    var onRound: @Sendable () -> Void = {}
 
     package func run() async throws {
         guard config.enabled else { return }
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 await checkAll()
+                onRound()
                 try? await Task.sleep(for: config.interval)
             }
         }

@@ -23,6 +23,7 @@ extension PoolStateMachine {
             replicas[index].healthyFlips += 1
             dispatch(now: now)
         }
+        if !passed { failHopeless(now: now) }
         return flipped
     }
 

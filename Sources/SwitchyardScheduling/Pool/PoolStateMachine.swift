@@ -303,7 +303,23 @@ extension PoolStateMachine {
         guard let lane = lanes[ticket.lane] else {
             return .done(.failure(.rejected(.invalidRequest("Unknown lane '\(ticket.lane)'.", param: "x-switchyard-lane"), reason: "unknown_lane")))
         }
-        guard !eligibleReplicas(excluding: ticket.excluding, now: now).isEmpty else { return .done(.failure(.noReplica)) }
+        // No replica takes work now: wait for one that comes back (a cooldown ends, a first
+        // health check passes) within the request's deadline, rather than failing at once.
+        var comesBack: Duration?
+        if eligibleReplicas(excluding: ticket.excluding, now: now).isEmpty {
+            guard let back = comeback(excluding: ticket.excluding, now: now) else { return .done(.failure(.noReplica)) }
+            let limit = min(ticket.giveUpAt - origin, ticket.startBy.map { $0 - origin } ?? ticket.giveUpAt - origin)
+            guard back <= limit else {
+                let seconds = max(1, Int((back - now).seconds.rounded(.up)))
+                return .done(
+                    .failure(
+                        .rejected(
+                            .unavailable(
+                                "Every replica of '\(config.name)' is cooling down after answering 429/503; the first takes requests again in \(seconds) s, after this request's deadline.",
+                                code: "upstream_unavailable", retryAfterSeconds: seconds), reason: "cooling")))
+            }
+            comesBack = back
+        }
         if lane.sheddable, !ticket.requeue, let level = saturation(now: now), level >= 1 {
             return .done(
                 .failure(
@@ -331,6 +347,7 @@ extension PoolStateMachine {
         let w = Waiting(ticket: ticket, request: request, priority: lane.priority, giveUpAt: ticket.giveUpAt - origin)
         waiting[id] = w
         if urgentLanes.contains(lane.name), request.deadline != nil { urgent.insert(id) }
+        if let comesBack { arm(comesBack) }
         let before = effects.decided.count
         dispatch(now: now)
         // Dispatched in the same call (another request's wait ended first): no waiting at all.
@@ -465,6 +482,29 @@ extension PoolStateMachine {
         var result: [Int] = []
         for (i, r) in replicas.enumerated() where !excluding.contains(i) && isEligible(r, now: now) { result.append(i) }
         return result
+    }
+
+    /// The earliest moment a replica that takes no work now may take some again without anyone
+    /// acting: the end of its cooldown, or now for one whose first health checks are still to
+    /// pass (its verdict dispatches or fails the waiting requests). Nil: none will.
+    func comeback(excluding: Set<Int>, now: Duration) -> Duration? {
+        var earliest: Duration?
+        for (i, r) in replicas.enumerated() where !excluding.contains(i) && r.gateOpen && !r.removed {
+            if let expiry = r.expiresAt, expiry <= now { continue }
+            if r.outlier.admission(now: now) == .refuse { continue }
+            guard r.active.isHealthy || r.active.isComingUp else { continue }
+            let back = max(now, r.coolingUntil ?? now)
+            earliest = min(earliest ?? back, back)
+        }
+        return earliest
+    }
+
+    /// Fails the waiting requests no replica will take (every one they may use is down for good
+    /// now, e.g. its first health checks failed).
+    mutating func failHopeless(now: Duration) {
+        for (id, w) in waiting where eligibleReplicas(excluding: w.ticket.excluding, now: now).isEmpty {
+            if comeback(excluding: w.ticket.excluding, now: now) == nil { fail(id, .noReplica) }
+        }
     }
 
     func isEligible(_ r: Replica, now: Duration) -> Bool {
