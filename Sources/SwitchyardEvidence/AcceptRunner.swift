@@ -131,7 +131,10 @@ package final class AcceptRunner: Sendable {
             try? await Task.sleep(until: origin + .seconds(span.start), clock: .continuous)
             log(String(format: "%6.1fs phase %@%@", span.start, span.name, span.fault.map { " — fault: \($0.label)" } ?? ""))
             guard let fault = span.fault else { continue }
-            collected.markers.withLock { $0.append(TimelineMarker(at: (ContinuousClock.now - origin).seconds, label: fault.label)) }
+            // The fault's span, shaded on the time charts.
+            collected.markers.withLock {
+                $0.append(TimelineMarker(at: (ContinuousClock.now - origin).seconds, end: span.end, label: fault.label))
+            }
             var stoppedPID: Int32?
             switch fault {
             case .chaos(let faults):
@@ -154,8 +157,6 @@ package final class AcceptRunner: Sendable {
             try? await Task.sleep(until: origin + .seconds(span.end), clock: .continuous)
             if case .chaos = fault { chaos?.set(ChaosFaults()) }
             if let pid = stoppedPID { kill(pid, SIGCONT) }
-            if case .killBackend = fault { continue }
-            collected.markers.withLock { $0.append(TimelineMarker(at: (ContinuousClock.now - origin).seconds, label: "lifted")) }
         }
     }
 

@@ -1,11 +1,14 @@
 import Foundation
 
-/// A moment to mark on the time charts (a fault injected, a phase change).
+/// A moment or a span to mark on the time charts: a fault's span is a shaded band, a moment
+/// (`end` nil) a dashed line.
 package struct TimelineMarker: Sendable {
     package var at: Double
+    package var end: Double?
     package var label: String
-    package init(at: Double, label: String) {
+    package init(at: Double, end: Double? = nil, label: String) {
         self.at = at
+        self.end = end
         self.label = label
     }
 }
@@ -24,14 +27,17 @@ package struct SampledSeries: Sendable {
 /// tables, TTFT and E2E CDFs, latency over time with markers, throughput and errors per second,
 /// and sampled gateway series when given.
 package enum HTMLReport {
-    static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
-
     package static func render(
         manifest: Manifest, summaries: [LaneSummary], records: [RequestRecord],
         markers: [TimelineMarker] = [], sampled: [SampledSeries] = [], preamble: String = ""
     ) -> String {
         let lanes = summaries.map(\.lane)
-        func color(_ lane: String) -> String { palette[(lanes.firstIndex(of: lane) ?? 0) % palette.count] }
+        func color(_ lane: String) -> String {
+            ChartLayout.laneColors[(lanes.firstIndex(of: lane) ?? 0) % ChartLayout.laneColors.count]
+        }
+        // One time axis for every chart over time, so faults line up.
+        let timeEnd = max(
+            records.compactMap { ($0.tLast ?? $0.tSend ?? $0.tSched).seconds }.max() ?? 0, markers.map { $0.end ?? $0.at }.max() ?? 0, 1)
         var body = ""
         body += "<h1>Switchyard evidence</h1>\n<p class=meta>\(escape(manifest.command.joined(separator: " ")))<br>"
         body += "version \(escape(manifest.version))\(manifest.gitCommit.map { ", commit \(escape(String($0.prefix(12))))" } ?? "") · "
@@ -51,6 +57,7 @@ package enum HTMLReport {
         body += "<h2>Latency distributions</h2>\n<div class=row>"
         body += chart(title: "TTFT CDF", xLabel: "ms", yLabel: "fraction", series: cdf(\.ttft), yMax: 1, step: true)
         body += chart(title: "E2E CDF", xLabel: "ms", yLabel: "fraction", series: cdf(\.e2e), yMax: 1, step: true)
+        var errorColor = 0
         body += "</div>\n<h2>Over time</h2>\n<div class=row>"
         let overTime = lanes.map { lane in
             (
@@ -59,9 +66,9 @@ package enum HTMLReport {
                     .compactMap { r in r.ttftSched.map { (r.tSched.seconds, $0 * 1000) } }.sorted { $0.0 < $1.0 }
             )
         }
-        body += chart(title: "TTFT (from schedule) by send time", xLabel: "s", yLabel: "ms", series: overTime, markers: markers, dots: true)
-        let end = records.compactMap { ($0.tLast ?? $0.tSend)?.seconds }.max() ?? 0
-        let buckets = max(1, Int(end.rounded(.up)))
+        body += chart(
+            title: "TTFT (from schedule) by send time", xLabel: "s", yLabel: "ms", series: overTime, markers: markers, xMax: timeEnd, dots: true)
+        let buckets = max(1, Int(timeEnd.rounded(.up)))
         var perSecond: [(String, String, [(Double, Double)])] = []
         for lane in lanes {
             var ok = [Double](repeating: 0, count: buckets + 1)
@@ -72,13 +79,24 @@ package enum HTMLReport {
             }
             perSecond.append(("\(lane) ok/s", color(lane), ok.enumerated().map { (Double($0.offset), $0.element) }))
             if failed.contains(where: { $0 > 0 }) {
-                perSecond.append(("\(lane) errors/s", "#000000", failed.enumerated().map { (Double($0.offset), $0.element) }))
+                let error = ChartLayout.errorColors[errorColor % ChartLayout.errorColors.count]
+                errorColor += 1
+                perSecond.append(("\(lane) errors/s", error, failed.enumerated().map { (Double($0.offset), $0.element) }))
             }
         }
-        body += chart(title: "Completions and errors per second", xLabel: "s", yLabel: "req/s", series: perSecond, markers: markers)
+        body += chart(
+            title: "Completions and errors per second", xLabel: "s", yLabel: "req/s", series: perSecond, markers: markers, xMax: timeEnd,
+            dashed: { $0.hasSuffix("errors/s") })
         if !sampled.isEmpty {
-            let series = sampled.enumerated().map { i, s in (s.name, palette[(i + 3) % palette.count], s.points.map { ($0.t, $0.value) }) }
-            body += chart(title: "Gateway queue depth", xLabel: "s", yLabel: "requests", series: series, markers: markers)
+            // "queue <lane>": the lane's colour.
+            let series = sampled.enumerated().map { i, s in
+                let lane = lanes.first { s.name == "queue \($0)" }
+                return (
+                    s.name, lane.map(color) ?? ChartLayout.laneColors[(lanes.count + i) % ChartLayout.laneColors.count],
+                    s.points.map { ($0.t, $0.value) }
+                )
+            }
+            body += chart(title: "Gateway queue depth", xLabel: "s", yLabel: "requests", series: series, markers: markers, xMax: timeEnd)
         }
         body += "</div>\n"
         return """
@@ -119,62 +137,95 @@ package enum HTMLReport {
         return out
     }
 
-    /// A line (or dot) chart with linear axes, ticks, a legend and vertical markers.
+    /// A line (or dot) chart: 1-2-5 ticks, the y unit along its axis, faults as shaded bands
+    /// labelled above the plot (in rows that do not overlap), moments as dashed lines, and the
+    /// legend below the plot.
     static func chart(
         title: String, xLabel: String, yLabel: String, series: [(String, String, [(Double, Double)])],
-        markers: [TimelineMarker] = [], yMax: Double? = nil, step: Bool = false, dots: Bool = false
+        markers: [TimelineMarker] = [], yMax: Double? = nil, xMax: Double? = nil, step: Bool = false, dots: Bool = false,
+        dashed: (String) -> Bool = { _ in false }
     ) -> String {
-        let w = 600.0, h = 300.0, left = 56.0, right = 12.0, top = 28.0, bottom = 40.0
+        let w = 600.0, plotHeight = 200.0, left = 64.0, right = 16.0
         let all = series.flatMap(\.2)
-        let xMax = max(all.map(\.0).max() ?? 1, markers.map(\.at).max() ?? 0, 1e-9)
-        let yTop = yMax ?? max(all.map(\.1).max() ?? 1, 1e-9) * 1.05
-        func px(_ x: Double) -> Double { left + x / xMax * (w - left - right) }
-        func py(_ y: Double) -> Double { h - bottom - y / yTop * (h - top - bottom) }
+        let xTicks = ChartLayout.niceTicks(upTo: xMax ?? max(all.map(\.0).max() ?? 1, markers.map { $0.end ?? $0.at }.max() ?? 0, 1e-9))
+        let yTicks = ChartLayout.niceTicks(upTo: yMax ?? max(all.map(\.1).max() ?? 1, 1e-9))
+        let xTop = xTicks.last!, yTop = yTicks.last!
+        let plotWidth = w - left - right
+        func px(_ x: Double) -> Double { left + x / xTop * plotWidth }
+        // Marker labels above the plot, in as many rows as they need.
+        let labelBoxes = markers.map { m -> ClosedRange<Double> in
+            let x = px(m.at)
+            return x...(x + ChartLayout.width(of: m.label, fontSize: 10))
+        }
+        let labelRows = ChartLayout.rows(for: labelBoxes)
+        let top = 30.0 + Double((labelRows.max() ?? -1) + 1) * 13
+        // The legend below the x axis, flowed in rows.
+        let legendWidths = series.map { 14 + ChartLayout.width(of: $0.0, fontSize: 11) }
+        let legend = ChartLayout.flow(legendWidths, in: plotWidth)
+        let bottom = 44.0 + Double((legend.map(\.row).max() ?? -1) + 1) * 16
+        let h = top + plotHeight + bottom
+        func py(_ y: Double) -> Double { top + plotHeight - y / yTop * plotHeight }
         var svg =
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=img aria-label=\"\(escape(title))\">"
         svg += "<text x=\"\(left)\" y=\"18\" font-size=\"13\" font-weight=\"bold\">\(escape(title))</text>"
-        for i in 0...4 {
-            let yv = yTop * Double(i) / 4, xv = xMax * Double(i) / 4
-            svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>", left, py(yv), w - right, py(yv))
-            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">%@</text>", left - 4, py(yv) + 3, tick(yv))
-            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">%@</text>", px(xv), h - bottom + 14, tick(xv))
-        }
-        svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>", left, h - bottom, w - right, h - bottom)
-        svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>", left, top, left, h - bottom)
-        svg += "<text x=\"\(w - right)\" y=\"\(h - 6)\" font-size=\"11\" text-anchor=\"end\">\(escape(xLabel))</text>"
-        svg += "<text x=\"12\" y=\"\(top - 8)\" font-size=\"11\">\(escape(yLabel))</text>"
         for m in markers {
-            svg += String(
-                format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#cf222e\" stroke-dasharray=\"4 3\"/>", px(m.at), top,
-                px(m.at), h - bottom)
-            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"#cf222e\">%@</text>", px(m.at) + 3, top + 10, escape(m.label))
-        }
-        for (i, (name, color, points)) in series.enumerated() {
-            guard !points.isEmpty else { continue }
-            if dots {
-                var d = ""
-                for (x, y) in points { d += String(format: "M%.1f %.1fh0.01", px(x), py(min(y, yTop))) }
-                svg += "<path d=\"\(d)\" stroke=\"\(color)\" stroke-width=\"4\" stroke-linecap=\"round\" fill=\"none\"/>"
+            if let end = m.end {
+                svg += String(
+                    format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#D55E00\" fill-opacity=\"0.12\"/>", px(m.at), top,
+                    max(1, px(end) - px(m.at)), plotHeight)
             } else {
-                var d = String(format: "M%.1f %.1f", px(points[0].0), py(step ? 0 : points[0].1))
-                for (x, y) in points {
-                    if step { d += String(format: "H%.1f", px(x)) }
-                    d += String(format: "L%.1f %.1f", px(x), py(min(y, yTop)))
-                }
-                svg += "<path d=\"\(d)\" stroke=\"\(color)\" stroke-width=\"1.5\" fill=\"none\"/>"
+                svg += String(
+                    format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#D55E00\" stroke-dasharray=\"4 3\"/>", px(m.at), top,
+                    px(m.at), top + plotHeight)
             }
+        }
+        for (m, row) in zip(markers, labelRows) {
             svg += String(
-                format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"10\" height=\"10\" fill=\"%@\"/>", w - right - 150, top + 4 + Double(i) * 14, color)
-            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">%@</text>", w - right - 136, top + 13 + Double(i) * 14, escape(name))
+                format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"#A04000\">%@</text>", px(m.at), 30 + Double(row) * 13 + 8,
+                escape(m.label))
+        }
+        let yStep = yTicks.count > 1 ? yTicks[1] : 1, xStep = xTicks.count > 1 ? xTicks[1] : 1
+        for yv in yTicks {
+            svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>", left, py(yv), w - right, py(yv))
+            svg += String(
+                format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">%@</text>", left - 4, py(yv) + 3,
+                ChartLayout.label(yv, step: yStep))
+        }
+        for xv in xTicks {
+            svg += String(
+                format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">%@</text>", px(xv), top + plotHeight + 14,
+                ChartLayout.label(xv, step: xStep))
+        }
+        svg += String(
+            format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>", left, top + plotHeight, w - right, top + plotHeight)
+        svg += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>", left, top, left, top + plotHeight)
+        svg += String(
+            format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">%@</text>", left + plotWidth / 2, top + plotHeight + 30,
+            escape(xLabel))
+        svg += String(
+            format: "<text transform=\"translate(14 %.1f) rotate(-90)\" font-size=\"11\" text-anchor=\"middle\">%@</text>", top + plotHeight / 2,
+            escape(yLabel))
+        for ((name, color, points), (x, row)) in zip(series, legend) {
+            let dash = dashed(name) ? " stroke-dasharray=\"5 3\"" : ""
+            if !points.isEmpty {
+                if dots {
+                    var d = ""
+                    for (x, y) in points { d += String(format: "M%.1f %.1fh0.01", px(x), py(min(y, yTop))) }
+                    svg += "<path d=\"\(d)\" stroke=\"\(color)\" stroke-width=\"4\" stroke-linecap=\"round\" fill=\"none\"/>"
+                } else {
+                    var d = String(format: "M%.1f %.1f", px(points[0].0), py(step ? 0 : points[0].1))
+                    for (x, y) in points {
+                        if step { d += String(format: "H%.1f", px(x)) }
+                        d += String(format: "L%.1f %.1f", px(x), py(min(y, yTop)))
+                    }
+                    svg += "<path d=\"\(d)\" stroke=\"\(color)\" stroke-width=\"1.5\"\(dash) fill=\"none\"/>"
+                }
+            }
+            let ly = top + plotHeight + 44 + Double(row) * 16
+            svg += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"10\" height=\"10\" fill=\"%@\"/>", left + x, ly - 9, color)
+            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">%@</text>", left + x + 14, ly, escape(name))
         }
         return svg + "</svg>\n"
-    }
-
-    static func tick(_ v: Double) -> String {
-        if v == 0 { return "0" }
-        if abs(v) >= 100 { return String(format: "%.0f", v) }
-        if abs(v) >= 1 { return String(format: "%.1f", v) }
-        return String(format: "%.2f", v)
     }
 
     static func escape(_ s: String) -> String {
