@@ -88,7 +88,8 @@ package final class Gateway: Sendable {
     var capacityDiscovery: CapacityDiscovery {
         CapacityDiscovery(
             pools: config.models.compactMap { pools[$0.name] }, client: client, timeout: config.upstream.discoveryTimeout,
-            logger: logger, requests: discoveryRequests.stream, startRoundDone: startDiscovery)
+            logger: logger, requests: discoveryRequests.stream, startRoundDone: startDiscovery,
+            batching: BatchingCheck(client: client, timeout: config.upstream.discoveryTimeout * 4, metrics: metrics, logger: logger))
     }
 
     /// Serves until SIGTERM/SIGINT (or cancellation), then drains for `shutdown_grace`.

@@ -6,8 +6,8 @@ import Testing
 @testable import SwitchyardGateway
 
 @Suite(.serialized, .tags(.timing)) struct CoalescingTests {
-    static func config(port: Int, delay: Duration) -> GatewayConfig {
-        var model = GatewayHarness.model("e", ["http://127.0.0.1:\(port)/ok/v1"])
+    static func config(port: Int, delay: Duration, behaviour: String = "ok") -> GatewayConfig {
+        var model = GatewayHarness.model("e", ["http://127.0.0.1:\(port)/\(behaviour)/v1"])
         model.batching.maxBatchSize = 4
         model.batching.maxQueueDelay = delay
         return GatewayHarness.config(models: [model])
@@ -47,6 +47,40 @@ import Testing
                     "members are counted, not the merged request")
             }
         }
+    }
+
+    @Test func aBackendWhoseBatchesChangeAnswersIsNeverSentMergedRequests() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            try await GatewayHarness.with(Self.config(port: port, delay: .seconds(1), behaviour: "variant")) { gateway, base in
+                let inputs = ["a", "bb", "ccc", "dddd"]
+                let started = ContinuousClock.now
+                let replies = try await withThrowingTaskGroup(of: TestClient.Reply.self) { group in
+                    for input in inputs { group.addTask { try await Self.embed(base, input) } }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                #expect(replies.allSatisfy { $0.status == 200 && $0.headers["x-switchyard-coalesced"] == nil })
+                #expect(upstream.embeddingBatches.withLock { $0 } == [1, 1, 1, 1], "sent one by one, as the client asked")
+                #expect(ContinuousClock.now - started < .seconds(1), "nobody waited for a batch")
+                let ready = try await TestClient.get("\(base)/readyz")
+                let coalescing = ready.json?["models"]?["e"]?["backends"]?.arrayValue?.first?["coalescing"]?.stringValue ?? "-"
+                #expect(coalescing.hasPrefix("off: cosine"), "\(coalescing)")
+                let metrics = String(decoding: gateway.metrics.render(), as: UTF8.self)
+                #expect(metrics.contains(#"switchyard_coalescing_allowed{backend="http://127.0.0.1:\#(port)/variant/v1"} 0"#), "\(metrics)")
+            }
+        }
+    }
+
+    @Test func theBatchingCheckComparesEveryVector() {
+        #expect(BatchingCheck.compare(single: [[1, 0], [0, 1]], batch: [[1, 0], [0, 1]]) == .invariant)
+        #expect(BatchingCheck.compare(single: [[1, 0], [0, 1]], batch: [[1, 0.00001], [0, 1]]) == .invariant, "rounding noise")
+        guard case .variant(let why) = BatchingCheck.compare(single: [[1, 0], [0, 1]], batch: [[1, 0], [0.6, 0.8]]) else {
+            Issue.record("a vector that moved must count")
+            return
+        }
+        #expect(why.contains("0.8000"))
+        #expect(BatchingCheck.compare(single: [[1, 0]], batch: [[1, 0], [1, 0]]) != .invariant)
+        #expect(BatchingCheck.compare(single: [[1, 0]], batch: [[1]]) != .invariant)
     }
 
     @Test func aLoneInputGoesAfterTheDelayAndListsAreNotMerged() async throws {

@@ -133,16 +133,21 @@ package final class TestUpstream: Sendable {
             try await self.handle(request, context: context)
         }
         // Embeddings: one vector per input, `[length of the input]`, so tests can match them up.
-        router.post("/:behaviour/v1/embeddings") { request, _ in
+        // `variant`: in a batch, every input but the first gets another vector (an engine whose
+        // batching changes answers).
+        router.post("/:behaviour/v1/embeddings") { request, context in
             var request = request
             let body = try JSONParser.parse(try await request.collectBody(upTo: 1 << 20).readableBytesView)
             let inputs = body["input"]?.arrayValue ?? [body["input"] ?? .string("")]
-            self.embeddingBatches.withLock { $0.append(inputs.count) }
+            let variant = context.parameters.get("behaviour") == "variant"
+            // The gateway's batching check is not traffic.
+            let probe = inputs.first?.stringValue?.hasPrefix("switchyard batching probe") == true
+            if !probe { self.embeddingBatches.withLock { $0.append(inputs.count) } }
             let data = inputs.enumerated().map { i, input in
-                JSONValue.object([
-                    ("object", .string("embedding")), ("index", .number(i)),
-                    ("embedding", .array([.number(input.stringValue?.count ?? 0)])),
-                ])
+                let length = input.stringValue?.count ?? 0
+                let vector: [JSONValue] =
+                    variant ? [.number(length), .number(inputs.count > 1 && i > 0 ? length : 0)] : [.number(length)]
+                return JSONValue.object([("object", .string("embedding")), ("index", .number(i)), ("embedding", .array(vector))])
             }
             let tokens = inputs.reduce(0) { $0 + ($1.stringValue?.count ?? 0) }
             let reply = JSONValue.object([

@@ -85,6 +85,16 @@ extension Gateway {
                     ("capacity", r.capacity.json),
                     ("error", r.lastError.map(JSONValue.string) ?? .null),
                 ]
+                if pool.coalesces {
+                    // Whether merged embeddings requests may go to it, and why not.
+                    let coalescing: String =
+                        switch r.batching {
+                        case .invariant: "on"
+                        case .variant(let why): "off: \(why)"
+                        case nil: "unchecked"
+                        }
+                    fields.append(("coalescing", .string(coalescing)))
+                }
                 if let e = r.engine {
                     func value(_ v: Double?) -> JSONValue { v.map { .number(String($0)) } ?? .null }
                     fields.append(

@@ -116,7 +116,10 @@ package final class Proxy: Sendable {
     }
 
     func handle(_ request: ProxyRequest, channel: (any Channel)?, prior: PriorAttempt? = nil, logger: Logger) async -> Response {
-        if request.coalesced == nil, let batcher = batchers[request.model], let input = EmbeddingBatcher.singleInput(request) {
+        // Merged only where a replica was found to answer a batch as it answers single inputs.
+        if request.coalesced == nil, let batcher = batchers[request.model], pools[request.model]?.mayCoalesce == true,
+            let input = EmbeddingBatcher.singleInput(request)
+        {
             let arrival = ContinuousClock.now
             let (answer, index) = await batcher.submit(request, input: input) { [self] items in await sendCoalesced(items, logger: logger) }
             return answerCoalesced(request, arrival: arrival, answer: answer, index: index, logger: logger)
@@ -183,7 +186,8 @@ package final class Proxy: Sendable {
                 lane: request.lane, tenant: request.tenant, inputTokens: inputTokens, maxOutputTokens: outputTokens,
                 startBy: startBy(lane: lane, pool: pool, arrival: start, request: request), giveUpAt: deadline,
                 affinityKey: affinity)
-            ticket.excluding = excluding
+            // A merged embeddings request goes only where batching does not change answers.
+            ticket.excluding = request.coalesced == nil ? excluding : excluding.union(pool.batchingExcluded())
             ticket.preemptions = plan.preemptions
             ticket.requeue = requeue
             let queued = ContinuousClock.now

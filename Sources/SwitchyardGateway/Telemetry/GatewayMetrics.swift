@@ -87,6 +87,14 @@ package final class GatewayMetrics: Sendable {
         ).increment()
     }
 
+    /// Whether merged embeddings requests may go to a backend (its batching check).
+    package func coalescingAllowed(backend: String, _ allowed: Bool) {
+        gauge(
+            "switchyard_coalescing_allowed", help: "1 when a backend's batched embeddings match its single ones (merged requests go to it).",
+            [("backend", backend)]
+        ).set(to: allowed ? 1 : 0)
+    }
+
     /// A retry attempt that was made (refused ones are ``retryRefused(reason:)``).
     package func retry(reason: String) {
         counter("switchyard_retries_total", help: "Upstream attempts beyond the first that were made, by reason.", [("reason", reason)])

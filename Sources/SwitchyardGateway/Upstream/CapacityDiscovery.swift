@@ -23,18 +23,26 @@ struct CapacityDiscovery: Service {
     let requests: AsyncStream<Target>
     /// Fired once every backend was asked at start (whatever the answers).
     let startRoundDone: OneShotSignal
+    /// Run beside discovery for models that merge embeddings requests.
+    let batching: BatchingCheck
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 for pool in pools {
                     for (index, _) in pool.discoverable() { group.addTask { await discover(pool, index) } }
+                    if pool.coalesces {
+                        for replica in pool.snapshot() { group.addTask { await batching.check(pool, replica.index) } }
+                    }
                 }
             }
             startRoundDone.fire()
             await withDiscardingTaskGroup { group in
                 for await target in requests {
-                    group.addTask { await discover(target.pool, target.index) }
+                    group.addTask {
+                        await discover(target.pool, target.index)
+                        await batching.check(target.pool, target.index)
+                    }
                 }
             }
         }

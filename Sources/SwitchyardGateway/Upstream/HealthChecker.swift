@@ -57,7 +57,7 @@ package struct HealthChecker: Service {
         if pool.recordHealthCheck(index, passed: passed, error: problem) {
             if passed {
                 logger.info("backend healthy", metadata: ["model": "\(pool.name)", "backend": "\(backend.id)"])
-                if pool.needsRediscovery(index) { onHealthy(pool, index) }
+                if pool.needsRediscovery(index) || pool.coalesces { onHealthy(pool, index) }
             } else {
                 logger.warning("backend unhealthy", metadata: ["model": "\(pool.name)", "backend": "\(backend.id)", "error": "\(problem ?? "")"])
             }

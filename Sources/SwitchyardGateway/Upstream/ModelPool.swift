@@ -246,6 +246,15 @@ package final class ModelPool: Sendable {
     }
 
     package func isQuiet(_ index: Int) -> Bool { read { machine, now in machine.isQuiet(index, now: now) } }
+
+    /// Merging embeddings requests is on for this model (`batching.max_queue_delay`).
+    package var coalesces: Bool { config.batching.maxQueueDelay > .zero }
+
+    package func setBatching(_ index: Int, _ check: PoolStateMachine.BatchCheck?) { update { machine, _ in machine.setBatching(index, check) } }
+
+    package func batchingExcluded() -> Set<Int> { read { machine, _ in machine.batchingExcluded() } }
+
+    package var mayCoalesce: Bool { read { machine, _ in machine.mayCoalesce } }
 }
 
 extension CapacitySource {

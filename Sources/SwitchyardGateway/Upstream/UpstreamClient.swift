@@ -28,6 +28,16 @@ package final class UpstreamClient: Sendable {
         try await http.shutdown()
     }
 
+    /// POST of a JSON body (the batching check's probe embeddings); returns status and body.
+    func post(_ url: String, json: JSONValue, timeout: Duration) async throws -> (status: Int, body: ByteBuffer) {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "content-type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: json.serialized()))
+        let response = try await http.execute(request, timeout: .nanoseconds(Int64(timeout.seconds * 1e9)))
+        return (Int(response.status.code), try await response.body.collect(upTo: 8 << 20))
+    }
+
     /// GET for health checks and `/v1/models`; returns status and body.
     /// `close`: a one-off request (capacity discovery) that leaves no idle connection behind.
     func get(_ url: String, timeout: Duration, close: Bool = false) async throws -> (status: Int, body: ByteBuffer) {

@@ -21,6 +21,8 @@ extension PoolStateMachine {
         let flipped = replicas[index].active.record(passed: passed, error: error)
         if flipped && passed {
             replicas[index].healthyFlips += 1
+            // Back after failing: it may have restarted, so batching is checked again.
+            if replicas[index].healthyFlips > 1 { replicas[index].batching = nil }
             dispatch(now: now)
         }
         if !passed { failHopeless(now: now) }
@@ -57,6 +59,8 @@ extension PoolStateMachine {
         package let engine: BackendSignals?
         /// The capacity in force and where it came from.
         package let capacity: CapacityStatus
+        /// Its batching check (nil: not checked).
+        package let batching: BatchCheck?
     }
 
     /// Live replicas (registered ones whose heartbeat lapsed are left out), with their index.
@@ -80,7 +84,7 @@ extension PoolStateMachine {
             return ReplicaSnapshot(
                 index: i, state: state, backend: r.backend, inflight: r.inflight, healthy: r.active.isHealthy,
                 ejected: r.outlier.admission(now: now) == .refuse, gateOpen: r.gateOpen, lastError: r.active.lastError,
-                window: limit(r), engine: r.signals, capacity: status(r))
+                window: limit(r), engine: r.signals, capacity: status(r), batching: r.batching)
         }
     }
 
@@ -127,6 +131,22 @@ extension PoolStateMachine {
     }
 
     package func isLive(_ index: Int) -> Bool { replicas.indices.contains(index) && !replicas[index].removed }
+
+    /// Records a replica's batching check (see ``BatchCheck``).
+    package mutating func setBatching(_ index: Int, _ check: BatchCheck?) {
+        guard replicas.indices.contains(index) else { return }
+        replicas[index].batching = check
+    }
+
+    /// Replicas that must not take a merged embeddings request (variant or not checked yet).
+    package func batchingExcluded() -> Set<Int> {
+        Set(replicas.indices.filter { replicas[$0].batching != .invariant })
+    }
+
+    /// Some live replica was found batch-invariant: merging embeddings requests is allowed.
+    package var mayCoalesce: Bool {
+        replicas.contains { !$0.removed && $0.batching == .invariant }
+    }
 
     package func metricsUnsupported(_ index: Int) -> Bool { replicas[index].metricsUnsupported }
 

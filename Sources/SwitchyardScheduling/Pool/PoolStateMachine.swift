@@ -87,6 +87,16 @@ package struct PoolStateMachine: Sendable {
         var peakInflight = 0
         /// Times active health checks found it healthy again after failing (the first pass counts).
         var healthyFlips = 0
+        /// Whether merged embeddings requests get the same vectors as single ones here (nil: not
+        /// checked since it started): only invariant replicas take merged requests.
+        var batching: BatchCheck?
+    }
+
+    /// The result of comparing a replica's embeddings of probe inputs sent singly and as a batch.
+    package enum BatchCheck: Sendable, Equatable {
+        case invariant
+        /// `why`: what differed (for the log and `/readyz`).
+        case variant(why: String)
     }
 
     /// The concurrency limit in force on a replica.
