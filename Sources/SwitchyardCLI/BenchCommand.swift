@@ -303,6 +303,7 @@ extension BenchCommand {
                 s.failed, s.window, s.requestThroughput, s.outputTokenThroughput)
             if let offered = s.offeredRate { head += String(format: " (offered %.2f, sent %.2f req/s)", offered, s.sendRate) }
             if let g = s.goodput, let a = s.attainment { head += String(format: "; goodput %.2f req/s, attainment %.1f%%", g, a * 100) }
+            if s.resent > 0 { head += "; \(s.resent) resent after a reused connection was lost" }
             lines.append(head)
             lines.append(
                 "  "

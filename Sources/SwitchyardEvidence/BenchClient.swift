@@ -24,6 +24,17 @@ final class BenchClient: Sendable {
         let tSched: Duration
         let body: ByteBuffer
         let headers: HTTPHeaders
+        /// Sent again on a fresh connection after a reused one was lost before any answer.
+        var resent = false
+
+        /// The record of this job, before anything was measured.
+        var record: RequestRecord {
+            var record = RequestRecord(id: id, lane: lane, tSched: tSched)
+            record.warmup = warmup
+            record.phase = warmup ? "warmup" : "measured"
+            record.resent = resent
+            return record
+        }
     }
 
     let group: MultiThreadedEventLoopGroup
@@ -186,9 +197,7 @@ final class BenchClient: Sendable {
                     handler.begin(job, channel: channel, reused: false, done: done)
                 case .failure(let error):
                     box.pool.open -= 1
-                    var record = RequestRecord(id: job.id, lane: job.lane, tSched: job.tSched)
-                    record.warmup = job.warmup
-                    record.phase = job.warmup ? "warmup" : "measured"
+                    var record = job.record
                     record.tSend = connectStarted
                     record.error = "connect to \(self.target.host):\(self.target.port) failed: \(error)"
                     done(record)
@@ -240,9 +249,7 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
     func begin(_ job: BenchClient.Job, channel: any Channel, reused: Bool, done: @escaping @Sendable (RequestRecord) -> Void) {
         self.job = job
         self.reused = reused && exchanges > 0
-        var record = RequestRecord(id: job.id, lane: job.lane, tSched: job.tSched)
-        record.warmup = job.warmup
-        record.phase = job.warmup ? "warmup" : "measured"
+        var record = job.record
         self.channel = channel
         self.done = done
         isStream = false
@@ -325,8 +332,10 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
         self.done = nil
         channel?.close(promise: nil)
         // A reused connection lost before any answer: the server had closed it while idle and
-        // never saw the request. Resend once on a fresh connection (as curl does).
-        if saved.status == nil, reused, let job {
+        // never saw the request. Resend once on a fresh connection (as curl does), and say so
+        // on its record: a resend is never silent (a fault test counts them).
+        if saved.status == nil, reused, var job, !job.resent {
+            job.resent = true
             resend(job, done)
             return
         }

@@ -43,6 +43,8 @@ package struct LaneSummary: Sendable {
     package var goodput: Double?
     package var attainment: Double?
     package var tokenMismatches: Int
+    /// Requests sent a second time after a reused connection was lost before any answer.
+    package var resent = 0
     package var metrics: [(name: String, summary: MetricSummary)]
     /// Problems that make the numbers unfit for a verdict.
     package var invalid: [String]
@@ -76,6 +78,7 @@ package struct LaneSummary: Sendable {
             requestThroughput: Double(ok.count) / window,
             outputTokenThroughput: Double(ok.reduce(0) { $0 + ($1.outputTokensServer ?? $1.outputTokensClient) }) / window,
             goodput: nil, attainment: nil, tokenMismatches: ok.filter(\.tokenMismatch).count, metrics: [], invalid: [], errors: [])
+        summary.resent = records.filter(\.resent).count
         if !slo.isEmpty {
             let good = records.filter { slo.met(by: $0) }.count
             summary.goodput = Double(good) / window
@@ -114,6 +117,7 @@ package struct LaneSummary: Sendable {
             ("sent", .number(sent)), ("succeeded", .number(succeeded)), ("failed", .number(failed)), ("send_rate", num(sendRate)),
             ("request_throughput", num(requestThroughput)), ("output_token_throughput", num(outputTokenThroughput)),
             ("goodput", num(goodput)), ("attainment", num(attainment)), ("token_mismatches", .number(tokenMismatches)),
+            ("resent", .number(resent)),
         ]
         fields.append(
             (

@@ -121,6 +121,7 @@ package enum HTMLReport {
         out += String(format: "Window %.1f s: %d scheduled, %d sent, %d succeeded, %d failed. ", s.window, s.scheduled, s.sent, s.succeeded, s.failed)
         if let offered = s.offeredRate { out += String(format: "Offered %.2f req/s, sent %.2f req/s. ", offered, s.sendRate) }
         out += String(format: "Throughput %.2f req/s, %.1f output tokens/s.", s.requestThroughput, s.outputTokenThroughput)
+        if s.resent > 0 { out += " \(s.resent) resent after a reused connection was lost before any answer." }
         if let g = s.goodput, let a = s.attainment { out += String(format: " Goodput %.2f req/s, SLO attainment %.1f%%.", g, a * 100) }
         out +=
             "</p>\n<table><tr><th>metric (ms)</th><th>n</th><th>min</th><th>mean</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th></tr>\n"

@@ -7,6 +7,9 @@ package struct RequestRecord: Sendable {
     package var lane: String
     /// Sent during warmup: kept in requests.jsonl, left out of the statistics.
     package var warmup = false
+    /// Sent a second time on a fresh connection: the first, on a reused keep-alive connection,
+    /// was lost before any answer (see `BenchClient`).
+    package var resent = false
     /// The phase it was scheduled in (`accept`'s phase names; `bench`: `warmup` or `measured`).
     package var phase: String?
     package var tSched: Duration
@@ -72,6 +75,7 @@ package struct RequestRecord: Sendable {
         func int(_ v: Int?) -> JSONValue { v.map { .number($0) } ?? .null }
         return .object([
             ("id", .number(id)), ("lane", .string(lane)), ("phase", phase.map(JSONValue.string) ?? .null), ("warmup", .bool(warmup)),
+            ("resent", .bool(resent)),
             ("t_sched", num(tSched.seconds)), ("t_send", num(tSend?.seconds)), ("t_first", num(tFirst?.seconds)), ("t_last", num(tLast?.seconds)),
             ("ttft", num(ttft)), ("ttft_sched", num(ttftSched)), ("e2e", num(e2e)), ("e2e_sched", num(e2eSched)), ("tpot", num(tpot)),
             ("max_gap", num(maxGap)), ("schedule_lag", num(scheduleLag)),

@@ -186,3 +186,22 @@ enum TimedUpstream {
         }
     }
 }
+
+/// A resend is never silent: the load client's resend-once after a lost keep-alive connection
+/// is recorded on the request and counted in the summary.
+@Suite(.tags(.timing)) struct ResendRecordTests {
+    @Test func aResendIsRecordedAndCounted() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            var options = BenchOptions(baseURL: "http://127.0.0.1:\(port)/once-per-connection/v1", model: "m", load: .concurrency(1))
+            options.requests = 4
+            options.workload.outputTokens = .fixed(3)
+            let records = try await LoadRunner(options: options).run()
+            #expect(records.filter { !$0.succeeded }.isEmpty, "each reset was resent and answered")
+            let resent = records.filter(\.resent).count
+            #expect(resent >= 1, "the server reset every reused connection")
+            #expect(records.first { $0.resent }?.json["resent"] == .bool(true))
+            #expect(LaneSummary.compute(lane: "default", records: records, offeredRate: nil).resent == resent)
+        }
+    }
+}
