@@ -15,6 +15,7 @@ package enum AcceptReport {
                                 .object([
                                     ("phase", .string(r.phase)), ("fault", .string(r.fault)), ("lifted_at_s", num(r.liftedAt)),
                                     ("recovery_s", num(r.seconds)), ("pre_fault_goodput", num(r.preFaultGoodput)),
+                                    ("during_fault", .number(r.duringFault)), ("hurt", .number(r.hurt)), ("resent", .number(r.resent)),
                                 ])
                             })
                     ),

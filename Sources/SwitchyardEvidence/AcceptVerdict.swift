@@ -15,6 +15,11 @@ package struct LaneVerdict: Sendable {
         package var preFaultGoodput: Double
         /// When the fault stopped acting (a kill: at once; stop/chaos: the phase end), run seconds.
         package var liftedAt: Double
+        /// Requests scheduled during the fault, and how many of them clients saw hurt (failed or
+        /// missed an SLO) and resent.
+        package var duringFault = 0
+        package var hurt = 0
+        package var resent = 0
     }
 
     package var lane: String
@@ -98,14 +103,29 @@ package struct LaneVerdict: Sendable {
             let runEnd = phases.last?.end ?? phase.end
             let pre = goodput(all, slo: slo, from: before.start, to: before.end)
             let seconds = recoveryTime(all, slo: slo, preLevel: pre, liftedAt: lifted, runEnd: runEnd)
-            recoveries.append(Recovery(phase: phase.name, fault: fault.label, seconds: seconds, preFaultGoodput: pre, liftedAt: lifted))
-            if let seconds {
-                var line = String(format: "recovered %.1f s after %@ (goodput back to ≥ 90%% of %.2f req/s)", seconds, fault.label, pre)
+            // What clients saw, from the data: a recovery time only means something after an impact.
+            let during = all.filter { $0.tSched.seconds >= phase.start && $0.tSched.seconds < phase.end }
+            let hurt = during.filter { !slo.met(by: $0) }.count
+            let resent = during.filter(\.resent).count
+            recoveries.append(
+                Recovery(
+                    phase: phase.name, fault: fault.label, seconds: seconds, preFaultGoodput: pre, liftedAt: lifted, duringFault: during.count,
+                    hurt: hurt, resent: resent))
+            let resends = resent > 0 ? ", \(resent) resent by the client" : ""
+            if during.isEmpty {
+                reasons.append("no request was scheduled during \(fault.label): its impact is unknown")
+                failed = true
+            } else if hurt == 0 {
+                reasons.append("no client-visible impact of \(fault.label): all \(during.count) requests scheduled during it were good\(resends)")
+            } else if let seconds {
+                reasons.append(
+                    String(
+                        format: "%d of %d requests hurt during %@%@; recovered %.1f s after it (goodput back to ≥ 90%% of %.2f req/s)", hurt,
+                        during.count, fault.label, resends, seconds, pre))
                 if let limit = recoveryWithin, seconds > limit {
-                    line += String(format: ", over the %.0f s limit", limit)
+                    reasons[reasons.count - 1] += String(format: ", over the %.0f s limit", limit)
                     failed = true
                 }
-                reasons.append(line)
             } else {
                 reasons.append(String(format: "did not recover after %@ within the run (pre-fault goodput %.2f req/s)", fault.label, pre))
                 if recoveryWithin != nil || pre > 0 { failed = true }

@@ -115,4 +115,31 @@ import Testing
         #expect(v.reasons.contains { $0.hasPrefix("e2e p50 100.0 ms ≤ 200.0 ms (n=16)") })
         #expect(v.reasons.contains { $0.hasPrefix("attainment 80.0% < 90.0%") })
     }
+
+    /// "Recovered after" only from data: a fault nobody saw is reported as such, one no request
+    /// ran through is unknown (never a pass), and a resend is counted.
+    @Test func aFaultIsJudgedByWhatClientsSaw() throws {
+        var spec = try AcceptSpec.load(yaml: Self.valid)
+        spec.lanes[0].slos = []
+        // warmup 0–5, steady 5–35, fault (kill) 35–45, chaos 45–55, recovery 55–75.
+        let spans = LaneVerdict.spans(spec.phases)
+        var records = (0..<70).map { i in Self.record(i, sched: 5 + Double(i), end: 5 + Double(i) + 0.2) }
+        // Two failures during the chaos phase; one request resent during the kill.
+        records[42].status = 502
+        records[43].status = 502
+        records[31].resent = true
+        let v = LaneVerdict.judge(lane: spec.lanes[0], records: records, phases: spans, recoveryWithin: nil, offeredRate: nil)
+        #expect(
+            v.reasons.contains {
+                $0.hasPrefix("no client-visible impact of kill smollm2-0: all 10 requests scheduled during it were good, 1 resent")
+            }, "\(v.reasons)")
+        #expect(v.reasons.contains { $0.hasPrefix("2 of 10 requests hurt during chaos") }, "\(v.reasons)")
+        #expect(v.recoveries.map(\.hurt) == [0, 2])
+        #expect(v.recoveries.first?.resent == 1)
+        // Nobody sent anything during the faults: unknown, and the verdict cannot pass.
+        let quiet = records.filter { $0.tSched.seconds < 35 || $0.tSched.seconds >= 55 }
+        let unknown = LaneVerdict.judge(lane: spec.lanes[0], records: quiet, phases: spans, recoveryWithin: nil, offeredRate: nil)
+        #expect(unknown.reasons.contains { $0.contains("its impact is unknown") })
+        #expect(unknown.outcome != .pass)
+    }
 }
