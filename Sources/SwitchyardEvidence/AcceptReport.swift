@@ -16,6 +16,15 @@ package enum AcceptReport {
                                     ("phase", .string(r.phase)), ("fault", .string(r.fault)), ("lifted_at_s", num(r.liftedAt)),
                                     ("recovery_s", num(r.seconds)), ("pre_fault_goodput", num(r.preFaultGoodput)),
                                     ("during_fault", .number(r.duringFault)), ("hurt", .number(r.hurt)), ("resent", .number(r.resent)),
+                                    (
+                                        "gateway",
+                                        r.gateway.map {
+                                            .object([
+                                                ("retries", .number($0.retries)), ("fallbacks", .number($0.fallbacks)),
+                                                ("ejections", .number($0.ejections)), ("upstream_errors", .number($0.upstreamErrors)),
+                                            ])
+                                        } ?? .null
+                                    ),
                                 ])
                             })
                     ),

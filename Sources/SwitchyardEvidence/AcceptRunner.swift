@@ -24,6 +24,23 @@ package final class AcceptRunner: Sendable {
     final class Collected: Sendable {
         let markers = Mutex<[TimelineMarker]>([])
         let samples = Mutex<[String: [(t: Double, value: Double)]]>([:])
+        /// The gateway's retry, fallback, ejection and error counters at each sample.
+        let activity = Mutex<[(t: Double, totals: LaneVerdict.GatewayActivity)]>([])
+    }
+
+    /// What the gateway did during each fault phase: counter increases from the last sample
+    /// before it to the first after it. Empty without samples.
+    static func gatewayActivity(
+        _ samples: [(t: Double, totals: LaneVerdict.GatewayActivity)], phases: [LaneVerdict.PhaseSpan]
+    ) -> [String: LaneVerdict.GatewayActivity] {
+        var out: [String: LaneVerdict.GatewayActivity] = [:]
+        for phase in phases where phase.fault != nil {
+            guard let before = samples.last(where: { $0.t <= phase.start }) ?? samples.first,
+                let after = samples.first(where: { $0.t >= phase.end }) ?? samples.last, after.t > before.t
+            else { continue }
+            out[phase.name] = after.totals - before.totals
+        }
+        return out
     }
 
     package struct RunError: Error, CustomStringConvertible {
@@ -109,12 +126,13 @@ package final class AcceptRunner: Sendable {
             r.warmup = r.phase == "warmup"
             return r
         }
+        let gateway = Self.gatewayActivity(collected.activity.withLock { $0 }, phases: spans)
         let verdicts = spec.lanes.map { lane -> LaneVerdict in
             var offered: Double?
             if case .rate(let r, _) = lane.load { offered = r }
             return LaneVerdict.judge(
                 lane: lane, records: records.filter { $0.lane == lane.name }, phases: spans,
-                recoveryWithin: spec.recoveryWithin?.seconds, offeredRate: offered)
+                recoveryWithin: spec.recoveryWithin?.seconds, offeredRate: offered, gateway: gateway)
         }
         let sampled = collected.samples.withLock { s in s.keys.sorted().map { SampledSeries(name: "queue \($0)", points: s[$0]!) } }
         return Result(
@@ -208,7 +226,9 @@ package final class AcceptRunner: Sendable {
                 let body = try? await response.body.collect(upTo: 8 << 20)
             {
                 let t = (ContinuousClock.now - origin).seconds
-                for line in String(buffer: body).split(separator: "\n") where line.hasPrefix(prefix) {
+                let text = String(buffer: body)
+                collected.activity.withLock { $0.append((t, LaneVerdict.GatewayActivity.totals(text))) }
+                for line in text.split(separator: "\n") where line.hasPrefix(prefix) {
                     let rest = line.dropFirst(prefix.count)
                     guard let quote = rest.firstIndex(of: "\""), let value = Double(rest.split(separator: " ").last ?? "") else { continue }
                     collected.samples.withLock { $0[String(rest[..<quote]), default: []].append((t, value)) }

@@ -6,6 +6,49 @@ package struct LaneVerdict: Sendable {
         case void = "VOID"
     }
 
+    /// What the gateway did during a fault, from its `/metrics` (counter increases).
+    package struct GatewayActivity: Sendable, Equatable {
+        package var retries = 0
+        package var fallbacks = 0
+        package var ejections = 0
+        package var upstreamErrors = 0
+        package init(retries: Int = 0, fallbacks: Int = 0, ejections: Int = 0, upstreamErrors: Int = 0) {
+            self.retries = retries
+            self.fallbacks = fallbacks
+            self.ejections = ejections
+            self.upstreamErrors = upstreamErrors
+        }
+
+        package var text: String {
+            "\(retries) retries, \(fallbacks) fallbacks, \(ejections) ejections, \(upstreamErrors) upstream errors"
+        }
+
+        /// Counter totals from a `/metrics` text.
+        package static func totals(_ metrics: String) -> GatewayActivity {
+            var a = GatewayActivity()
+            for line in metrics.split(separator: "\n") where line.hasPrefix("switchyard_") {
+                guard let value = line.split(separator: " ").last.flatMap({ Double($0) }) else { continue }
+                let n = Int(value)
+                if line.hasPrefix("switchyard_retries_total{") {
+                    a.retries += n
+                } else if line.hasPrefix("switchyard_fallbacks_total{") {
+                    a.fallbacks += n
+                } else if line.hasPrefix("switchyard_ejections_total{") {
+                    a.ejections += n
+                } else if line.hasPrefix("switchyard_upstream_errors_total{") {
+                    a.upstreamErrors += n
+                }
+            }
+            return a
+        }
+
+        package static func - (a: GatewayActivity, b: GatewayActivity) -> GatewayActivity {
+            GatewayActivity(
+                retries: a.retries - b.retries, fallbacks: a.fallbacks - b.fallbacks, ejections: a.ejections - b.ejections,
+                upstreamErrors: a.upstreamErrors - b.upstreamErrors)
+        }
+    }
+
     package struct Recovery: Sendable {
         package var phase: String
         package var fault: String
@@ -20,6 +63,8 @@ package struct LaneVerdict: Sendable {
         package var duringFault = 0
         package var hurt = 0
         package var resent = 0
+        /// From the gateway's `/metrics`; nil without `metrics_url`.
+        package var gateway: GatewayActivity?
     }
 
     package var lane: String
@@ -48,7 +93,7 @@ package struct LaneVerdict: Sendable {
 
     package static func judge(
         lane: AcceptSpec.Lane, records all: [RequestRecord], phases: [PhaseSpan], recoveryWithin: Double?,
-        offeredRate: Double?
+        offeredRate: Double?, gateway: [String: GatewayActivity] = [:]
     ) -> LaneVerdict {
         let slo = lane.requestSLO
         let judged = all.map { r -> RequestRecord in
@@ -110,8 +155,10 @@ package struct LaneVerdict: Sendable {
             recoveries.append(
                 Recovery(
                     phase: phase.name, fault: fault.label, seconds: seconds, preFaultGoodput: pre, liftedAt: lifted, duringFault: during.count,
-                    hurt: hurt, resent: resent))
-            let resends = resent > 0 ? ", \(resent) resent by the client" : ""
+                    hurt: hurt, resent: resent, gateway: gateway[phase.name]))
+            let resends =
+                (resent > 0 ? ", \(resent) resent by the client" : "")
+                + (gateway[phase.name].map { " (gateway absorbed: \($0.text))" } ?? " (gateway activity unknown: no metrics_url)")
             if during.isEmpty {
                 reasons.append("no request was scheduled during \(fault.label): its impact is unknown")
                 failed = true

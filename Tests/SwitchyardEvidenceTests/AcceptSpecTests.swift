@@ -136,10 +136,41 @@ import Testing
         #expect(v.reasons.contains { $0.hasPrefix("2 of 10 requests hurt during chaos") }, "\(v.reasons)")
         #expect(v.recoveries.map(\.hurt) == [0, 2])
         #expect(v.recoveries.first?.resent == 1)
+        // With the gateway's counters, the absorbed work is named.
+        let absorbed = LaneVerdict.judge(
+            lane: spec.lanes[0], records: records, phases: spans, recoveryWithin: nil, offeredRate: nil,
+            gateway: ["fault": .init(retries: 3, fallbacks: 1, ejections: 1, upstreamErrors: 4)])
+        #expect(
+            absorbed.reasons.contains {
+                $0.contains("no client-visible impact") && $0.contains("gateway absorbed: 3 retries, 1 fallbacks, 1 ejections")
+            },
+            "\(absorbed.reasons)")
+        #expect(v.reasons.contains { $0.contains("gateway activity unknown: no metrics_url") })
         // Nobody sent anything during the faults: unknown, and the verdict cannot pass.
         let quiet = records.filter { $0.tSched.seconds < 35 || $0.tSched.seconds >= 55 }
         let unknown = LaneVerdict.judge(lane: spec.lanes[0], records: quiet, phases: spans, recoveryWithin: nil, offeredRate: nil)
         #expect(unknown.reasons.contains { $0.contains("its impact is unknown") })
         #expect(unknown.outcome != .pass)
+    }
+
+    @Test func gatewayActivityIsTheCounterIncreaseAcrossTheFault() {
+        let metrics = """
+            switchyard_retries_total{reason="connect_error"} 2
+            switchyard_retries_total{reason="status_503"} 3
+            switchyard_retries_refused_total{reason="budget_exhausted"} 9
+            switchyard_fallbacks_total{from="a",to="b"} 1
+            switchyard_ejections_total{backend="x"} 1
+            switchyard_upstream_errors_total{backend="x",kind="reset"} 6
+            """
+        #expect(LaneVerdict.GatewayActivity.totals(metrics) == .init(retries: 5, fallbacks: 1, ejections: 1, upstreamErrors: 6))
+        let spans = [
+            LaneVerdict.PhaseSpan(name: "steady", start: 0, end: 10, fault: nil, judged: true),
+            LaneVerdict.PhaseSpan(name: "chaos", start: 10, end: 20, fault: .killBackend("m-0"), judged: false),
+        ]
+        let samples: [(t: Double, totals: LaneVerdict.GatewayActivity)] = [
+            (9.5, .init(retries: 1)), (15, .init(retries: 4)), (20.5, .init(retries: 7, fallbacks: 2)),
+        ]
+        #expect(AcceptRunner.gatewayActivity(samples, phases: spans) == ["chaos": .init(retries: 6, fallbacks: 2)])
+        #expect(AcceptRunner.gatewayActivity([], phases: spans).isEmpty, "no samples: unknown, not zero")
     }
 }

@@ -84,6 +84,8 @@ import Testing
             t += 0.25
         }
         #expect(recovery["pre_fault_goodput"]?.doubleValue.map { abs($0 - preLevel) < 0.01 } == true)
+        #expect(recovery["gateway"]?["retries"]?.intValue != nil, "what the gateway did during the fault, from its /metrics")
+        #expect((recovery["hurt"]?.intValue ?? 0) > 0)
         #expect(
             recovery["recovery_s"]?.doubleValue == expected,
             "reported \(recovery["recovery_s"].map { "\($0)" } ?? "-"), recomputed \(expected.map { "\($0)" } ?? "never")")

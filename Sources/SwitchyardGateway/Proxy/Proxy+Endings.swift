@@ -64,7 +64,10 @@ extension Proxy {
     /// `preempted`: the request goes back to the queue, so its fairness charge is not settled here.
     func release(_ pool: ModelPool, _ lease: ModelPool.Lease, _ outcome: AttemptOutcome, usage: ModelPool.Usage? = nil, preempted: Bool = false) {
         let released = pool.release(lease, outcome: outcome, usage: usage, preempted: preempted)
-        if released.ejected { metrics.healthy(backend: lease.backend.id, false) }
+        if released.ejected {
+            metrics.healthy(backend: lease.backend.id, false)
+            metrics.ejected(backend: lease.backend.id)
+        }
         metrics.inflight(backend: lease.backend.id, released.inflight)
     }
 

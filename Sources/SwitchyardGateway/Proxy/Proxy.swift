@@ -177,6 +177,7 @@ package final class Proxy: Sendable {
                 if current >= 0 {
                     logger.info(
                         "falling back", metadata: ["request_id": "\(request.requestID)", "from": "\(chain[current])", "to": "\(chain[modelIndex])"])
+                    metrics.fallback(from: chain[current], to: chain[modelIndex])
                 }
                 current = modelIndex
                 record.model = chain[modelIndex]

@@ -95,6 +95,16 @@ package final class GatewayMetrics: Sendable {
         ).set(to: allowed ? 1 : 0)
     }
 
+    /// A request went on to a fallback model.
+    package func fallback(from: String, to: String) {
+        counter("switchyard_fallbacks_total", help: "Requests that went on to a fallback model.", [("from", from), ("to", to)]).increment()
+    }
+
+    /// Passive health ejected a backend after failures.
+    package func ejected(backend: String) {
+        counter("switchyard_ejections_total", help: "Times passive health ejected a backend.", [("backend", backend)]).increment()
+    }
+
     /// A retry attempt that was made (refused ones are ``retryRefused(reason:)``).
     package func retry(reason: String) {
         counter("switchyard_retries_total", help: "Upstream attempts beyond the first that were made, by reason.", [("reason", reason)])
