@@ -1,0 +1,283 @@
+import SwitchyardCore
+
+/// Arrival, admission, dispatch and the replica choice.
+extension PoolStateMachine {
+    /// What became of a request on arrival.
+    package enum Arrival: Sendable {
+        /// A slot at once, or a refusal.
+        case done(Result<Lease, AcquireError>)
+        /// Queued: ``Effects/decided`` will carry its lease or error under this id.
+        case queued(UInt64)
+    }
+
+    /// Queues the request in its lane, or leases a slot on the best replica not in
+    /// `ticket.excluding` at once, or refuses it (unknown lane, no replica, shed, queue full,
+    /// deadline unreachable).
+    package mutating func arrive(_ ticket: Ticket, now: Duration) -> Arrival {
+        guard !closed else { return .done(.failure(.shuttingDown)) }
+        guard let lane = lanes[ticket.lane] else {
+            return .done(.failure(.rejected(.invalidRequest("Unknown lane '\(ticket.lane)'.", param: "x-switchyard-lane"), reason: "unknown_lane")))
+        }
+        // No replica takes work now: wait for one that comes back (a cooldown ends, a first
+        // health check passes) within the request's deadline, rather than failing at once.
+        var comesBack: Duration?
+        if eligibleReplicas(excluding: ticket.excluding, now: now).isEmpty {
+            guard let back = comeback(excluding: ticket.excluding, now: now) else { return .done(.failure(.noReplica)) }
+            let limit = min(ticket.giveUpAt - origin, ticket.startBy.map { $0 - origin } ?? ticket.giveUpAt - origin)
+            guard back <= limit else {
+                let seconds = max(1, Int((back - now).seconds.rounded(.up)))
+                return .done(
+                    .failure(
+                        .rejected(
+                            .unavailable(
+                                "Every replica of '\(config.name)' is cooling down after answering 429/503; the first takes requests again in \(seconds) s, after this request's deadline.",
+                                code: "upstream_unavailable", retryAfterSeconds: seconds), reason: "cooling")))
+            }
+            comesBack = back
+        }
+        if lane.sheddable, !ticket.requeue, let level = saturation(now: now), level >= 1 {
+            return .done(
+                .failure(
+                    .rejected(
+                        APIError(
+                            status: 503,
+                            message:
+                                "Model '\(config.name)' is saturated (engine queue or KV cache full on every replica); the \(lane.name) lane is shed first. Retry later.",
+                            type: "server_error", code: "saturated", retryAfterSeconds: 1), reason: "saturated")))
+        }
+        let id = nextID
+        nextID += 1
+        let request = LaneScheduler.Request(
+            id: id, lane: ticket.lane, tenant: ticket.tenant, inputTokens: ticket.inputTokens,
+            maxOutputTokens: ticket.maxOutputTokens, deadline: ticket.startBy.map { $0 - origin })
+        if let lease = uncontendedLease(request, ticket: ticket, lane: lane, now: now) { return .done(.success(lease)) }
+        if ticket.requeue {
+            scheduler.requeueAtFront(request)
+        } else {
+            switch scheduler.enqueue(request, now: now, capacity: capacity(priority: lane.priority, now: now)) {
+            case .queued: break
+            case .rejected(let rejection): return .done(.failure(Self.error(for: rejection, lane: lane, model: config.name)))
+            }
+        }
+        let w = Waiting(ticket: ticket, request: request, priority: lane.priority, giveUpAt: ticket.giveUpAt - origin)
+        waiting[id] = w
+        if urgentLanes.contains(lane.name), request.deadline != nil { urgent.insert(id) }
+        if let comesBack { arm(comesBack) }
+        let before = effects.decided.count
+        dispatch(now: now)
+        // Dispatched in the same call (another request's wait ended first): no waiting at all.
+        if let mine = effects.decided[before...].firstIndex(where: { $0.id == id }) {
+            return .done(effects.decided.remove(at: mine).result)
+        }
+        arm(deadline(of: w))
+        return .queued(id)
+    }
+
+    /// A slot now if the request would get one without waiting or any admission decision
+    /// (nobody queued, a replica free, not shed), else nil and nothing changed. The event-loop
+    /// fast path's acquire; otherwise the request takes ``arrive(_:now:)``.
+    package mutating func leaseNow(_ ticket: Ticket, now: Duration) -> Lease? {
+        guard !closed, let lane = lanes[ticket.lane], scheduler.queuedTotal == 0, !ticket.requeue else { return nil }
+        if lane.sheddable, let level = saturation(now: now), level >= 1 { return nil }
+        let request = LaneScheduler.Request(
+            id: nextID, lane: ticket.lane, tenant: ticket.tenant, inputTokens: ticket.inputTokens,
+            maxOutputTokens: ticket.maxOutputTokens, deadline: ticket.startBy.map { $0 - origin })
+        guard let lease = uncontendedLease(request, ticket: ticket, lane: lane, now: now) else { return nil }
+        nextID += 1
+        return lease
+    }
+
+    /// The shutdown grace ran out: every waiting request fails with ``AcquireError/shuttingDown``,
+    /// and so does every later arrival.
+    package mutating func shutDown() {
+        closed = true
+        for (id, w) in waiting {
+            _ = scheduler.remove(id: id, lane: w.request.lane, tenant: w.request.tenant)
+            effects.decided.append((id, .failure(.shuttingDown)))
+        }
+        waiting = [:]
+        urgent = []
+    }
+
+    /// The waiting request's task was cancelled: it leaves its queue. False when it was already
+    /// decided (its lease is on the way and must be released).
+    package mutating func cancel(_ id: UInt64) -> Bool {
+        guard let w = waiting.removeValue(forKey: id) else { return false }
+        urgent.remove(id)
+        _ = scheduler.remove(id: id, lane: w.request.lane, tenant: w.request.tenant)
+        return true
+    }
+
+    /// A slot at once when nobody waits (the common, uncontended case), else nil: no ordering to
+    /// decide, and fairness counters only matter between backlogged tenants, so nothing is charged.
+    mutating func uncontendedLease(_ request: LaneScheduler.Request, ticket: Ticket, lane: LaneConfig, now: Duration) -> Lease? {
+        guard scheduler.queuedTotal == 0, !ticket.requeue else { return nil }
+        let candidates = dispatchable(excluding: ticket.excluding, tokens: request.inputTokens + request.maxOutputTokens, now: now)
+        guard
+            case .replica(let index, let affinity) = Balancer.choose(
+                candidates, affinityKey: ticket.affinityKey,
+                balanceFactor: config.routing.balanceFactor, using: &rng)
+        else { return nil }
+        return lease(request, ticket: ticket, priority: lane.priority, index: index, affinity: affinity, charged: false, now: now)
+    }
+
+    static func error(for rejection: LaneScheduler.Rejection, lane: LaneConfig, model: String) -> AcquireError {
+        switch rejection {
+        case .unknownLane:
+            return .rejected(.invalidRequest("Unknown lane '\(lane.name)'.", param: "x-switchyard-lane"), reason: "unknown_lane")
+        case .queueFull(let limit):
+            return .rejected(
+                APIError(
+                    status: 429, message: "The \(lane.name) queue of '\(model)' is full (\(limit) waiting). Retry later.",
+                    type: "rate_limit_error", code: "queue_full", retryAfterSeconds: 1), reason: "queue_full")
+        case .deadlineUnreachable(let wait):
+            let seconds = max(1, Int(wait.seconds.rounded(.up)))
+            return .rejected(
+                APIError(
+                    status: 503,
+                    message:
+                        "The \(lane.name) lane of '\(model)' cannot start this request before its deadline (estimated wait \(wait.formatted)). Retry later or use a lane with a longer deadline.",
+                    type: "server_error", code: "deadline_unreachable", retryAfterSeconds: seconds), reason: "deadline")
+        case .timedOut:
+            return .queueTimeout
+        }
+    }
+
+    /// Hands free slots to queued requests in scheduler order until none fits.
+    mutating func dispatch(now: Duration) {
+        guard scheduler.queuedTotal > 0 else { return }
+        // The scheduler is moved out so the fit check may read the replicas without a copy.
+        var scheduler = self.scheduler
+        self.scheduler = Self.placeholder
+        defer { self.scheduler = scheduler }
+        while scheduler.queuedTotal > 0 {
+            var choice: (index: Int, affinity: Bool)?
+            let picked = scheduler.dispatch(now: now) { request in
+                guard let w = waiting[request.id] else { return true }
+                let candidates = dispatchable(excluding: w.ticket.excluding, tokens: request.inputTokens + request.maxOutputTokens, now: now)
+                if case .replica(let id, let affinity) = Balancer.choose(
+                    candidates, affinityKey: w.ticket.affinityKey,
+                    balanceFactor: config.routing.balanceFactor, using: &rng)
+                {
+                    choice = (id, affinity)
+                    return true
+                }
+                return false
+            }
+            guard let request = picked else { break }
+            guard let (index, affinity) = choice, let w = waiting.removeValue(forKey: request.id) else { continue }
+            urgent.remove(request.id)
+            let lease = lease(request, ticket: w.ticket, priority: w.priority, index: index, affinity: affinity, charged: true, now: now)
+            effects.decided.append((request.id, .success(lease)))
+        }
+    }
+
+    /// Takes a slot on replica `index` for a dispatched request.
+    mutating func lease(
+        _ request: LaneScheduler.Request, ticket: Ticket, priority: Int, index: Int, affinity: Bool, charged: Bool, now: Duration
+    ) -> Lease {
+        var probe = false
+        if replicas[index].outlier.admission(now: now) == .probe {
+            replicas[index].outlier.startProbe(now: now)
+            probe = true
+        }
+        let lane = lanes[request.lane]
+        let preemptible = (lane?.preemptible ?? false) && ticket.preemptions < (lane?.maxPreemptions ?? 0)
+        let signal = preemptible ? PreemptionSignal() : nil
+        replicas[index].inflight += 1
+        replicas[index].peakInflight = max(replicas[index].peakInflight, replicas[index].inflight)
+        replicas[index].inflightTokens += request.inputTokens + request.maxOutputTokens
+        replicas[index].leases[request.id] = ActiveLease(lane: request.lane, priority: priority, started: now, signal: signal)
+        return Lease(
+            index: index, backend: replicas[index].backend, isProbe: probe, viaAffinity: affinity, id: request.id,
+            request: request, preemption: signal, started: now, charged: charged, inflight: replicas[index].inflight)
+    }
+
+    func eligibleReplicas(excluding: Set<Int>, now: Duration) -> [Int] {
+        var result: [Int] = []
+        for (i, r) in replicas.enumerated() where !excluding.contains(i) && isEligible(r, now: now) { result.append(i) }
+        return result
+    }
+
+    /// The earliest moment a replica that takes no work now may take some again without anyone
+    /// acting: the end of its cooldown, or now for one whose first health checks are still to
+    /// pass (its verdict dispatches or fails the waiting requests). Nil: none will.
+    func comeback(excluding: Set<Int>, now: Duration) -> Duration? {
+        var earliest: Duration?
+        for (i, r) in replicas.enumerated() where !excluding.contains(i) && r.gateOpen && !r.removed {
+            if let expiry = r.expiresAt, expiry <= now { continue }
+            if r.outlier.admission(now: now) == .refuse { continue }
+            guard r.active.isHealthy || r.active.isComingUp else { continue }
+            let back = max(now, r.coolingUntil ?? now)
+            earliest = min(earliest ?? back, back)
+        }
+        return earliest
+    }
+
+    /// Fails the waiting requests no replica will take (every one they may use is down for good
+    /// now, e.g. its first health checks failed).
+    mutating func failHopeless(now: Duration) {
+        for (id, w) in waiting where eligibleReplicas(excluding: w.ticket.excluding, now: now).isEmpty {
+            if comeback(excluding: w.ticket.excluding, now: now) == nil { fail(id, .noReplica) }
+        }
+    }
+
+    func isEligible(_ r: Replica, now: Duration) -> Bool {
+        guard r.active.isHealthy, r.gateOpen, !r.removed else { return false }
+        if let expiry = r.expiresAt, expiry <= now { return false }
+        if r.outlier.admission(now: now) == .refuse { return false }
+        if let until = r.coolingUntil, until > now { return false }
+        return true
+    }
+
+    /// Eligible replicas that can take `tokens` more within their token budget and KV-cache
+    /// headroom; the balancer then checks their slot windows. A replica with nothing in flight
+    /// always takes one request, so a large prompt or stale metrics cannot wedge the pool.
+    func dispatchable(excluding: Set<Int>, tokens: Int, now: Duration) -> [Balancer.Replica] {
+        var result: [Balancer.Replica] = []
+        result.reserveCapacity(replicas.count)
+        for (i, r) in replicas.enumerated() where !excluding.contains(i) && isEligible(r, now: now) {
+            if r.inflight > 0 {
+                if let budget = config.batching.maxBatchTokens, r.inflightTokens + tokens > budget { continue }
+                if let headroom = config.memoryHeadroom, !r.metricsUnsupported, let signals = r.signals,
+                    !signals.hasMemoryHeadroom(now: now, kvCacheMax: headroom.kvCacheMax, staleAfter: headroom.metricsStaleAfter)
+                {
+                    continue
+                }
+            }
+            result.append(Balancer.Replica(id: i, weight: r.backend.weight, inflight: r.inflight, maxInflight: limit(r)))
+        }
+        return result
+    }
+
+    /// Mean engine saturation over eligible replicas (Gateway API Inference Extension); nil
+    /// without metrics.
+    func saturation(now: Duration) -> Double? {
+        guard let headroom = config.memoryHeadroom else { return nil }
+        var levels: [Double] = []
+        for r in replicas where isEligible(r, now: now) && !r.metricsUnsupported {
+            guard let signals = r.signals else { continue }
+            levels.append(signals.saturation(now: now, staleAfter: headroom.metricsStaleAfter))
+        }
+        guard !levels.isEmpty else { return nil }
+        return levels.reduce(0, +) / Double(levels.count)
+    }
+
+    /// Estimated wait for a request of band `priority`, from measured rates; nil before any.
+    func capacity(priority: Int, now: Duration) -> LaneScheduler.Capacity? {
+        guard prefillTokensPerSecond != nil || serviceSeconds != nil else { return nil }
+        var slots = 0
+        var free = false
+        for r in replicas where isEligible(r, now: now) {
+            let cap = limit(r)
+            if cap == 0 || r.inflight < cap { free = true }
+            slots += cap
+        }
+        var toSlot = Duration.zero
+        if !free, slots > 0, let service = serviceSeconds {
+            let ahead = scheduler.queued(atOrAbove: priority)
+            toSlot = .seconds(service * Double(ahead + 1) / Double(slots))
+        }
+        return LaneScheduler.Capacity(prefillTokensPerSecond: prefillTokensPerSecond ?? .infinity, timeToFreeSlot: toSlot)
+    }
+}
