@@ -91,7 +91,7 @@ import Testing
                 post("first") + "GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n"
                 + "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 5\r\n\r\n{oops"
                 + post("last", close: true)
-            let received = try await Self.rawExchange(port: gatewayPort, text)
+            let received = try await RawHTTP.exchange(port: gatewayPort, text)
             let order = [#""tag":"first""#, #""object":"list""#, #""code":"invalid_json""#, #""tag":"last""#].map { marker in
                 received.range(of: marker)?.lowerBound
             }
@@ -157,32 +157,6 @@ import Testing
             #expect(await Poll.until { pool.inflight(0) == 0 }, "the slot came back when the client left")
             #expect(await Poll.until { Self.metric(gateway, #"switchyard_requests_total{model="m",lane="realtime",code="499"} 1"#) })
             upstream.release()
-        }
-    }
-
-    /// Sends `text` on one connection and returns everything the server sent until it closed.
-    static func rawExchange(port: Int, _ text: String) async throws -> String {
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: port) { channel in
-                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
-            }
-        return try await withThrowingTaskGroup(of: String.self) { group in
-            group.addTask {
-                try await channel.executeThenClose { inbound, outbound in
-                    try await outbound.write(ByteBuffer(string: text))
-                    var received = ""
-                    for try await chunk in inbound { received += String(buffer: chunk) }
-                    return received
-                }
-            }
-            group.addTask {
-                try await Task.sleep(for: .seconds(10))
-                channel.channel.close(promise: nil)
-                throw CancellationError()
-            }
-            let first = try await group.next()!
-            group.cancelAll()
-            return first
         }
     }
 }

@@ -122,30 +122,10 @@ import Testing
 @Suite(.tags(.timing)) struct DeclaredBodyLimitTests {
     /// Sends `text` and returns the response head once it is complete (the connection stays open).
     static func responseHead(port: Int, _ text: String) async throws -> String {
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: port) { channel in
-                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
-            }
-        return try await withThrowingTaskGroup(of: String.self) { group in
-            group.addTask {
-                try await channel.executeThenClose { inbound, outbound in
-                    try await outbound.write(ByteBuffer(string: text))
-                    var received = ""
-                    for try await chunk in inbound {
-                        received += String(buffer: chunk)
-                        if received.contains("\r\n\r\n") { break }
-                    }
-                    return received
-                }
-            }
-            group.addTask {
-                try await Task.sleep(for: .seconds(5))
-                channel.channel.close(promise: nil)
-                return "no answer within 5 s"
-            }
-            let first = try await group.next()!
-            group.cancelAll()
-            return first
+        do {
+            return try await RawHTTP.exchange(port: port, text, timeout: .seconds(5)) { $0.contains("\r\n\r\n") }
+        } catch is RawHTTP.Timeout {
+            return "no answer within 5 s"
         }
     }
 

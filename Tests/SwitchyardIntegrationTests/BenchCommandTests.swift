@@ -19,6 +19,13 @@ import Testing
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
+    /// ``run(_:_:)`` on a dispatch thread, so a long process does not hold a task thread.
+    static func runDetached(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result { try run(executable, arguments) }) }
+        }
+    }
+
     @Test func benchWritesABundleThatChromiumRenders() async throws {
         let url = try await LlamaServer.shared.url()
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString)").path

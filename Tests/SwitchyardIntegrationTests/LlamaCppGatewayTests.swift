@@ -75,23 +75,9 @@ import Testing
         let url = try await LlamaServer.shared.url()
         try await GatewayHarness.with(config(url)) { gateway, base in
             try await waitReady(gateway)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: LlamaServer.python)
-            process.arguments = [LlamaServer.repoRoot.appendingPathComponent("scripts/openai_compat_check.py").path, "\(base)/v1", "smollm2"]
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            let handle = output.fileHandleForReading
-            let data: Data = await withCheckedContinuation { continuation in
-                DispatchQueue.global().async {
-                    let data = (try? handle.readToEnd()) ?? Data()
-                    process.waitUntilExit()
-                    continuation.resume(returning: data)
-                }
-            }
-            let text = String(decoding: data, as: UTF8.self)
-            #expect(process.terminationStatus == 0, "\(text)")
+            let (status, text) = try await BenchCommandTests.runDetached(
+                LlamaServer.python, [LlamaServer.repoRoot.appendingPathComponent("scripts/openai_compat_check.py").path, "\(base)/v1", "smollm2"])
+            #expect(status == 0, "\(text)")
             #expect(text.contains("all checks passed"), "\(text)")
         }
     }

@@ -28,25 +28,10 @@ import Testing
                 $0.server.shutdownGrace = .seconds(1)
             }
             try await GatewayHarness.with(config) { gateway, base in
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: LlamaServer.python)
-                process.arguments = ["-c", Self.script, "\(base)/v1"]
-                let output = Pipe()
-                process.standardOutput = output
-                process.standardError = output
-                try process.run()
-                defer { if process.isRunning { process.terminate() } }
+                async let client = BenchCommandTests.runDetached(LlamaServer.python, ["-c", Self.script, "\(base)/v1"])
                 #expect(await Poll.until(.seconds(20)) { upstream.count("endless") > 0 }, "the client's stream reached the upstream")
                 await gateway.shutdown()
-                let handle = output.fileHandleForReading
-                let data: Data = await withCheckedContinuation { continuation in
-                    DispatchQueue.global().async {
-                        let data = (try? handle.readToEnd()) ?? Data()
-                        process.waitUntilExit()
-                        continuation.resume(returning: data)
-                    }
-                }
-                let text = String(decoding: data, as: UTF8.self)
+                let text = try await client.output
                 #expect(text.contains("APIError after"), "\(text)")
                 #expect(text.contains("server_shutdown") || text.contains("shutting down"), "\(text)")
             }
