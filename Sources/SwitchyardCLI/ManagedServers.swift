@@ -72,6 +72,8 @@ struct ManagedServers {
                     // passing active check so traffic flows now, not at the next check interval.
                     if open { pool.recordHealthCheck(replica.index, passed: true) }
                     pool.setGate(replica.index, open: open)
+                    // Up (again): its capacity and its batching are asked about.
+                    if open { gateway.replicaOpened(pool, replica.index) }
                 },
                 onEvent: { status in
                     gateway.recordReplica(status)

@@ -75,6 +75,12 @@ package final class Gateway: Sendable {
             onRound: { [readinessBell] in readinessBell.ring() })
     }
 
+    /// A replica opened to traffic (a managed one started or restarted): discovery asks its
+    /// capacity and checks its batching again.
+    package func replicaOpened(_ pool: ModelPool, _ index: Int) {
+        discoveryRequests.continuation.yield(.init(pool: pool, index: index))
+    }
+
     /// Returns once `/readyz` would answer 200 (every model has a replica that passed its health
     /// checks and takes traffic), or when the task is cancelled.
     package func waitUntilReady() async {

@@ -165,6 +165,50 @@ import Testing
         #expect(await served.stop() == 0)
     }
 
+    /// The batching check on the real llama.cpp: it reaches a verdict once the managed replica
+    /// is up, and where batches change vectors, no request is merged. (Measured here: a batch of
+    /// four probes gave cosine 0.857 against the same inputs alone, so coalescing stays off.
+    /// llama.cpp with parallel slots also changes vectors of concurrent single requests, cosine
+    /// 0.95–0.98, which no gateway can undo; so the probe compares sequential singles with one batch.)
+    @Test func theBatchingCheckDecidesOnTheRealEngine() async throws {
+        let dataDir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        try Self.prepareDataDir(dataDir)
+        let config = dataDir.appendingPathComponent("serve.yaml")
+        try """
+        models:
+          - name: smollm2
+            managed:
+              llamacpp: { parallel: 8, ctx_size: 4096, threads: 1, embeddings: true }
+              replicas: 1
+            batching: { max_batch_size: 8, max_queue_delay: 20ms }
+        """.write(to: config, atomically: true, encoding: .utf8)
+        let served = try await Served(arguments: ["--config", config.path], dataDir: dataDir)
+        defer { kill(served.process.processIdentifier, SIGTERM) }
+        let readyz = served.base.replacingOccurrences(of: "/v1", with: "/readyz")
+        var state = "-"
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            state = try await TestClient.get(readyz).json?["models"]?["smollm2"]?["backends"]?.arrayValue?.first?["coalescing"]?.stringValue ?? "-"
+            if state != "unchecked" { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(state == "on" || state.hasPrefix("off: "), "the check reached a verdict: \(state)")
+        let coalesced = try await withThrowingTaskGroup(of: String?.self) { group in
+            for i in 0..<8 {
+                group.addTask {
+                    let reply = try await TestClient.post(
+                        "\(served.base)/embeddings", #"{"model":"smollm2","input":"input \#(i): \#(String(repeating: "word ", count: i + 3))"}"#)
+                    #expect(reply.status == 200, "\(reply.body)")
+                    return reply.headers["x-switchyard-coalesced"]
+                }
+            }
+            return try await group.reduce(into: [String]()) { if let c = $1 { $0.append(c) } }
+        }
+        if state.hasPrefix("off") { #expect(coalesced.isEmpty, "batching changes this engine's answers: nothing merged") }
+        #expect(await served.stop() == 0)
+    }
+
     @Test func drainStopsDispatchThenTheReplica() async throws {
         let dataDir = Self.tempDir()
         defer { try? FileManager.default.removeItem(at: dataDir) }

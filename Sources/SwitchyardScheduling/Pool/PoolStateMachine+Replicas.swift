@@ -6,6 +6,8 @@ extension PoolStateMachine {
     /// already in flight are not affected.
     package mutating func setGate(_ index: Int, open: Bool, now: Duration) {
         replicas[index].gateOpen = open
+        // Closed (drained, restarting): its batching is checked again once it reopens.
+        if !open { replicas[index].batching = nil }
         if open { dispatch(now: now) }
     }
 
