@@ -71,7 +71,9 @@ package final class Gateway: Sendable {
     package var healthChecker: HealthChecker {
         HealthChecker(
             pools: config.models.compactMap { pools[$0.name] }, client: client, config: config.health, metrics: metrics, logger: logger,
-            onHealthy: { [discoveryRequests] pool, index in discoveryRequests.continuation.yield(.init(pool: pool, index: index)) },
+            onHealthy: { [discoveryRequests] pool, index, capacity in
+                discoveryRequests.continuation.yield(.init(pool: pool, index: index, capacity: capacity))
+            },
             onRound: { [readinessBell] in readinessBell.ring() })
     }
 

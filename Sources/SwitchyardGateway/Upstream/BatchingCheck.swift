@@ -59,7 +59,9 @@ struct BatchingCheck {
     /// Checks one replica and records the verdict; an unreachable replica stays unchecked (asked
     /// again when it passes a health check).
     func check(_ pool: ModelPool, _ index: Int) async {
-        guard pool.coalesces, let backend = pool.backends.indices.contains(index) ? pool.backends[index] : nil else { return }
+        // Decided since it (re)started: nothing to ask.
+        guard pool.coalesces, !pool.batchingDecided(index), let backend = pool.backends.indices.contains(index) ? pool.backends[index] : nil
+        else { return }
         let url = backend.url.appending("/embeddings")
         func embed(_ input: JSONValue) async throws -> [[Double]]? {
             let (status, body) = try await client.post(

@@ -14,6 +14,8 @@ struct CapacityDiscovery: Service {
     struct Target: Sendable {
         let pool: ModelPool
         let index: Int
+        /// Ask its capacity (false: only its batching check, if undecided).
+        var capacity = true
     }
 
     let pools: [ModelPool]
@@ -40,7 +42,7 @@ struct CapacityDiscovery: Service {
             await withDiscardingTaskGroup { group in
                 for await target in requests {
                     group.addTask {
-                        await discover(target.pool, target.index)
+                        if target.capacity { await discover(target.pool, target.index) }
                         await batching.check(target.pool, target.index)
                     }
                 }

@@ -12,7 +12,9 @@ package struct HealthChecker: Service {
     let logger: Logger
     /// A backend came back healthy (or discovery never reached it): its capacity is asked again
     /// (it may have restarted with other settings).
-    var onHealthy: @Sendable (ModelPool, Int) -> Void = { _, _ in }
+    /// `capacity`: its capacity is asked again too (else only its batching, which is checked
+    /// only when undecided).
+    var onHealthy: @Sendable (ModelPool, Int, _ capacity: Bool) -> Void = { _, _, _ in }
     /// A round of checks finished.
     var onRound: @Sendable () -> Void = {}
 
@@ -57,7 +59,8 @@ package struct HealthChecker: Service {
         if pool.recordHealthCheck(index, passed: passed, error: problem) {
             if passed {
                 logger.info("backend healthy", metadata: ["model": "\(pool.name)", "backend": "\(backend.id)"])
-                if pool.needsRediscovery(index) || pool.coalesces { onHealthy(pool, index) }
+                let capacity = pool.needsRediscovery(index)
+                if capacity || pool.coalesces { onHealthy(pool, index, capacity) }
             } else {
                 logger.warning("backend unhealthy", metadata: ["model": "\(pool.name)", "backend": "\(backend.id)", "error": "\(problem ?? "")"])
             }

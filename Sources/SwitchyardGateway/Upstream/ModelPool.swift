@@ -252,6 +252,8 @@ package final class ModelPool: Sendable {
 
     package func setBatching(_ index: Int, _ check: PoolStateMachine.BatchCheck?) { update { machine, _ in machine.setBatching(index, check) } }
 
+    func batchingDecided(_ index: Int) -> Bool { read { machine, _ in machine.batchingDecided(index) } }
+
     package func batchingExcluded() -> Set<Int> { read { machine, _ in machine.batchingExcluded() } }
 
     package var mayCoalesce: Bool { read { machine, _ in machine.mayCoalesce } }

@@ -140,6 +140,9 @@ extension PoolStateMachine {
         replicas[index].batching = check
     }
 
+    /// The replica's batching was checked since it (re)started.
+    package func batchingDecided(_ index: Int) -> Bool { replicas.indices.contains(index) && replicas[index].batching != nil }
+
     /// Replicas that must not take a merged embeddings request (variant or not checked yet).
     package func batchingExcluded() -> Set<Int> {
         Set(replicas.indices.filter { replicas[$0].batching != .invariant })
