@@ -274,8 +274,8 @@ package final class ReplicaSupervisor: Service, ManagedReplicaControl, Sendable 
         await stopProcess()
     }
 
-    package func resume() {
-        paused.store(false, ordering: .relaxed)
+    package func resume() -> Bool {
+        paused.exchange(false, ordering: .relaxed)
     }
 }
 

@@ -31,6 +31,6 @@ package protocol ManagedReplicaControl: Sendable {
     func rollingRestart(waitIdle: @escaping @Sendable () async -> Void, timeout: Duration) async -> Bool
     /// Stops the process and keeps it stopped (after a drain).
     func pause() async
-    /// Starts a paused replica again.
-    func resume()
+    /// Starts a paused replica again; false when it was not paused (its gate is the caller's).
+    func resume() -> Bool
 }

@@ -54,11 +54,11 @@ package final class AcceptRunner: Sendable {
 
     package func run() async throws(RunError) -> Result {
         let http = HTTPClient.shared
-        // Chaos faults need the traffic to go through the proxy for the whole run.
+        // Client-side chaos needs the traffic to go through the proxy for the whole run.
         var chaos: ChaosProxy?
         var baseURL = spec.target.url
         let proxyTask: Task<Void, any Error>?
-        if spec.usesChaos {
+        if spec.usesClientChaos {
             guard let url = HTTPURL(spec.target.url) else { throw RunError(description: "target.url is not a URL") }
             let proxy: ChaosProxy
             do {
@@ -77,8 +77,33 @@ package final class AcceptRunner: Sendable {
             proxyTask = nil
         }
         defer { proxyTask?.cancel() }
+        // Backend-side chaos: proxies in front of the backends, in place before the load starts.
+        var backendChaos: BackendChaos?
+        if let names = spec.chaosBackends, let admin = adminClient(http) {
+            do {
+                backendChaos = try await BackendChaos.install(model: spec.target.model, names: names, admin: admin, seed: spec.seed, log: log)
+            } catch {
+                throw RunError(description: "could not put the chaos proxy in front of the backends: \(error)")
+            }
+        }
+        let result: Result
+        do {
+            result = try await run(baseURL: baseURL, http: http, chaos: chaos, backendChaos: backendChaos)
+        } catch {
+            await backendChaos?.remove()
+            throw error
+        }
+        await backendChaos?.remove()
+        return result
+    }
 
-        let proxy = chaos
+    func adminClient(_ http: HTTPClient) -> AdminClient? {
+        guard let url = spec.target.adminURL, let token = spec.target.adminToken else { return nil }
+        return AdminClient(url: url, token: token, http: http)
+    }
+
+    /// The load, the phases and the sampling, with the chaos proxies in place.
+    func run(baseURL: String, http: HTTPClient, chaos: ChaosProxy?, backendChaos: BackendChaos?) async throws(RunError) -> Result {
         let origin = ContinuousClock.now
         let total = spec.totalDuration
         let spans = LaneVerdict.spans(spec.phases)
@@ -102,7 +127,7 @@ package final class AcceptRunner: Sendable {
             records = try await withThrowingTaskGroup(of: [RequestRecord].self) { group in
                 for runner in runners { group.addTask { try await runner.run() } }
                 group.addTask { [self] in
-                    await runPhases(origin: origin, spans: spans, chaos: proxy, http: http, collected: collected)
+                    await runPhases(origin: origin, spans: spans, chaos: chaos, backendChaos: backendChaos, http: http, collected: collected)
                     return []
                 }
                 if let metricsURL = spec.target.metricsURL {
@@ -137,13 +162,14 @@ package final class AcceptRunner: Sendable {
         let sampled = collected.samples.withLock { s in s.keys.sorted().map { SampledSeries(name: "queue \($0)", points: s[$0]!) } }
         return Result(
             records: records.sorted { ($0.lane, $0.id) < ($1.lane, $1.id) }, phases: spans, markers: collected.markers.withLock { $0 },
-            sampled: sampled, verdicts: verdicts, chaosCounts: proxy?.injected ?? [:])
+            sampled: sampled, verdicts: verdicts,
+            chaosCounts: (chaos?.injected ?? [:]).merging(backendChaos?.injected ?? [:]) { a, _ in a })
     }
 
     /// Applies each phase's fault at its start and lifts it at its end.
     func runPhases(
-        origin: ContinuousClock.Instant, spans: [LaneVerdict.PhaseSpan], chaos: ChaosProxy?, http: HTTPClient,
-        collected: Collected
+        origin: ContinuousClock.Instant, spans: [LaneVerdict.PhaseSpan], chaos: ChaosProxy?, backendChaos: BackendChaos?,
+        http: HTTPClient, collected: Collected
     ) async {
         for span in spans {
             try? await Task.sleep(until: origin + .seconds(span.start), clock: .continuous)
@@ -155,8 +181,10 @@ package final class AcceptRunner: Sendable {
             }
             var stoppedPID: Int32?
             switch fault {
-            case .chaos(let faults):
+            case .chaos(let faults, .client):
                 chaos?.set(faults)
+            case .chaos(let faults, .backends(let names)):
+                backendChaos?.set(faults, on: names)
             case .killBackend(let name), .stopBackend(let name):
                 do {
                     let launcher = try await backendPID(name, http: http)
@@ -173,7 +201,11 @@ package final class AcceptRunner: Sendable {
                 }
             }
             try? await Task.sleep(until: origin + .seconds(span.end), clock: .continuous)
-            if case .chaos = fault { chaos?.set(ChaosFaults()) }
+            switch fault {
+            case .chaos(_, .client): chaos?.set(ChaosFaults())
+            case .chaos(_, .backends): backendChaos?.set(ChaosFaults(), on: [])
+            default: break
+            }
             if let pid = stoppedPID { kill(pid, SIGCONT) }
         }
     }
@@ -197,15 +229,8 @@ package final class AcceptRunner: Sendable {
 
     /// The pid of the managed replica `name` from the gateway's admin API.
     func backendPID(_ name: String, http: HTTPClient) async throws -> Int32 {
-        guard let admin = spec.target.adminURL, let token = spec.target.adminToken else {
-            throw RunError(description: "target.admin_url and target.admin_token are needed")
-        }
-        var request = HTTPClientRequest(url: (admin.hasSuffix("/") ? String(admin.dropLast()) : admin) + "/admin/backends")
-        request.headers.add(name: "authorization", value: "Bearer \(token)")
-        let response = try await http.execute(request, timeout: .seconds(5))
-        let body = try await response.body.collect(upTo: 1 << 20)
-        guard response.status == .ok else { throw RunError(description: "GET /admin/backends answered \(response.status.code)") }
-        let json = try JSONParser.parse(body.readableBytesView)
+        guard let admin = adminClient(http) else { throw RunError(description: "target.admin_url and target.admin_token are needed") }
+        let json = try await admin.call(.GET, "/admin/backends", timeout: .seconds(5))
         for model in json["models"]?.arrayValue ?? [] {
             for backend in model["backends"]?.arrayValue ?? [] where backend["name"]?.stringValue == name {
                 guard let pid = backend["pid"]?.intValue else { throw RunError(description: "\(name) has no running process") }

@@ -69,19 +69,30 @@ package struct AcceptSpec: Sendable {
         }
     }
 
+    /// Where a chaos fault's proxy sits.
+    package enum ChaosPlacement: Sendable, Equatable {
+        /// Between the load client and the gateway: what clients see of a bad network to the gateway.
+        case client
+        /// Between the gateway and these backends (admin ids such as `smollm2-0`, or managed
+        /// replica names; empty: every backend of `target.model`): the gateway's retries,
+        /// fallbacks and ejections are what is tested.
+        case backends([String])
+    }
+
     package enum Fault: Sendable, Equatable {
         /// SIGKILL the managed replica of that name (its pid from the gateway's /admin/backends).
         case killBackend(String)
         /// SIGSTOP it for the phase, SIGCONT at its end (a hung server).
         case stopBackend(String)
-        /// Route every lane through the in-process chaos proxy with these faults for the phase.
-        case chaos(ChaosFaults)
+        /// Inject these faults for the phase through the chaos proxy placed `at`.
+        case chaos(ChaosFaults, at: ChaosPlacement)
 
         package var label: String {
             switch self {
             case .killBackend(let name): "kill \(name)"
             case .stopBackend(let name): "stop \(name)"
-            case .chaos(let f): "chaos: \(f.summary)"
+            case .chaos(let f, .client): "chaos client-side: \(f.summary)"
+            case .chaos(let f, .backends(let names)): "chaos at \(names.isEmpty ? "every backend" : names.joined(separator: ", ")): \(f.summary)"
             }
         }
     }
@@ -92,6 +103,10 @@ package struct AcceptSpec: Sendable {
         package var fault: Fault?
         /// Whether SLO verdicts count this phase (default: not warmup, no fault, not recovery*).
         package var judged: Bool
+
+        var chaosPlacement: ChaosPlacement? {
+            if case .chaos(_, let at) = fault { at } else { nil }
+        }
     }
 
     package var target: Target
@@ -103,7 +118,19 @@ package struct AcceptSpec: Sendable {
     package var sha256 = ""
 
     package var totalDuration: Duration { phases.reduce(.zero) { $0 + $1.duration } }
-    package var usesChaos: Bool { phases.contains { if case .chaos = $0.fault { return true } else { return false } } }
+    /// Whether a phase puts chaos between the load client and the gateway.
+    package var usesClientChaos: Bool { phases.contains { $0.fault == nil ? false : $0.chaosPlacement == .client } }
+    /// The backends some phase puts chaos in front of: nil when none does, empty for every
+    /// backend of the target model.
+    package var chaosBackends: [String]? {
+        var names: [String]? = nil
+        for phase in phases {
+            guard case .backends(let list) = phase.chaosPlacement else { continue }
+            if list.isEmpty || names == [] { return [] }
+            names = (names ?? []) + list.filter { !(names ?? []).contains($0) }
+        }
+        return names
+    }
 
     package static func load(yaml text: String) throws(ConfigError) -> AcceptSpec {
         let root: Node?
@@ -153,6 +180,13 @@ package struct AcceptSpec: Sendable {
                     r.fail(
                         "phases[\(i)].fault",
                         "killing or stopping a backend needs target.admin_url and target.admin_token (the gateway's /admin/backends gives its pid)",
+                        top["phases"])
+                }
+            case .chaos(_, .backends):
+                if spec.target.adminURL == nil || spec.target.adminToken == nil {
+                    r.fail(
+                        "phases[\(i)].fault",
+                        "chaos at: backend (the default) re-points backends through the gateway's admin API: give target.admin_url and target.admin_token, or set at: client",
                         top["phases"])
                 }
             default: break
@@ -231,7 +265,7 @@ package struct AcceptSpec: Sendable {
             return nil
         }
         var fault: Fault?
-        if let fn = m["fault"], let fm = r.mapping(fn, "\(path).fault", allowed: ["kill_backend", "stop_backend", "chaos"]) {
+        if let fn = m["fault"], let fm = r.mapping(fn, "\(path).fault", allowed: ["kill_backend", "stop_backend", "chaos", "at", "backends"]) {
             if let v = fm["kill_backend"], let x = r.string(v, "\(path).fault.kill_backend") { fault = .killBackend(x) }
             if let v = fm["stop_backend"], let x = r.string(v, "\(path).fault.stop_backend") { fault = .stopBackend(x) }
             if let cn = fm["chaos"],
@@ -245,12 +279,42 @@ package struct AcceptSpec: Sendable {
                 if let v = cm["stall_rate"], let x = r.double(v, "\(path).fault.chaos.stall_rate", min: 0, max: 1) { f.stallRate = x }
                 if let v = cm["stall_after_chunks"], let x = r.int(v, "\(path).fault.chaos.stall_after_chunks", min: 0) { f.stallAfterChunks = x }
                 if let v = cm["stall_for"], let x = r.duration(v, "\(path).fault.chaos.stall_for") { f.stallFor = x }
-                fault = .chaos(f)
+                fault = .chaos(f, at: decodePlacement(fm, "\(path).fault", &r))
+            } else if fm["at"] != nil || fm["backends"] != nil {
+                r.fail("\(path).fault", "at and backends place a chaos fault; this fault has no chaos", fn)
             }
-            if fm.count != 1 { r.fail("\(path).fault", "give exactly one of kill_backend, stop_backend, chaos", fn) }
+            if fm.keys.filter({ ["kill_backend", "stop_backend", "chaos"].contains($0) }).count != 1 {
+                r.fail("\(path).fault", "give exactly one of kill_backend, stop_backend, chaos", fn)
+            }
         }
         var judged = fault == nil && name != "warmup" && !name.hasPrefix("recovery")
         if let v = m["judge"], let x = r.bool(v, "\(path).judge") { judged = x }
         return Phase(name: name, duration: duration, fault: fault, judged: judged)
+    }
+
+    /// `at: backend` (the default) with optional `backends: ID` or `[ID, …]`, or `at: client`.
+    static func decodePlacement(_ fm: [String: Node], _ path: String, _ r: inout YAMLReader) -> ChaosPlacement {
+        var names: [String] = []
+        if let v = fm["backends"] {
+            if let one = v.string {
+                names = [one]
+            } else if let list = r.sequence(v, "\(path).backends") {
+                names = list.enumerated().compactMap { i, item in r.string(item, "\(path).backends[\(i)]") }
+            }
+        }
+        guard let v = fm["at"], let at = r.string(v, "\(path).at") else { return .backends(names) }
+        switch at {
+        case "backend": return .backends(names)
+        case "client":
+            if !names.isEmpty {
+                r.fail("\(path).backends", "names backends for at: backend; at: client sits in front of the gateway", fm["backends"])
+            }
+            return .client
+        default:
+            r.fail(
+                "\(path).at",
+                "must be backend (between the gateway and its backends) or client (between the load client and the gateway), got '\(at)'", v)
+            return .backends(names)
+        }
     }
 }

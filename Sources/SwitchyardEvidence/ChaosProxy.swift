@@ -45,7 +45,8 @@ struct ChaosContext: RequestContext {
 
 /// A small fault-injecting HTTP proxy for acceptance runs (`switchyard chaos-proxy`): every
 /// request is forwarded to `upstream` (streams relayed chunk by chunk) unless a fault picks it:
-/// added latency, a connection reset, a 503, or a stall mid-stream. Loopback targets only.
+/// added latency, a connection reset, a 503, or a stall mid-stream. Faults pick POST requests
+/// only (the API calls); GETs always pass. Loopback targets only.
 package final class ChaosProxy: Sendable {
     package let upstream: String
     private let faults: Mutex<ChaosFaults>
@@ -91,7 +92,9 @@ package final class ChaosProxy: Sendable {
     }
 
     func forward(_ request: Request, context: ChaosContext) async throws -> Response {
-        let f = current
+        // Faults hit the API calls (POST); health checks and capacity or metrics probes (GET)
+        // pass, so a fault exercises the request path rather than the health checker.
+        let f = request.method == .post ? current : ChaosFaults()
         var request = request
         let body = try await request.collectBody(upTo: 64 << 20)
         if f.latency > .zero { try await Task.sleep(for: f.latency) }

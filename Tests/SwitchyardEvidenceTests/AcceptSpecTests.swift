@@ -44,9 +44,10 @@ import Testing
                         f.status503Rate = 0.2
                         f.latency = .milliseconds(50)
                         return f
-                    }()))
+                    }(), at: .backends([])))
         #expect(spec.totalDuration == .seconds(75))
-        #expect(spec.usesChaos)
+        #expect(!spec.usesClientChaos, "chaos sits at the backends by default")
+        #expect(spec.chaosBackends == [], "every backend of the model")
         #expect(spec.sha256.count == 64)
     }
 
@@ -68,6 +69,44 @@ import Testing
             return text.contains("target.url") && text.contains("lanes[0].load.arrival") && text.contains("lanes[0].slo.ttft")
                 && text.contains("phases[0].fault: killing or stopping a backend needs target.admin_url")
                 && text.contains("phases[1].duration: required")
+        }
+    }
+
+    @Test func chaosIsPlacedAtTheNamedBackendsOrTheClient() throws {
+        func spec(_ faults: [String], admin: Bool = true) throws(ConfigError) -> AcceptSpec {
+            let target =
+                admin
+                ? #"target: { url: "http://127.0.0.1:8080/v1", model: m, admin_url: "http://127.0.0.1:8080", admin_token: t }"#
+                : #"target: { url: "http://127.0.0.1:8080/v1", model: m }"#
+            let phases = faults.enumerated().map { "  - { name: f\($0), duration: 1s, fault: \($1) }" }.joined(separator: "\n")
+            return try AcceptSpec.load(yaml: "\(target)\nlanes: [{ name: a, load: { rate: 1 } }]\nphases:\n\(phases)")
+        }
+        let named = try spec(["{ chaos: { reset_rate: 0.5 }, backends: m-0 }", "{ chaos: { latency: 1s }, at: backend, backends: [m-1, m-0] }"])
+        #expect(named.chaosBackends == ["m-0", "m-1"])
+        #expect(!named.usesClientChaos)
+        #expect(named.phases[0].fault?.label == "chaos at m-0: resets 50%")
+        let client = try spec(["{ chaos: { reset_rate: 0.5 }, at: client }"], admin: false)
+        #expect(client.usesClientChaos)
+        #expect(client.chaosBackends == nil)
+        #expect(client.phases[0].fault?.label == "chaos client-side: resets 50%")
+        let mixed = try spec(["{ chaos: { reset_rate: 0.5 }, backends: m-1 }", "{ chaos: { reset_rate: 0.1 } }"])
+        #expect(mixed.chaosBackends == [], "one phase at every backend puts a proxy before each")
+
+        for (faults, admin, message) in [
+            (
+                ["{ chaos: { reset_rate: 0.5 } }"], false,
+                "phases[0].fault: chaos at: backend (the default) re-points backends through the gateway's admin API"
+            ),
+            (["{ chaos: { reset_rate: 0.5 }, at: middle }"], true, "phases[0].fault.at: must be backend"),
+            (["{ chaos: { reset_rate: 0.5 }, at: client, backends: m-0 }"], true, "phases[0].fault.backends: names backends for at: backend"),
+            (["{ kill_backend: m-0, at: client }"], true, "phases[0].fault: at and backends place a chaos fault"),
+        ] {
+            #expect(throws: ConfigError.self, "\(faults)") { try spec(faults, admin: admin) }
+            do {
+                _ = try spec(faults, admin: admin)
+            } catch {
+                #expect("\(error)".contains(message), "\(error)")
+            }
         }
     }
 

@@ -104,4 +104,64 @@ import Testing
         #expect(html.contains("kill smollm2-0"), "the fault is marked on the charts")
         #expect(html.contains("Gateway queue depth"), "queue depth sampled from /metrics")
     }
+
+    /// Chaos `at: backend` on the real llama.cpp: every API call to smollm2-0 has its connection
+    /// reset for the fault phase; the gateway retries them on smollm2-1, so no client request
+    /// fails, and the report says the gateway absorbed the fault with its retries.
+    @Test func backendResetsAreAbsorbedByTheGateway() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "build the package first (swift build)")
+        let dataDir = ManagedServeTests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        try ManagedServeTests.prepareDataDir(dataDir)
+        let config = dataDir.appendingPathComponent("serve.yaml")
+        try """
+        admin: { token: \(ManagedServeTests.adminToken) }
+        health: { interval: 500ms }
+        models:
+          - name: smollm2
+            managed:
+              llamacpp: { parallel: 2, ctx_size: 2048, threads: 1 }
+              replicas: 2
+        """.write(to: config, atomically: true, encoding: .utf8)
+        let served = try await ManagedServeTests.Served(arguments: ["--config", config.path], dataDir: dataDir)
+        let origin = served.base.replacingOccurrences(of: "/v1", with: "")
+        let spec = dataDir.appendingPathComponent("accept.yaml")
+        try """
+        target: { url: "\(served.base)", model: smollm2, metrics_url: "\(origin)/metrics", admin_url: "\(origin)", admin_token: \(ManagedServeTests.adminToken) }
+        lanes:
+          - name: realtime
+            header: none
+            load: { rate: 3, arrival: constant }
+            input_tokens: uniform:8:16
+            output_tokens: 4
+            slo: { e2e: { p90: 20s } }
+        phases:
+          - { name: steady, duration: 3s }
+          - { name: fault, duration: 6s, fault: { chaos: { reset_rate: 1.0 }, backends: smollm2-0 } }
+          - { name: recovery, duration: 3s }
+        """.write(to: spec, atomically: true, encoding: .utf8)
+        let out = dataDir.appendingPathComponent("bundle").path
+        let (status, output) = try BenchCommandTests.run(ServeProcessTests.binary, ["accept", spec.path, "--out", out])
+        let backends = try await ManagedServeTests.admin(served, "/admin/backends")
+        _ = await served.stop()
+        #expect(status == 0, "\(output)")
+
+        let requests = try String(contentsOfFile: out + "/requests.jsonl", encoding: .utf8).split(separator: "\n")
+            .map { try JSONParser.parse(Array($0.utf8)) }
+        #expect(requests.count >= 30)
+        #expect(requests.allSatisfy { $0["ok"] == .bool(true) && $0["resent"] == .bool(false) }, "no client request failed or was resent")
+        let summary = try JSONParser.parse(Array(try String(contentsOfFile: out + "/summary.json", encoding: .utf8).utf8))
+        let recovery = try #require(summary["verdicts"]?.arrayValue?.first?["recoveries"]?.arrayValue?.first)
+        #expect(recovery["hurt"] == .number(0))
+        #expect((recovery["gateway"]?["retries"]?.intValue ?? 0) > 0, "the gateway's retries show: \(recovery)")
+        #expect((summary["chaos_proxy"]?["smollm2-0 reset"]?.intValue ?? 0) > 0, "\(summary["chaos_proxy"] ?? .null)")
+        let report = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
+        #expect(report.contains("no client-visible impact of chaos at smollm2-0: resets 100%"), "\(report)")
+        #expect(report.contains("gateway absorbed:"))
+
+        // Put back: both replicas serve directly again, and the proxy is gone.
+        let listed = backends["models"]?.arrayValue?.first?["backends"]?.arrayValue ?? []
+        #expect(listed.map { $0["id"]?.stringValue ?? "" } == ["smollm2-0", "smollm2-1"], "\(listed)")
+        #expect(listed.allSatisfy { $0["state"] == .string("serving") }, "\(listed)")
+    }
 }

@@ -36,7 +36,9 @@ extension Gateway {
         }
     }
 
-    func drain(id: String) async -> Response {
+    /// Closes the replica's gate and waits for it to go idle; a managed replica's process is then
+    /// stopped unless `stop` is false (it stays up, taking no traffic, until resumed).
+    func drain(id: String, stop: Bool = true) async -> Response {
         guard let (pool, index) = locate(id) else {
             return GatewayResponses.error(
                 APIError(
@@ -46,7 +48,7 @@ extension Gateway {
         let started = ContinuousClock.now
         pool.setGate(index, open: false)
         await waitIdle(pool, index)
-        let control = controls.withLock { $0.first { $0.id == id }?.control }
+        let control = stop ? controls.withLock { $0.first { $0.id == id }?.control } : nil
         await control?.pause()
         logger.info("backend drained", metadata: ["backend": "\(id)", "stopped": "\(control != nil)"])
         return GatewayResponses.json(
@@ -61,9 +63,10 @@ extension Gateway {
             return GatewayResponses.error(
                 APIError(status: 404, message: "No backend '\(id)'.", type: "invalid_request_error", code: "backend_not_found"))
         }
-        if let control = controls.withLock({ $0.first { $0.id == id }?.control }) {
-            control.resume()  // the supervisor opens the gate again once warmed up
-        } else {
+        let control = controls.withLock { $0.first { $0.id == id }?.control }
+        // A paused replica's supervisor opens the gate again once warmed up; one drained without
+        // stopping is opened here, unless its supervisor is (re)starting it and will open it.
+        if control?.resume() != true, control.map({ $0.status.phase == .ready }) ?? true {
             pool.setGate(index, open: true)
         }
         return GatewayResponses.json(.object([("id", .string(id)), ("resumed", .bool(true))]))
@@ -173,6 +176,7 @@ extension Gateway {
                     ("managed", .bool(r.backend.managed)), ("healthy", .bool(r.healthy)),
                     ("ejected", .bool(r.ejected)), ("accepting", .bool(r.gateOpen)), ("inflight", .number(r.inflight)),
                     ("max_inflight", r.backend.maxInflight.map { .number($0) } ?? .null), ("capacity", r.capacity.json),
+                    ("upstream_model", .string(r.backend.upstreamModel)), ("weight", .number(String(r.backend.weight))),
                     ("last_health_error", r.lastError.map(JSONValue.string) ?? .null),
                 ]
                 if let s = statuses[r.backend.id] {

@@ -39,7 +39,7 @@ extension Gateway {
         }
         router.post("/admin/backends/:id/drain") { [self] request, context in
             if let denied = authorizeAdmin(request) { return denied }
-            return await drain(id: context.parameters.get("id") ?? "")
+            return await drain(id: context.parameters.get("id") ?? "", stop: request.uri.queryParameters["stop"] != "false")
         }
         router.post("/admin/backends/:id/resume") { [self] request, context in
             if let denied = authorizeAdmin(request) { return denied }
