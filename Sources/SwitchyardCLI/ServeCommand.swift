@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import SwitchyardBackends
+import SwitchyardBatch
 import SwitchyardCore
 import SwitchyardGateway
 import Synchronization
@@ -60,14 +61,23 @@ struct ServeCommand: AsyncParsableCommand {
         } catch let error as PythonEnvironment.InstallError {
             throw ValidationError(error.description)
         }
-        let gateway = Gateway(config: config, logger: logger)
+        let batch: BatchService
+        do {
+            batch = try await BatchService.open(
+                config: config.batch, dataDirectory: directory.url.path, models: Set(config.models.map(\.name)),
+                environment: ProcessInfo.processInfo.environment, logger: logger)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        let gateway = Gateway(config: config, logger: logger, batch: batch)
+        let worker = BatchWorker(service: batch, executor: gateway, logger: logger)
         let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
         let announcer = ReadyAnnouncer(host: config.server.host, models: config.models.map(\.name), started: started, waiting: !replicas.isEmpty)
         let supervisors = ManagedServers.supervisors(replicas, gateway: gateway, directory: directory, client: client, logger: logger) {
             announcer.ready()
         }
         do {
-            try await gateway.run(services: supervisors) { port in
+            try await gateway.run(services: supervisors + [worker]) { port in
                 logger.info("listening", metadata: ["port": "\(port)"])
                 if !replicas.isEmpty {
                     logger.info("waiting for managed model servers to start and warm up", metadata: ["replicas": "\(replicas.count)"])
@@ -82,9 +92,11 @@ struct ServeCommand: AsyncParsableCommand {
             }
         } catch {
             try? await client.shutdown()
+            await batch.store.db.close()
             throw error
         }
         try await client.shutdown()
+        await batch.store.db.close()
     }
 
     static func effectiveConfig(file: String?, host: String?, port: Int?, upstream: [String], drainDelay: String? = nil) throws -> GatewayConfig {

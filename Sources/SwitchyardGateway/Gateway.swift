@@ -5,6 +5,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import ServiceLifecycle
+import SwitchyardBatch
 import SwitchyardCore
 import Synchronization
 import UnixSignals
@@ -36,9 +37,12 @@ package final class Gateway: Sendable {
     let startDiscovery = OneShotSignal()
     /// Rung after each round of health checks: readiness may have changed.
     let readinessBell = Doorbell()
+    /// The Files and Batches APIs; nil: not served.
+    package let batch: BatchService?
 
-    package init(config: GatewayConfig, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) {
+    package init(config: GatewayConfig, logger: Logger, metrics: GatewayMetrics = GatewayMetrics(), batch: BatchService? = nil) {
         self.config = config
+        self.batch = batch
         self.logger = logger
         self.metrics = metrics
         client = UpstreamClient(config: config.upstream)

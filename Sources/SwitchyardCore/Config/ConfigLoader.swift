@@ -55,9 +55,12 @@ package enum ConfigLoader {
     }
 
     static func decode(_ root: Node, into config: inout GatewayConfig, reader r: inout YAMLReader) {
-        guard let top = r.mapping(root, "", allowed: ["server", "upstream", "health", "outlier", "retry", "admin", "tenants", "lanes", "models"])
+        guard
+            let top = r.mapping(
+                root, "", allowed: ["server", "upstream", "health", "outlier", "retry", "admin", "tenants", "lanes", "models", "batch"])
         else { return }
         if let node = top["lanes"] { decodeLanes(node, into: &config, reader: &r) }
+        if let node = top["batch"] { decodeBatch(node, into: &config, reader: &r) }
         if let node = top["tenants"], let list = r.sequence(node, "tenants") {
             for (i, item) in list.enumerated() {
                 let path = "tenants[\(i)]"
@@ -263,7 +266,8 @@ package enum ConfigLoader {
             var lane = index.map { config.lanes[$0] } ?? LaneConfig(name: name, priority: -1)
             guard
                 let m = r.mapping(
-                    value, path, allowed: ["priority", "min_share", "sheddable", "preemptible", "max_preemptions", "slo", "queue", "retry"])
+                    value, path,
+                    allowed: ["priority", "min_share", "max_inflight_share", "sheddable", "preemptible", "max_preemptions", "slo", "queue", "retry"])
             else { continue }
             if let v = m["priority"], let x = r.int(v, "\(path).priority", min: 0, max: 15) { lane.priority = x }
             if lane.priority < 0 {
@@ -271,6 +275,9 @@ package enum ConfigLoader {
                 lane.priority = 0
             }
             if let v = m["min_share"], let x = r.double(v, "\(path).min_share", min: 0, max: 0.9) { lane.minShare = x }
+            if let v = m["max_inflight_share"], let x = r.double(v, "\(path).max_inflight_share", min: 0, max: 1, exclusiveMin: true) {
+                lane.maxInflightShare = x < 1 ? x : nil
+            }
             if let v = m["sheddable"], let x = r.bool(v, "\(path).sheddable") { lane.sheddable = x }
             if let v = m["preemptible"], let x = r.bool(v, "\(path).preemptible") { lane.preemptible = x }
             if let v = m["max_preemptions"], let x = r.int(v, "\(path).max_preemptions", min: 0, max: 100) { lane.maxPreemptions = x }

@@ -13,6 +13,7 @@ package struct GatewayConfig: Sendable, Equatable {
     /// realtime, streaming, batch (always present) and any others configured, by priority.
     package var lanes: [LaneConfig] = LaneConfig.defaults
     package var models: [ModelConfig] = []
+    package var batch = BatchConfig()
 
     package init() {}
 

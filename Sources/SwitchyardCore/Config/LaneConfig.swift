@@ -53,6 +53,9 @@ package struct LaneConfig: Sendable, Equatable {
     package var preemptible = false
     /// Preemptions per request at most; then it runs to completion.
     package var maxPreemptions = 3
+    /// Share of a pool's capacity (its replicas' slots) this lane may hold in flight at most, so
+    /// live traffic finds free slots; nil: no cap.
+    package var maxInflightShare: Double?
     package var slo = SLO()
     package var queue = Queue()
     package var retry = Retry()
@@ -76,6 +79,7 @@ package struct LaneConfig: Sendable, Equatable {
         batch.preemptible = true
         batch.queue.maxSize = 100_000
         batch.queue.timeoutAction = .delay
+        batch.maxInflightShare = BatchConfig.defaultMaxInflightShare
         return [realtime, streaming, batch]
     }
 }

@@ -19,6 +19,7 @@ extension Gateway {
                 await self.proxyRoute(endpoint, request: request, context: context)
             }
         }
+        addBatchRoutes(to: router)
         router.get("/v1/models") { [self] request, _ in
             if case .failure(let error) = authenticate(request) { return GatewayResponses.error(error) }
             let data = config.models.map { model in
@@ -66,9 +67,9 @@ extension Gateway {
             return await rollout()
         }
         router.get("/metrics") { [self] _, _ in
-            Response(
-                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
+            var text = ByteBuffer(bytes: metrics.render())
+            if let batch { text.writeString(batch.metrics.render(lane: LaneConfig.batch)) }
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: text))
         }
         return router
     }

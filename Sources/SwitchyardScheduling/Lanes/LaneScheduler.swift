@@ -206,7 +206,14 @@ package struct LaneScheduler: Sendable {
         if let starved = bands.indices.dropFirst(top + 1).first(where: { bands[$0].count > 0 && bands[$0].credit >= 1 }) {
             chosen = starved
         }
-        guard let request = Self.take(from: &bands[chosen], prices: prices, weights: weights, fits: fits) else { return nil }
+        var taken = Self.take(from: &bands[chosen], prices: prices, weights: weights, fits: fits)
+        if taken == nil, chosen != top {
+            // The starved band's head does not fit (its lane's share cap, a token budget): the
+            // top band is not held back by it.
+            chosen = top
+            taken = Self.take(from: &bands[chosen], prices: prices, weights: weights, fits: fits)
+        }
+        guard let request = taken else { return nil }
         laneCounts[request.lane, default: 1] -= 1
         if chosen == top {
             for b in bands.indices.dropFirst(top + 1) where bands[b].count > 0 {

@@ -111,7 +111,7 @@ extension PoolStateMachine {
     /// A slot at once when nobody waits (the common, uncontended case), else nil: no ordering to
     /// decide, and fairness counters only matter between backlogged tenants, so nothing is charged.
     mutating func uncontendedLease(_ request: LaneScheduler.Request, ticket: Ticket, lane: LaneConfig, now: Duration) -> Lease? {
-        guard scheduler.queuedTotal == 0, !ticket.requeue else { return nil }
+        guard scheduler.queuedTotal == 0, !ticket.requeue, !atShareCap(lane, now: now) else { return nil }
         let candidates = dispatchable(excluding: ticket.excluding, tokens: request.inputTokens + request.maxOutputTokens, now: now)
         guard
             case .replica(let index, let affinity) = Balancer.choose(
@@ -154,6 +154,7 @@ extension PoolStateMachine {
             var choice: (index: Int, affinity: Bool)?
             let picked = scheduler.dispatch(now: now) { request in
                 guard let w = waiting[request.id] else { return true }
+                if let lane = lanes[request.lane], atShareCap(lane, now: now) { return false }
                 let candidates = dispatchable(excluding: w.ticket.excluding, tokens: request.inputTokens + request.maxOutputTokens, now: now)
                 if case .replica(let id, let affinity) = Balancer.choose(
                     candidates, affinityKey: w.ticket.affinityKey,
@@ -191,6 +192,21 @@ extension PoolStateMachine {
         return Lease(
             index: index, backend: replicas[index].backend, isProbe: probe, viaAffinity: affinity, id: request.id,
             request: request, preemption: signal, started: now, charged: charged, inflight: replicas[index].inflight)
+    }
+
+    /// Whether `lane` holds its `max_inflight_share` of the pool's slots already (never when a
+    /// replica's capacity is unlimited: there is no share to take then).
+    func atShareCap(_ lane: LaneConfig, now: Duration) -> Bool {
+        guard let share = lane.maxInflightShare else { return false }
+        var slots = 0
+        var held = 0
+        for r in replicas where isEligible(r, now: now) {
+            let cap = limit(r)
+            if cap == 0 { return false }
+            slots += cap
+            for lease in r.leases.values where lease.lane == lane.name { held += 1 }
+        }
+        return slots > 0 && held >= max(1, Int(share * Double(slots)))
     }
 
     func eligibleReplicas(excluding: Set<Int>, now: Duration) -> [Int] {

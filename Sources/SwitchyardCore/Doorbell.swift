@@ -3,7 +3,7 @@ import Synchronization
 /// Wakes one waiting task before its timeout: the pool rings it when work is due sooner than the
 /// deadline its ticker sleeps to (a request queued with an earlier deadline, a cooldown).
 /// A ring while nobody waits is kept for the next wait.
-final class Doorbell: Sendable {
+package final class Doorbell: Sendable {
     private struct State {
         var rung = false
         var waiter: CheckedContinuation<Void, Never>?
@@ -11,7 +11,9 @@ final class Doorbell: Sendable {
 
     private let state = Mutex(State())
 
-    func ring() {
+    package init() {}
+
+    package func ring() {
         let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
             guard let waiter = s.waiter else {
                 s.rung = true
@@ -24,7 +26,7 @@ final class Doorbell: Sendable {
     }
 
     /// Returns when rung, after `timeout`, or when the task is cancelled.
-    func wait(timeout: Duration) async {
+    package func wait(timeout: Duration) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 do {
