@@ -7,6 +7,11 @@ venv="${SWITCHYARD_VENV:-$root/.venv}"
 req="$root/scripts/requirements.txt"
 stamp="$venv/.requirements.sha256"
 want="$(sha256sum "$req" | cut -d' ' -f1)"
+# The batch store's SQLite (GRDB links the system library).
+if [ ! -f /usr/include/sqlite3.h ]; then
+  echo "bootstrap: installing libsqlite3-dev (the batch store's SQLite)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libsqlite3-dev >/dev/null
+fi
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
   exit 0
 fi
