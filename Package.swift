@@ -179,6 +179,8 @@ let package = Package(
             name: "SwitchyardTestSupport",
             dependencies: [
                 "SwitchyardGateway",
+                "SwitchyardBatch",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 "SwitchyardEvidence",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -70,6 +70,28 @@ import Testing
         #expect(m.queued(lane: "realtime") == 0)
     }
 
+    @Test func theBatchLaneHoldsAtMostItsShareOfTheSlotsAndNeverBlocksRealtime() throws {
+        // Four slots; the batch lane (share 0.5 by default) may hold two of them.
+        let m = Self.machine(slots: [2, 2])
+        let b1 = try #require(Self.lease(m.arrive(Self.ticket("batch"), now: .zero)))
+        _ = try #require(Self.lease(m.arrive(Self.ticket("batch"), now: .zero)))
+        let queued = try #require(Self.queuedID(m.arrive(Self.ticket("batch"), now: .zero)), "a third batch request waits with slots free")
+        #expect(m.leaseNow(Self.ticket("batch"), now: .zero) == nil)
+        // Realtime takes the free slots, also past a batch request whose band has credit.
+        for _ in 0..<2 { #expect(Self.lease(m.arrive(Self.ticket(), now: .zero)) != nil) }
+        let rt = try #require(Self.queuedID(m.arrive(Self.ticket(), now: .zero)))
+        // A batch slot frees: realtime waiting ahead of batch gets it.
+        m.release(b1, outcome: .success, now: .milliseconds(1))
+        let effects = m.takeEffects()
+        #expect(effects.decided.map(\.id) == [rt])
+        #expect(m.queued(lane: "batch") == 1 && queued > 0)
+        // Without the cap every slot may go to batch.
+        var lanes = LaneConfig.defaults
+        lanes[2].maxInflightShare = nil
+        let open = Self.machine(slots: [2, 2], lanes: lanes)
+        for _ in 0..<4 { #expect(Self.lease(open.arrive(Self.ticket("batch"), now: .zero)) != nil) }
+    }
+
     @Test func theFastPathLeasesOnlyWhenNobodyWaits() throws {
         let m = Self.machine()
         let held = try #require(m.leaseNow(Self.ticket(), now: .zero))
@@ -112,7 +134,10 @@ import Testing
     }
 
     @Test func anUrgentRequestPreemptsTheYoungestBatchRequestOnlyWhenItMustAndAsksAgainIfRefused() throws {
-        let m2 = Self.machine(slots: [2]) { $0.preemptionLead = .milliseconds(500) }
+        // The batch lane without its share cap, so batch work can fill every slot.
+        var lanes = LaneConfig.defaults
+        lanes[2].maxInflightShare = nil
+        let m2 = Self.machine(slots: [2], lanes: lanes) { $0.preemptionLead = .milliseconds(500) }
         let a = try #require(Self.lease(m2.arrive(Self.ticket("batch"), now: .zero)))
         let b = try #require(Self.lease(m2.arrive(Self.ticket("batch"), now: .seconds(1))))
         let id = try #require(Self.queuedID(m2.arrive(Self.ticket(startBy: .seconds(3)), now: .seconds(1))))

@@ -2,6 +2,8 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
+import ServiceLifecycle
+import SwitchyardBatch
 import SwitchyardCore
 import SwitchyardGateway
 
@@ -37,15 +39,17 @@ package enum GatewayHarness {
     /// `waitForDiscovery`: the body starts once every backend was asked for its capacity, so no
     /// discovery request reaches a test upstream while it shuts down.
     package static func with<T: Sendable>(
-        _ config: GatewayConfig, waitForDiscovery: Bool = true, _ body: @escaping @Sendable (Gateway, String) async throws -> T
+        _ config: GatewayConfig, waitForDiscovery: Bool = true, batch: BatchService? = nil,
+        _ body: @escaping @Sendable (Gateway, String) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: "test-gateway")
         logger.logLevel = ProcessInfo.processInfo.environment["SWITCHYARD_TEST_LOG"] == nil ? .critical : .debug
-        let gateway = Gateway(config: config, logger: logger)
+        let gateway = Gateway(config: config, logger: logger, batch: batch)
+        let services: [any Service] = batch.map { [BatchWorker(service: $0, executor: gateway, logger: logger)] } ?? []
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
-                try await gateway.run(signals: []) { continuation.yield($0) }
+                try await gateway.run(signals: [], services: services) { continuation.yield($0) }
                 return nil
             }
             var iterator = ports.makeAsyncIterator()
@@ -60,6 +64,28 @@ package enum GatewayHarness {
                 group.cancelAll()
                 throw error
             }
+        }
+    }
+}
+
+extension GatewayHarness {
+    /// A gateway with the Files and Batches APIs on a SQLite store in a fresh folder (removed
+    /// afterwards) and its batch worker.
+    package static func withBatch<T: Sendable>(
+        _ config: GatewayConfig, _ body: @escaping @Sendable (Gateway, String, BatchService) async throws -> T
+    ) async throws -> T {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sy-batch-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let service = try await BatchService.open(
+            config: config.batch, dataDirectory: dir.path, models: Set(config.models.map(\.name)), environment: [:],
+            logger: Logger(label: "test-batch"))
+        do {
+            let result = try await with(config, batch: service) { gateway, base in try await body(gateway, base, service) }
+            await service.store.db.close()
+            return result
+        } catch {
+            await service.store.db.close()
+            throw error
         }
     }
 }
