@@ -131,6 +131,7 @@ let package = Package(
                 "SwitchyardBackends",
                 "SwitchyardEvidence",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -192,7 +193,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SwitchyardBatchTests",
-            dependencies: ["SwitchyardBatch", "SwitchyardCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["SwitchyardBatch", "SwitchyardCore", "SwitchyardTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -214,6 +215,7 @@ let package = Package(
             name: "SwitchyardIntegrationTests",
             dependencies: [
                 "SwitchyardGateway",
+                "SwitchyardBatch",
                 "SwitchyardTestSupport",
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 "SwitchyardCLI",

@@ -84,3 +84,17 @@ package enum BatchIDs {
         return String(decoding: (0..<count).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] }, as: UTF8.self)
     }
 }
+
+/// The progress line of `switchyard batch submit --wait`.
+package enum BatchProgress {
+    package static func line(status: String, done: Int, failed: Int, total: Int, elapsed: Double) -> String {
+        let finished = done + failed
+        let width = 24
+        let filled = total > 0 ? min(width, finished * width / total) : 0
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        let rate = elapsed > 0 ? Double(finished) / elapsed : 0
+        var eta = "–"
+        if rate > 0, finished < total { eta = "\(Int((Double(total - finished) / rate).rounded(.up)))s" }
+        return String(format: "[%@] %d/%d done, %d failed · %.1f items/s · ETA %@ · %@", bar, finished, total, failed, rate, eta, status)
+    }
+}

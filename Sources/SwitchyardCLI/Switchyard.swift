@@ -7,7 +7,9 @@ package struct Switchyard: AsyncParsableCommand {
         commandName: "switchyard",
         abstract: "SLO-aware OpenAI-compatible gateway and readiness tooling for model serving.",
         version: SwitchyardVersion.current,
-        subcommands: [ServeCommand.self, BenchCommand.self, AcceptCommand.self, ChaosProxyCommand.self, ConfigCommand.self, TopoCommand.self]
+        subcommands: [
+            ServeCommand.self, BatchCommand.self, BenchCommand.self, AcceptCommand.self, ChaosProxyCommand.self, ConfigCommand.self, TopoCommand.self,
+        ]
     )
 
     package init() {}

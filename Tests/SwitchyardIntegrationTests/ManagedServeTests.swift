@@ -53,6 +53,11 @@ import Testing
 
         var logText: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
+        /// SIGKILL: no shutdown, no cleanup (a crash).
+        func kill9() {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+
         func stop() async -> Int32 {
             if process.isRunning { process.terminate() }
             return await withCheckedContinuation { continuation in

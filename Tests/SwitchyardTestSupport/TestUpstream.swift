@@ -202,6 +202,9 @@ package final class TestUpstream: Sendable {
             throw CancellationError()
         case "slow-head":
             try await Task.sleep(for: .seconds(5))
+        case let name where name.hasPrefix("delay-"):
+            // `delay-MS`: answers after MS milliseconds.
+            try await Task.sleep(for: .milliseconds(Int(name.dropFirst(6)) ?? 0))
         default:
             break
         }
