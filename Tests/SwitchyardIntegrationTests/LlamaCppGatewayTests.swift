@@ -82,6 +82,19 @@ import Testing
         }
     }
 
+    /// Files and Batches with the official client: upload, create, poll to completed, output
+    /// per input line, cancel, a malformed file refused with its lines, list pagination.
+    @Test func officialOpenAIPythonClientRunsABatch() async throws {
+        let url = try await LlamaServer.shared.url()
+        try await GatewayHarness.withBatch(config(url)) { gateway, base, _ in
+            try await waitReady(gateway)
+            let (status, text) = try await BenchCommandTests.runDetached(
+                LlamaServer.python, [LlamaServer.repoRoot.appendingPathComponent("scripts/openai_batch_check.py").path, "\(base)/v1", "smollm2"])
+            #expect(status == 0, "\(text)")
+            #expect(text.contains("all checks passed"), "\(text)")
+        }
+    }
+
     @Test func concurrentStreamsBeyondTheSlotCountQueueInsteadOfFailing() async throws {
         let url = try await LlamaServer.shared.url()
         try await GatewayHarness.with(config(url)) { gateway, base in
