@@ -214,4 +214,46 @@ import Testing
             }
         }
     }
+
+    @Test func failedItemsAreRetriedByTheLanePolicyAndAnExpiredBatchKeepsWhatFinished() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            // The backend answers 429 every time: each item is tried max_attempts (2) times, then
+            // its last answer goes to the error file.
+            let busy = GatewayHarness.config(models: [ModelConfig(name: "m", backends: [BackendConfig(url: "http://127.0.0.1:\(port)/status429/v1")])]) {
+                $0.retry.maxRetryAfter = .zero
+                if let i = $0.lanes.firstIndex(where: { $0.name == "batch" }) { $0.lanes[i].retry.maxAttempts = 2 }
+            }
+            try await GatewayHarness.withBatch(busy) { _, base, _ in
+                let fileID = try #require(try JSONParser.parse(try await Self.upload(base, Self.jsonl(2)).body)["id"]?.stringValue)
+                let id = try #require(try await Self.createBatch(base, file: fileID)["id"]?.stringValue)
+                let done = try await Self.waitFor(base, id, "completed", timeout: .seconds(30))
+                #expect(done["request_counts"]?["failed"] == .number(2))
+                let errorID = try #require(done["error_file_id"]?.stringValue)
+                let errors = try await Self.call(.GET, base + "/v1/files/\(errorID)/content").2.split(separator: "\n").map { try JSONParser.parse(String($0)) }
+                #expect(errors.count == 2 && errors.allSatisfy { [.number(429), .number(503)].contains($0["response"]?["status_code"] ?? .null) }, "\(errors)")
+                let metrics = try await TestClient.get(base + "/metrics").body
+                #expect(metrics.contains(#"switchyard_batch_items_total{status="retried"} 2"#), "one retry per item")
+            }
+
+            // Items that never finish within the completion window fail with batch_expired; what
+            // finished is kept in the output file.
+            let held = GatewayHarness.config(models: [ModelConfig(name: "m", backends: [BackendConfig(url: "http://127.0.0.1:\(port)/ok/v1", maxInflight: 4)])])
+            try await GatewayHarness.withBatch(held) { _, base, _ in
+                let text = Self.jsonl(4) { $0 == 1 ? "" : #","hold":true"# }
+                let fileID = try #require(try JSONParser.parse(try await Self.upload(base, text).body)["id"]?.stringValue)
+                let created = try await Self.call(
+                    .POST, base + "/v1/batches", #"{"input_file_id":"\#(fileID)","endpoint":"/v1/chat/completions","completion_window":"2s"}"#)
+                let id = try #require(created.1["id"]?.stringValue, "\(created.2)")
+                let expired = try await Self.waitFor(base, id, "expired", timeout: .seconds(20))
+                #expect(expired["expired_at"]?.intValue != nil)
+                #expect(expired["request_counts"]?["completed"] == .number(1) && expired["request_counts"]?["failed"] == .number(3))
+                let errorID = try #require(expired["error_file_id"]?.stringValue)
+                let errors = try await Self.call(.GET, base + "/v1/files/\(errorID)/content").2
+                #expect(errors.components(separatedBy: #""code":"batch_expired""#).count == 4, "\(errors)")
+                #expect(expired["output_file_id"]?.stringValue != nil)
+                upstream.release()
+            }
+        }
+    }
 }
