@@ -109,13 +109,14 @@ package enum EffectiveConfig {
     /// reviewable evidence. Lane choice: x-switchyard-lane, else stream → streaming, else realtime.
     static func laneTable(_ c: GatewayConfig) -> [String] {
         let header = [
-            "lane", "priority", "min share", "queue max", "queue timeout", "on timeout", "ttft", "tpot", "e2e", "max stall",
+            "lane", "priority", "min share", "max in-flight share", "queue max", "queue timeout", "on timeout", "ttft", "tpot", "e2e", "max stall",
             "attempts", "backoff", "sheddable", "preemptible",
         ]
         var rows: [[String]] = [header]
         for lane in c.lanes {
             rows.append([
                 lane.name, String(lane.priority), lane.minShare > 0 ? "\(trim(lane.minShare * 100))%" : "-",
+                lane.maxInflightShare.map { "\(trim($0 * 100))% of slots" } ?? "-",
                 lane.queue.maxSize == 0 ? "unbounded" : String(lane.queue.maxSize),
                 lane.queue.timeout?.formatted ?? "model's", lane.queue.timeoutAction.rawValue,
                 lane.slo.ttft?.formatted ?? "-", lane.slo.tpot?.formatted ?? "-", lane.slo.e2e?.formatted ?? "-", lane.slo.maxStall?.formatted ?? "-",
@@ -130,6 +131,11 @@ package enum EffectiveConfig {
         for row in rows {
             lines.append("  " + row.enumerated().map { i, cell in pad(cell, widths[i] + 1) }.joined().trimmingCharacters(in: .whitespaces))
         }
+        let b = c.batch
+        lines.append(
+            "batch jobs (/v1/files, /v1/batches): store \(b.store ?? "SQLite batch.sqlite in the data folder"); items leased for \(b.lease.formatted) (renewed while they run); "
+                + "in flight per gateway \(b.concurrency.map(String.init) ?? "twice the batch lane's share of the pools' slots"); files up to \(b.maxFileLines) lines and \(b.maxFileBytes / 1_048_576) MiB"
+        )
         return lines
     }
 

@@ -173,4 +173,29 @@ import Testing
                 && text.contains("models[0].batching.max_queue_delay")
         }
     }
+
+    @Test func theBatchBlockSetsTheStoreAndTheBatchLanesShare() throws {
+        let config = try ConfigLoader.load(
+            yaml: """
+                batch: { store: "postgres://sy:${PG_PASSWORD}@db:5432/sy?sslmode=require", lease: 10s, max_inflight_share: 0.25, max_file_lines: 1000, concurrency: 16 }
+                """)
+        #expect(config.batch.store == "postgres://sy:${PG_PASSWORD}@db:5432/sy?sslmode=require")
+        #expect(config.batch.lease == .seconds(10) && config.batch.maxFileLines == 1000 && config.batch.concurrency == 16)
+        #expect(config.lane(named: "batch")?.maxInflightShare == 0.25)
+        #expect(GatewayConfig().lane(named: "batch")?.maxInflightShare == 0.5, "the default keeps half the slots for live traffic")
+        #expect(GatewayConfig().batch.store == nil, "SQLite in the data folder by default")
+        let (expanded, missing) = BatchConfig.expand(config.batch.store!, environment: ["PG_PASSWORD": "s3cret"])
+        #expect(expanded == "postgres://sy:s3cret@db:5432/sy?sslmode=require" && missing.isEmpty)
+        #expect(BatchConfig.expand("postgres://u:${NOPE}@h/d", environment: [:]).missing == ["NOPE"])
+
+        #expect {
+            try ConfigLoader.load(yaml: "batch: { store: \"postgres://sy:hunter2@db/sy\" }")
+        } throws: { "\($0)".contains("batch.store: has a password in it") }
+        #expect {
+            try ConfigLoader.load(yaml: "batch: { store: \"mysql://db\", lease: 10ms }")
+        } throws: { "\($0)".contains("batch.store: expected postgres://") && "\($0)".contains("batch.lease: must be at least 1s") }
+        #expect {
+            try ConfigLoader.load(yaml: "lanes: { batch: { max_inflight_share: 1.5 } }")
+        } throws: { "\($0)".contains("lanes.batch.max_inflight_share") }
+    }
 }

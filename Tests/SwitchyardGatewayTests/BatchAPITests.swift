@@ -220,7 +220,8 @@ import Testing
         try await upstream.run { port in
             // The backend answers 429 every time: each item is tried max_attempts (2) times, then
             // its last answer goes to the error file.
-            let busy = GatewayHarness.config(models: [ModelConfig(name: "m", backends: [BackendConfig(url: "http://127.0.0.1:\(port)/status429/v1")])]) {
+            let busy = GatewayHarness.config(models: [ModelConfig(name: "m", backends: [BackendConfig(url: "http://127.0.0.1:\(port)/status429/v1")])]
+            ) {
                 $0.retry.maxRetryAfter = .zero
                 if let i = $0.lanes.firstIndex(where: { $0.name == "batch" }) { $0.lanes[i].retry.maxAttempts = 2 }
             }
@@ -230,15 +231,21 @@ import Testing
                 let done = try await Self.waitFor(base, id, "completed", timeout: .seconds(30))
                 #expect(done["request_counts"]?["failed"] == .number(2))
                 let errorID = try #require(done["error_file_id"]?.stringValue)
-                let errors = try await Self.call(.GET, base + "/v1/files/\(errorID)/content").2.split(separator: "\n").map { try JSONParser.parse(String($0)) }
-                #expect(errors.count == 2 && errors.allSatisfy { [.number(429), .number(503)].contains($0["response"]?["status_code"] ?? .null) }, "\(errors)")
+                let errors = try await Self.call(.GET, base + "/v1/files/\(errorID)/content").2.split(separator: "\n").map {
+                    try JSONParser.parse(String($0))
+                }
+                #expect(
+                    errors.count == 2 && errors.allSatisfy { [.number(429), .number(503)].contains($0["response"]?["status_code"] ?? .null) },
+                    "\(errors)")
                 let metrics = try await TestClient.get(base + "/metrics").body
                 #expect(metrics.contains(#"switchyard_batch_items_total{status="retried"} 2"#), "one retry per item")
             }
 
             // Items that never finish within the completion window fail with batch_expired; what
             // finished is kept in the output file.
-            let held = GatewayHarness.config(models: [ModelConfig(name: "m", backends: [BackendConfig(url: "http://127.0.0.1:\(port)/ok/v1", maxInflight: 4)])])
+            let held = GatewayHarness.config(models: [
+                ModelConfig(name: "m", backends: [BackendConfig(url: "http://127.0.0.1:\(port)/ok/v1", maxInflight: 4)])
+            ])
             try await GatewayHarness.withBatch(held) { _, base, _ in
                 let text = Self.jsonl(4) { $0 == 1 ? "" : #","hold":true"# }
                 let fileID = try #require(try JSONParser.parse(try await Self.upload(base, text).body)["id"]?.stringValue)
