@@ -10,8 +10,12 @@ import Testing
 /// Backends without `max_inflight`: the gateway asks the engine how many requests it runs at once
 /// (or learns it from its waiting queue), so the excess waits in the lanes, in lane order.
 @Suite(.serialized, .tags(.timing)) struct CapacityDiscoveryTests {
+    /// These tests fill the engine with batch requests (see ``GatewayHarness/batchMayFillTheEngine(_:)``).
     static func config(port: Int, tweak: (inout GatewayConfig) -> Void = { _ in }) -> GatewayConfig {
-        GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])], tweak: tweak)
+        GatewayHarness.config(models: [GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1"])]) {
+            GatewayHarness.batchMayFillTheEngine(&$0)
+            tweak(&$0)
+        }
     }
 
     static func send(_ base: String, _ tag: String, lane: String? = nil, extra: String = "") -> Task<TestClient.Reply, any Error> {

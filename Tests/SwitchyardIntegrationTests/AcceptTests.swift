@@ -6,10 +6,10 @@ import Testing
 /// `switchyard accept` against the real gateway with one managed llama.cpp replica, which the
 /// fault phase kills: the bundle's verdicts and recovery time must agree with its requests.jsonl.
 @Suite(.serialized, .tags(.timing)) struct AcceptTests {
-    @Test func killedBackendRunGivesAConsistentBundle() async throws {
+    /// `switchyard serve` with `replicas` managed llama.cpp servers (2 slots each) and the admin
+    /// API; the gateway and its origin URL.
+    static func serve(replicas: Int, dataDir: URL) async throws -> (ManagedServeTests.Served, String) {
         try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "build the package first (swift build)")
-        let dataDir = ManagedServeTests.tempDir()
-        defer { try? FileManager.default.removeItem(at: dataDir) }
         try ManagedServeTests.prepareDataDir(dataDir)
         let config = dataDir.appendingPathComponent("serve.yaml")
         try """
@@ -19,10 +19,16 @@ import Testing
           - name: smollm2
             managed:
               llamacpp: { parallel: 2, ctx_size: 2048, threads: 1 }
-              replicas: 1
+              replicas: \(replicas)
         """.write(to: config, atomically: true, encoding: .utf8)
         let served = try await ManagedServeTests.Served(arguments: ["--config", config.path], dataDir: dataDir)
-        let origin = served.base.replacingOccurrences(of: "/v1", with: "")
+        return (served, served.base.replacingOccurrences(of: "/v1", with: ""))
+    }
+
+    @Test func killedBackendRunGivesAConsistentBundle() async throws {
+        let dataDir = ManagedServeTests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let (served, origin) = try await Self.serve(replicas: 1, dataDir: dataDir)
         let spec = dataDir.appendingPathComponent("accept.yaml")
         try """
         target: { url: "\(served.base)", model: smollm2, metrics_url: "\(origin)/metrics", admin_url: "\(origin)", admin_token: \(ManagedServeTests.adminToken) }
@@ -109,22 +115,9 @@ import Testing
     /// reset for the fault phase; the gateway retries them on smollm2-1, so no client request
     /// fails, and the report says the gateway absorbed the fault with its retries.
     @Test func backendResetsAreAbsorbedByTheGateway() async throws {
-        try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "build the package first (swift build)")
         let dataDir = ManagedServeTests.tempDir()
         defer { try? FileManager.default.removeItem(at: dataDir) }
-        try ManagedServeTests.prepareDataDir(dataDir)
-        let config = dataDir.appendingPathComponent("serve.yaml")
-        try """
-        admin: { token: \(ManagedServeTests.adminToken) }
-        health: { interval: 500ms }
-        models:
-          - name: smollm2
-            managed:
-              llamacpp: { parallel: 2, ctx_size: 2048, threads: 1 }
-              replicas: 2
-        """.write(to: config, atomically: true, encoding: .utf8)
-        let served = try await ManagedServeTests.Served(arguments: ["--config", config.path], dataDir: dataDir)
-        let origin = served.base.replacingOccurrences(of: "/v1", with: "")
+        let (served, origin) = try await Self.serve(replicas: 2, dataDir: dataDir)
         let spec = dataDir.appendingPathComponent("accept.yaml")
         try """
         target: { url: "\(served.base)", model: smollm2, metrics_url: "\(origin)/metrics", admin_url: "\(origin)", admin_token: \(ManagedServeTests.adminToken) }

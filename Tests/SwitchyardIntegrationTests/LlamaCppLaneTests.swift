@@ -18,15 +18,9 @@ import Testing
         // A slow machine must not turn the queue order under test into queue timeouts.
         model.queueTimeout = .seconds(120)
         return GatewayHarness.config(models: [model]) {
-            Self.batchMayFillTheEngine(&$0)
+            GatewayHarness.batchMayFillTheEngine(&$0)
             tweak(&$0)
         }
-    }
-
-    /// These tests fill every slot with batch work to watch the queue order and preemption; by
-    /// default the batch lane holds at most half of the slots (`max_inflight_share`).
-    static func batchMayFillTheEngine(_ config: inout GatewayConfig) {
-        if let i = config.lanes.firstIndex(where: { $0.name == LaneConfig.batch }) { config.lanes[i].maxInflightShare = nil }
     }
 
     static func chat(_ text: String, maxTokens: Int) -> String {
@@ -72,7 +66,8 @@ import Testing
     /// count comes from llama.cpp's `/props`, and the lanes order the excess.
     @Test func withOnlyAnUpstreamTheSlotsAreDiscoveredAndRealtimeOvertakesBatch() async throws {
         let url = try await LlamaServer.shared.url()
-        let config = GatewayHarness.config(models: [try ConfigLoader.parseUpstreamFlag("smollm2=\(url)")], tweak: Self.batchMayFillTheEngine)
+        let config = GatewayHarness.config(
+            models: [try ConfigLoader.parseUpstreamFlag("smollm2=\(url)")], tweak: GatewayHarness.batchMayFillTheEngine)
         #expect(config.models[0].backends[0].maxInflight == nil)
         try await GatewayHarness.with(config) { gateway, base in
             let pool = try #require(gateway.pools["smollm2"])

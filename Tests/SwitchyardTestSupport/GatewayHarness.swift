@@ -69,6 +69,13 @@ package enum GatewayHarness {
 }
 
 extension GatewayHarness {
+    /// For tests that fill every slot with `x-switchyard-lane: batch` requests to watch capacity,
+    /// queue order or preemption: by default the batch lane holds at most half of the slots
+    /// (`max_inflight_share`).
+    package static func batchMayFillTheEngine(_ config: inout GatewayConfig) {
+        if let i = config.lanes.firstIndex(where: { $0.name == LaneConfig.batch }) { config.lanes[i].maxInflightShare = nil }
+    }
+
     /// A gateway with the Files and Batches APIs on a SQLite store in a fresh folder (removed
     /// afterwards) and its batch worker.
     package static func withBatch<T: Sendable>(

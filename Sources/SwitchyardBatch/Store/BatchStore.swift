@@ -218,28 +218,22 @@ package final class BatchStore: Sendable {
     }
 
     package func counts(_ batchID: String) async throws -> ItemCounts {
-        var c = ItemCounts()
-        for row in try await db.query("SELECT state, COUNT(*) FROM sy_items WHERE batch_id = ? GROUP BY state", [.text(batchID)]) {
-            let n = Int(row[1].int ?? 0)
-            switch row[0].text {
-            case "pending": c.pending = n
-            case "claimed": c.claimed = n
-            case "done": c.done = n
-            case "failed": c.failed = n
-            default: break
-            }
-        }
-        return c
+        Self.counts(try await db.query("SELECT state, COUNT(*) FROM sy_items WHERE batch_id = ? GROUP BY state", [.text(batchID)]))
     }
 
     /// Items by state over every batch still being worked on (for the metrics).
     package func activeCounts() async throws -> ItemCounts {
+        Self.counts(
+            try await db.query(
+                """
+                SELECT i.state, COUNT(*) FROM sy_items i JOIN sy_batches b ON b.id = i.batch_id
+                WHERE b.status IN ('in_progress', 'finalizing', 'cancelling') GROUP BY i.state
+                """, []))
+    }
+
+    /// `(state, count)` rows → counts.
+    private static func counts(_ rows: [[SQLValue]]) -> ItemCounts {
         var c = ItemCounts()
-        let rows = try await db.query(
-            """
-            SELECT i.state, COUNT(*) FROM sy_items i JOIN sy_batches b ON b.id = i.batch_id
-            WHERE b.status IN ('in_progress', 'finalizing', 'cancelling') GROUP BY i.state
-            """, [])
         for row in rows {
             let n = Int(row[1].int ?? 0)
             switch row[0].text {

@@ -51,7 +51,13 @@ package final class BatchWorker: Service, Sendable {
             await withDiscardingTaskGroup { group in
                 var lastRenew = ContinuousClock.now
                 var lastLifecycle = ContinuousClock.now - .seconds(10)
-                while !stopping.load(ordering: .relaxed), !Task.isCancelled, !executor.isDraining {
+                // Shutdown began (readiness off): nothing new is claimed, but the worker runs on
+                // until the service group shuts it down (returning early would fail the group).
+                while !stopping.load(ordering: .relaxed), !Task.isCancelled {
+                    if executor.isDraining {
+                        await service.wake.wait(timeout: .milliseconds(500))
+                        continue
+                    }
                     do {
                         if ContinuousClock.now - lastLifecycle >= .milliseconds(500) {
                             try await lifecycle()
