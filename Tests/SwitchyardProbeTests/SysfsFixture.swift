@@ -12,6 +12,11 @@ struct SysfsFixture {
         case ncclGIDIndexOnRoCEv1
         case idleGPUAtGen1
         case fewerSRIOVVFs
+        /// `/sys/class/infiniband/X` is the real layout's link to the device's own directory, and
+        /// `X/device` is missing (as in some captures): resolved through the class link.
+        case rdmaClassLinkOnly
+        /// Neither: the RDMA devices cannot be tied to a PCI function (missing data).
+        case rdmaUntied
     }
 
     let root: URL
@@ -128,8 +133,14 @@ struct SysfsFixture {
     }
 
     private func rdma(_ hca: String, deviceDir: String, netdev: String, nicIndex: Int) throws {
-        let base = "/sys/class/infiniband/\(hca)"
-        try link("\(base)/device", to: "../../.." + deviceDir.dropFirst(4))
+        var base = "/sys/class/infiniband/\(hca)"
+        if faults.contains(.rdmaClassLinkOnly) {
+            base = "\(deviceDir)/infiniband/\(hca)"
+            try write("\(base)/node_type", "1: CA")
+            try link("/sys/class/infiniband/\(hca)", to: "../../devices" + base.dropFirst("/sys/devices".count))
+        } else if !faults.contains(.rdmaUntied) {
+            try link("\(base)/device", to: "../../.." + deviceDir.dropFirst(4))
+        }
         let port = "\(base)/ports/1"
         try write("\(port)/state", "4: ACTIVE")
         try write("\(port)/phys_state", "5: LinkUp")

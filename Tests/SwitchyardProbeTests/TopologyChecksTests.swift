@@ -60,6 +60,18 @@ import Testing
         #expect(failure.hint != nil)
     }
 
+    @Test func anRDMADeviceIsTiedToItsNICThroughTheClassLinkAndNeverPassesWhenItCannotBe() throws {
+        // The real layout without `device` links: the same verdicts as the healthy host.
+        let (host, results) = try run([.rdmaClassLinkOnly])
+        #expect(host.rdmaDevices.count == 8 && host.rdmaDevices.allSatisfy { $0.pciAddress != nil })
+        #expect(Self.failing(results).isEmpty && Self.warning(results).isEmpty, "\(results.filter { $0.status != .pass })")
+        // No way to tie them: missing data is a warning that says so, never "no RDMA NICs".
+        let (_, untied) = try run([.rdmaUntied])
+        let locality = untied.filter { $0.id == "gpu.nic_locality" }
+        #expect(locality.count == 1 && locality[0].status == .warn, "\(locality)")
+        #expect(locality[0].message.hasPrefix("unknown:") && !locality[0].message.contains("not applicable"))
+    }
+
     @Test func faultSubjectsAndEvidence() throws {
         let (_, narrow) = try run([.nicDowntrainedToX8])
         let width = try #require(narrow.first { $0.id == "pcie.width" && $0.status == .fail })

@@ -73,11 +73,34 @@ package struct TopologyChecks: Sendable {
     func gpuNICLocality(_ host: HostTopology) -> [CheckResult] {
         let gpus = host.gpus.filter { $0.physicalFunction == nil }
         guard !gpus.isEmpty else { return [Self.pass("gpu.nic_locality", "not applicable: no GPUs")] }
-        guard !host.rdmaNICAddresses.isEmpty else { return [Self.pass("gpu.nic_locality", "not applicable: no RDMA NICs")] }
+        guard !host.rdmaNICAddresses.isEmpty else {
+            // RDMA devices that cannot be tied to a PCI function are missing data, not absent NICs.
+            let untied = host.rdmaDevices.filter { $0.pciAddress == nil }.map(\.name)
+            guard untied.isEmpty else {
+                return [
+                    CheckResult(
+                        id: "gpu.nic_locality", status: .warn, subject: host.hostname,
+                        message: "unknown: RDMA devices \(untied.joined(separator: ", ")) exist but none could be tied to a PCI function",
+                        evidence: untied.map { Evidence("/sys/class/infiniband/\($0)/device", "missing or unresolvable") },
+                        hint: "capture /sys/class/infiniband with its device links (or run topo on the host itself)")
+                ]
+            }
+            return [Self.pass("gpu.nic_locality", "not applicable: no RDMA NICs")]
+        }
         var results: [CheckResult] = []
         for gpu in gpus {
             guard let (nic, path) = Self.nearestRdmaNic(gpu, in: host) else { continue }
-            let sameNUMA = gpu.numaNode == nil || nic.numaNode == nil || gpu.numaNode == nic.numaNode
+            guard let gpuNUMA = gpu.numaNode, let nicNUMA = nic.numaNode else {
+                // A missing NUMA node is not a match.
+                results.append(
+                    CheckResult(
+                        id: "gpu.nic_locality", status: .warn, subject: gpu.address,
+                        message: "unknown: NUMA node of \(gpu.numaNode == nil ? "the GPU" : "its nearest RDMA NIC \(nic.address)") is not readable",
+                        evidence: [ev(gpu, "numa_node", gpu.numaNode), ev(nic, "numa_node", nic.numaNode)],
+                        hint: "read numa_node from the device's sysfs directory (a capture may have left it out)"))
+                continue
+            }
+            let sameNUMA = gpuNUMA == nicNUMA
             if path > .pxb || !sameNUMA {
                 let hca = host.rdmaDevices.first { $0.pciAddress == nic.address }?.name ?? nic.address
                 results.append(

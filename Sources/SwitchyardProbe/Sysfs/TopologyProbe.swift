@@ -77,9 +77,11 @@ package struct TopologyProbe: Sendable {
     func rdmaDevices() -> [RDMADevice] {
         tree.list("/sys/class/infiniband").map { name in
             let base = "/sys/class/infiniband/\(name)"
-            let pci = tree.resolve("\(base)/device").flatMap { path in
+            // The `device` link, else the class link's own real path
+            // (/sys/devices/pci…/0000:17:00.0/infiniband/mlx5_0) when a capture lacks the link.
+            let pci = [tree.resolve("\(base)/device"), tree.resolve(base)].lazy.compactMap { $0 }.compactMap { path in
                 path.split(separator: "/").last(where: { Self.isPCIAddress($0) }).map(String.init)
-            }
+            }.first
             let ports = tree.list("\(base)/ports").compactMap { p -> RDMAPort? in
                 guard let number = Int(p) else { return nil }
                 let portBase = "\(base)/ports/\(p)"
