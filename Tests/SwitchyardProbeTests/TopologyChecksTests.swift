@@ -137,7 +137,7 @@ import Testing
         let json = try #require(try JSONSerialization.jsonObject(with: Data(report.json().utf8)) as? [String: Any])
         #expect(Set(json.keys) == ["host", "summary", "checks"])
         let check = try #require((json["checks"] as? [[String: Any]])?.first { ($0["status"] as? String) == "fail" })
-        #expect(Set(check.keys).isSuperset(of: ["id", "status", "subject", "message", "evidence", "hint"]))
+        #expect(Set(check.keys).isSuperset(of: ["id", "status", "subject", "message", "evidence", "fix"]))
         let summary = try #require(json["summary"] as? [String: Any])
         #expect(summary["fail"] as? Int == 1)
         #expect(summary["fabric_mtu"] as? Int == 9000)

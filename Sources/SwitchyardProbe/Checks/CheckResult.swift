@@ -35,4 +35,27 @@ package struct CheckResult: Sendable, Equatable, Codable {
         self.evidence = evidence
         self.hint = hint
     }
+
+    /// JSON: the hint is `fix` (reports written before it was renamed say `hint`).
+    enum CodingKeys: String, CodingKey { case id, status, subject, message, evidence, fix, hint }
+
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        status = try c.decode(CheckStatus.self, forKey: .status)
+        subject = try c.decode(String.self, forKey: .subject)
+        message = try c.decode(String.self, forKey: .message)
+        evidence = try c.decodeIfPresent([Evidence].self, forKey: .evidence) ?? []
+        hint = try c.decodeIfPresent(String.self, forKey: .fix) ?? c.decodeIfPresent(String.self, forKey: .hint)
+    }
+
+    package func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(status, forKey: .status)
+        try c.encode(subject, forKey: .subject)
+        try c.encode(message, forKey: .message)
+        try c.encode(evidence, forKey: .evidence)
+        try c.encodeIfPresent(hint, forKey: .fix)
+    }
 }

@@ -1,7 +1,7 @@
 import Foundation
 
 /// The stable output of `switchyard topo --format json`:
-/// `{"host":…, "summary":{…}, "checks":[{"id","status","subject","message","evidence":[…],"hint"}]}`.
+/// `{"host":…, "summary":{…}, "checks":[{"id","status","subject","message","evidence":[…],"fix"}]}`.
 package struct TopoReport: Sendable, Codable, Equatable {
     package var host: HostSection
     package var summary: Summary
