@@ -33,6 +33,8 @@ package struct SlurmChecks: Sendable {
         return results
     }
 
+    static func typed(_ types: Set<String>) -> String { types.isEmpty ? "" : " (\(types.sorted().joined(separator: ", ")))" }
+
     /// What a drain reason says, and what to do about it.
     static func explain(_ reason: String) -> (String, String) {
         if reason.hasPrefix("NHC") {

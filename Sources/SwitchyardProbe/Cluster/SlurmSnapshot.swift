@@ -39,6 +39,7 @@ package struct SlurmSnapshot: Sendable {
 
     package struct ParseError: Error, CustomStringConvertible {
         package let description: String
+        package init(description: String) { self.description = description }
     }
 
     // MARK: Files
@@ -81,6 +82,7 @@ package struct SlurmSnapshot: Sendable {
                     fields[k, default: ""] += " " + token
                 }
             }
+            for (k, v) in fields { fields[k] = v.trimmingCharacters(in: .whitespaces) }
             guard let name = fields["NodeName"] else { return nil }
             var reason = fields["Reason"]?.trimmingCharacters(in: .whitespaces)
             if let r = reason, let bracket = r.range(of: " [", options: .backwards), r.hasSuffix("]") { reason = String(r[..<bracket.lowerBound]) }
