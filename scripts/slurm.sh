@@ -6,6 +6,12 @@
 # `gres-mismatch` configures the node with two GPUs it cannot back: Slurm drains it with
 # "gres/gpu count reported lower than configured".
 set -euo pipefail
+# The daemons must not inherit a caller's pipes (a test reading this script's output until EOF
+# would wait for them forever): close every descriptor but stdio and bash's own script (255).
+for fd in /proc/$$/fd/*; do
+  fd=${fd##*/}
+  if [ "$fd" -gt 2 ] && [ "$fd" -lt 255 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+done
 cmd="${1:-start}"
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
   echo "slurm: installing Debian's slurmctld, slurmd, slurm-client and munge" >&2
@@ -23,7 +29,8 @@ case "$cmd" in
     dd if=/dev/urandom bs=1 count=1024 of="$dir/munge/munge.key" status=none
     chown -R munge:munge "$dir/munge" 2>/dev/null || true
     chmod 700 "$dir/munge"; chmod 400 "$dir/munge/munge.key"
-    runuser -u munge -- munged --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.socket" \
+    # `env --default-signal`: the daemons answer SIGTERM even when the caller ignores it.
+    runuser -u munge -- env --default-signal munged --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.socket" \
       --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log" --seed-file="$dir/munge/munge.seed" --force >/dev/null 2>&1
     gres_line=""
     [ "$mode" = gres-mismatch ] && gres_line="Gres=gpu:2"
@@ -60,8 +67,8 @@ CONF
     printf 'SwitchName=leaf0 Nodes=%s\n' "$node" > "$dir/topology.conf"
     : > "$dir/gres.conf"
     export SLURM_CONF="$dir/slurm.conf"
-    slurmctld -f "$dir/slurm.conf" >"$dir/slurmctld.out" 2>&1
-    slurmd -f "$dir/slurm.conf" >"$dir/slurmd.out" 2>&1
+    env --default-signal slurmctld -f "$dir/slurm.conf" >"$dir/slurmctld.out" 2>&1
+    env --default-signal slurmd -f "$dir/slurm.conf" >"$dir/slurmd.out" 2>&1
     # Wait until the controller answers and knows the node.
     for _ in $(seq 150); do
       scontrol show node -o 2>/dev/null | grep -q "NodeName=$node" && break
@@ -74,10 +81,19 @@ CONF
     ;;
   stop)
     dir="${2:?usage: slurm.sh stop DIR}"
+    pids=""
     for f in slurmd.pid slurmctld.pid munge/munged.pid; do
-      [ -f "$dir/$f" ] && kill "$(cat "$dir/$f")" 2>/dev/null || true
+      [ -f "$dir/$f" ] && pids="$pids $(cat "$dir/$f")"
     done
-    sleep 0.5
+    [ -n "$pids" ] && kill $pids 2>/dev/null || true
+    # By their pids, with a deadline; what has not exited by then is killed.
+    for _ in $(seq 30); do
+      alive=""
+      for p in $pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
+      [ -z "$alive" ] && break
+      sleep 0.1
+    done
+    [ -n "${alive:-}" ] && kill -9 $alive 2>/dev/null || true
     rm -rf "$dir"
     ;;
 esac
