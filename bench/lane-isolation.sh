@@ -38,7 +38,7 @@ models:
 YAML
 start_gateway() {  # NAME ARGS...: starts `switchyard serve ARGS`, prints its port
   local name=$1; shift
-  .build/release/switchyard serve "$@" >"$work/$name.out" 2>"$work/$name.err" &
+  .build/release/switchyard serve --data-dir "$work/data-$name" "$@" >"$work/$name.out" 2>"$work/$name.err" &
   echo $! >"$work/$name.pid"
   for _ in $(seq 600); do grep -q "ready in" "$work/$name.out" && break; sleep 0.1; done
   local port; port=$(grep "ready in" "$work/$name.out" | grep -oE "127\.0\.0\.1:[0-9]+" | head -1 | cut -d: -f2)

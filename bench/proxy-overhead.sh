@@ -58,12 +58,12 @@ http {
 }
 NGINX
 nginx -c "$work/nginx.conf" -p "$work" || { sed -n 10,16p "$work/nginx.conf" | cut -c1-200; exit 1; }
-.build/release/switchyard serve --host 127.0.0.1 --port "$SY" --log-level error \
+.build/release/switchyard serve --host 127.0.0.1 --port "$SY" --log-level error --data-dir "$work/data-sy" \
   --upstream bench=http://127.0.0.1:$UP/v1 --upstream sse=http://127.0.0.1:$UP/sse/v1 >"$work/sy.log" 2>&1 &
 echo $! > "$work/switchyard.pid"
 # The same gateway with every request on the router path (server.fast_path: false), for comparison.
 printf 'server:\n  fast_path: false\n' > "$work/router-path.yaml"
-.build/release/switchyard serve --config "$work/router-path.yaml" --host 127.0.0.1 --port "$SR" --log-level error \
+.build/release/switchyard serve --config "$work/router-path.yaml" --host 127.0.0.1 --port "$SR" --log-level error --data-dir "$work/data-sr" \
   --upstream bench=http://127.0.0.1:$UP/v1 --upstream sse=http://127.0.0.1:$UP/sse/v1 >"$work/sr.log" 2>&1 &
 echo $! > "$work/switchyard-router.pid"
 "$FLOOR" "$FL" "$UP" >"$work/floor.log" 2>&1 &
