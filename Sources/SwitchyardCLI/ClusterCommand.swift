@@ -29,13 +29,27 @@ struct ClusterCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "k8s", abstract: "Check nodes, GPU labels and pods' secondary networks from `kubectl get … -o json` dumps.")
         @Option(help: "Folder of kubectl JSON dumps (nodes, pods, network-attachment-definitions; one file per kind or one List).")
-        var from: String
+        var from: String?
+        @Option(help: "Read the live API as this kubeconfig says (CA verified; bearer token or client certificate).") var kubeconfig: String?
+        @Option(help: "The kubeconfig context (default: its current-context).") var context: String?
         @OptionGroup var output: Output
+
+        func validate() throws {
+            guard (from == nil) != (kubeconfig == nil) else {
+                throw ValidationError("give --from DIR (kubectl dumps) or --kubeconfig FILE (the live API)")
+            }
+        }
 
         func run() async throws {
             let snapshot: KubeSnapshot
             do {
-                snapshot = try KubeSnapshot.load(directory: from)
+                if let kubeconfig {
+                    snapshot = try await KubeAPI.fetch(try Kubeconfig.load(path: kubeconfig, context: context))
+                } else {
+                    snapshot = try KubeSnapshot.load(directory: from ?? ".")
+                }
+            } catch let error as ValidationError {
+                throw error
             } catch {
                 throw ValidationError("\(error)")
             }
