@@ -68,6 +68,8 @@ struct ClusterCommand: AsyncParsableCommand {
         @Option(help: "Folder written by `cluster capture` (default: ask scontrol and read the Slurm config here).") var from: String?
         @Option(help: "Folder of `switchyard topo --format json` reports, one per host, to check GRES against the GPUs.")
         var hosts: String?
+        @Option(help: "Slurm on Kubernetes: kubectl dumps of the cluster its slurmd pods run in (each Slurm node → its pod).")
+        var k8sFrom: String?
         @OptionGroup var output: Output
 
         func run() async throws {
@@ -87,9 +89,20 @@ struct ClusterCommand: AsyncParsableCommand {
             }
             let reports = try hosts.map(Hosts.load) ?? []
             let byName = Dictionary(reports.map { ($0.host.hostname, $0) }, uniquingKeysWith: { a, _ in a })
-            let report = ClusterReport(
-                scope: "slurm", sources: snapshot.sources, counts: ["slurm nodes": snapshot.nodes.count, "host reports": reports.count],
-                checks: SlurmChecks(hosts: byName).run(snapshot))
+            var checks = SlurmChecks(hosts: byName).run(snapshot)
+            var sources = snapshot.sources
+            var counts = ["slurm nodes": snapshot.nodes.count, "host reports": reports.count]
+            if let k8sFrom {
+                do {
+                    let kube = try KubeSnapshot.load(directory: k8sFrom)
+                    checks += SlurmOnKubeChecks().run(slurm: snapshot, kube: kube)
+                    sources += kube.sources
+                    counts["pods"] = kube.pods.count
+                } catch {
+                    throw ValidationError("\(error)")
+                }
+            }
+            let report = ClusterReport(scope: k8sFrom == nil ? "slurm" : "slurm+k8s", sources: sources, counts: counts, checks: checks)
             try output.emit(report)
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import SwitchyardCore
 import Testing
 
 @testable import SwitchyardProbe
@@ -104,5 +105,52 @@ import Testing
         let block = try SlurmSnapshot.parseTopology("BlockName=b1 Nodes=gpu[001-004]\nBlockName=b2 Nodes=gpu[005-008]\nBlockSizes=4,8\n")
         #expect(block["b2"] == ["gpu005", "gpu006", "gpu007", "gpu008"])
         #expect(CPUList.parse("0-2,8") == [0, 1, 2, 8])
+    }
+}
+
+/// Slurm nodes running as pods (SUNK / Slinky style).
+@Suite struct SlurmOnKubeChecksTests {
+    static func pod(_ node: String, phase: String = "Running", gpus: Int = 8) -> JSONValue {
+        .object([
+            ("metadata", .object([("name", .string("slurmd-\(node)")), ("namespace", .string("slurm"))])),
+            (
+                "spec",
+                .object([
+                    ("hostname", .string(node)), ("nodeName", .string("k8s-\(node)")),
+                    (
+                        "containers",
+                        .array([
+                            .object([
+                                ("name", .string("slurmd")),
+                                ("resources", .object([("limits", .object([("nvidia.com/gpu", .string(String(gpus)))]))])),
+                            ])
+                        ])
+                    ),
+                ])
+            ),
+            ("status", .object([("phase", .string(phase))])),
+        ])
+    }
+
+    @Test func eachSlurmNodeMapsToARunningPodHoldingItsGPUs() {
+        let slurm = { () -> SlurmSnapshot in
+            var s = SlurmSnapshot()
+            s.nodes = SlurmSnapshot.parseNodes(SlurmChecksTests.scontrol([]))
+            return s
+        }()
+        func run(_ pods: [JSONValue]) -> [CheckResult] {
+            var kube = KubeSnapshot()
+            kube.pods = pods
+            return SlurmOnKubeChecks().run(slurm: slurm, kube: kube)
+        }
+        let healthy = run((1...4).map { Self.pod(String(format: "gpu%03d", $0)) })
+        #expect(healthy.allSatisfy { $0.status == .pass }, "\(healthy)")
+        let missing = run((1...3).map { Self.pod(String(format: "gpu%03d", $0)) })
+        #expect(missing.filter { $0.status == .fail }.map { "\($0.id) \($0.subject)" } == ["sunk.pod gpu004"])
+        let pending = run([Self.pod("gpu001", phase: "Pending")] + (2...4).map { Self.pod(String(format: "gpu%03d", $0)) })
+        #expect(pending.filter { $0.status == .fail }.map(\.id) == ["sunk.pod"])
+        #expect(pending.first { $0.status == .fail }?.message.contains("Pending (Kubernetes node k8s-gpu001)") == true)
+        let fewer = run([Self.pod("gpu001", gpus: 4)] + (2...4).map { Self.pod(String(format: "gpu%03d", $0)) })
+        #expect(fewer.filter { $0.status == .fail }.map { "\($0.id) \($0.subject)" } == ["sunk.gres gpu001"])
     }
 }

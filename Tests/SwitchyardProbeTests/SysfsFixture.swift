@@ -141,6 +141,7 @@ struct SysfsFixture {
         } else if !faults.contains(.rdmaUntied) {
             try link("\(base)/device", to: "../../.." + deviceDir.dropFirst(4))
         }
+        try write("\(base)/fw_ver", "28.39.1002")
         let port = "\(base)/ports/1"
         try write("\(port)/state", "4: ACTIVE")
         try write("\(port)/phys_state", "5: LinkUp")

@@ -164,4 +164,23 @@ import Testing
         let failures = results.filter { $0.status == .fail }
         #expect(Set(failures.map { "\($0.id) \($0.subject)" }) == ["compare.mtu node-c", "compare.driver node-b"])
     }
+
+    @Test func theFleetCheckNamesOddFirmwareAndNeverAgreesOnMissingValues() throws {
+        let (a, _) = try run([])
+        var reports = (0..<3).map { i -> TopoReport in
+            var r = TopoReport(host: a, checks: [])
+            r.host.hostname = "node-\(i)"
+            return r
+        }
+        reports[2].host.rdma[0].firmware = "28.36.1010"
+        reports[1].summary.driverVersion = "560.35"
+        reports[2].summary.driverVersion = "560.35"
+        let results = TopoCompare.compare(reports)
+        #expect(results.filter { $0.status == .fail }.map { "\($0.id) \($0.subject)" } == ["compare.nic_firmware node-2"])
+        #expect(results.first { $0.id == "compare.nic_firmware" && $0.status == .fail }?.message.contains("28.36.1010, 28.39.1002") == true)
+        // The driver is missing on one host and the VBIOS on all (no nvidia-smi): unknown, not agreement.
+        #expect(results.contains { $0.id == "compare.driver" && $0.status == .warn && $0.subject == "node-0" })
+        #expect(results.contains { $0.id == "compare.gpu_vbios" && $0.status == .warn && $0.message.hasPrefix("unknown") })
+        #expect(!results.contains { $0.id == "compare.gpu_vbios" && $0.status == .pass })
+    }
 }

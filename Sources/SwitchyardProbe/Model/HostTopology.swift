@@ -94,6 +94,8 @@ package struct RDMADevice: Sendable, Equatable, Codable {
     package var name: String
     package var pciAddress: String?
     package var ports: [RDMAPort]
+    /// `fw_ver` (the NIC's firmware).
+    package var firmware: String? = nil
 }
 
 package struct RDMAPort: Sendable, Equatable, Codable {

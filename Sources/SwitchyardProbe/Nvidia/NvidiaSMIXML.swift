@@ -13,6 +13,8 @@ package struct NvidiaGPUInfo: Sendable, Equatable, Codable {
     package var maxLinkGen: Int?
     package var currentLinkWidth: Int?
     package var maxLinkWidth: Int?
+    /// `<vbios_version>`.
+    package var vbios: String? = nil
 }
 
 package enum NvidiaSMIXML {
@@ -47,7 +49,8 @@ package enum NvidiaSMIXML {
                 currentLinkGen: number("pci/pci_gpu_link_info/pcie_gen/current_link_gen"),
                 maxLinkGen: number("pci/pci_gpu_link_info/pcie_gen/max_link_gen"),
                 currentLinkWidth: number("pci/pci_gpu_link_info/link_widths/current_link_width"),
-                maxLinkWidth: number("pci/pci_gpu_link_info/link_widths/max_link_width")
+                maxLinkWidth: number("pci/pci_gpu_link_info/link_widths/max_link_width"),
+                vbios: text("vbios_version")
             )
         }
         return (driver, gpus)

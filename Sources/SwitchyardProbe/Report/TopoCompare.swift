@@ -55,6 +55,18 @@ package enum TopoCompare {
         field("compare.gpu_link", "GPU PCIe links", hint: "Like GPUs should train at the same generation and width; reseat or check the riser.") {
             $0.host.gpus.isEmpty ? nil : Set($0.host.gpus.map(\.link)).sorted().joined(separator: ", ")
         }
+        field(
+            "compare.nic_firmware", "RDMA NIC firmware",
+            hint: "Run one NIC firmware per pool (mlxfwmanager / mstflint); mixed firmware breaks RoCE and adaptive routing in subtle ways."
+        ) {
+            let versions = Set($0.host.rdma.compactMap(\.firmware))
+            if $0.host.rdma.isEmpty { return "none (no RDMA NICs)" }
+            return versions.isEmpty ? nil : versions.sorted().joined(separator: ", ")
+        }
+        field("compare.gpu_vbios", "GPU VBIOS", hint: "Flash one VBIOS per GPU product and pool.") { report -> String? in
+            let versions = Set(report.host.gpus.compactMap(\.vbios))
+            return versions.isEmpty ? nil : versions.sorted().joined(separator: ", ")
+        }
         field("compare.nic_link", "NIC PCIe links", hint: "Like NICs should train at the same generation and width.") {
             $0.host.nics.isEmpty ? nil : Set($0.host.nics.map(\.link)).sorted().joined(separator: ", ")
         }

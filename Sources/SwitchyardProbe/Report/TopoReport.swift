@@ -23,6 +23,7 @@ package struct TopoReport: Sendable, Codable, Equatable {
     package struct GPUEntry: Sendable, Codable, Equatable {
         package var address: String
         package var product: String?
+        package var vbios: String? = nil
         package var numaNode: Int?
         package var link: String
         package var nearestRdmaNic: String?
@@ -60,6 +61,7 @@ package struct TopoReport: Sendable, Codable, Equatable {
             let nearest = TopologyChecks.nearestRdmaNic(gpu, in: host)
             return GPUEntry(
                 address: gpu.address, product: host.gpuInfo.first { $0.pciAddress == gpu.address }?.product,
+                vbios: host.gpuInfo.first { $0.pciAddress == gpu.address }?.vbios,
                 numaNode: gpu.numaNode, link: link(gpu),
                 nearestRdmaNic: nearest.map { n in host.rdmaDevices.first { $0.pciAddress == n.0.address }?.name ?? n.0.address },
                 nearestPath: nearest?.1)

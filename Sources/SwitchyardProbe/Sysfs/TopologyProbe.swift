@@ -98,7 +98,7 @@ package struct TopologyProbe: Sendable {
                     linkLayer: tree.read("\(portBase)/link_layer") ?? "", rate: tree.read("\(portBase)/rate") ?? "",
                     gids: gids, sysfsPath: portBase)
             }.sorted { $0.number < $1.number }
-            return RDMADevice(name: name, pciAddress: pci, ports: ports)
+            return RDMADevice(name: name, pciAddress: pci, ports: ports, firmware: tree.read("\(base)/fw_ver"))
         }
     }
 
