@@ -102,6 +102,14 @@ import Testing
         let json = #"{"nodes":[{"name":"n1","state":["IDLE","DRAIN"],"reason":"NHC: disk","gres":"gpu:a100:4","partitions":["p"]}]}"#
         let parsed = try SlurmSnapshot.parseNodesJSON(json)
         #expect(parsed[0].states == ["IDLE", "DRAIN"] && parsed[0].reason == "NHC: disk" && parsed[0].gres.first?.count == 4)
+        let sinfo = SlurmSnapshot.parseSinfo(
+            "PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST\ndebug*       up   infinite      1   idle vm\ngpu       down   infinite     16  alloc gpu[001-016]\ngpu       down   infinite      2   idle gpu[017-018]\n"
+        )
+        #expect(sinfo == ["debug": "up", "gpu": "down"])
+        var snapshot = SlurmSnapshot()
+        snapshot.partitions = sinfo
+        let down = SlurmChecks().partitions(snapshot)
+        #expect(down.map { "\($0.id) \($0.subject) \($0.status)" } == ["slurm.partition gpu fail"])
         let block = try SlurmSnapshot.parseTopology("BlockName=b1 Nodes=gpu[001-004]\nBlockName=b2 Nodes=gpu[005-008]\nBlockSizes=4,8\n")
         #expect(block["b2"] == ["gpu005", "gpu006", "gpu007", "gpu008"])
         #expect(CPUList.parse("0-2,8") == [0, 1, 2, 8])

@@ -12,7 +12,19 @@ package struct SlurmChecks: Sendable {
     static let badStates: Set<String> = ["DOWN", "DRAIN", "DRAINED", "DRAINING", "FAIL", "FAILING", "NOT_RESPONDING", "INVALID_REG", "INVALID"]
 
     package func run(_ s: SlurmSnapshot) -> [CheckResult] {
-        nodeStates(s) + topology(s) + gres(s) + gresCores(s)
+        nodeStates(s) + partitions(s) + topology(s) + gres(s) + gresCores(s)
+    }
+
+    /// Partitions that are not `up`: jobs submitted to them queue and never start.
+    func partitions(_ s: SlurmSnapshot) -> [CheckResult] {
+        guard let partitions = s.partitions else { return [] }
+        let down = partitions.filter { $0.value != "up" }.sorted { $0.key < $1.key }
+        guard !down.isEmpty else { return [Self.pass("slurm.partition", "\(partitions.count) partitions up")] }
+        return down.map { name, avail in
+            CheckResult(
+                id: "slurm.partition", status: .fail, subject: name, message: "partition is \(avail): jobs submitted to it queue and do not start",
+                evidence: [Evidence("sinfo AVAIL", avail)], hint: "scontrol update partitionname=\(name) state=up once it may run jobs again")
+        }
     }
 
     static func pass(_ id: String, _ message: String) -> CheckResult { CheckResult(id: id, status: .pass, subject: "cluster", message: message) }

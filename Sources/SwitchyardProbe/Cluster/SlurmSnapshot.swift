@@ -33,6 +33,8 @@ package struct SlurmSnapshot: Sendable {
     package var gresConf: [GresLine]?
     /// Switch or block name → its nodes; nil when there is no topology.conf.
     package var topology: [String: [String]]?
+    /// From `sinfo`: partition → its availability (`up`, `down`, `drain`, `inact`); nil without sinfo.
+    package var partitions: [String: String]?
     package var sources: [String] = []
 
     package init() {}
@@ -63,6 +65,7 @@ package struct SlurmSnapshot: Sendable {
         }
         if let text = read("gres.conf") { s.gresConf = try parseGresConf(text) }
         if let text = read("topology.conf") { s.topology = try parseTopology(text) }
+        if let text = read("sinfo.txt") { s.partitions = parseSinfo(text) }
         return s
     }
 
@@ -124,6 +127,22 @@ package struct SlurmSnapshot: Sendable {
             default: return GRES(name: name, type: parts[1], count: Int(parts[2]) ?? 0)
             }
         }
+    }
+
+    // MARK: sinfo
+
+    /// sinfo's default table (`PARTITION AVAIL TIMELIMIT NODES STATE NODELIST`): each partition's
+    /// AVAIL (the default partition's `*` dropped).
+    package static func parseSinfo(_ text: String) -> [String: String] {
+        var out: [String: String] = [:]
+        for line in text.split(separator: "\n").dropFirst() {
+            let columns = line.split(separator: " ")
+            guard columns.count >= 2 else { continue }
+            let name = columns[0].hasSuffix("*") ? String(columns[0].dropLast()) : String(columns[0])
+            // A partition appears once per node state; any line says its availability.
+            out[name] = String(columns[1])
+        }
+        return out
     }
 
     // MARK: gres.conf
