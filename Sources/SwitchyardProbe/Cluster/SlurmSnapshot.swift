@@ -149,19 +149,10 @@ package struct SlurmSnapshot: Sendable {
 
     package static func parseGresConf(_ text: String) throws(ParseError) -> [GresLine] {
         var out: [GresLine] = []
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line =
-                raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init)?.trimmingCharacters(in: .whitespaces)
-                ?? ""
-            guard !line.isEmpty else { continue }
-            var f: [String: String] = [:]
-            for token in line.split(separator: " ") {
-                let kv = token.split(separator: "=", maxSplits: 1)
-                if kv.count == 2 { f[kv[0].lowercased()] = String(kv[1]) }
-            }
+        for (number, line, f) in configLines(text) {
             guard let name = f["name"] else {
                 if f["autodetect"] != nil { continue }
-                throw ParseError(description: "gres.conf line \(i + 1): no Name= in '\(line)'")
+                throw ParseError(description: "gres.conf line \(number): no Name= in '\(line)'")
             }
             let files = try f["file"].map { t throws(ParseError) in try Hostlist.expand(t) } ?? []
             let count = f["count"].flatMap { Int($0) } ?? (files.isEmpty ? 1 : files.count)
@@ -169,6 +160,23 @@ package struct SlurmSnapshot: Sendable {
             out.append(GresLine(nodes: nodes, gres: GRES(name: name, type: f["type"], count: count, cores: f["cores"], files: files)))
         }
         return out
+    }
+
+    /// A Slurm config file's lines without comments and blanks, each with its `Key=value` pairs
+    /// (keys lowercased).
+    static func configLines(_ text: String) -> [(number: Int, line: String, fields: [String: String])] {
+        text.split(separator: "\n", omittingEmptySubsequences: false).enumerated().compactMap { i, raw in
+            let line =
+                raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init)?.trimmingCharacters(in: .whitespaces)
+                ?? ""
+            guard !line.isEmpty else { return nil }
+            var fields: [String: String] = [:]
+            for token in line.split(separator: " ") {
+                let kv = token.split(separator: "=", maxSplits: 1)
+                if kv.count == 2 { fields[kv[0].lowercased()] = String(kv[1]) }
+            }
+            return (i + 1, line, fields)
+        }
     }
 
     /// The GRES gres.conf gives a node, by name and type.
@@ -183,16 +191,7 @@ package struct SlurmSnapshot: Sendable {
     /// (`BlockName=b1 Nodes=…`, `BlockSizes=…`) form → leaf switch/block → nodes.
     package static func parseTopology(_ text: String) throws(ParseError) -> [String: [String]] {
         var out: [String: [String]] = [:]
-        for raw in text.split(separator: "\n") {
-            let line =
-                raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init)?.trimmingCharacters(in: .whitespaces)
-                ?? ""
-            guard !line.isEmpty else { continue }
-            var f: [String: String] = [:]
-            for token in line.split(separator: " ") {
-                let kv = token.split(separator: "=", maxSplits: 1)
-                if kv.count == 2 { f[kv[0].lowercased()] = String(kv[1]) }
-            }
+        for (_, _, f) in configLines(text) {
             guard let name = f["switchname"] ?? f["blockname"], let nodes = f["nodes"] else { continue }
             out[name, default: []] += try Hostlist.expand(nodes)
         }
