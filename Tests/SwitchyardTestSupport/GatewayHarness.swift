@@ -83,9 +83,10 @@ extension GatewayHarness {
     ) async throws -> T {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sy-batch-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
+        var logger = Logger(label: "test-batch")
+        logger.logLevel = ProcessInfo.processInfo.environment["SWITCHYARD_TEST_LOG"] == nil ? .critical : .debug
         let service = try await BatchService.open(
-            config: config.batch, dataDirectory: dir.path, models: Set(config.models.map(\.name)), environment: [:],
-            logger: Logger(label: "test-batch"))
+            config: config.batch, dataDirectory: dir.path, models: Set(config.models.map(\.name)), environment: [:], logger: logger)
         do {
             let result = try await with(config, batch: service) { gateway, base in try await body(gateway, base, service) }
             await service.store.db.close()
