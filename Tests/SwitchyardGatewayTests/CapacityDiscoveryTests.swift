@@ -220,6 +220,8 @@ struct ConnectStormTests {
         try await GatewayHarness.with(config) { gateway, base in
             let pool = try #require(gateway.pools["m"])
             #expect(await Poll.until { pool.capacity(0)?.source == .default }, "no info endpoint, no /metrics")
+            // Every discovery GET first: a late one would take the one accept meant for A.
+            #expect(await Poll.until { backend.served.withLock { $0.count } == 4 }, "4 discovery GETs answered")
             backend.acceptOneMoreThenStop()
             let a = Task {
                 try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(extra: #","hold":true"#), client: TestClient.wide)
