@@ -201,8 +201,14 @@ package final class BatchStore: Sendable {
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         binds.append(SQLValue(limit))
         var list = try await db.query(sql, binds).map(Self.batch)
+        guard !list.isEmpty else { return list }
+        // Every listed batch's counts in one query.
+        let rows = try await db.query(
+            "SELECT batch_id, state, COUNT(*) FROM sy_items WHERE batch_id IN (\(Array(repeating: "?", count: list.count).joined(separator: ", "))) GROUP BY batch_id, state",
+            list.map { .text($0.id) })
+        let byBatch = Dictionary(grouping: rows, by: { $0[0].text ?? "" })
         for i in list.indices {
-            let c = try await counts(list[i].id)
+            let c = Self.counts((byBatch[list[i].id] ?? []).map { Array($0.dropFirst()) })
             list[i].completed = c.done
             list[i].failed = c.failed
         }

@@ -77,7 +77,7 @@ extension Gateway: BatchExecutor {
         _ request: Request, _ body: (BatchService, String) async -> Result<JSONValue, APIError>
     ) async -> Response {
         guard let service = batch else { return GatewayResponses.error(Self.batchOff) }
-        switch authenticate(authorization: tenantsByKeyHash.isEmpty ? nil : request.headers[.authorization]) {
+        switch authenticate(request) {
         case .failure(let error): return GatewayResponses.error(error)
         case .success(let tenant):
             switch await body(service, tenant) {

@@ -167,10 +167,10 @@ package struct KubeChecks: Sendable {
 
     /// Whether a NAD carries RDMA: its resource or its CNI config says so.
     static func isRDMA(_ nad: JSONValue) -> Bool {
-        let resource = nad.annotation(resourceKey) ?? ""
-        let config = nad["spec"]?["config"]?.stringValue ?? ""
-        return resource.lowercased().contains("rdma") || config.contains(#""type":"rdma""#) || config.contains(#""type": "rdma""#)
-            || config.contains(#""ib-sriov""#)
+        if (nad.annotation(resourceKey) ?? "").lowercased().contains("rdma") { return true }
+        guard let text = nad["spec"]?["config"]?.stringValue, let config = try? JSONParser.parse(text) else { return false }
+        let types = [config["type"]?.stringValue] + (config["plugins"]?.arrayValue ?? []).map { $0["type"]?.stringValue }
+        return types.contains { $0 == "rdma" || $0 == "ib-sriov" }
     }
 
     /// The MTU a NAD's CNI config sets (top level or in a plugin), if any.
