@@ -7,7 +7,7 @@ struct ConfigCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "config",
         abstract: "Work with configuration files.",
-        subcommands: [Check.self]
+        subcommands: [Check.self, Diff.self]
     )
 
     struct Check: AsyncParsableCommand {
@@ -30,14 +30,68 @@ struct ConfigCommand: AsyncParsableCommand {
         }
     }
 
+    struct Diff: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Say what changes from one configuration to another, per lane and model, and what needs a restart.",
+            discussion: """
+                Exits 0 when the new configuration can be applied to a running gateway (SIGHUP, a
+                ConfigMap update, POST /admin/config), 1 when a file is invalid, 3 when a change
+                needs a restart.
+                """
+        )
+
+        @Argument(help: "The configuration in force.")
+        var old: String
+
+        @Argument(help: "The new configuration.")
+        var new: String
+
+        func run() async throws {
+            var configs: [GatewayConfig] = []
+            for file in [old, new] {
+                do {
+                    configs.append(try ConfigCommand.load(file))
+                } catch let error as ConfigError {
+                    FileHandle.standardError.write(Data("\(file): \(error)\n".utf8))
+                    throw ExitCode(1)
+                }
+            }
+            let diff = ConfigDiff(from: configs[0], to: configs[1])
+            print(ConfigCommand.describe(diff))
+            if !diff.restartIssues.isEmpty { throw ExitCode(3) }
+        }
+    }
+
+    /// The changes grouped by what they are about, restart-only ones marked.
+    static func describe(_ diff: ConfigDiff) -> String {
+        guard !diff.isEmpty else { return "no changes" }
+        var scopes: [String] = []
+        var lines: [String: [String]] = [:]
+        for change in diff.changes {
+            if lines[change.scope] == nil { scopes.append(change.scope) }
+            lines[change.scope, default: []].append("  - \(change.text)\(change.needsRestart ? "  [needs a restart]" : "")")
+        }
+        var out = scopes.flatMap { ["\($0):"] + lines[$0]! }
+        let restart = diff.changes.filter(\.needsRestart).count
+        out.append(
+            restart == 0
+                ? "\(diff.changes.count) change\(diff.changes.count == 1 ? "" : "s"), all applied live on reload"
+                : "\(diff.changes.count) changes; \(restart) need\(restart == 1 ? "s" : "") a restart: a live reload refuses this configuration")
+        return out.joined(separator: "\n")
+    }
+
     static func load(_ path: String) throws -> GatewayConfig {
+        try ConfigLoader.load(yaml: read(path))
+    }
+
+    static func read(_ path: String) throws -> String {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ValidationError("cannot read configuration file '\(path)'")
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw ValidationError("configuration file '\(path)' is not UTF-8")
         }
-        return try ConfigLoader.load(yaml: text)
+        return text
     }
 }
 

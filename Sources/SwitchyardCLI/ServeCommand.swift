@@ -49,10 +49,15 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let started = ContinuousClock.now
-        var config = try Self.effectiveConfig(file: config, host: host, port: port, upstream: upstream, drainDelay: drainDelay)
-        if config.models.isEmpty {
-            config.models = [ManagedServers.embeddedDefault()]
+        let text = try self.config.map(ConfigCommand.read) ?? ""
+        let (host, port, upstream, drainDelay) = (host, port, upstream, drainDelay)
+        // The same flags and defaults apply to every configuration read again on reload.
+        let build: @Sendable (String) throws -> GatewayConfig = { text in
+            var config = try Self.effectiveConfig(text: text, host: host, port: port, upstream: upstream, drainDelay: drainDelay)
+            if config.models.isEmpty { config.models = [ManagedServers.embeddedDefault()] }
+            return config
         }
+        var config = try build(text)
         let logger = CLILogging.logger(label: "switchyard", level: logLevel)
         let directory = DataDirectory(flag: dataDir)
         let replicas = try ManagedServers.plan(&config)
@@ -69,7 +74,16 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
-        let gateway = Gateway(config: config, logger: logger, batch: batch)
+        let source = ConfigSource(file: self.config, text: text) { text throws(ConfigError) in
+            do {
+                return try build(text)
+            } catch let error as ConfigError {
+                throw error
+            } catch {
+                throw ConfigError(issues: [ConfigIssue(path: "", message: "\(error)")])
+            }
+        }
+        let gateway = Gateway(config: config, logger: logger, batch: batch, source: source)
         let worker = BatchWorker(service: batch, executor: gateway, logger: logger)
         let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
         let announcer = ReadyAnnouncer(host: config.server.host, models: config.models.map(\.name), started: started, waiting: !replicas.isEmpty)
@@ -99,9 +113,10 @@ struct ServeCommand: AsyncParsableCommand {
         await batch.store.db.close()
     }
 
-    static func effectiveConfig(file: String?, host: String?, port: Int?, upstream: [String], drainDelay: String? = nil) throws -> GatewayConfig {
+    /// The configuration from the file's `text` (empty: none) with the flags over it.
+    static func effectiveConfig(text: String, host: String?, port: Int?, upstream: [String], drainDelay: String? = nil) throws -> GatewayConfig {
         var config = GatewayConfig()
-        if let file { config = try ConfigCommand.load(file) }
+        if !text.isEmpty { config = try ConfigLoader.load(yaml: text) }
         if let host { config.server.host = host }
         if let drainDelay {
             guard let delay = Duration.parse(drainDelay), delay >= .zero else {

@@ -17,15 +17,22 @@ import UnixSignals
 /// try await gateway.run(signals: [.sigterm, .sigint]) { port in print("listening on \(port)") }
 /// ```
 package final class Gateway: Sendable {
-    package let config: GatewayConfig
+    /// The configuration in force (a reload replaces it; see ``reload(text:origin:)``). A request
+    /// reads it once and finishes under what it read.
+    package var config: GatewayConfig { live.current.config }
+    let live: LiveConfig
+    /// How the configuration is read again (SIGHUP, file change, `POST /admin/config`).
+    let source: ConfigSource
+    /// One reload at a time.
+    let reloading = Mutex<Int>(0)
     package let metrics: GatewayMetrics
     package let pools: [String: ModelPool]
     let client: UpstreamClient
     let proxy: Proxy
     let logger: Logger
     private let draining = Atomic<Bool>(false)
-    /// SHA-256 hex of each API key → tenant name.
-    let tenantsByKeyHash: [String: String]
+    /// SHA-256 hex of each API key → tenant name, as configured now.
+    var tenantsByKeyHash: [String: String] { live.current.tenantsByKeyHash }
     private let group = Mutex<ServiceGroup?>(nil)
     /// The event-loop path for uncontended completions (nil when `server.fast_path` is off).
     let fastPath = Mutex<FastPath?>(nil)
@@ -40,8 +47,16 @@ package final class Gateway: Sendable {
     /// The Files and Batches APIs; nil: not served.
     package let batch: BatchService?
 
-    package init(config: GatewayConfig, logger: Logger, metrics: GatewayMetrics = GatewayMetrics(), batch: BatchService? = nil) {
-        self.config = config
+    /// - Parameter source: where the configuration is read again on reload; by default a
+    ///   posted YAML is taken as is.
+    package init(
+        config: GatewayConfig, logger: Logger, metrics: GatewayMetrics = GatewayMetrics(), batch: BatchService? = nil,
+        source: ConfigSource = ConfigSource()
+    ) {
+        let active = ActiveConfig(config: config, text: source.text, origin: "startup")
+        live = LiveConfig(active)
+        self.source = source
+        metrics.configInfo(hash: active.hash)
         self.batch = batch
         self.logger = logger
         self.metrics = metrics
@@ -54,8 +69,7 @@ package final class Gateway: Sendable {
                 defaultMaxInflight: config.upstream.defaultMaxInflight)
         }
         self.pools = pools
-        tenantsByKeyHash = Dictionary(config.tenants.map { ($0.apiKeySHA256, $0.name) }, uniquingKeysWith: { first, _ in first })
-        proxy = Proxy(config: config, pools: pools, client: client, metrics: metrics, watch: ClientConnectionWatch())
+        proxy = Proxy(live: live, pools: pools, client: client, metrics: metrics, watch: ClientConnectionWatch())
         discoveryRequests = AsyncStream.makeStream(of: CapacityDiscovery.Target.self)
     }
 
@@ -150,6 +164,7 @@ package final class Gateway: Sendable {
                 .init(service: capacityDiscovery, successTerminationBehavior: .ignore),
                 .init(service: PoolTicker(pools: Array(pools.values), metrics: metrics, logger: logger), successTerminationBehavior: .ignore),
                 .init(service: SignalScraper(pools: Array(pools.values), client: client, logger: logger), successTerminationBehavior: .ignore),
+                .init(service: ConfigWatcher(gateway: self), successTerminationBehavior: .ignore),
                 .init(service: app),
                 .init(service: drain, successTerminationBehavior: .ignore),
             ],

@@ -13,7 +13,7 @@ import Testing
         try ManagedServeTests.prepareDataDir(dataDir)
         let config = dataDir.appendingPathComponent("serve.yaml")
         try """
-        admin: { token: \(ManagedServeTests.adminToken) }
+        \(try ManagedServeTests.adminSection(dataDir))
         health: { interval: 500ms }
         models:
           - name: smollm2

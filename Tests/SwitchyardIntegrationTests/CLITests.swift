@@ -19,9 +19,9 @@ import Testing
         config.models[0].backends = model.backends
         #expect(config.models[0].backends.count == 2)
         #expect(throws: (any Error).self) {
-            try ServeCommand.effectiveConfig(file: nil, host: nil, port: 70000, upstream: [])
+            try ServeCommand.effectiveConfig(text: "", host: nil, port: 70000, upstream: [])
         }
-        let flagsOnly = try ServeCommand.effectiveConfig(file: nil, host: "0.0.0.0", port: 0, upstream: ["a=http://127.0.0.1:5/v1"])
+        let flagsOnly = try ServeCommand.effectiveConfig(text: "", host: "0.0.0.0", port: 0, upstream: ["a=http://127.0.0.1:5/v1"])
         #expect(flagsOnly.server.host == "0.0.0.0")
         #expect(flagsOnly.models.map(\.name) == ["a"])
     }

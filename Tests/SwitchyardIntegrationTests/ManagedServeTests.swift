@@ -86,6 +86,14 @@ import Testing
 
     static let adminToken = "test-admin-token-0123456789"
 
+    /// The `admin:` line of a config: the token from a file in `dataDir` (a secret is never in
+    /// the YAML itself).
+    static func adminSection(_ dataDir: URL) throws -> String {
+        let file = dataDir.appendingPathComponent("admin-token")
+        try adminToken.write(to: file, atomically: true, encoding: .utf8)
+        return "admin: { token: \"file:\(file.path)\" }"
+    }
+
     /// A data folder that reuses the suite's venv (the first-run test covers installation).
     static func prepareDataDir(_ dataDir: URL) throws {
         try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
@@ -102,7 +110,7 @@ import Testing
         try prepareDataDir(dataDir)
         let config = dataDir.appendingPathComponent("serve.yaml")
         try """
-        admin: { token: \(adminToken) }
+        \(try adminSection(dataDir))
         models:
           - name: smollm2
             managed:

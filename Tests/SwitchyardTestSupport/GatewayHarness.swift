@@ -137,8 +137,10 @@ package struct TestClient {
         return Reply(status: Int(response.status.code), headers: h, body: String(buffer: bytes))
     }
 
-    package static func get(_ url: String) async throws -> Reply {
-        let response = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
+    package static func get(_ url: String, headers: [String: String] = [:]) async throws -> Reply {
+        var request = HTTPClientRequest(url: url)
+        for (k, v) in headers { request.headers.add(name: k, value: v) }
+        let response = try await http.execute(request, timeout: .seconds(30))
         let bytes = try await response.body.collect(upTo: 16 << 20)
         return Reply(status: Int(response.status.code), headers: [:], body: String(buffer: bytes))
     }

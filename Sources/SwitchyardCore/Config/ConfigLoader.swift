@@ -11,7 +11,8 @@ import Yams
 ///       - { url: http://127.0.0.1:8000/v1, max_inflight: 4 }
 /// ```
 package enum ConfigLoader {
-    package static func load(yaml text: String) throws(ConfigError) -> GatewayConfig {
+    /// - Parameter secrets: where `${ENV}` and `file:` references (`admin.token`) are resolved.
+    package static func load(yaml text: String, secrets: SecretSource = SecretSource()) throws(ConfigError) -> GatewayConfig {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -19,7 +20,7 @@ package enum ConfigLoader {
             throw ConfigError(issues: [ConfigIssue(path: "", message: "not valid YAML: \(error)")])
         }
         var config = GatewayConfig()
-        var reader = YAMLReader()
+        var reader = YAMLReader(secrets: secrets)
         if let root {
             decode(root, into: &config, reader: &reader)
         }
@@ -88,7 +89,7 @@ package enum ConfigLoader {
             }
         }
         if let node = top["admin"], let m = r.mapping(node, "admin", allowed: ["token"]) {
-            if let n = m["token"], let v = r.string(n, "admin.token") {
+            if let n = m["token"], let v = r.secret(n, "admin.token") {
                 if v.count < 16 { r.fail("admin.token", "must be at least 16 characters", n) } else { config.admin.token = v }
             }
         }

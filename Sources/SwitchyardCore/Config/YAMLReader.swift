@@ -4,8 +4,21 @@ import Yams
 /// stopping at the first, so `config check` can list them all at once.
 package struct YAMLReader {
     package var issues: [ConfigIssue] = []
+    /// Where `${ENV}` and `file:` references to secrets are looked up.
+    package var secrets = SecretSource()
 
-    package init() {}
+    package init(secrets: SecretSource = SecretSource()) { self.secrets = secrets }
+
+    /// A secret given by reference (see ``SecretSource``), resolved; nil after reporting why not.
+    package mutating func secret(_ node: Node, _ path: String) -> String? {
+        guard let reference = string(node, path) else { return nil }
+        switch secrets.resolve(reference) {
+        case .success(let value): return value
+        case .failure(let error):
+            fail(path, error.description, node)
+            return nil
+        }
+    }
 
     package mutating func fail(_ path: String, _ message: String, _ node: Node?) {
         issues.append(ConfigIssue(path: path, message: message, line: node.map { $0.mark?.line ?? 0 }.flatMap { $0 > 0 ? $0 : nil }))

@@ -62,6 +62,28 @@ extension Gateway {
             pool.deregister(index)
             return GatewayResponses.json(.object([("id", .string(id)), ("removed", .bool(true))]))
         }
+        router.get("/admin/config") { [self] request, _ in
+            if let denied = authorizeAdmin(request) { return denied }
+            return adminConfig()
+        }
+        router.post("/admin/config") { [self] request, _ in
+            if let denied = authorizeAdmin(request) { return denied }
+            var request = request
+            guard let body = try? await request.collectBody(upTo: config.server.maxBodyBytes) else {
+                return GatewayResponses.error(.payloadTooLarge(limit: config.server.maxBodyBytes))
+            }
+            return adminReload(reload(text: String(buffer: body), origin: "admin"))
+        }
+        router.post("/admin/config/rollback") { [self] request, _ in
+            if let denied = authorizeAdmin(request) { return denied }
+            guard let outcome = rollback() else {
+                return GatewayResponses.error(
+                    APIError(
+                        status: 409, message: "No previous configuration: nothing was reloaded since the gateway started.",
+                        type: "invalid_request_error", code: "no_previous_config"))
+            }
+            return adminReload(outcome)
+        }
         router.post("/admin/rollout") { [self] request, _ in
             if let denied = authorizeAdmin(request) { return denied }
             return await rollout()

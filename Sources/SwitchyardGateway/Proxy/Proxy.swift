@@ -17,7 +17,9 @@ package final class Proxy: Sendable {
     let pools: [String: ModelPool]
     let client: UpstreamClient
     let metrics: GatewayMetrics
-    let config: GatewayConfig
+    /// The configuration in force; a request reads it once (``handle(_:channel:prior:logger:)``).
+    let live: LiveConfig
+    var config: GatewayConfig { live.current.config }
     let watch: ClientConnectionWatch
     /// Fired when the shutdown grace runs out (see ``Gateway``).
     let shutdownNotice = ShutdownNotice()
@@ -28,9 +30,10 @@ package final class Proxy: Sendable {
     private let origin = ContinuousClock.now
 
     init(
-        config: GatewayConfig, pools: [String: ModelPool], client: UpstreamClient, metrics: GatewayMetrics, watch: ClientConnectionWatch
+        live: LiveConfig, pools: [String: ModelPool], client: UpstreamClient, metrics: GatewayMetrics, watch: ClientConnectionWatch
     ) {
-        self.config = config
+        self.live = live
+        let config = live.current.config
         connections = UpstreamConnectionRegistry(config: config.upstream)
         self.pools = pools
         self.client = client
@@ -41,10 +44,16 @@ package final class Proxy: Sendable {
             batchers[model.name] = EmbeddingBatcher(model: model.name, batching: model.batching)
         }
         self.batchers = batchers
-        budget = Mutex(
-            RetryBudget(
-                ratio: config.retry.budgetRatio, window: config.retry.budgetWindow,
-                minPerWindow: config.retry.minRetriesPerWindow))
+        budget = Mutex(Self.retryBudget(config.retry))
+    }
+
+    static func retryBudget(_ retry: RetryConfig) -> RetryBudget {
+        RetryBudget(ratio: retry.budgetRatio, window: retry.budgetWindow, minPerWindow: retry.minRetriesPerWindow)
+    }
+
+    /// A reload changed the retry settings: the budget starts again under them.
+    func retrySettingsChanged(_ retry: RetryConfig) {
+        budget.withLock { $0 = Self.retryBudget(retry) }
     }
 
     /// A failed attempt that another replica may fix.
@@ -135,6 +144,7 @@ package final class Proxy: Sendable {
         guard let primary = pools[request.model] else {
             return finish(error: .modelNotFound(request.model), record: &record, logger: logger)
         }
+        let config = self.config
         let timeouts = primary.config.timeouts ?? config.upstream.timeouts
         let lane = config.lane(named: request.lane) ?? LaneConfig(name: request.lane, priority: 0)
         var deadline = start + timeouts.total

@@ -1,3 +1,4 @@
+import Foundation
 import Prometheus
 import SwitchyardCore
 import Synchronization
@@ -14,6 +15,35 @@ package final class GatewayMetrics: Sendable {
 
     package init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
+    }
+
+    /// The one `switchyard_config_info{hash}` series, replaced at each reload.
+    private let configInfoGauge = Mutex<Gauge?>(nil)
+
+    /// `switchyard_config_info{hash} 1` for the configuration in force (one series at a time).
+    package func configInfo(hash: String) {
+        let gauge = registry.makeGauge(
+            descriptor: .init(
+                metricName: "switchyard_config_info", unitName: "",
+                helpText: "The configuration in force: hash is the first 16 hex digits of the SHA-256 of its YAML."),
+            labels: [("hash", hash)])
+        gauge.set(1.0)
+        let old = configInfoGauge.withLock { current in
+            defer { current = gauge }
+            return current
+        }
+        if let old, old !== gauge { registry.unregisterGauge(old) }
+    }
+
+    /// A configuration reload: `applied`, `unchanged` or `refused`.
+    package func configReload(result: String) {
+        counter("switchyard_config_reloads_total", help: "Configuration reloads by result: applied, unchanged, refused.", [("result", result)])
+            .increment()
+        if result == "applied" {
+            gauge(
+                "switchyard_config_last_reload_timestamp_seconds", help: "When a reloaded configuration was last applied (Unix time).", []
+            ).set(Date().timeIntervalSince1970)
+        }
     }
 
     package func requestFinished(model: String, lane: String, code: Int, duration: Double) {

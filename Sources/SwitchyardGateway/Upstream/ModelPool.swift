@@ -18,9 +18,10 @@ package final class ModelPool: Sendable {
     package typealias ReplicaSnapshot = PoolStateMachine.ReplicaSnapshot
     typealias Continuation = CheckedContinuation<Result<Lease, AcquireError>, Never>
 
-    package let config: ModelConfig
-    /// Lane policies by name.
-    package let lanes: [String: LaneConfig]
+    /// The model's settings in force (a reload may change them; see ``reconfigure(model:lanes:tenantWeights:)``).
+    package var config: ModelConfig { state.withLock { $0.machine.config } }
+    /// The model's public name (never changes).
+    package let name: String
     let origin: ContinuousClock.Instant
     let state: Mutex<Shell>
     /// Rung when work is due sooner than the ticker's next look.
@@ -49,8 +50,7 @@ package final class ModelPool: Sendable {
         let machine = PoolStateMachine(
             config: config, health: health, outlier: outlier, lanes: lanes, tenantWeights: tenantWeights, slack: tick, origin: origin,
             defaultMaxInflight: defaultMaxInflight)
-        self.config = config
-        self.lanes = machine.lanes
+        name = config.name
         self.origin = origin
         state = Mutex(Shell(machine: machine))
     }
@@ -58,8 +58,6 @@ package final class ModelPool: Sendable {
     /// Pool time (since the pool was made): the machine's clock, and that of
     /// ``BackendSignals/scrapedAt``.
     package var clock: Duration { ContinuousClock.now - origin }
-
-    package var name: String { config.name }
 
     /// Runs `body` on the machine under the lock at the current pool time, then carries out
     /// what it decided.
@@ -205,6 +203,11 @@ package final class ModelPool: Sendable {
 
     /// Requests waiting in a lane.
     package func queued(lane: String) -> Int { read { machine, _ in machine.queued(lane: lane) } }
+
+    /// Applies a reloaded configuration (see ``PoolStateMachine/reconfigure(model:lanes:tenantWeights:now:)``).
+    package func reconfigure(model: ModelConfig, lanes: [LaneConfig], tenantWeights: [String: Double]) -> PoolStateMachine.Reconfigured {
+        update { machine, now in machine.reconfigure(model: model, lanes: lanes, tenantWeights: tenantWeights, now: now) }
+    }
 
     package func register(_ config: BackendConfig, ttl: Duration) -> (index: Int, isNew: Bool) {
         update { machine, now in machine.register(config, ttl: ttl, now: now) }

@@ -172,7 +172,7 @@ package struct LaneScheduler: Sendable {
         return .queued
     }
 
-    private static func append(_ request: Request, to band: inout Band) {
+    static func append(_ request: Request, to band: inout Band) {
         if let slot = band.tenants.index(forKey: request.tenant), !band.tenants.values[slot].queue.isEmpty {
             band.tenants.values[slot].queue.append(request)
         } else {
@@ -298,7 +298,7 @@ package struct LaneScheduler: Sendable {
         noteDeadline(request.deadline)
     }
 
-    private mutating func noteDeadline(_ deadline: Duration?) {
+    mutating func noteDeadline(_ deadline: Duration?) {
         guard let deadline else { return }
         earliestDeadline = earliestDeadline.map { min($0, deadline) } ?? deadline
     }

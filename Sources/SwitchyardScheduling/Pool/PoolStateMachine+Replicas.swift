@@ -5,7 +5,7 @@ extension PoolStateMachine {
     /// Opens or closes a replica to new requests (managed replica lifecycle, drain). Requests
     /// already in flight are not affected.
     package mutating func setGate(_ index: Int, open: Bool, now: Duration) {
-        replicas[index].gateOpen = open
+        replicas[index].gateOpen = open && !replicas[index].retiring
         // Closed (drained, restarting): its batching is checked again once it reopens.
         if !open { replicas[index].batching = nil }
         if open { dispatch(now: now) }
@@ -107,11 +107,13 @@ extension PoolStateMachine {
         return (replicas.count - 1, true)
     }
 
-    /// Tombstones registered backends whose heartbeat lapsed; returns the ones removed.
+    /// Tombstones registered backends whose heartbeat lapsed, and backends a reload left out,
+    /// once idle; returns the ones removed.
     package mutating func reapExpired(now: Duration) -> [Backend] {
         var removed: [Backend] = []
         for i in replicas.indices where !replicas[i].removed {
-            if let expiry = replicas[i].expiresAt, expiry <= now, replicas[i].inflight == 0 {
+            let lapsed = replicas[i].expiresAt.map { $0 <= now } ?? false
+            if lapsed || replicas[i].retiring, replicas[i].inflight == 0 {
                 replicas[i].removed = true
                 removed.append(replicas[i].backend)
             }

@@ -8,11 +8,11 @@ import SwitchyardCore
 /// timer sooner. It reads no clock, holds no lock and does no I/O; ``ModelPool`` (the gateway)
 /// holds it under a lock next to the waiting requests' continuations.
 package struct PoolStateMachine: Sendable {
-    package let config: ModelConfig
+    package internal(set) var config: ModelConfig
     /// Lane policies by name.
-    package let lanes: [String: LaneConfig]
+    package internal(set) var lanes: [String: LaneConfig]
     /// Lanes whose queued requests may preempt in-flight work of a lower, preemptible lane.
-    let urgentLanes: Set<String>
+    var urgentLanes: Set<String>
     /// Timer slack: how late the timer may fire (preemption asks this much earlier).
     let slack: Duration
     /// Limit of a replica whose capacity is unknown (`upstream.default_max_inflight`).
@@ -65,6 +65,8 @@ package struct PoolStateMachine: Sendable {
         /// Registered through the admin API: gone unless a heartbeat comes before this time.
         var expiresAt: Duration?
         var removed = false
+        /// Left out of a reloaded configuration: closed, and removed once idle.
+        var retiring = false
         var active: ActiveHealth
         var outlier: OutlierDetector
         /// Set from a backend's 429/503 `Retry-After`: not routed to before this time.
@@ -216,8 +218,7 @@ package struct PoolStateMachine: Sendable {
         self.defaultMaxInflight = defaultMaxInflight
         self.slack = slack
         self.lanes = Dictionary(lanes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        let worstPreemptible = lanes.filter(\.preemptible).map(\.priority).max()
-        urgentLanes = Set(lanes.filter { lane in !lane.preemptible && worstPreemptible.map { lane.priority < $0 } ?? false }.map(\.name))
+        urgentLanes = Self.urgent(lanes)
         replicaTemplate = Replica(
             backend: Backend(config: BackendConfig(url: "http://127.0.0.1:1"), publicModel: config.name),
             active: ActiveHealth(
@@ -227,19 +228,26 @@ package struct PoolStateMachine: Sendable {
                 consecutiveFailures: outlier.consecutiveFailures, baseEjection: outlier.baseEjection,
                 maxEjection: outlier.maxEjection)
         )
-        scheduler = LaneScheduler(
-            lanes: lanes.map {
-                LaneScheduler.Lane(
-                    name: $0.name, band: $0.priority, minShare: $0.minShare,
-                    maxQueueSize: $0.queue.maxSize == 0 ? .max : $0.queue.maxSize,
-                    timeoutAction: $0.queue.timeoutAction == .delay ? .delay : .reject)
-            },
-            tenantWeights: tenantWeights)
+        scheduler = LaneScheduler(lanes: lanes.map(Self.schedulerLane), tenantWeights: tenantWeights)
         for backend in config.backends {
             var r = makeReplica(Backend(config: backend, publicModel: config.name), now: .zero)
             r.gateOpen = !backend.managed
             replicas.append(r)
         }
+    }
+
+    /// Lanes whose queued requests may preempt: not preemptible themselves and above the worst
+    /// preemptible lane.
+    static func urgent(_ lanes: [LaneConfig]) -> Set<String> {
+        let worstPreemptible = lanes.filter(\.preemptible).map(\.priority).max()
+        return Set(lanes.filter { lane in !lane.preemptible && worstPreemptible.map { lane.priority < $0 } ?? false }.map(\.name))
+    }
+
+    static func schedulerLane(_ lane: LaneConfig) -> LaneScheduler.Lane {
+        LaneScheduler.Lane(
+            name: lane.name, band: lane.priority, minShare: lane.minShare,
+            maxQueueSize: lane.queue.maxSize == 0 ? .max : lane.queue.maxSize,
+            timeoutAction: lane.queue.timeoutAction == .delay ? .delay : .reject)
     }
 
     /// What the caller must carry out since the last call; clears them.
