@@ -392,3 +392,46 @@ import Testing
         }
     }
 }
+
+/// A reload that leaves a backend out: its stream in flight finishes, new requests go to the
+/// backend that stays, and it leaves the pool.
+@Suite struct ReloadDrainTests {
+    static func yaml(_ urls: [String]) -> String {
+        """
+        server: { port: 0, shutdown_grace: 5s, drain_delay: 0s }
+        health: { enabled: false }
+        upstream: { discovery_timeout: 500ms }
+        models:
+          - name: m
+            backends: [\(urls.map { "{ url: \"\($0)\", model: upstream-model }" }.joined(separator: ", "))]
+        """
+    }
+
+    @Test func aBackendLeftOutIsDrainedNeverCutMidStream() async throws {
+        let (held, other) = (TestUpstream(), TestUpstream())
+        try await held.run { p1 in
+            try await other.run { p2 in
+                let (first, second) = ("http://127.0.0.1:\(p1)/ok/v1", "http://127.0.0.1:\(p2)/ok/v1")
+                let config = try ConfigLoader.load(yaml: Self.yaml([first]))
+                try await GatewayHarness.with(config) { gateway, base in
+                    async let stream = TestClient.post(
+                        "\(base)/v1/chat/completions", TestClient.chat(stream: true, extra: #","hold":true"#))
+                    #expect(await Poll.until { held.count("ok") == 1 }, "the stream reached the first backend")
+                    let outcome = gateway.reload(text: Self.yaml([second]), origin: "test")
+                    #expect(outcome.result == .applied, "\(outcome.issues)")
+                    #expect(outcome.changes.map(\.text).contains { $0.hasPrefix("backend \(first) removed") })
+                    // Taken by the backend that stays; the first is draining.
+                    let next = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat())
+                    #expect(next.status == 200 && other.count("ok") == 1)
+                    #expect(gateway.pools["m"]!.snapshot().first { $0.backend.id == first }?.state == .draining)
+                    held.release()
+                    let reply = try await stream
+                    #expect(reply.status == 200)
+                    #expect(reply.body.contains("[DONE]"), "the stream ended normally: \(reply.body)")
+                    #expect(!reply.body.contains("error"), "\(reply.body)")
+                    #expect(gateway.pools["m"]!.snapshot().map(\.backend.id) == [second], "gone once idle")
+                }
+            }
+        }
+    }
+}

@@ -1,3 +1,4 @@
+import Foundation
 import SwitchyardCore
 import Testing
 
@@ -60,5 +61,29 @@ import Testing
         #expect(throws: ConfigError.self) { try ConfigLoader.load(yaml: "upstream: { default_max_inflight: 0 }") }
         let explicitZero = try ConfigLoader.load(yaml: #"models: [{ name: m, backends: [{ url: "http://127.0.0.1:1/v1", max_inflight: 0 }] }]"#)
         #expect(explicitZero.models[0].backends[0].maxInflight == 0, "0 stays: unlimited on purpose")
+    }
+}
+
+@Suite struct ConfigDiffCommandTests {
+    @Test func diffSaysWhatChangesAndExitsThreeWhenARestartIsNeeded() throws {
+        let dir = ManagedServeTests.tempDir()
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let old = dir.appendingPathComponent("old.yaml").path
+        let live = dir.appendingPathComponent("live.yaml").path
+        let restart = dir.appendingPathComponent("restart.yaml").path
+        let base = "lanes: { realtime: { slo: { ttft: 2s } } }\nmodels: [{ name: m, backends: [{ url: \"http://127.0.0.1:1/v1\" }] }]\n"
+        try base.write(toFile: old, atomically: true, encoding: .utf8)
+        try base.replacingOccurrences(of: "2s", with: "500ms").write(toFile: live, atomically: true, encoding: .utf8)
+        try (base + "server: { port: 9999 }\n").write(toFile: restart, atomically: true, encoding: .utf8)
+        let (ok, text) = try BenchCommandTests.run(ServeProcessTests.binary, ["config", "diff", old, live])
+        #expect(ok == 0, "\(text)")
+        #expect(text.contains("lane realtime:\n  - slo.ttft 2s → 500ms"), "\(text)")
+        #expect(text.contains("1 change, all applied live on reload"), "\(text)")
+        let (code, words) = try BenchCommandTests.run(ServeProcessTests.binary, ["config", "diff", old, restart])
+        #expect(code == 3, "\(words)")
+        #expect(words.contains("port 8080 → 9999  [needs a restart]"), "\(words)")
+        let (bad, why) = try BenchCommandTests.run(ServeProcessTests.binary, ["config", "diff", old, old + ".missing"])
+        #expect(bad != 0 && why.contains("cannot read"), "\(why)")
     }
 }

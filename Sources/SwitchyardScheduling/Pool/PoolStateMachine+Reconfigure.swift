@@ -7,7 +7,8 @@ extension PoolStateMachine {
         /// New backends, and backends whose `max_inflight` changed: their capacity is discovered
         /// again; new ones take traffic once their first health check passes.
         package var discover: [Int] = []
-        /// Backends left out of the new configuration: closed now, removed once idle.
+        /// Backends left out of the new configuration: closed now, removed once idle (at once
+        /// when nothing is in flight on them).
         package var retiring: [Int] = []
     }
 
@@ -38,6 +39,8 @@ extension PoolStateMachine {
         for i in replicas.indices where Self.isStatic(replicas[i]) && !wanted.contains(replicas[i].backend.id) {
             replicas[i].retiring = true
             replicas[i].gateOpen = false
+            // Idle: gone at once; else when its last request ends (``release``).
+            if replicas[i].inflight == 0 { replicas[i].removed = true }
             result.retiring.append(i)
         }
         for backendConfig in configured {

@@ -13,6 +13,8 @@ extension PoolStateMachine {
     package mutating func release(_ lease: Lease, outcome: AttemptOutcome, usage: Usage? = nil, preempted: Bool = false, now: Duration) -> Released {
         replicas[lease.index].inflight -= 1
         replicas[lease.index].inflightTokens -= lease.request.inputTokens + lease.request.maxOutputTokens
+        // Left out of a reload and now idle: it leaves the pool.
+        if replicas[lease.index].retiring, replicas[lease.index].inflight == 0 { replicas[lease.index].removed = true }
         replicas[lease.index].leases.removeValue(forKey: lease.id)
         var ejected = false
         switch outcome {
