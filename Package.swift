@@ -169,7 +169,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SwitchyardProbeTests",
-            dependencies: ["SwitchyardProbe"],
+            dependencies: ["SwitchyardProbe", "SwitchyardCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SwitchyardCore
 import SwitchyardProbe
 
 /// `switchyard cluster k8s|slurm|hosts|capture`: do Kubernetes and Slurm agree with the hardware?

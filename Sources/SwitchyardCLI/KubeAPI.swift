@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOSSL
 import SwitchyardCore
+import SwitchyardGateway
 import SwitchyardProbe
 
 /// Reads nodes, pods and NetworkAttachmentDefinitions from the live Kubernetes API over HTTPS,
@@ -14,17 +15,7 @@ enum KubeAPI {
     }
 
     static func fetch(_ config: Kubeconfig) async throws -> KubeSnapshot {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        if let ca = config.caPEM { tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(ca.utf8))) }
-        if config.insecureSkipTLSVerify { tls.certificateVerification = .none }
-        if let cert = config.clientCertificatePEM, let key = config.clientKeyPEM {
-            tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(cert.utf8)).map { .certificate($0) }
-            tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(key.utf8), format: .pem))
-        }
-        var configuration = HTTPClient.Configuration()
-        configuration.tlsConfiguration = tls
-        configuration.redirectConfiguration = .disallow
-        let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+        let client = try KubeClient.make(config)
         do {
             let snapshot = try await fetch(config, client: client)
             try await client.shutdown()
@@ -41,9 +32,7 @@ enum KubeAPI {
         for (path, hint) in Kubeconfig.paths {
             var next: String? = ""
             while let token = next {
-                var request = HTTPClientRequest(url: server + path + "?limit=500" + (token.isEmpty ? "" : "&continue=\(token)"))
-                if let bearer = config.token { request.headers.add(name: "authorization", value: "Bearer \(bearer)") }
-                request.headers.add(name: "accept", value: "application/json")
+                let request = KubeClient.get(server + path + "?limit=500" + (token.isEmpty ? "" : "&continue=\(token)"), config)
                 let response: HTTPClientResponse
                 do {
                     response = try await client.execute(request, timeout: .seconds(30))

@@ -165,6 +165,7 @@ package final class Gateway: Sendable {
                 .init(service: PoolTicker(pools: Array(pools.values), metrics: metrics, logger: logger), successTerminationBehavior: .ignore),
                 .init(service: SignalScraper(pools: Array(pools.values), client: client, logger: logger), successTerminationBehavior: .ignore),
                 .init(service: ConfigWatcher(gateway: self), successTerminationBehavior: .ignore),
+                .init(service: BackendDiscovery(gateway: self), successTerminationBehavior: .ignore),
                 .init(service: app),
                 .init(service: drain, successTerminationBehavior: .ignore),
             ],

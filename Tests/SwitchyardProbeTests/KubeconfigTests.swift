@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+@testable import SwitchyardCore
 @testable import SwitchyardProbe
 
 @Suite struct KubeconfigTests {

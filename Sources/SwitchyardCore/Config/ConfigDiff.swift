@@ -5,8 +5,8 @@
 /// Applied live: tenants and their keys, `admin.token`, `retry`, every lane setting (a lane may
 /// be added or removed), and per model its listed backends, routing, fallback, timeouts, queue
 /// timeout and preemption lead. Restart only: `server`, `upstream`, `health`, `outlier`, `batch`,
-/// adding or removing a model, and a model's `managed`, `batching`, `memory_headroom` and
-/// `adaptive_concurrency`.
+/// adding or removing a model, and a model's `managed`, `discovery`, `batching`,
+/// `memory_headroom` and `adaptive_concurrency`.
 package struct ConfigDiff: Sendable, Equatable {
     package struct Change: Sendable, Equatable, CustomStringConvertible {
         /// The YAML path of the field (`lanes[realtime].slo.ttft`).
@@ -98,7 +98,7 @@ package struct ConfigDiff: Sendable, Equatable {
                 continue
             }
             let path = "models[\(i)]"
-            for field in ["managed", "batching", "memoryHeadroom", "adaptiveConcurrency"] {
+            for field in ["managed", "discovery", "batching", "memoryHeadroom", "adaptiveConcurrency"] {
                 compare(
                     Self.child(was, field), Self.child(model, field), path: "\(path).\(Self.snake(field))", scope: scope, restart: true, base: path)
             }

@@ -173,7 +173,7 @@ package enum ConfigLoader {
                 node, path,
                 allowed: [
                     "name", "backends", "routing", "fallback", "timeouts", "queue_timeout", "managed",
-                    "batching", "memory_headroom", "adaptive_concurrency", "preemption_lead",
+                    "batching", "memory_headroom", "adaptive_concurrency", "preemption_lead", "discovery",
                 ])
         else { return nil }
         guard let nameNode = m["name"] else {
@@ -186,9 +186,10 @@ package enum ConfigLoader {
             for (j, item) in list.enumerated() {
                 if let backend = decodeBackend(item, "\(path).backends[\(j)]", reader: &r) { model.backends.append(backend) }
             }
-        } else if m["backends"] == nil && m["managed"] == nil {
-            r.fail("\(path).backends", "required (or a managed: block)", node)
+        } else if m["backends"] == nil && m["managed"] == nil && m["discovery"] == nil {
+            r.fail("\(path).backends", "required (or a managed: or discovery: block)", node)
         }
+        if let n = m["discovery"] { model.discovery = decodeDiscovery(n, "\(path).discovery", reader: &r) }
         if let n = m["managed"] { model.managed = decodeManaged(n, "\(path).managed", reader: &r) }
         if let n = m["routing"], let rm = r.mapping(n, "\(path).routing", allowed: ["policy", "prefix_chars", "balance_factor"]) {
             if let p = rm["policy"], let v = r.oneOf(p, "\(path).routing.policy", RoutingPolicy.self) { model.routing.policy = v }

@@ -165,6 +165,8 @@ package struct ModelConfig: Sendable, Equatable {
     package var timeouts: TimeoutConfig?
     /// How long a request may wait for a free slot when every replica is at `max_inflight`.
     package var queueTimeout: Duration = .seconds(30)
+    /// Backends found at run time (DNS, Kubernetes EndpointSlices), beside `backends`.
+    package var discovery: DiscoveryConfig?
     /// Model servers Switchyard runs itself; their replicas are appended to `backends`.
     package var managed: ManagedConfig?
     package var batching = BatchingConfig()

@@ -86,7 +86,7 @@ extension Gateway {
         for model in next.models {
             guard let pool = pools[model.name] else { continue }
             let done = pool.reconfigure(model: model, lanes: next.lanes, tenantWeights: weights)
-            for index in done.discover { discoveryRequests.continuation.yield(.init(pool: pool, index: index)) }
+            admit(pool, done.discover)
             for index in done.retiring {
                 logger.info(
                     "backend left out of the configuration: draining", metadata: ["model": "\(model.name)", "backend": "\(model.name)-\(index)"])

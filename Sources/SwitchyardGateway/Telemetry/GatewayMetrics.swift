@@ -35,6 +35,20 @@ package final class GatewayMetrics: Sendable {
         if let old, old !== gauge { registry.unregisterGauge(old) }
     }
 
+    package func discoveredBackends(model: String, source: String, _ count: Int) {
+        gauge(
+            "switchyard_discovered_backends", help: "Backends a discovery source (DNS, EndpointSlices) found at its last answer.",
+            [("model", model), ("source", source)]
+        ).set(to: Double(count))
+    }
+
+    package func discoveryError(model: String, source: String) {
+        counter(
+            "switchyard_discovery_errors_total", help: "Failed discovery lookups (the backends found before are kept).",
+            [("model", model), ("source", source)]
+        ).increment()
+    }
+
     /// A configuration reload: `applied`, `unchanged` or `refused`.
     package func configReload(result: String) {
         counter("switchyard_config_reloads_total", help: "Configuration reloads by result: applied, unchanged, refused.", [("result", result)])

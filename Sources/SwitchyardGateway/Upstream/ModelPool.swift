@@ -209,6 +209,11 @@ package final class ModelPool: Sendable {
         update { machine, now in machine.reconfigure(model: model, lanes: lanes, tenantWeights: tenantWeights, now: now) }
     }
 
+    /// The backends a discovery source finds now (see ``PoolStateMachine/syncDiscovered(source:backends:now:)``).
+    package func syncDiscovered(source: String, backends: [BackendConfig]) -> PoolStateMachine.Reconfigured {
+        update { machine, now in machine.syncDiscovered(source: source, backends: backends, now: now) }
+    }
+
     package func register(_ config: BackendConfig, ttl: Duration) -> (index: Int, isNew: Bool) {
         update { machine, now in machine.register(config, ttl: ttl, now: now) }
     }

@@ -24,7 +24,6 @@ extension PoolStateMachine {
     )
         -> Reconfigured
     {
-        var result = Reconfigured()
         let names = Set(newLanes.map(\.name))
         var merged = Dictionary(newLanes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         // A lane dropped from the configuration keeps its policy for what it still holds.
@@ -34,18 +33,34 @@ extension PoolStateMachine {
         scheduler = scheduler.reconfigured(lanes: newLanes.map(Self.schedulerLane), tenantWeights: tenantWeights)
         config = model
 
-        let configured = model.backends.filter { !$0.managed }
-        let wanted = Set(configured.map { Backend(config: $0, publicModel: model.name).id })
-        for i in replicas.indices where Self.isStatic(replicas[i]) && !wanted.contains(replicas[i].backend.id) {
+        let result = sync(model.backends.filter { !$0.managed }, among: Self.isStatic, now: now)
+        dispatch(now: now)
+        return result
+    }
+
+    /// The backends `source` (DNS, EndpointSlices) finds now: new ones join once their first
+    /// health check passes, missing ones are drained, kept ones change in place.
+    package mutating func syncDiscovered(source: String, backends: [BackendConfig], now: Duration) -> Reconfigured {
+        let result = sync(backends, among: { !$0.removed && !$0.retiring && $0.discoveredBy == source }, tag: source, now: now)
+        dispatch(now: now)
+        return result
+    }
+
+    /// Makes the replicas `among` selects match `wanted`, by backend URL.
+    private mutating func sync(_ wanted: [BackendConfig], among: (Replica) -> Bool, tag: String? = nil, now: Duration) -> Reconfigured {
+        var result = Reconfigured()
+        let publicModel = config.name
+        let ids = Set(wanted.map { Backend(config: $0, publicModel: publicModel).id })
+        for i in replicas.indices where among(replicas[i]) && !ids.contains(replicas[i].backend.id) {
             replicas[i].retiring = true
             replicas[i].gateOpen = false
             // Idle: gone at once; else when its last request ends (``release``).
             if replicas[i].inflight == 0 { replicas[i].removed = true }
             result.retiring.append(i)
         }
-        for backendConfig in configured {
-            let backend = Backend(config: backendConfig, publicModel: model.name)
-            if let i = replicas.indices.first(where: { Self.isStatic(replicas[$0]) && replicas[$0].backend.id == backend.id }) {
+        for backendConfig in wanted {
+            let backend = Backend(config: backendConfig, publicModel: publicModel)
+            if let i = replicas.indices.first(where: { among(replicas[$0]) && replicas[$0].backend.id == backend.id }) {
                 let capacityChanged = replicas[i].backend.maxInflight != backend.maxInflight
                 replicas[i].backend = backend
                 if capacityChanged {
@@ -55,16 +70,18 @@ extension PoolStateMachine {
                     result.discover.append(i)
                 }
             } else {
-                replicas.append(makeReplica(backend, now: now))
+                var r = makeReplica(backend, now: now)
+                r.discoveredBy = tag
+                replicas.append(r)
                 result.discover.append(replicas.count - 1)
             }
         }
-        dispatch(now: now)
         return result
     }
 
-    /// Listed in the configuration: neither managed, registered, removed nor on its way out.
+    /// Listed in the configuration: neither managed, registered, discovered, removed nor on its
+    /// way out.
     static func isStatic(_ r: Replica) -> Bool {
-        !r.removed && !r.retiring && r.expiresAt == nil && !r.backend.managed
+        !r.removed && !r.retiring && r.expiresAt == nil && !r.backend.managed && r.discoveredBy == nil
     }
 }

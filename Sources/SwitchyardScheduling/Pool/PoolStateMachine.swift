@@ -65,8 +65,11 @@ package struct PoolStateMachine: Sendable {
         /// Registered through the admin API: gone unless a heartbeat comes before this time.
         var expiresAt: Duration?
         var removed = false
-        /// Left out of a reloaded configuration: closed, and removed once idle.
+        /// Left out of a reloaded configuration (or no longer discovered): closed, and removed
+        /// once idle.
         var retiring = false
+        /// Found by this discovery source (DNS, EndpointSlices); nil: configured, managed or registered.
+        var discoveredBy: String?
         var active: ActiveHealth
         var outlier: OutlierDetector
         /// Set from a backend's 429/503 `Retry-After`: not routed to before this time.

@@ -10,6 +10,10 @@ package struct Kubeconfig: Sendable, Equatable {
     package var caPEM: String?
     package var insecureSkipTLSVerify = false
     package var token: String?
+    /// A file holding the token (in-cluster), read again at each connection.
+    package var tokenFile: String?
+    /// The context's namespace (in-cluster: the pod's own).
+    package var namespace: String?
     package var clientCertificatePEM: String?
     package var clientKeyPEM: String?
 
@@ -70,6 +74,7 @@ package struct Kubeconfig: Sendable, Equatable {
             return nil
         }
         var config = Kubeconfig(context: contextName, server: server)
+        config.namespace = context["namespace"] as? String
         config.caPEM = try material("certificate-authority-data", "certificate-authority", in: cluster)
         config.insecureSkipTLSVerify = cluster["insecure-skip-tls-verify"] as? Bool ?? false
         let tokenFile = try material("", "tokenFile", in: user)?.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -87,9 +92,30 @@ package struct Kubeconfig: Sendable, Equatable {
         self.server = server
     }
 
-    /// The API paths `cluster k8s` reads, with the kind each list holds.
-    package static let paths: [(path: String, kind: String)] = [
-        ("/api/v1/nodes", "nodes.json"), ("/api/v1/pods", "pods.json"),
-        ("/apis/k8s.cni.cncf.io/v1/network-attachment-definitions", "network-attachment-definitions.json"),
-    ]
+    /// Inside a pod: the API server from `KUBERNETES_SERVICE_HOST`/`_PORT`, the service
+    /// account's CA and token (`tokenFile`, read again at each connection: projected tokens
+    /// rotate) and namespace.
+    package static func inCluster(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        directory: String = "/var/run/secrets/kubernetes.io/serviceaccount"
+    ) throws(LoadError) -> Kubeconfig {
+        guard let host = environment["KUBERNETES_SERVICE_HOST"], !host.isEmpty else {
+            throw LoadError(description: "not running in a pod (KUBERNETES_SERVICE_HOST is unset): give discovery.kubernetes.kubeconfig")
+        }
+        let port = environment["KUBERNETES_SERVICE_PORT"] ?? "443"
+        var config = Kubeconfig(context: "in-cluster", server: "https://\(host.contains(":") ? "[\(host)]" : host):\(port)")
+        guard let ca = try? String(contentsOfFile: directory + "/ca.crt", encoding: .utf8) else {
+            throw LoadError(description: "\(directory)/ca.crt cannot be read: is a service account token mounted?")
+        }
+        config.caPEM = ca
+        config.tokenFile = directory + "/token"
+        config.namespace = (try? String(contentsOfFile: directory + "/namespace", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        return config
+    }
+
+    /// The bearer token now: `token`, else the contents of `tokenFile`.
+    package var currentToken: String? {
+        if let token { return token }
+        return tokenFile.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
 }

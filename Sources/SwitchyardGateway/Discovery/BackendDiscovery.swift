@@ -1,0 +1,110 @@
+import Logging
+import ServiceLifecycle
+import SwitchyardCore
+import SwitchyardScheduling
+
+/// Keeps each pool with a `discovery:` section in step with what its source finds: DNS names
+/// are resolved again when their records' TTL ends (between `min_interval` and
+/// `max_interval`), EndpointSlices are watched. A new backend takes traffic once it passed a
+/// health check (its capacity is asked then); a vanished one is drained, never cut mid-stream.
+/// A failing source keeps the backends it last found.
+struct BackendDiscovery: Service {
+    let gateway: Gateway
+
+    func run() async throws {
+        let watched = gateway.config.models.compactMap { model in model.discovery.map { (model.name, $0) } }
+        guard !watched.isEmpty else { return }
+        await withTaskGroup(of: Void.self) { group in
+            for (model, discovery) in watched {
+                guard let pool = gateway.pools[model] else { continue }
+                group.addTask { await follow(pool, discovery) }
+            }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+    }
+
+    func follow(_ pool: ModelPool, _ discovery: DiscoveryConfig) async {
+        let logger = gateway.logger
+        switch discovery.source {
+        case .dns, .srv:
+            let resolver: DNSResolver
+            do {
+                resolver = try DNSResolver(server: discovery.resolver)
+            } catch {
+                logger.error("discovery cannot start", metadata: ["model": "\(pool.name)", "source": "\(discovery.label)", "error": "\(error)"])
+                return
+            }
+            await resolveLoop(pool, discovery, resolver)
+        case .kubernetes(let endpoints):
+            await EndpointSliceWatch(gateway: gateway, pool: pool, discovery: discovery, endpoints: endpoints).run()
+        }
+    }
+
+    func resolveLoop(_ pool: ModelPool, _ discovery: DiscoveryConfig, _ resolver: DNSResolver) async {
+        var failing = false
+        while !Task.isCancelled {
+            let wait: Duration
+            do {
+                let found: Resolution
+                switch discovery.source {
+                case .dns(let name, let port): found = try await resolver.addresses(name, port: port)
+                case .srv(let name): found = try await resolver.services(name)
+                case .kubernetes: return
+                }
+                if failing { gateway.logger.info("discovery answers again", metadata: ["model": "\(pool.name)", "source": "\(discovery.label)"]) }
+                failing = false
+                gateway.discovered(pool, discovery, found.endpoints.map { discovery.backend(host: $0.host, port: $0.port) })
+                wait = min(max(found.ttl, discovery.minInterval), discovery.maxInterval)
+            } catch {
+                if !failing {
+                    gateway.logger.warning(
+                        "discovery failed; keeping the backends found before",
+                        metadata: ["model": "\(pool.name)", "source": "\(discovery.label)", "error": "\(error)"])
+                }
+                failing = true
+                gateway.metrics.discoveryError(model: pool.name, source: discovery.label)
+                wait = min(max(.seconds(2), discovery.minInterval), discovery.maxInterval)
+            }
+            try? await Task.sleep(for: wait)
+        }
+    }
+}
+
+extension Gateway {
+    /// What a discovery source found now: the pool follows it, new backends are checked at once.
+    func discovered(_ pool: ModelPool, _ discovery: DiscoveryConfig, _ backends: [BackendConfig]) {
+        let done = pool.syncDiscovered(source: discovery.label, backends: backends)
+        let live = pool.snapshot()
+        for index in done.discover {
+            let url = live.first { $0.index == index }?.backend.id ?? "?"
+            logger.info("backend discovered", metadata: ["model": "\(pool.name)", "source": "\(discovery.label)", "backend": "\(url)"])
+        }
+        for index in done.retiring {
+            logger.info(
+                "backend no longer discovered: draining",
+                metadata: ["model": "\(pool.name)", "source": "\(discovery.label)", "backend": "\(pool.name)-\(index)"])
+        }
+        metrics.discoveredBackends(model: pool.name, source: discovery.label, backends.count)
+        admit(pool, done.discover)
+    }
+
+    /// New backends (a reload, discovery): their health is checked now rather than at the next
+    /// round, and their capacity asked once they pass.
+    func admit(_ pool: ModelPool, _ indices: [Int]) {
+        guard !indices.isEmpty else { return }
+        guard config.health.enabled else {
+            for index in indices { discoveryRequests.continuation.yield(.init(pool: pool, index: index)) }
+            return
+        }
+        let checker = healthChecker
+        Task {
+            for replica in pool.snapshot() where indices.contains(replica.index) {
+                await checker.check(pool: pool, index: replica.index, backend: replica.backend)
+                // Passing queues capacity discovery; a backend whose capacity is configured is
+                // asked too, for its batching check.
+                if pool.needsRediscovery(replica.index) { discoveryRequests.continuation.yield(.init(pool: pool, index: replica.index)) }
+            }
+        }
+    }
+}
