@@ -130,6 +130,11 @@ import Testing
 
     /// Sequential chat requests from `clients` clients until `stop` is set; returns the statuses.
     static func load(_ served: Served, clients: Int, until done: @escaping @Sendable () -> Bool) async throws -> [Int] {
+        try await loadStatuses(base: served.base, clients: clients, until: done)
+    }
+
+    /// Sequential chat requests to `base` (an OpenAI base URL) from `clients` clients until `done`.
+    static func loadStatuses(base: String, clients: Int, until done: @escaping @Sendable () -> Bool) async throws -> [Int] {
         try await withThrowingTaskGroup(of: [Int].self) { group in
             for c in 0..<clients {
                 group.addTask {
@@ -137,7 +142,7 @@ import Testing
                     var i = 0
                     while !done() && i < 2000 {
                         let reply = try await TestClient.post(
-                            "\(served.base)/chat/completions",
+                            "\(base)/chat/completions",
                             #"{"model":"smollm2","messages":[{"role":"user","content":"Hi \#(c) \#(i)"}],"max_tokens":4}"#)
                         statuses.append(reply.status)
                         i += 1

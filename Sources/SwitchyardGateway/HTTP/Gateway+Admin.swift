@@ -121,6 +121,31 @@ extension Gateway {
             status: isNew ? .created : .ok)
     }
 
+    /// `DELETE /admin/backends/{id}`: a registered backend (a Slurm job ending) is closed to new
+    /// requests, its requests in flight finish (within the shutdown grace), then it leaves.
+    func deregister(id: String) async -> Response {
+        guard let (pool, index) = locate(id) else {
+            return GatewayResponses.error(
+                APIError(status: 404, message: "No backend '\(id)'.", type: "invalid_request_error", code: "backend_not_found"))
+        }
+        guard pool.isRegistered(index) else {
+            return GatewayResponses.error(
+                APIError(
+                    status: 409,
+                    message: "Backend '\(id)' was not registered through the admin API: remove it from the configuration (or drain it).",
+                    type: "invalid_request_error", code: "backend_not_registered"))
+        }
+        let started = ContinuousClock.now
+        pool.setGate(index, open: false)
+        await waitIdle(pool, index)
+        let inflight = pool.inflight(index)
+        pool.deregister(index)
+        let ms = Int(((ContinuousClock.now - started).seconds * 1000).rounded())
+        logger.info("backend deregistered", metadata: ["backend": "\(id)", "drain_ms": "\(ms)", "inflight_left": "\(inflight)"])
+        return GatewayResponses.json(
+            .object([("id", .string(id)), ("removed", .bool(true)), ("drain_ms", .number(ms)), ("inflight_left", .number(inflight))]))
+    }
+
     /// Restarts managed replicas one at a time: drain → restart → ready → next.
     func rollout() async -> Response {
         let all = controls.withLock { $0 }

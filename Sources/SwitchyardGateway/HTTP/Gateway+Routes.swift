@@ -54,13 +54,7 @@ extension Gateway {
         }
         router.delete("/admin/backends/:id") { [self] request, context in
             if let denied = authorizeAdmin(request) { return denied }
-            let id = context.parameters.get("id") ?? ""
-            guard let (pool, index) = locate(id) else {
-                return GatewayResponses.error(
-                    APIError(status: 404, message: "No backend '\(id)'.", type: "invalid_request_error", code: "backend_not_found"))
-            }
-            pool.deregister(index)
-            return GatewayResponses.json(.object([("id", .string(id)), ("removed", .bool(true))]))
+            return await deregister(id: context.parameters.get("id") ?? "")
         }
         router.get("/admin/config") { [self] request, _ in
             if let denied = authorizeAdmin(request) { return denied }

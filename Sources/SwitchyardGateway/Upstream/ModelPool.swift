@@ -221,6 +221,9 @@ package final class ModelPool: Sendable {
     @discardableResult
     package func reapExpired() -> [Backend] { update { machine, now in machine.reapExpired(now: now) } }
 
+    /// Registered through the admin API (it has a heartbeat lease).
+    package func isRegistered(_ index: Int) -> Bool { read { machine, _ in machine.isRegistered(index) } }
+
     package func deregister(_ index: Int) { update { machine, _ in machine.deregister(index) } }
 
     package func needsRediscovery(_ index: Int) -> Bool { read { machine, _ in machine.needsRediscovery(index) } }

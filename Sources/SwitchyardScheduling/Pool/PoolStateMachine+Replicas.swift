@@ -121,6 +121,8 @@ extension PoolStateMachine {
         return removed
     }
 
+    package func isRegistered(_ index: Int) -> Bool { replicas.indices.contains(index) && replicas[index].expiresAt != nil }
+
     /// Removes a registered backend at once (deregistration).
     package mutating func deregister(_ index: Int) {
         if replicas.indices.contains(index), replicas[index].expiresAt != nil { replicas[index].removed = true }
