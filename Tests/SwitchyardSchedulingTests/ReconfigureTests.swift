@@ -22,10 +22,16 @@ import Testing
         model.backends = Self.backends([9001, 9002])
         let done = d.m.reconfigure(model: model, lanes: LaneConfig.defaults, tenantWeights: [:], now: .seconds(1))
         #expect(done.retiring == [0])
-        #expect(done.discover == [2], "the new backend's capacity is asked")
+        #expect(done.discover == [2] && done.added == [2], "the new backend's capacity is asked")
         #expect(d.m.snapshot(now: .seconds(1)).first { $0.index == 0 }?.state == .draining)
-        // New requests go elsewhere: 9001 is full, 9002 takes it.
-        let third = try #require(T.lease(d.arrive(T.ticket(), now: .seconds(1))))
+        #expect(d.m.snapshot(now: .seconds(1)).first { $0.index == 2 }?.state == .drained, "closed until the gateway admits it")
+        guard case .queued = d.arrive(T.ticket(), now: .seconds(1)) else {
+            Issue.record("nothing should take a request: 9001 is full, 9002 not admitted yet")
+            return
+        }
+        // Admitted (health checked, capacity asked): the waiting request goes to 9002.
+        d.m.setGate(2, open: true, now: .seconds(1))
+        let third = try #require(try d.takeEffects().decided.first?.result.get())
         #expect(third.index == 2)
         // The request in flight on the removed backend finishes; then it is gone.
         d.release(busy, outcome: .success, now: .seconds(2))

@@ -86,24 +86,27 @@ extension Gateway {
                 metadata: ["model": "\(pool.name)", "source": "\(discovery.label)", "backend": "\(pool.name)-\(index)"])
         }
         metrics.discoveredBackends(model: pool.name, source: discovery.label, backends.count)
-        admit(pool, done.discover)
+        admit(pool, done)
     }
 
-    /// New backends (a reload, discovery): their health is checked now rather than at the next
-    /// round, and their capacity asked once they pass.
-    func admit(_ pool: ModelPool, _ indices: [Int]) {
+    /// New backends (a reload, discovery) start closed: each is opened once its health was
+    /// checked (when checks are on) and its capacity asked, so its first requests run under
+    /// the engine's real limit rather than the default. One that fails its check stays out of
+    /// rotation until a later round passes.
+    func admit(_ pool: ModelPool, _ done: PoolStateMachine.Reconfigured) {
+        let indices = done.discover
         guard !indices.isEmpty else { return }
-        guard config.health.enabled else {
-            for index in indices { discoveryRequests.continuation.yield(.init(pool: pool, index: index)) }
-            return
-        }
-        let checker = healthChecker
+        let checker = config.health.enabled ? healthChecker : nil
+        let discovery = capacityDiscovery
         Task {
-            for replica in pool.snapshot() where indices.contains(replica.index) {
-                await checker.check(pool: pool, index: replica.index, backend: replica.backend)
-                // Passing queues capacity discovery; a backend whose capacity is configured is
-                // asked too, for its batching check.
-                if pool.needsRediscovery(replica.index) { discoveryRequests.continuation.yield(.init(pool: pool, index: replica.index)) }
+            await withTaskGroup(of: Void.self) { group in
+                for replica in pool.snapshot() where indices.contains(replica.index) {
+                    group.addTask {
+                        await checker?.check(pool: pool, index: replica.index, backend: replica.backend)
+                        await discovery.discover(pool, replica.index)
+                        if done.added.contains(replica.index) { pool.setGate(replica.index, open: true) }
+                    }
+                }
             }
         }
     }

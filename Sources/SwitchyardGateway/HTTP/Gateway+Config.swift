@@ -86,7 +86,7 @@ extension Gateway {
         for model in next.models {
             guard let pool = pools[model.name] else { continue }
             let done = pool.reconfigure(model: model, lanes: next.lanes, tenantWeights: weights)
-            admit(pool, done.discover)
+            admit(pool, done)
             for index in done.retiring {
                 logger.info(
                     "backend left out of the configuration: draining", metadata: ["model": "\(model.name)", "backend": "\(model.name)-\(index)"])

@@ -23,6 +23,14 @@ extension LaneScheduler {
             }
             for request in band.delayed { next.requeue(request) }
         }
+        // Every backlogged tenant into its band's heap at its own counter (no lift: the
+        // requests were queued all along).
+        for b in next.bands.indices {
+            for (tenant, queue) in next.bands[b].tenants where !queue.queue.isEmpty {
+                next.bands[b].tenants[tenant]!.version += 1
+                next.bands[b].heap.insert(HeapEntry(counter: queue.counter, tenant: tenant, version: queue.version + 1))
+            }
+        }
         return next
     }
 
@@ -34,7 +42,9 @@ extension LaneScheduler {
             bands[b].count += 1
             bands[b].queuedTokens += request.inputTokens
         } else {
-            Self.append(request, to: &bands[b])
+            bands[b].tenants[request.tenant, default: TenantQueue()].queue.append(request)
+            bands[b].count += 1
+            bands[b].queuedTokens += request.inputTokens
             noteDeadline(request.deadline)
         }
         laneCounts[request.lane, default: 0] += 1

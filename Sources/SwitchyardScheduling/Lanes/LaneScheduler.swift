@@ -172,7 +172,7 @@ package struct LaneScheduler: Sendable {
         return .queued
     }
 
-    static func append(_ request: Request, to band: inout Band) {
+    private static func append(_ request: Request, to band: inout Band) {
         if let slot = band.tenants.index(forKey: request.tenant), !band.tenants.values[slot].queue.isEmpty {
             band.tenants.values[slot].queue.append(request)
         } else {

@@ -220,7 +220,7 @@ extension PoolStateMachine {
     /// pass (its verdict dispatches or fails the waiting requests). Nil: none will.
     func comeback(excluding: Set<Int>, now: Duration) -> Duration? {
         var earliest: Duration?
-        for (i, r) in replicas.enumerated() where !excluding.contains(i) && r.gateOpen && !r.removed {
+        for (i, r) in replicas.enumerated() where !excluding.contains(i) && (r.gateOpen || r.admitting) && !r.removed {
             if let expiry = r.expiresAt, expiry <= now { continue }
             if r.outlier.admission(now: now) == .refuse { continue }
             guard r.active.isHealthy || r.active.isComingUp else { continue }

@@ -5,8 +5,11 @@ extension PoolStateMachine {
     /// What a reload did to the pool's replicas.
     package struct Reconfigured: Sendable, Equatable {
         /// New backends, and backends whose `max_inflight` changed: their capacity is discovered
-        /// again; new ones take traffic once their first health check passes.
+        /// again. New ones start closed: the gateway opens them once it has checked their health
+        /// and asked their capacity (``setGate(_:open:now:)``).
         package var discover: [Int] = []
+        /// The new ones among them (closed until opened).
+        package var added: [Int] = []
         /// Backends left out of the new configuration: closed now, removed once idle (at once
         /// when nothing is in flight on them).
         package var retiring: [Int] = []
@@ -72,8 +75,13 @@ extension PoolStateMachine {
             } else {
                 var r = makeReplica(backend, now: now)
                 r.discoveredBy = tag
+                // Closed until the gateway has checked its health and asked its capacity;
+                // requests wait for it meanwhile.
+                r.gateOpen = false
+                r.admitting = true
                 replicas.append(r)
                 result.discover.append(replicas.count - 1)
+                result.added.append(replicas.count - 1)
             }
         }
         return result

@@ -6,6 +6,7 @@ extension PoolStateMachine {
     /// already in flight are not affected.
     package mutating func setGate(_ index: Int, open: Bool, now: Duration) {
         replicas[index].gateOpen = open && !replicas[index].retiring
+        replicas[index].admitting = false
         // Closed (drained, restarting): its batching is checked again once it reopens.
         if !open { replicas[index].batching = nil }
         if open { dispatch(now: now) }

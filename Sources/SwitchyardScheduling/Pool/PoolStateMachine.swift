@@ -68,6 +68,8 @@ package struct PoolStateMachine: Sendable {
         /// Left out of a reloaded configuration (or no longer discovered): closed, and removed
         /// once idle.
         var retiring = false
+        /// New (a reload, discovery) and closed until the gateway admits it: requests wait for it.
+        var admitting = false
         /// Found by this discovery source (DNS, EndpointSlices); nil: configured, managed or registered.
         var discoveredBy: String?
         var active: ActiveHealth
