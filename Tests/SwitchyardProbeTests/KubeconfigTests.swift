@@ -48,4 +48,24 @@ import Testing
             #expect(error.description.contains("exec or auth-provider plugin"), "\(error)")
         }
     }
+
+    @Test func inAPodTheServiceAccountIsUsedAndItsTokenReadAtEachUse() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sa-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try "SA-CA".write(to: dir.appendingPathComponent("ca.crt"), atomically: true, encoding: .utf8)
+        try "first\n".write(to: dir.appendingPathComponent("token"), atomically: true, encoding: .utf8)
+        try "ml\n".write(to: dir.appendingPathComponent("namespace"), atomically: true, encoding: .utf8)
+        let config = try Kubeconfig.inCluster(
+            environment: ["KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"], directory: dir.path)
+        #expect(config.server == "https://10.96.0.1:443" && config.caPEM == "SA-CA" && config.namespace == "ml")
+        #expect(config.currentToken == "first")
+        // Projected tokens rotate: the next connection reads the new one.
+        try "second".write(to: dir.appendingPathComponent("token"), atomically: true, encoding: .utf8)
+        #expect(config.currentToken == "second")
+        #expect(throws: Kubeconfig.LoadError.self) { try Kubeconfig.inCluster(environment: [:], directory: dir.path) }
+        #expect(throws: Kubeconfig.LoadError.self) {
+            try Kubeconfig.inCluster(environment: ["KUBERNETES_SERVICE_HOST": "10.96.0.1"], directory: dir.path + "/missing")
+        }
+    }
 }
