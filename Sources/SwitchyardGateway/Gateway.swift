@@ -44,6 +44,8 @@ package final class Gateway: Sendable {
     let startDiscovery = OneShotSignal()
     /// Rung after each round of health checks: readiness may have changed.
     let readinessBell = Doorbell()
+    /// Open connections per client address (`server.limits.max_connections_per_client`).
+    let clientConnections = ClientConnectionCounts()
     /// The Files and Batches APIs; nil: not served.
     package let batch: BatchService?
 
@@ -130,7 +132,10 @@ package final class Gateway: Sendable {
         self.fastPath.withLock { $0 = fastPath }
         let app = Application(
             router: makeRouter(),
-            server: HTTPServerBuilder { responder in GatewayChannel(responder: responder, fastPath: fastPath) },
+            server: HTTPServerBuilder { [config, metrics, clientConnections] responder in
+                GatewayChannel(
+                    responder: responder, fastPath: fastPath, limits: config.server.limits, metrics: metrics, connections: clientConnections)
+            },
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "switchyard"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger

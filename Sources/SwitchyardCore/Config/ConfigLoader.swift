@@ -94,8 +94,10 @@ package enum ConfigLoader {
             }
         }
         if let node = top["server"],
-            let m = r.mapping(node, "server", allowed: ["host", "port", "max_body_bytes", "shutdown_grace", "drain_delay", "fast_path"])
+            let m = r.mapping(
+                node, "server", allowed: ["host", "port", "max_body_bytes", "shutdown_grace", "drain_delay", "fast_path", "limits"])
         {
+            if let n = m["limits"] { decodeLimits(n, into: &config.server.limits, reader: &r) }
             if let n = m["host"], let v = r.string(n, "server.host") { config.server.host = v }
             if let n = m["port"], let v = r.int(n, "server.port", min: 0, max: 65535) { config.server.port = v }
             if let n = m["max_body_bytes"], let v = r.int(n, "server.max_body_bytes", min: 1024) { config.server.maxBodyBytes = v }
@@ -157,6 +159,25 @@ package enum ConfigLoader {
             for (i, item) in list.enumerated() {
                 if let model = decodeModel(item, "models[\(i)]", reader: &r) { config.models.append(model) }
             }
+        }
+    }
+
+    static func decodeLimits(_ node: Node, into l: inout ClientLimits, reader r: inout YAMLReader) {
+        let path = "server.limits"
+        guard
+            let m = r.mapping(
+                node, path,
+                allowed: [
+                    "max_header_bytes", "max_headers", "header_read_timeout", "body_idle_timeout", "idle_timeout", "max_connections_per_client",
+                ])
+        else { return }
+        if let n = m["max_header_bytes"], let v = r.int(n, "\(path).max_header_bytes", min: 1024) { l.maxHeaderBytes = v }
+        if let n = m["max_headers"], let v = r.int(n, "\(path).max_headers", min: 8) { l.maxHeaders = v }
+        if let n = m["header_read_timeout"], let v = r.duration(n, "\(path).header_read_timeout") { l.headerReadTimeout = v }
+        if let n = m["body_idle_timeout"], let v = r.duration(n, "\(path).body_idle_timeout") { l.bodyIdleTimeout = v }
+        if let n = m["idle_timeout"], let v = r.duration(n, "\(path).idle_timeout") { l.idleTimeout = v }
+        if let n = m["max_connections_per_client"], let v = r.int(n, "\(path).max_connections_per_client", min: 0) {
+            l.maxConnectionsPerClient = v
         }
     }
 

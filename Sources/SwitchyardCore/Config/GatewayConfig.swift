@@ -39,6 +39,26 @@ package struct ServerConfig: Sendable, Equatable {
     /// Serve uncontended completions on the event loop (see the gateway's `FastPath`); off
     /// sends every request through the router.
     package var fastPath = true
+    package var limits = ClientLimits()
+    package init() {}
+}
+
+/// What one client connection may cost: limits against slow or hostile clients. Each refusal is
+/// counted in `switchyard_refused_total{reason}` and answered in OpenAI's error shape when HTTP
+/// still allows an answer.
+package struct ClientLimits: Sendable, Equatable {
+    /// Request line and headers together; larger → 431.
+    package var maxHeaderBytes = 32 * 1024
+    /// Header fields per request; more → 431.
+    package var maxHeaders = 100
+    /// From a request's first byte until its headers are complete (slow-loris); then → 408.
+    package var headerReadTimeout: Duration = .seconds(10)
+    /// Longest pause while a request body is arriving; then → 408.
+    package var bodyIdleTimeout: Duration = .seconds(30)
+    /// A keep-alive connection with no request in progress is closed after this.
+    package var idleTimeout: Duration = .seconds(75)
+    /// Open connections from one client address (0 = unlimited); more → 429, then closed.
+    package var maxConnectionsPerClient = 1024
     package init() {}
 }
 

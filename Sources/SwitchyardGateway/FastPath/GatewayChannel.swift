@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
+import SwitchyardCore
 
 /// The gateway's HTTP/1.1 connection setup: Hummingbird's, with the ``FastPathHandler`` right
 /// after NIO's HTTP/1 codec, so the requests it serves skip the conversion to HTTPTypes and back
@@ -14,14 +15,23 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
 
     let responder: HTTPChannelHandler.Responder
     let fastPath: FastPath?
+    let limits: ClientLimits
+    let metrics: GatewayMetrics
+    let connections: ClientConnectionCounts
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let pipeline = channel.pipeline.syncOperations
+            let guardian = ClientGuard(limits: limits, metrics: metrics, connections: connections)
+            try pipeline.addHandler(ClientBytesHandler(guardian))
+            var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+            decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
+            decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
             try pipeline.configureHTTPServerPipeline(
                 withPipeliningAssistance: false, withErrorHandling: false,
                 withOutboundHeaderValidation: false, withEncoderConfiguration: .init(),
-                withDecoderLimitConfiguration: .init())
+                withDecoderLimitConfiguration: decoderLimits)
+            try pipeline.addHandler(ClientRequestHandler(guardian))
             if let fastPath { try pipeline.addHandler(fastPath.makeHandler(for: channel)) }
             try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
             try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))

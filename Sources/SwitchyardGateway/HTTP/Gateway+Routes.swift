@@ -150,6 +150,7 @@ extension Gateway {
         }
         // A declared length over the limit is refused at once, before any of the body is read.
         if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > config.server.maxBodyBytes {
+            metrics.refused(reason: "body_too_large")
             return proxy.reject(.payloadTooLarge(limit: config.server.maxBodyBytes), requestID: requestID, logger: logger)
         }
         var request = request
@@ -157,10 +158,10 @@ extension Gateway {
         do {
             bytes = try await request.collectBody(upTo: config.server.maxBodyBytes)
         } catch {
+            let tooLarge = (error as? any HTTPResponseError)?.status == .contentTooLarge
+            if tooLarge { metrics.refused(reason: "body_too_large") }
             let apiError: APIError =
-                (error as? any HTTPResponseError)?.status == .contentTooLarge
-                ? .payloadTooLarge(limit: config.server.maxBodyBytes)
-                : .invalidRequest("Could not read the request body: \(error)")
+                tooLarge ? .payloadTooLarge(limit: config.server.maxBodyBytes) : .invalidRequest("Could not read the request body: \(error)")
             return proxy.reject(apiError, requestID: requestID, logger: logger)
         }
         var parsed: ProxyRequest

@@ -35,6 +35,14 @@ package final class GatewayMetrics: Sendable {
         if let old, old !== gauge { registry.unregisterGauge(old) }
     }
 
+    /// A client refused for what it sent or how: header_too_large, body_too_large, read_timeout,
+    /// bad_request, connections_per_client.
+    package func refused(reason: String) {
+        counter(
+            "switchyard_refused_total", help: "Clients refused by the connection and request limits, by reason.", [("reason", reason)]
+        ).increment()
+    }
+
     package func discoveredBackends(model: String, source: String, _ count: Int) {
         gauge(
             "switchyard_discovered_backends", help: "Backends a discovery source (DNS, EndpointSlices) found at its last answer.",

@@ -1,0 +1,237 @@
+import NIOCore
+import NIOHTTP1
+import SwitchyardCore
+import Synchronization
+
+/// Open connections per client address, across the event loops (`max_connections_per_client`).
+final class ClientConnectionCounts: Sendable {
+    private let counts = Mutex<[String: Int]>([:])
+
+    /// Counts a new connection from `address`; false (and not counted) when it is over `limit`.
+    func open(_ address: String, limit: Int) -> Bool {
+        counts.withLock { map in
+            let now = map[address, default: 0]
+            guard limit == 0 || now < limit else { return false }
+            map[address] = now + 1
+            return true
+        }
+    }
+
+    /// Connections open from `address` now.
+    func count(_ address: String) -> Int { counts.withLock { $0[address] ?? 0 } }
+
+    func close(_ address: String) {
+        counts.withLock { map in
+            let left = map[address, default: 1] - 1
+            map[address] = left > 0 ? left : nil
+        }
+    }
+}
+
+/// One connection's limits against slow or hostile clients, shared by its two handlers (same
+/// event loop): ``ClientBytesHandler`` before the HTTP decoder sees bytes arrive;
+/// ``ClientRequestHandler`` after it sees where requests begin and end and the responses go out.
+///
+/// - no request in progress for `idle_timeout` → closed quietly;
+/// - a request's headers not complete `header_read_timeout` after its first byte (slow-loris),
+///   or its body paused for `body_idle_timeout` → 408, closed;
+/// - headers over `max_header_bytes` / `max_headers` → 431; unparseable → 400; closed;
+/// - more than `max_connections_per_client` from one address → 429, closed.
+final class ClientGuard {
+    enum Phase {
+        case idle
+        case readingHead
+        case readingBody
+        /// The request was read; the gateway is answering (no timer: generations take minutes).
+        case answering
+    }
+
+    let limits: ClientLimits
+    let metrics: GatewayMetrics
+    let connections: ClientConnectionCounts
+    var phase = Phase.idle
+    var timer: Scheduled<Void>?
+    var address: String?
+    /// The bytes handler's context: refusals are written as raw bytes from there.
+    var raw: ChannelHandlerContext?
+    var refused = false
+
+    init(limits: ClientLimits, metrics: GatewayMetrics, connections: ClientConnectionCounts) {
+        self.limits = limits
+        self.metrics = metrics
+        self.connections = connections
+    }
+
+    func arm(_ after: Duration, _ action: @escaping () -> Void) {
+        timer?.cancel()
+        guard let raw, after > .zero else { return }
+        timer = raw.eventLoop.scheduleTask(in: .nanoseconds(Int64(after.seconds * 1e9))) { action() }
+    }
+
+    func idle() {
+        phase = .idle
+        arm(limits.idleTimeout) { [self] in
+            // Nothing pending: close quietly, as keep-alive timeouts do.
+            raw?.close(promise: nil)
+        }
+    }
+
+    /// Answers in OpenAI's error shape (raw bytes, so it works before or after the decoder
+    /// failed) and closes the connection.
+    func refuse(_ status: Int, _ reason: String, _ message: String, code: String, retryAfter: Int? = nil) {
+        guard !refused, let raw else { return }
+        refused = true
+        timer?.cancel()
+        metrics.refused(reason: reason)
+        let type = status == 429 ? "rate_limit_error" : "invalid_request_error"
+        let body = APIError(status: status, message: message, type: type, code: code, retryAfterSeconds: retryAfter).json.serialized()
+        var head =
+            "HTTP/1.1 \(status) \(Self.phrase(status))\r\ncontent-type: application/json\r\ncontent-length: \(body.count)\r\nconnection: close\r\n"
+        if let retryAfter { head += "retry-after: \(retryAfter)\r\n" }
+        var buffer = raw.channel.allocator.buffer(capacity: head.utf8.count + 2 + body.count)
+        buffer.writeString(head + "\r\n")
+        buffer.writeBytes(body)
+        // A lingering close: stop writing, but read (and drop) what the client still sends for a
+        // moment, so its unread bytes do not turn the close into a reset that loses the answer.
+        raw.writeAndFlush(NIOAny(buffer)).whenComplete { [raw] _ in
+            raw.close(mode: .output, promise: nil)
+            raw.eventLoop.scheduleTask(in: .seconds(2)) { raw.close(promise: nil) }
+        }
+    }
+
+    static func phrase(_ status: Int) -> String {
+        switch status {
+        case 400: "Bad Request"
+        case 408: "Request Timeout"
+        case 429: "Too Many Requests"
+        case 431: "Request Header Fields Too Large"
+        default: "Error"
+        }
+    }
+}
+
+/// First in the pipeline: sees raw bytes arrive (a slow client's trickle included).
+final class ClientBytesHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let guardian: ClientGuard
+
+    init(_ guardian: ClientGuard) { self.guardian = guardian }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        guardian.raw = context
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let g = guardian
+        if let address = context.remoteAddress?.ipAddress {
+            if g.connections.open(address, limit: g.limits.maxConnectionsPerClient) {
+                g.address = address
+            } else {
+                g.refuse(
+                    429, "connections_per_client",
+                    "Too many open connections from \(address) (server.limits.max_connections_per_client is \(g.limits.maxConnectionsPerClient)); reuse connections or close idle ones.",
+                    code: "too_many_connections", retryAfter: 1)
+                return
+            }
+        }
+        g.idle()
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        guardian.timer?.cancel()
+        if let address = guardian.address { guardian.connections.close(address) }
+        guardian.address = nil
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let g = guardian
+        guard !g.refused else { return }
+        switch g.phase {
+        case .idle:
+            g.phase = .readingHead
+            g.arm(g.limits.headerReadTimeout) {
+                g.refuse(
+                    408, "read_timeout",
+                    "The request's headers did not arrive within \(g.limits.headerReadTimeout.formatted) (server.limits.header_read_timeout).",
+                    code: "request_timeout")
+            }
+        case .readingBody:
+            g.arm(g.limits.bodyIdleTimeout) {
+                g.refuse(
+                    408, "read_timeout",
+                    "The request body paused for \(g.limits.bodyIdleTimeout.formatted) (server.limits.body_idle_timeout).",
+                    code: "request_timeout")
+            }
+        case .readingHead, .answering:
+            break
+        }
+        context.fireChannelRead(data)
+    }
+}
+
+/// Right after the HTTP decoder: where requests begin and end, when responses are done, and
+/// the decoder's errors (headers too large, unparseable requests).
+final class ClientRequestHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let guardian: ClientGuard
+
+    init(_ guardian: ClientGuard) { self.guardian = guardian }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let g = guardian
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            if head.headers.count > g.limits.maxHeaders {
+                g.refuse(
+                    431, "header_too_large", "The request has \(head.headers.count) header fields; at most \(g.limits.maxHeaders) are accepted.",
+                    code: "request_header_fields_too_large")
+                return
+            }
+            g.phase = .readingBody
+            g.arm(g.limits.bodyIdleTimeout) {
+                g.refuse(
+                    408, "read_timeout", "The request body paused for \(g.limits.bodyIdleTimeout.formatted) (server.limits.body_idle_timeout).",
+                    code: "request_timeout")
+            }
+        case .body:
+            break
+        case .end:
+            g.phase = .answering
+            g.timer?.cancel()
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data), guardian.phase == .answering {
+            guardian.idle()
+        }
+        context.write(data, promise: promise)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let parser = error as? HTTPParserError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        let g = guardian
+        if case .headerOverflow = parser {
+            g.refuse(
+                431, "header_too_large",
+                "The request's headers are larger than \(g.limits.maxHeaderBytes) bytes (server.limits.max_header_bytes).",
+                code: "request_header_fields_too_large")
+        } else {
+            g.refuse(400, "bad_request", "The request is not valid HTTP/1.1 (\(parser)).", code: "bad_request")
+        }
+    }
+}
