@@ -31,8 +31,8 @@ package final class Gateway: Sendable {
     let proxy: Proxy
     let logger: Logger
     private let draining = Atomic<Bool>(false)
-    /// SHA-256 hex of each API key → tenant name, as configured now.
-    var tenantsByKeyHash: [String: String] { live.current.tenantsByKeyHash }
+    /// API keys → tenants, as configured now.
+    var tenantKeys: TenantKeys { live.current.tenantKeys }
     private let group = Mutex<ServiceGroup?>(nil)
     /// The event-loop path for uncontended completions (nil when `server.fast_path` is off).
     let fastPath = Mutex<FastPath?>(nil)

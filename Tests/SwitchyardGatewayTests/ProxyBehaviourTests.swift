@@ -358,8 +358,10 @@ import Testing
                 let unauthorized = try await TestClient.post("\(base)/admin/backends", #"{"url":"\#(url)","model":"slurm","ttl":1}"#)
                 #expect(unauthorized.status == 401)
 
+                // A long ttl while it serves (capacity discovery runs inside the registration and may
+                // take a while on a loaded machine), then a short one to watch it lapse.
                 let first = try await Self.admin(
-                    base, .POST, "/admin/backends", #"{"url":"\#(url)","model":"slurm","ttl":0.6,"upstream_model":"upstream-model"}"#)
+                    base, .POST, "/admin/backends", #"{"url":"\#(url)","model":"slurm","ttl":30,"upstream_model":"upstream-model"}"#)
                 #expect(first.status == 201)
                 #expect(first.json?["id"] == .string("slurm-0"))
                 #expect(gateway.isReady)
@@ -370,11 +372,13 @@ import Testing
                 // Heartbeats keep it; the same URL is not added twice.
                 for _ in 0..<3 {
                     try await Task.sleep(for: .milliseconds(300))
-                    let beat = try await Self.admin(base, .POST, "/admin/backends", #"{"url":"\#(url)","model":"slurm","ttl":0.6}"#)
+                    let beat = try await Self.admin(base, .POST, "/admin/backends", #"{"url":"\#(url)","model":"slurm","ttl":30}"#)
                     #expect(beat.status == 200)
                     #expect(beat.json?["registered"] == .bool(false))
                 }
                 #expect(try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat(model: "slurm")).status == 200)
+                let last = try await Self.admin(base, .POST, "/admin/backends", #"{"url":"\#(url)","model":"slurm","ttl":0.6}"#)
+                #expect(last.status == 200)
 
                 // No heartbeat: gone after its ttl.
                 let deadline = ContinuousClock.now + .seconds(5)

@@ -87,3 +87,27 @@ import Testing
         #expect(bad != 0 && why.contains("cannot read"), "\(why)")
     }
 }
+
+@Suite struct KeysCommandTests {
+    @Test func keysCreatePrintsTheKeyOnceAndTheLineThatAdmitsIt() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ServeProcessTests.binary)
+        process.arguments = ["keys", "create", "--tenant", "team-a", "--weight", "2"]
+        let (out, err) = (Pipe(), Pipe())
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let key = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let note = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(key.hasPrefix("sk-sy-") && !key.contains("\n"), "only the key on stdout: \(key)")
+        let line = try #require(note.split(separator: "\n").first { $0.contains("api_key_sha256") })
+        #expect(line.contains("name: team-a") && line.contains(Digest.sha256Hex(key)) && line.contains("weight: 2"), "\(line)")
+        // The line is a valid tenants entry.
+        let config = try ConfigLoader.load(yaml: "tenants:\n\(line)\nmodels: [{ name: m, backends: [] }]")
+        #expect(TenantKeys(config.tenants).tenant(forKey: key) == "team-a")
+        let (status, words) = try BenchCommandTests.run(ServeProcessTests.binary, ["keys", "create", "--tenant", "no spaces"])
+        #expect(status != 0 && words.contains("--tenant must be"), "\(words)")
+    }
+}

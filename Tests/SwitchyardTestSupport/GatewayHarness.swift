@@ -6,6 +6,7 @@ import ServiceLifecycle
 import SwitchyardBatch
 import SwitchyardCore
 import SwitchyardGateway
+import Synchronization
 
 /// Starts a gateway on port 0 for one test and shuts it down afterwards.
 package enum GatewayHarness {
@@ -38,12 +39,17 @@ package enum GatewayHarness {
 
     /// `waitForDiscovery`: the body starts once every backend was asked for its capacity, so no
     /// discovery request reaches a test upstream while it shuts down.
+    /// - Parameter log: every log line (debug and up) is also recorded here.
     package static func with<T: Sendable>(
-        _ config: GatewayConfig, waitForDiscovery: Bool = true, batch: BatchService? = nil,
+        _ config: GatewayConfig, waitForDiscovery: Bool = true, batch: BatchService? = nil, log: LogRecorder? = nil,
         _ body: @escaping @Sendable (Gateway, String) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: "test-gateway")
         logger.logLevel = ProcessInfo.processInfo.environment["SWITCHYARD_TEST_LOG"] == nil ? .critical : .debug
+        if let log {
+            logger = Logger(label: "test-gateway") { _ in log.handler }
+            logger.logLevel = .debug
+        }
         let gateway = Gateway(config: config, logger: logger, batch: batch)
         let services: [any Service] = batch.map { [BatchWorker(service: $0, executor: gateway, logger: logger)] } ?? []
         let (ports, continuation) = AsyncStream<Int>.makeStream()
@@ -167,5 +173,34 @@ package enum Poll {
             try? await Task.sleep(for: .milliseconds(5))
         }
         return true
+    }
+}
+
+/// Keeps every log line a gateway writes (message and metadata as text), for tests of what is
+/// and is not logged.
+package final class LogRecorder: Sendable {
+    private let lines = Mutex<[String]>([])
+
+    package init() {}
+
+    package var text: String { lines.withLock { $0.joined(separator: "\n") } }
+
+    var handler: Handler { Handler(recorder: self) }
+
+    struct Handler: LogHandler {
+        let recorder: LogRecorder
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .debug
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            let all = metadata.merging(event.metadata ?? [:]) { $1 }
+            let fields = all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            recorder.lines.withLock { $0.append("\(event.level) \(event.message) \(fields)") }
+        }
     }
 }

@@ -174,19 +174,11 @@ extension Gateway {
                     type: "permission_error", code: "admin_disabled"))
         }
         let given = request.headers[.authorization].map { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : $0 } ?? ""
-        guard Self.constantTimeEqual(Array(given.utf8), Array(token.utf8)) else {
+        guard TenantKeys.constantTimeEqual(Array(given.utf8), Array(token.utf8)) else {
             return GatewayResponses.error(
                 APIError(status: 401, message: "Missing or wrong admin token.", type: "authentication_error", code: "invalid_admin_token"))
         }
         return nil
-    }
-
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        var diff = UInt8(truncatingIfNeeded: a.count ^ b.count)
-        for i in 0..<max(a.count, b.count) {
-            diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
-        }
-        return diff == 0
     }
 
     func adminBackends() -> Response {
@@ -225,5 +217,34 @@ extension ModelPool.CapacityStatus {
     /// `{"limit": 4, "source": "props", "tokens": 4096}` (limit 0 = unlimited).
     var json: JSONValue {
         .object([("limit", .number(limit)), ("source", .string(source.rawValue)), ("tokens", tokens.map { .number($0) } ?? .null)])
+    }
+}
+
+/// Guards `/admin/*`: a request without the admin token is refused (and audited); every
+/// accepted call is written to the audit log with who made it (the token's id: the first 8 hex
+/// digits of its SHA-256, never the token), from where, what and the outcome. Changes are logged
+/// at notice; reads and registration heartbeats at debug.
+struct AdminAuditMiddleware: RouterMiddleware {
+    typealias Context = GatewayContext
+    let gateway: Gateway
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let path = request.uri.path
+        guard path == "/admin" || path.hasPrefix("/admin/") else { return try await next(request, context) }
+        let client = context.channel.remoteAddress?.ipAddress ?? "?"
+        let what = "\(request.method) \(path)"
+        if let denied = gateway.authorizeAdmin(request) {
+            gateway.logger.warning(
+                "admin call refused", metadata: ["audit": "admin", "client": "\(client)", "call": "\(what)", "status": "\(denied.status.code)"])
+            return denied
+        }
+        let who = gateway.config.admin.token.map { "token:" + Digest.sha256Hex($0).prefix(8) } ?? "?"
+        let response = try await next(request, context)
+        let status = response.status.code
+        let routine = request.method == .get || (request.method == .post && path == "/admin/backends" && status == 200)
+        gateway.logger.log(
+            level: routine ? .debug : .notice, "admin call",
+            metadata: ["audit": "admin", "who": "\(who)", "client": "\(client)", "call": "\(what)", "status": "\(status)"])
+        return response
     }
 }

@@ -38,18 +38,19 @@ extension Gateway {
     /// The tenant for a request's `Authorization: Bearer <key>`; any request passes as
     /// `anonymous` when no tenants are configured. Keys are compared by their SHA-256.
     func authenticate(_ request: Request) -> Result<String, APIError> {
-        authenticate(authorization: tenantsByKeyHash.isEmpty ? nil : request.headers[.authorization])
+        authenticate(authorization: tenantKeys.isEmpty ? nil : request.headers[.authorization])
     }
 
     func authenticate(authorization header: String?) -> Result<String, APIError> {
-        guard !tenantsByKeyHash.isEmpty else { return .success("anonymous") }
+        let keys = tenantKeys
+        guard !keys.isEmpty else { return .success("anonymous") }
         guard let header, header.hasPrefix("Bearer "), header.count > 7 else {
             return .failure(
                 APIError(
                     status: 401, message: "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
                     type: "invalid_request_error", code: "invalid_api_key"))
         }
-        guard let tenant = tenantsByKeyHash[Digest.sha256Hex(String(header.dropFirst(7)))] else {
+        guard let tenant = keys.tenant(forKey: String(header.dropFirst(7))) else {
             return .failure(APIError(status: 401, message: "Incorrect API key provided.", type: "invalid_request_error", code: "invalid_api_key"))
         }
         return .success(tenant)

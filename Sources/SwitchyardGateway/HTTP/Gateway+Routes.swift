@@ -14,6 +14,8 @@ extension Gateway {
     func makeRouter() -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
         router.add(middleware: OpenAIErrorMiddleware())
+        // Every /admin call: the token checked, then the call written to the audit log.
+        router.add(middleware: AdminAuditMiddleware(gateway: self))
         for endpoint in Endpoint.allCases {
             router.post(RouterPath("/v1" + endpoint.rawValue)) { [self] request, context in
                 await self.proxyRoute(endpoint, request: request, context: context)
@@ -35,33 +37,26 @@ extension Gateway {
         }
         router.get("/readyz") { [self] _, _ in readiness() }
         router.get("/admin/backends") { [self] request, _ in
-            if let denied = authorizeAdmin(request) { return denied }
             return adminBackends()
         }
         router.post("/admin/backends/:id/drain") { [self] request, context in
-            if let denied = authorizeAdmin(request) { return denied }
             return await drain(id: context.parameters.get("id") ?? "", stop: request.uri.queryParameters["stop"] != "false")
         }
         router.post("/admin/backends/:id/resume") { [self] request, context in
-            if let denied = authorizeAdmin(request) { return denied }
             return resume(id: context.parameters.get("id") ?? "")
         }
         router.post("/admin/backends") { [self] request, _ in
-            if let denied = authorizeAdmin(request) { return denied }
             var request = request
             let body = (try? await request.collectBody(upTo: 64 * 1024)) ?? ByteBuffer()
             return await register(body: body)
         }
         router.delete("/admin/backends/:id") { [self] request, context in
-            if let denied = authorizeAdmin(request) { return denied }
             return await deregister(id: context.parameters.get("id") ?? "")
         }
         router.get("/admin/config") { [self] request, _ in
-            if let denied = authorizeAdmin(request) { return denied }
             return adminConfig()
         }
         router.post("/admin/config") { [self] request, _ in
-            if let denied = authorizeAdmin(request) { return denied }
             var request = request
             guard let body = try? await request.collectBody(upTo: config.server.maxBodyBytes) else {
                 return GatewayResponses.error(.payloadTooLarge(limit: config.server.maxBodyBytes))
@@ -69,7 +64,6 @@ extension Gateway {
             return adminReload(reload(text: String(buffer: body), origin: "admin"))
         }
         router.post("/admin/config/rollback") { [self] request, _ in
-            if let denied = authorizeAdmin(request) { return denied }
             guard let outcome = rollback() else {
                 return GatewayResponses.error(
                     APIError(
@@ -79,7 +73,6 @@ extension Gateway {
             return adminReload(outcome)
         }
         router.post("/admin/rollout") { [self] request, _ in
-            if let denied = authorizeAdmin(request) { return denied }
             return await rollout()
         }
         router.get("/metrics") { [self] _, _ in

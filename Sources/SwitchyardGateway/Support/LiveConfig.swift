@@ -14,8 +14,8 @@ package final class ActiveConfig: Sendable {
     /// How it came into force: `startup`, `sighup`, `file`, `admin`, `rollback`.
     package let origin: String
     package let loadedAt: Date
-    /// SHA-256 hex of each API key → tenant name.
-    let tenantsByKeyHash: [String: String]
+    /// API keys (by their SHA-256) → tenant names.
+    let tenantKeys: TenantKeys
 
     init(config: GatewayConfig, text: String, origin: String, loadedAt: Date = Date()) {
         self.config = config
@@ -23,7 +23,7 @@ package final class ActiveConfig: Sendable {
         self.origin = origin
         self.loadedAt = loadedAt
         hash = Self.hash(text.isEmpty ? String(describing: config) : text)
-        tenantsByKeyHash = Dictionary(config.tenants.map { ($0.apiKeySHA256, $0.name) }, uniquingKeysWith: { first, _ in first })
+        tenantKeys = TenantKeys(config.tenants)
     }
 
     static func hash(_ text: String) -> String { String(Digest.sha256Hex(text).prefix(16)) }
