@@ -7,6 +7,7 @@ import NIOCore
 import ServiceLifecycle
 import SwitchyardBatch
 import SwitchyardCore
+import SwitchyardScheduling
 import Synchronization
 import UnixSignals
 
@@ -44,6 +45,8 @@ package final class Gateway: Sendable {
     let startDiscovery = OneShotSignal()
     /// Rung after each round of health checks: readiness may have changed.
     let readinessBell = Doorbell()
+    /// Tenants' request and token quotas.
+    package let quotas: Quotas
     /// Open connections per client address (`server.limits.max_connections_per_client`).
     let clientConnections = ClientConnectionCounts()
     /// The Files and Batches APIs; nil: not served.
@@ -71,7 +74,8 @@ package final class Gateway: Sendable {
                 defaultMaxInflight: config.upstream.defaultMaxInflight)
         }
         self.pools = pools
-        proxy = Proxy(live: live, pools: pools, client: client, metrics: metrics, watch: ClientConnectionWatch())
+        quotas = Quotas(plan: QuotaBook.Plan(config.tenants))
+        proxy = Proxy(live: live, pools: pools, client: client, metrics: metrics, watch: ClientConnectionWatch(), quotas: quotas)
         discoveryRequests = AsyncStream.makeStream(of: CapacityDiscovery.Target.self)
     }
 

@@ -65,7 +65,7 @@ package enum ConfigLoader {
         if let node = top["tenants"], let list = r.sequence(node, "tenants") {
             for (i, item) in list.enumerated() {
                 let path = "tenants[\(i)]"
-                guard let m = r.mapping(item, path, allowed: ["name", "api_key_sha256", "weight"]) else { continue }
+                guard let m = r.mapping(item, path, allowed: ["name", "api_key_sha256", "weight", "limits"]) else { continue }
                 guard let nameNode = m["name"], let name = r.string(nameNode, "\(path).name") else {
                     if m["name"] == nil { r.fail("\(path).name", "required", item) }
                     continue
@@ -81,6 +81,22 @@ package enum ConfigLoader {
                 }
                 var tenant = TenantConfig(name: name, apiKeySHA256: lower)
                 if let w = m["weight"], let v = r.double(w, "\(path).weight", min: 0, max: 1000, exclusiveMin: true) { tenant.weight = v }
+                if let n = m["limits"], let lm = r.mapping(n, "\(path).limits", allowed: RateLimits.fields + ["lanes"]) {
+                    tenant.limits = decodeRateLimits(lm, "\(path).limits", reader: &r)
+                    if let lanesNode = m["limits"].flatMap({ _ in lm["lanes"] }), case .mapping(let lanes) = lanesNode {
+                        for (key, value) in lanes {
+                            guard let lane = key.string else { continue }
+                            let lanePath = "\(path).limits.lanes.\(lane)"
+                            if !config.lanes.contains(where: { $0.name == lane }) {
+                                r.fail(lanePath, "unknown lane; configured: \(config.lanes.map(\.name).joined(separator: ", "))", key)
+                            } else if let laneMap = r.mapping(value, lanePath, allowed: RateLimits.fields) {
+                                tenant.laneLimits[lane] = decodeRateLimits(laneMap, lanePath, reader: &r)
+                            }
+                        }
+                    } else if lm["lanes"] != nil {
+                        r.fail("\(path).limits.lanes", "expected a mapping of lane name → limits", lm["lanes"])
+                    }
+                }
                 if config.tenants.contains(where: { $0.name == name }) { r.fail("\(path).name", "duplicate tenant name '\(name)'", nameNode) }
                 if config.tenants.contains(where: { $0.apiKeySHA256 == lower }) {
                     r.fail("\(path).api_key_sha256", "the same key is already given to another tenant", hashNode)
@@ -160,6 +176,14 @@ package enum ConfigLoader {
                 if let model = decodeModel(item, "models[\(i)]", reader: &r) { config.models.append(model) }
             }
         }
+    }
+
+    static func decodeRateLimits(_ m: [String: Node], _ path: String, reader r: inout YAMLReader) -> RateLimits {
+        var limits = RateLimits()
+        if let n = m["requests_per_minute"] { limits.requestsPerMinute = r.int(n, "\(path).requests_per_minute", min: 1) }
+        if let n = m["tokens_per_minute"] { limits.tokensPerMinute = r.int(n, "\(path).tokens_per_minute", min: 1) }
+        if let n = m["tokens_per_day"] { limits.tokensPerDay = r.int(n, "\(path).tokens_per_day", min: 1) }
+        return limits
     }
 
     static func decodeLimits(_ node: Node, into l: inout ClientLimits, reader r: inout YAMLReader) {

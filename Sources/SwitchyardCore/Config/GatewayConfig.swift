@@ -68,12 +68,30 @@ package struct TenantConfig: Sendable, Equatable {
     package var apiKeySHA256: String
     /// Share of capacity under contention (VTC weight).
     package var weight: Double = 1
+    /// Quotas over every lane; empty: none.
+    package var limits = RateLimits()
+    /// Quotas in one lane, beside `limits`.
+    package var laneLimits: [String: RateLimits] = [:]
 
     package init(name: String, apiKeySHA256: String, weight: Double = 1) {
         self.name = name
         self.apiKeySHA256 = apiKeySHA256
         self.weight = weight
     }
+}
+
+/// Requests and tokens a tenant may use (token buckets per minute, a budget per UTC day).
+package struct RateLimits: Sendable, Equatable {
+    package var requestsPerMinute: Int?
+    package var tokensPerMinute: Int?
+    package var tokensPerDay: Int?
+    package init(requestsPerMinute: Int? = nil, tokensPerMinute: Int? = nil, tokensPerDay: Int? = nil) {
+        self.requestsPerMinute = requestsPerMinute
+        self.tokensPerMinute = tokensPerMinute
+        self.tokensPerDay = tokensPerDay
+    }
+    package var isEmpty: Bool { requestsPerMinute == nil && tokensPerMinute == nil && tokensPerDay == nil }
+    static let fields = ["requests_per_minute", "tokens_per_minute", "tokens_per_day"]
 }
 
 package struct AdminConfig: Sendable, Equatable {

@@ -72,6 +72,8 @@ final class FastPath: Sendable {
         }
         if let contentType, !contentType.lowercased().hasPrefix("application/json") { return nil }
         guard case .success(let tenant) = gateway.authenticate(authorization: authorization) else { return nil }
+        // Quotas are decided on the router path.
+        guard !gateway.quotas.applies(to: tenant) else { return nil }
         let requestID = Gateway.requestID(from: clientID)
         guard var request = try? ProxyRequest.parse(endpoint: endpoint, bytes: body.readableBytesView, requestID: requestID) else { return nil }
         request.tenant = tenant

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 import SwitchyardCore
+import SwitchyardScheduling
 import UnixSignals
 
 /// The configuration lifecycle: reload (SIGHUP, file change, `POST /admin/config`), validation
@@ -93,6 +94,7 @@ extension Gateway {
             }
         }
         if next.retry != old.retry { proxy.retrySettingsChanged(next.retry) }
+        if next.tenants != old.tenants { quotas.replan(QuotaBook.Plan(next.tenants)) }
     }
 
     /// Reads the `--config` file and applies it (SIGHUP, or the file changed).

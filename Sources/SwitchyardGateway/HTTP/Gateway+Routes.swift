@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 import SwitchyardCore
+import SwitchyardScheduling
 import Synchronization
 import UnixSignals
 
@@ -165,7 +166,28 @@ extension Gateway {
         } catch {
             return proxy.reject(error, requestID: requestID, logger: logger)
         }
+        var quotaHeaders: HTTPFields?
+        if quotas.applies(to: tenant) {
+            switch quotas.admit(tenant: tenant, lane: parsed.lane, tokens: parsed.estimatedInputTokens + parsed.maxOutputTokens) {
+            case .admitted(let grant):
+                parsed.quota = grant
+                quotaHeaders = Quotas.headers(grant.status)
+            case .refused(let refusal):
+                metrics.quotaRefused(tenant: tenant, limit: refusal.limit)
+                let error = APIError(
+                    status: 429, message: refusal.message,
+                    type: refusal.limit == "requests" ? "requests" : refusal.limit == "daily_tokens" ? "insufficient_quota" : "tokens",
+                    code: refusal.limit == "daily_tokens" ? "daily_budget_exceeded" : "rate_limit_exceeded")
+                var response = proxy.reject(error, requestID: requestID, logger: logger)
+                let wait: Duration? = refusal.limit == "tokens_too_large" ? nil : refusal.retryAfter
+                for field in Quotas.headers(refusal.status, retryAfter: wait) { response.headers.append(field) }
+                if refusal.limit == "requests" { response.headers[HTTPField.Name("x-ratelimit-remaining-requests")!] = "0" }
+                return response
+            }
+        }
         let prior = fastPath.withLock { $0 }?.takeHandBack(context.channel)
-        return await proxy.handle(parsed, channel: context.channel, prior: prior, logger: logger)
+        var response = await proxy.handle(parsed, channel: context.channel, prior: prior, logger: logger)
+        if let quotaHeaders { for field in quotaHeaders { response.headers.append(field) } }
+        return response
     }
 }

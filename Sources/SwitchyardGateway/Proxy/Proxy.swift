@@ -21,6 +21,7 @@ package final class Proxy: Sendable {
     let live: LiveConfig
     var config: GatewayConfig { live.current.config }
     let watch: ClientConnectionWatch
+    let quotas: Quotas?
     /// Fired when the shutdown grace runs out (see ``Gateway``).
     let shutdownNotice = ShutdownNotice()
     /// Each event loop's keep-alive connections to the backends, used by both paths.
@@ -30,9 +31,11 @@ package final class Proxy: Sendable {
     private let origin = ContinuousClock.now
 
     init(
-        live: LiveConfig, pools: [String: ModelPool], client: UpstreamClient, metrics: GatewayMetrics, watch: ClientConnectionWatch
+        live: LiveConfig, pools: [String: ModelPool], client: UpstreamClient, metrics: GatewayMetrics, watch: ClientConnectionWatch,
+        quotas: Quotas? = nil
     ) {
         self.live = live
+        self.quotas = quotas
         let config = live.current.config
         connections = UpstreamConnectionRegistry(config: config.upstream)
         self.pools = pools
@@ -106,6 +109,8 @@ package final class Proxy: Sendable {
 
     struct ProxyRequestSummary: Sendable {
         let id: String
+        /// The quota charged at admission, reconciled with `usage` when the request ends.
+        var quota: QuotaBook.Grant?
         var tenant = "anonymous"
         let model: String
         let lane: String
@@ -137,7 +142,7 @@ package final class Proxy: Sendable {
         var record = Record(
             start: start,
             request: ProxyRequestSummary(
-                id: request.requestID, tenant: request.tenant, model: request.model, lane: request.lane,
+                id: request.requestID, quota: request.quota, tenant: request.tenant, model: request.model, lane: request.lane,
                 stream: request.stream, coalescedInputs: request.coalesced?.inputs),
             model: request.model)
         record.sink = request.coalesced

@@ -19,6 +19,8 @@ package struct ProxyRequest: Sendable {
     package var requestID: String
     /// Who is asking (from the API key), `anonymous` without tenants configured.
     package var tenant = "anonymous"
+    /// What the tenant's quotas charged for it at admission.
+    package var quota: QuotaBook.Grant?
 
     /// From `x-switchyard-lane`, else `streaming` for `"stream": true`, else `realtime`.
     package var lane: String

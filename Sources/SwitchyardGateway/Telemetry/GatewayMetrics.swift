@@ -43,6 +43,13 @@ package final class GatewayMetrics: Sendable {
         ).increment()
     }
 
+    package func quotaRefused(tenant: String, limit: String) {
+        counter(
+            "switchyard_quota_refused_total", help: "Requests refused by a tenant's quota: requests, tokens, tokens_too_large, daily_tokens.",
+            [("tenant", tenant), ("limit", limit)]
+        ).increment()
+    }
+
     package func discoveredBackends(model: String, source: String, _ count: Int) {
         gauge(
             "switchyard_discovered_backends", help: "Backends a discovery source (DNS, EndpointSlices) found at its last answer.",
