@@ -54,6 +54,9 @@ import Testing
                 }
                 let text = String(decoding: gateway.metrics.render(), as: UTF8.self)
                 #expect(text.contains(#"switchyard_quota_refused_total{tenant="team-a",limit="requests"} 1"#), "\(text)")
+                // Admitted on the event-loop fast path (quotas do not push requests to the router).
+                let served = text.split(separator: "\n").first { $0.hasPrefix(#"switchyard_fast_path_total{outcome="served"}"#) }
+                #expect((served.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0) >= 8, "\(served ?? "none")")
             }
         }
     }

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import SwitchyardCore
+import SwitchyardScheduling
 
 /// The fast path's side of one request: its ``ExchangeDriver`` (the same one the router path
 /// uses) writes to the client connection's ``FastPathHandler`` through this sink, all on the
@@ -14,12 +15,19 @@ final class FastExchange: ExchangeSink {
     let head: HTTPRequestHead
     let body: ByteBuffer
     private let closeAfter: Bool
+    /// Added to the response head (the tenant's rate-limit headers).
+    private let extraHeaders: HTTPHeaders
     private var driver: ExchangeDriver?
+    /// The quota charged for it, carried into a hand-back.
+    private let quota: QuotaBook.Grant?
 
     init(
         fastPath: FastPath, handler: FastPathHandler, head: HTTPRequestHead, body: ByteBuffer, request: ProxyRequest, pool: ModelPool,
-        lease: ModelPool.Lease, timeouts: TimeoutConfig, start: ContinuousClock.Instant, deadline: ContinuousClock.Instant, closeAfter: Bool
+        lease: ModelPool.Lease, timeouts: TimeoutConfig, start: ContinuousClock.Instant, deadline: ContinuousClock.Instant, closeAfter: Bool,
+        extraHeaders: HTTPHeaders = HTTPHeaders()
     ) {
+        self.extraHeaders = extraHeaders
+        quota = request.quota
         self.fastPath = fastPath
         self.handler = handler
         self.head = head
@@ -28,7 +36,8 @@ final class FastExchange: ExchangeSink {
         var record = Proxy.Record(
             start: start,
             request: Proxy.ProxyRequestSummary(
-                id: request.requestID, tenant: request.tenant, model: request.model, lane: request.lane, stream: request.stream),
+                id: request.requestID, quota: request.quota, tenant: request.tenant, model: request.model, lane: request.lane,
+                stream: request.stream),
             model: request.model)
         record.attempts = 1
         record.backend = lease.backend.id
@@ -48,6 +57,7 @@ final class FastExchange: ExchangeSink {
     func commitStream(_ headers: HTTPHeaders) {
         var headers = headers
         headers.add(name: "server", value: "switchyard")
+        headers.add(contentsOf: extraHeaders)
         handler.send(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)))
     }
 
@@ -71,6 +81,7 @@ final class FastExchange: ExchangeSink {
         var headers = headers
         headers.add(name: "content-length", value: String(body.readableBytes))
         headers.add(name: "server", value: "switchyard")
+        headers.add(contentsOf: extraHeaders)
         handler.send(.head(HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)))
         handler.send(.body(.byteBuffer(body)))
         handler.send(.end(nil), flush: true)
@@ -94,7 +105,7 @@ final class FastExchange: ExchangeSink {
             self,
             prior: Proxy.PriorAttempt(
                 start: driver.record.start, replica: driver.lease.index, backend: driver.lease.backend.id,
-                route: driver.record.route ?? "least_load", failure: failure))
+                route: driver.record.route ?? "least_load", failure: failure, quota: quota))
     }
 
     /// Not expected (the fast path serves no preemptible lane): the request waits in its lane again.

@@ -72,8 +72,6 @@ final class FastPath: Sendable {
         }
         if let contentType, !contentType.lowercased().hasPrefix("application/json") { return nil }
         guard case .success(let tenant) = gateway.authenticate(authorization: authorization) else { return nil }
-        // Quotas are decided on the router path.
-        guard !gateway.quotas.applies(to: tenant) else { return nil }
         let requestID = Gateway.requestID(from: clientID)
         guard var request = try? ProxyRequest.parse(endpoint: endpoint, bytes: body.readableBytesView, requestID: requestID) else { return nil }
         request.tenant = tenant
@@ -98,6 +96,20 @@ final class FastPath: Sendable {
             pool.release(lease, outcome: .neutral)
             return nil
         }
+        // The tenant's quotas: a refusal is answered by the router (it decides again, and
+        // nothing was charged here).
+        var quotaHeaders = HTTPHeaders()
+        if gateway.quotas.applies(to: tenant) {
+            guard
+                case .admitted(let grant) = gateway.quotas.admit(
+                    tenant: tenant, lane: request.lane, tokens: ticket.inputTokens + ticket.maxOutputTokens)
+            else {
+                pool.release(lease, outcome: .neutral)
+                return nil
+            }
+            request.quota = grant
+            quotaHeaders = HTTPHeaders(Quotas.headers(grant.status))
+        }
         proxy.noteArrival()
         counts.queueWait[lane.name]?.record(0.0)  // every configured lane has one
         // The router must see the same id if the request is handed back.
@@ -105,7 +117,7 @@ final class FastPath: Sendable {
         if clientID != requestID { head.headers.replaceOrAdd(name: GatewayHeaders.requestID.rawName, value: requestID) }
         return FastExchange(
             fastPath: self, handler: handler, head: head, body: body, request: request, pool: pool, lease: lease,
-            timeouts: timeouts, start: start, deadline: deadline, closeAfter: !head.isKeepAlive)
+            timeouts: timeouts, start: start, deadline: deadline, closeAfter: !head.isKeepAlive, extraHeaders: quotaHeaders)
     }
 
     /// Whether header `name` is `lowercase` (ASCII letters, digits, `-`), in any case.

@@ -167,7 +167,12 @@ extension Gateway {
             return proxy.reject(error, requestID: requestID, logger: logger)
         }
         var quotaHeaders: HTTPFields?
-        if quotas.applies(to: tenant) {
+        let prior = fastPath.withLock { $0 }?.takeHandBack(context.channel)
+        if let grant = prior?.quota {
+            // Charged on the fast path before it handed the request over.
+            parsed.quota = grant
+            quotaHeaders = Quotas.headers(grant.status)
+        } else if quotas.applies(to: tenant) {
             switch quotas.admit(tenant: tenant, lane: parsed.lane, tokens: parsed.estimatedInputTokens + parsed.maxOutputTokens) {
             case .admitted(let grant):
                 parsed.quota = grant
@@ -185,7 +190,6 @@ extension Gateway {
                 return response
             }
         }
-        let prior = fastPath.withLock { $0 }?.takeHandBack(context.channel)
         var response = await proxy.handle(parsed, channel: context.channel, prior: prior, logger: logger)
         if let quotaHeaders { for field in quotaHeaders { response.headers.append(field) } }
         return response

@@ -127,6 +127,8 @@ package final class Proxy: Sendable {
         let backend: String
         let route: String
         let failure: RetryableFailure
+        /// The quota the fast path charged: the router continues under it (no second charge).
+        var quota: QuotaBook.Grant?
     }
 
     func handle(_ request: ProxyRequest, channel: (any Channel)?, prior: PriorAttempt? = nil, logger: Logger) async -> Response {
