@@ -74,6 +74,14 @@ import Testing
         }
     }
 
+    @Test func resetTimesReadLikeOpenAIs() {
+        #expect(Quotas.goDuration(.milliseconds(20)) == "20ms")
+        #expect(Quotas.goDuration(.milliseconds(1500)) == "1.5s")
+        #expect(Quotas.goDuration(.seconds(20)) == "20s")
+        #expect(Quotas.goDuration(.seconds(360)) == "6m0s")
+        #expect(Quotas.goDuration(.seconds(3725)) == "1h2m5s")
+    }
+
     @Test func limitsAreReadFromTheConfigWithTheirFieldsNamed() throws {
         #expect(throws: ConfigError.self) {
             try ConfigLoader.load(

@@ -108,7 +108,7 @@ final class FastPath: Sendable {
                 return nil
             }
             request.quota = grant
-            quotaHeaders = HTTPHeaders(Quotas.headers(grant.status))
+            quotaHeaders = HTTPHeaders(Quotas.pairs(grant.status))
         }
         proxy.noteArrival()
         counts.queueWait[lane.name]?.record(0.0)  // every configured lane has one

@@ -186,7 +186,6 @@ extension Gateway {
                 var response = proxy.reject(error, requestID: requestID, logger: logger)
                 let wait: Duration? = refusal.limit == "tokens_too_large" ? nil : refusal.retryAfter
                 for field in Quotas.headers(refusal.status, retryAfter: wait) { response.headers.append(field) }
-                if refusal.limit == "requests" { response.headers[HTTPField.Name("x-ratelimit-remaining-requests")!] = "0" }
                 return response
             }
         }

@@ -41,30 +41,48 @@ package final class Quotas: Sendable {
         return (day, Double(day + 1) * 86_400 - t)
     }
 
-    /// OpenAI's rate-limit headers for a decision.
+    /// OpenAI's rate-limit headers for a decision, as (name, value) pairs.
+    static func pairs(_ status: QuotaBook.Status, retryAfter: Duration? = nil) -> [(String, String)] {
+        var out: [(String, String)] = []
+        out.reserveCapacity(7)
+        if let v = status.limitRequests { out.append(("x-ratelimit-limit-requests", String(v))) }
+        if let v = status.remainingRequests { out.append(("x-ratelimit-remaining-requests", String(v))) }
+        if let v = status.resetRequests { out.append(("x-ratelimit-reset-requests", goDuration(v))) }
+        if let v = status.limitTokens { out.append(("x-ratelimit-limit-tokens", String(v))) }
+        if let v = status.remainingTokens { out.append(("x-ratelimit-remaining-tokens", String(v))) }
+        if let v = status.resetTokens { out.append(("x-ratelimit-reset-tokens", goDuration(v))) }
+        if let retryAfter { out.append(("retry-after", String(max(1, Int(retryAfter.seconds.rounded(.up)))))) }
+        return out
+    }
+
+    static let names: [String: HTTPField.Name] = Dictionary(
+        uniqueKeysWithValues: [
+            "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens", "retry-after",
+        ].map { ($0, HTTPField.Name($0)!) })
+
+    /// The same as HTTP fields (the router path).
     static func headers(_ status: QuotaBook.Status, retryAfter: Duration? = nil) -> HTTPFields {
         var fields = HTTPFields()
-        func set(_ name: String, _ value: String?) {
-            if let value, let field = HTTPField.Name(name) { fields[field] = value }
-        }
-        set("x-ratelimit-limit-requests", status.limitRequests.map(String.init))
-        set("x-ratelimit-remaining-requests", status.remainingRequests.map(String.init))
-        set("x-ratelimit-reset-requests", status.resetRequests.map(goDuration))
-        set("x-ratelimit-limit-tokens", status.limitTokens.map(String.init))
-        set("x-ratelimit-remaining-tokens", status.remainingTokens.map(String.init))
-        set("x-ratelimit-reset-tokens", status.resetTokens.map(goDuration))
-        if let retryAfter { set("retry-after", String(max(1, Int(retryAfter.seconds.rounded(.up))))) }
+        for (name, value) in pairs(status, retryAfter: retryAfter) { fields.append(HTTPField(name: names[name]!, value: value)) }
         return fields
     }
 
     /// `6m0s`, `1.5s`, `20ms`: the form OpenAI's reset headers use.
     static func goDuration(_ d: Duration) -> String {
-        let s = d.seconds
-        if s < 1 { return "\(Int((s * 1000).rounded()))ms" }
-        if s < 60 { return String(format: "%gs", (s * 1000).rounded() / 1000) }
-        let minutes = Int(s / 60)
-        let rest = Int((s - Double(minutes) * 60).rounded())
-        if minutes < 60 { return "\(minutes)m\(rest)s" }
-        return "\(minutes / 60)h\(minutes % 60)m\(rest)s"
+        let ms = Int((d.seconds * 1000).rounded())
+        if ms < 1000 { return "\(ms)ms" }
+        if ms < 60_000 {
+            let fraction = ms % 1000
+            if fraction == 0 { return "\(ms / 1000)s" }
+            var digits = String(fraction)
+            digits = String(repeating: "0", count: 3 - digits.count) + digits
+            while digits.hasSuffix("0") { digits.removeLast() }
+            return "\(ms / 1000).\(digits)s"
+        }
+        let seconds = (ms + 500) / 1000
+        let minutes = seconds / 60
+        if minutes < 60 { return "\(minutes)m\(seconds % 60)s" }
+        return "\(minutes / 60)h\(minutes % 60)m\(seconds % 60)s"
     }
 }

@@ -78,13 +78,26 @@ package struct QuotaBook: Sendable {
     }
 
     package private(set) var plan: Plan
-    var buckets: [String: Bucket] = [:]
-    /// Tokens used per tenant on `day`.
-    var daily: [String: (day: Int, used: Int)] = [:]
+
+    /// One scope's counters: a tenant, or a tenant in a lane.
+    struct Scope: Sendable {
+        var requests: Bucket?
+        var tokens: Bucket?
+        var day = 0
+        var usedToday = 0
+    }
+
+    struct TenantState: Sendable {
+        var all = Scope()
+        var lanes: [String: Scope] = [:]
+    }
+
+    /// By tenant: one lookup per request, no keys built.
+    var states: [String: TenantState] = [:]
 
     package init(plan: Plan) { self.plan = plan }
 
-    /// New limits (a reload): buckets whose size is unchanged keep their level.
+    /// New limits (a reload): buckets keep their level, capped by a smaller new size.
     package mutating func replan(_ plan: Plan) {
         self.plan = plan
     }
@@ -92,81 +105,111 @@ package struct QuotaBook: Sendable {
     /// Admits a request of `tokens` (prompt estimate + max output) for `tenant` in `lane`, or
     /// says which limit refuses it and when to try again. Nothing is charged on a refusal.
     package mutating func admit(tenant: String, lane: String, tokens: Int, now: Duration, day: Int, secondsLeftToday: Double) -> Decision {
-        let scopes: [(key: String, limits: Limits, label: String)] = [
-            plan.tenants[tenant].map { ("\(tenant)", $0, "tenant \(tenant)") },
-            plan.lanes[tenant]?[lane].map { ("\(tenant)/\(lane)", $0, "tenant \(tenant) in lane \(lane)") },
-        ].compactMap { $0 }
+        let tenantLimits = plan.tenants[tenant]
+        let laneLimits = plan.lanes[tenant]?[lane]
+        var state = states[tenant] ?? TenantState()
+        var laneScope = laneLimits == nil ? Scope() : (state.lanes[lane] ?? Scope())
         var status = Status()
         // Check every limit first; charge only when all of them admit.
-        for scope in scopes {
-            if let rpm = scope.limits.requestsPerMinute {
-                var bucket = self.bucket(scope.key + "#r", capacity: Double(rpm), now: now)
-                bucket.refill(now)
-                buckets[scope.key + "#r"] = bucket
-                note(&status, requests: rpm, remaining: bucket.level - 1, reset: bucket.wait(for: bucket.capacity))
-                if bucket.level < 1 {
-                    return .refused(
-                        Refusal(
-                            limit: "requests", retryAfter: bucket.wait(for: 1),
-                            message: "Rate limit reached for \(scope.label): \(rpm) requests per minute.", status: status))
-                }
-            }
-            if let tpm = scope.limits.tokensPerMinute {
-                if tokens > tpm {
-                    return .refused(
-                        Refusal(
-                            limit: "tokens_too_large", retryAfter: .zero,
-                            message:
-                                "Request too large for \(scope.label): \(tokens) tokens (prompt estimate + max_tokens) against a limit of \(tpm) tokens per minute. Lower max_tokens or the prompt.",
-                            status: status))
-                }
-                var bucket = self.bucket(scope.key + "#t", capacity: Double(tpm), now: now)
-                bucket.refill(now)
-                buckets[scope.key + "#t"] = bucket
-                note(&status, tokens: tpm, remaining: bucket.level - Double(tokens), reset: bucket.wait(for: bucket.capacity))
-                if bucket.level < Double(tokens) {
-                    return .refused(
-                        Refusal(
-                            limit: "tokens", retryAfter: bucket.wait(for: Double(tokens)),
-                            message: "Rate limit reached for \(scope.label): \(tpm) tokens per minute; this request needs \(tokens).",
-                            status: status))
-                }
-            }
-            if let budget = scope.limits.tokensPerDay {
-                let used = usedToday(scope.key, day: day)
-                if used + tokens > budget {
-                    return .refused(
-                        Refusal(
-                            limit: "daily_tokens", retryAfter: .seconds(secondsLeftToday),
-                            message:
-                                "Daily token budget of \(scope.label) is spent: \(used) of \(budget) tokens used today (UTC); it renews at midnight UTC.",
-                            status: status))
-                }
-            }
+        if let limits = tenantLimits,
+            let refusal = Self.check(
+                &state.all, limits, label: "tenant \(tenant)", tokens: tokens, now: now, day: day, left: secondsLeftToday, &status)
+        {
+            states[tenant] = state
+            return .refused(refusal)
         }
-        for scope in scopes {
-            if scope.limits.requestsPerMinute != nil { buckets[scope.key + "#r"]!.level -= 1 }
-            if scope.limits.tokensPerMinute != nil { buckets[scope.key + "#t"]!.level -= Double(tokens) }
-            if scope.limits.tokensPerDay != nil { daily[scope.key] = (day, usedToday(scope.key, day: day) + tokens) }
+        if let limits = laneLimits,
+            let refusal = Self.check(
+                &laneScope, limits, label: "tenant \(tenant) in lane \(lane)", tokens: tokens, now: now, day: day, left: secondsLeftToday, &status)
+        {
+            states[tenant] = state
+            return .refused(refusal)
         }
+        if tenantLimits != nil { Self.charge(&state.all, tokens: tokens, day: day) }
+        if laneLimits != nil {
+            Self.charge(&laneScope, tokens: tokens, day: day)
+            state.lanes[lane] = laneScope
+        }
+        states[tenant] = state
         return .admitted(Grant(tenant: tenant, lane: lane, tokens: tokens, status: status))
+    }
+
+    /// Refills `scope`'s buckets to `now`; the refusal when one of `limits` does not admit.
+    static func check(
+        _ scope: inout Scope, _ limits: Limits, label: @autoclosure () -> String, tokens: Int, now: Duration, day: Int, left: Double,
+        _ status: inout Status
+    ) -> Refusal? {
+        if let rpm = limits.requestsPerMinute {
+            var bucket = resized(scope.requests, capacity: Double(rpm), now: now)
+            bucket.refill(now)
+            scope.requests = bucket
+            note(&status, requests: rpm, remaining: bucket.level - 1, reset: bucket.wait(for: bucket.capacity))
+            if bucket.level < 1 {
+                return Refusal(
+                    limit: "requests", retryAfter: bucket.wait(for: 1), message: "Rate limit reached for \(label()): \(rpm) requests per minute.",
+                    status: status)
+            }
+        }
+        if let tpm = limits.tokensPerMinute {
+            if tokens > tpm {
+                return Refusal(
+                    limit: "tokens_too_large", retryAfter: .zero,
+                    message:
+                        "Request too large for \(label()): \(tokens) tokens (prompt estimate + max_tokens) against a limit of \(tpm) tokens per minute. Lower max_tokens or the prompt.",
+                    status: status)
+            }
+            var bucket = resized(scope.tokens, capacity: Double(tpm), now: now)
+            bucket.refill(now)
+            scope.tokens = bucket
+            note(&status, tokens: tpm, remaining: bucket.level - Double(tokens), reset: bucket.wait(for: bucket.capacity))
+            if bucket.level < Double(tokens) {
+                return Refusal(
+                    limit: "tokens", retryAfter: bucket.wait(for: Double(tokens)),
+                    message: "Rate limit reached for \(label()): \(tpm) tokens per minute; this request needs \(tokens).", status: status)
+            }
+        }
+        if let budget = limits.tokensPerDay {
+            if scope.day != day { (scope.day, scope.usedToday) = (day, 0) }
+            if scope.usedToday + tokens > budget {
+                return Refusal(
+                    limit: "daily_tokens", retryAfter: .seconds(left),
+                    message:
+                        "Daily token budget of \(label()) is spent: \(scope.usedToday) of \(budget) tokens used today (UTC); it renews at midnight UTC.",
+                    status: status)
+            }
+        }
+        return nil
+    }
+
+    static func charge(_ scope: inout Scope, tokens: Int, day: Int) {
+        scope.requests?.level -= 1
+        scope.tokens?.level -= Double(tokens)
+        if scope.day == day { scope.usedToday += tokens }
     }
 
     /// The answer's real token count replaces the charge made at admission (unused output is
     /// given back; a longer prompt than estimated is taken).
     package mutating func reconcile(_ grant: Grant, usedTokens: Int, day: Int) {
-        let delta = Double(usedTokens - grant.tokens)
-        for key in ["\(grant.tenant)", "\(grant.tenant)/\(grant.lane)"] {
-            if var bucket = buckets[key + "#t"] {
-                bucket.level = min(bucket.capacity, bucket.level - delta)
-                buckets[key + "#t"] = bucket
-            }
-            if let spent = daily[key], spent.day == day { daily[key] = (day, max(0, spent.used + Int(delta))) }
+        let delta = usedTokens - grant.tokens
+        guard delta != 0, var state = states[grant.tenant] else { return }
+        Self.adjust(&state.all, by: delta, day: day)
+        if var lane = state.lanes[grant.lane] {
+            Self.adjust(&lane, by: delta, day: day)
+            state.lanes[grant.lane] = lane
         }
+        states[grant.tenant] = state
     }
 
-    func bucket(_ key: String, capacity: Double, now: Duration) -> Bucket {
-        guard var bucket = buckets[key] else { return Bucket(level: capacity, capacity: capacity, updated: now) }
+    static func adjust(_ scope: inout Scope, by delta: Int, day: Int) {
+        if var bucket = scope.tokens {
+            bucket.level = min(bucket.capacity, bucket.level - Double(delta))
+            scope.tokens = bucket
+        }
+        if scope.day == day { scope.usedToday = max(0, scope.usedToday + delta) }
+    }
+
+    static func resized(_ bucket: Bucket?, capacity: Double, now: Duration) -> Bucket {
+        guard var bucket else { return Bucket(level: capacity, capacity: capacity, updated: now) }
         if bucket.capacity != capacity {
             bucket.level = min(bucket.level, capacity)
             bucket.capacity = capacity
@@ -174,13 +217,8 @@ package struct QuotaBook: Sendable {
         return bucket
     }
 
-    func usedToday(_ key: String, day: Int) -> Int {
-        guard let spent = daily[key], spent.day == day else { return 0 }
-        return spent.used
-    }
-
     /// Keeps the tightest request and token figures for the headers.
-    func note(_ status: inout Status, requests: Int? = nil, tokens: Int? = nil, remaining: Double, reset: Duration) {
+    static func note(_ status: inout Status, requests: Int? = nil, tokens: Int? = nil, remaining: Double, reset: Duration) {
         let left = max(0, Int(remaining.rounded(.down)))
         if let requests, status.remainingRequests.map({ left < $0 }) ?? true {
             status.limitRequests = requests

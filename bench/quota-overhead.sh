@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Quota overhead: the same gateway with 1,000 tenants, once with every tenant under quotas
+# (requests/min, tokens/min and a daily budget, set high enough that nothing is refused: the cost
+# of the bookkeeping itself) and once without, in front of nginx's fixed answer. wrk at 32
+# connections sends each request with a random one of the 1,000 keys. Runs alternate (off, on,
+# off, on) so drift on a shared machine hits both alike. Loopback only; each run is DURATION s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${DURATION:-10}"
+CONNS="${CONNS:-32}"
+TENANTS="${TENANTS:-1000}"
+command -v nginx >/dev/null && command -v wrk >/dev/null || {
+  echo "installing nginx and wrk from Debian" >&2
+  apt-get update -qq && apt-get install -y -qq nginx wrk >/dev/null
+}
+[ -x .build/release/switchyard ] || swift build -c release --product switchyard >&2
+trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
+work="$(mktemp -d)"
+chmod 755 "$work"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(free_port); ON=$(free_port); OFF=$(free_port)
+source bench/fixed-origin.sh
+cat > "$work/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$UP;
+    location = /health { return 200 'ok'; }
+    location /v1/chat/completions { default_type application/json; return 200 '$completion'; }
+  }
+}
+NGINX
+nginx -c "$work/nginx.conf" -p "$work"
+# 1,000 tenants with their keys; the same tenants with and without limits.
+python3 - "$work" "$TENANTS" "$UP" <<'PY'
+import hashlib, secrets, sys
+work, n, up = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+keys = [f"sk-bench-{secrets.token_hex(16)}" for _ in range(n)]
+for name, limits in (("on", ", limits: { requests_per_minute: 100000000, tokens_per_minute: 1000000000, tokens_per_day: 1000000000000 }"), ("off", "")):
+    with open(f"{work}/{name}.yaml", "w") as f:
+        f.write("tenants:\n")
+        for i, k in enumerate(keys):
+            f.write(f"  - {{ name: t{i}, api_key_sha256: {hashlib.sha256(k.encode()).hexdigest()}{limits} }}\n")
+        f.write(f"models: [{{ name: bench, backends: [{{ url: 'http://127.0.0.1:{up}/v1' }}] }}]\n")
+with open(f"{work}/keys.lua", "w") as f:
+    f.write("keys = {" + ",".join(f'"{k}"' for k in keys) + "}\n")
+    f.write('body = \'{"model":"bench","messages":[{"role":"user","content":"Say something"}],"max_tokens":16}\'\n')
+    f.write('request = function()\n  return wrk.format("POST", "/v1/chat/completions", {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. keys[math.random(#keys)]}, body)\nend\n')
+PY
+for mode in on off; do
+  port=$([ $mode = on ] && echo "$ON" || echo "$OFF")
+  .build/release/switchyard serve --config "$work/$mode.yaml" --host 127.0.0.1 --port "$port" --log-level error --data-dir "$work/data-$mode" \
+    >"$work/$mode.log" 2>&1 &
+  echo $! > "$work/$mode.pid"
+done
+for port in "$ON" "$OFF"; do
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+done
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+run() { # mode round -> "rps cpu_us_per_request non2xx"
+  local pid port before
+  pid=$(cat "$work/$1.pid"); port=$([ "$1" = on ] && echo "$ON" || echo "$OFF")
+  before=$(ticks "$pid")
+  wrk -t2 -c"$CONNS" -d"${DURATION}s" -s "$work/keys.lua" "http://127.0.0.1:$port/v1/chat/completions" >"$work/$1-$2.txt" 2>&1
+  local cpu=$(( $(ticks "$pid") - before ))
+  awk -v cpu="$cpu" -v hz="$HZ" '/Requests\/sec/ { rps=$2 } / requests in / { n=$1 } /Non-2xx/ { bad=$NF }
+    END { printf "%.0f %.1f %s\n", rps, cpu*1e6/hz/n, (bad==""?0:bad) }' "$work/$1-$2.txt"
+}
+echo "== $TENANTS tenants, random key per request, wrk -c$CONNS, ${DURATION}s per run"
+printf "%-10s %10s %12s %8s\n" quotas "req/s" "CPU us/req" "non-2xx"
+declare -a on_rps off_rps on_cpu off_cpu
+for round in 1 2; do
+  for mode in off on; do
+    read -r rps cpu bad < <(run $mode $round)
+    printf "%-10s %10s %12s %8s\n" "$mode" "$rps" "$cpu" "$bad"
+    if [ $mode = on ]; then on_rps+=("$rps"); on_cpu+=("$cpu"); else off_rps+=("$rps"); off_cpu+=("$cpu"); fi
+  done
+done
+python3 - "${on_rps[*]}" "${off_rps[*]}" "${on_cpu[*]}" "${off_cpu[*]}" <<'PY'
+import sys
+on, off, onc, offc = ([float(x) for x in a.split()] for a in sys.argv[1:])
+print(f"quotas on / off throughput: {sum(on)/sum(off):.3f}  (target >= 0.95)")
+print(f"CPU per request on / off: {sum(onc)/len(onc):.1f} / {sum(offc)/len(offc):.1f} us = {sum(onc)/sum(offc):.3f}")
+PY
+for mode in off on; do
+  port=$([ $mode = on ] && echo "$ON" || echo "$OFF")
+  echo "$mode: $(curl -s "http://127.0.0.1:$port/metrics" | grep '^switchyard_fast_path_total' | tr '\n' ' ')"
+done
+grep -q "x-ratelimit" <(curl -si "http://127.0.0.1:$ON/v1/chat/completions" -H 'content-type: application/json' \
+  -H "authorization: Bearer $(sed -n 's/^keys = {"\([^"]*\)".*/\1/p' "$work/keys.lua")" \
+  -d '{"model":"bench","messages":[{"role":"user","content":"hi"}]}') && echo "check: the quota gateway answers with x-ratelimit-* headers" \
+  || { echo "check FAILED: no x-ratelimit headers from the quota gateway" >&2; exit 1; }
