@@ -20,22 +20,7 @@ chmod 755 "$work"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port); ON=$(free_port); OFF=$(free_port)
 source bench/fixed-origin.sh
-cat > "$work/nginx.conf" <<NGINX
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$UP;
-    location = /health { return 200 'ok'; }
-    location /v1/chat/completions { default_type application/json; return 200 '$completion'; }
-  }
-}
-NGINX
-nginx -c "$work/nginx.conf" -p "$work"
+start_fixed_nginx "$work" "$UP"
 # 1,000 tenants with their keys; the same tenants with and without limits.
 python3 - "$work" "$TENANTS" "$UP" <<'PY'
 import hashlib, secrets, sys

@@ -76,25 +76,12 @@ import Testing
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let (cert, key) = try KubeLiveAPITests.certificate(in: dir)
-        var tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(cert.utf8)).map { .certificate($0) },
-            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(key.utf8), format: .pem)))
-        tls.minimumTLSVersion = .tlsv12
-        var logger = Logger(label: "kube-api")
-        logger.logLevel = .critical
         let api = FakeAPI()
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let app = Application(
-            router: api.router(), server: try .tls(.http1(), tlsConfiguration: tls),
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)), onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) },
-            logger: logger)
-        let server = Task { try await app.runUntilCancelled() }
+        let (apiPort, server) = try await KubeLiveAPITests.serveTLS(api.router(), cert: cert, key: key)
         defer {
             api.endWatches()
             server.cancel()
         }
-        var iterator = ports.makeAsyncIterator()
-        let apiPort = try #require(await iterator.next())
         let kubeconfig = try KubeLiveAPITests.kubeconfig(dir, port: apiPort, ca: cert, token: KubeLiveAPITests.token)
 
         let (a, b) = (TestUpstream(), TestUpstream())

@@ -67,6 +67,28 @@ import Testing
         return router
     }
 
+    /// Serves `router` over TLS with `cert` on a free loopback port; cancel the task to stop it.
+    static func serveTLS(_ router: Router<BasicRequestContext>, cert: String, key: String) async throws -> (Int, Task<Void, any Error>) {
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(cert.utf8)).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(key.utf8), format: .pem)))
+        tls.minimumTLSVersion = .tlsv12
+        var logger = Logger(label: "kube-api")
+        logger.logLevel = .critical
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        let app = Application(
+            router: router, server: try .tls(.http1(), tlsConfiguration: tls),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)), onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) },
+            logger: logger)
+        let server = Task { try await app.runUntilCancelled() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else {
+            server.cancel()
+            throw CancellationError()
+        }
+        return (port, server)
+    }
+
     static func kubeconfig(_ dir: URL, port: Int, ca: String, token: String) throws -> String {
         let path = dir.appendingPathComponent("kubeconfig-\(UUID().uuidString)").path
         try """
@@ -93,21 +115,8 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         let (cert, key) = try Self.certificate(in: dir)
         let other = try Self.certificate(in: dir.appendingPathComponent("other", isDirectory: true).creatingDirectory())
-        var tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(cert.utf8)).map { .certificate($0) },
-            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(key.utf8), format: .pem)))
-        tls.minimumTLSVersion = .tlsv12
-        var logger = Logger(label: "kube-api")
-        logger.logLevel = .critical
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let app = Application(
-            router: Self.router(), server: try .tls(.http1(), tlsConfiguration: tls),
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)), onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) },
-            logger: logger)
-        let server = Task { try await app.runUntilCancelled() }
+        let (port, server) = try await Self.serveTLS(Self.router(), cert: cert, key: key)
         defer { server.cancel() }
-        var iterator = ports.makeAsyncIterator()
-        let port = try #require(await iterator.next())
 
         let good = try Self.kubeconfig(dir, port: port, ca: cert, token: Self.token)
         let (status, output) = try await BenchCommandTests.runDetached(

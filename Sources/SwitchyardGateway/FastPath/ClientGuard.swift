@@ -68,6 +68,15 @@ final class ClientGuard {
         timer = raw.eventLoop.scheduleTask(in: .nanoseconds(Int64(after.seconds * 1e9))) { action() }
     }
 
+    /// A request body is arriving: it may pause for at most `body_idle_timeout`.
+    func armBodyTimeout() {
+        arm(limits.bodyIdleTimeout) { [self] in
+            refuse(
+                408, "read_timeout", "The request body paused for \(limits.bodyIdleTimeout.formatted) (server.limits.body_idle_timeout).",
+                code: "request_timeout")
+        }
+    }
+
     func idle() {
         phase = .idle
         arm(limits.idleTimeout) { [self] in
@@ -162,12 +171,7 @@ final class ClientBytesHandler: ChannelDuplexHandler {
                     code: "request_timeout")
             }
         case .readingBody:
-            g.arm(g.limits.bodyIdleTimeout) {
-                g.refuse(
-                    408, "read_timeout",
-                    "The request body paused for \(g.limits.bodyIdleTimeout.formatted) (server.limits.body_idle_timeout).",
-                    code: "request_timeout")
-            }
+            g.armBodyTimeout()
         case .readingHead, .answering:
             break
         }
@@ -198,11 +202,7 @@ final class ClientRequestHandler: ChannelDuplexHandler {
                 return
             }
             g.phase = .readingBody
-            g.arm(g.limits.bodyIdleTimeout) {
-                g.refuse(
-                    408, "read_timeout", "The request body paused for \(g.limits.bodyIdleTimeout.formatted) (server.limits.body_idle_timeout).",
-                    code: "request_timeout")
-            }
+            g.armBodyTimeout()
         case .body:
             break
         case .end:
