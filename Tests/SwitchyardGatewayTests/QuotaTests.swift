@@ -74,6 +74,29 @@ import Testing
         }
     }
 
+    @Test func aTenantAtItsStreamLimitIsRefusedUntilAStreamEnds() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { port in
+            var config = try Self.config(port: port)
+            config.tenants[1].maxConcurrentStreams = 1
+            try await GatewayHarness.with(config) { gateway, base in
+                let url = "\(base)/v1/chat/completions"
+                let auth = ["authorization": "Bearer \(Self.keyB)"]
+                async let held = TestClient.post(url, TestClient.chat(stream: true, extra: #","hold":true"#), headers: auth)
+                #expect(await Poll.until { gateway.proxy.streams.count("team-b") == 1 })
+                let second = try await TestClient.post(url, TestClient.chat(stream: true), headers: auth)
+                #expect(second.status == 429 && second.body.contains("too_many_streams"), "\(second.body)")
+                #expect(
+                    try await TestClient.post(url, TestClient.chat(), headers: auth).status == 200, "a request that is not a stream is not counted")
+                upstream.release()
+                #expect(try await held.status == 200)
+                #expect(await Poll.until { gateway.proxy.streams.count("team-b") == 0 }, "given back when the stream ended")
+                #expect(try await TestClient.post(url, TestClient.chat(stream: true), headers: auth).status == 200)
+                #expect(ClientLimitsTests.refused(gateway, "streams_per_tenant") == 1, "counted once though both paths looked")
+            }
+        }
+    }
+
     @Test func resetTimesReadLikeOpenAIs() {
         #expect(Quotas.goDuration(.milliseconds(20)) == "20ms")
         #expect(Quotas.goDuration(.milliseconds(1500)) == "1.5s")

@@ -81,8 +81,9 @@ package enum ConfigLoader {
                 }
                 var tenant = TenantConfig(name: name, apiKeySHA256: lower)
                 if let w = m["weight"], let v = r.double(w, "\(path).weight", min: 0, max: 1000, exclusiveMin: true) { tenant.weight = v }
-                if let n = m["limits"], let lm = r.mapping(n, "\(path).limits", allowed: RateLimits.fields + ["lanes"]) {
+                if let n = m["limits"], let lm = r.mapping(n, "\(path).limits", allowed: RateLimits.fields + ["lanes", "concurrent_streams"]) {
                     tenant.limits = decodeRateLimits(lm, "\(path).limits", reader: &r)
+                    if let n = lm["concurrent_streams"] { tenant.maxConcurrentStreams = r.int(n, "\(path).limits.concurrent_streams", min: 1) }
                     if let lanesNode = m["limits"].flatMap({ _ in lm["lanes"] }), case .mapping(let lanes) = lanesNode {
                         for (key, value) in lanes {
                             guard let lane = key.string else { continue }

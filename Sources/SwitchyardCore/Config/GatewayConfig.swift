@@ -72,6 +72,8 @@ package struct TenantConfig: Sendable, Equatable {
     package var limits = RateLimits()
     /// Quotas in one lane, beside `limits`.
     package var laneLimits: [String: RateLimits] = [:]
+    /// Streaming requests in flight at most (nil: unlimited); more → 429.
+    package var maxConcurrentStreams: Int?
 
     package init(name: String, apiKeySHA256: String, weight: Double = 1) {
         self.name = name

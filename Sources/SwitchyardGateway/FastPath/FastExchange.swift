@@ -20,6 +20,7 @@ final class FastExchange: ExchangeSink {
     private var driver: ExchangeDriver?
     /// The quota charged for it, carried into a hand-back.
     private let quota: QuotaBook.Grant?
+    private let streamSlot: Bool
 
     init(
         fastPath: FastPath, handler: FastPathHandler, head: HTTPRequestHead, body: ByteBuffer, request: ProxyRequest, pool: ModelPool,
@@ -28,6 +29,7 @@ final class FastExchange: ExchangeSink {
     ) {
         self.extraHeaders = extraHeaders
         quota = request.quota
+        streamSlot = request.streamSlot
         self.fastPath = fastPath
         self.handler = handler
         self.head = head
@@ -36,8 +38,8 @@ final class FastExchange: ExchangeSink {
         var record = Proxy.Record(
             start: start,
             request: Proxy.ProxyRequestSummary(
-                id: request.requestID, quota: request.quota, tenant: request.tenant, model: request.model, lane: request.lane,
-                stream: request.stream),
+                id: request.requestID, quota: request.quota, streamSlot: request.streamSlot, tenant: request.tenant, model: request.model,
+                lane: request.lane, stream: request.stream),
             model: request.model)
         record.attempts = 1
         record.backend = lease.backend.id
@@ -105,7 +107,7 @@ final class FastExchange: ExchangeSink {
             self,
             prior: Proxy.PriorAttempt(
                 start: driver.record.start, replica: driver.lease.index, backend: driver.lease.backend.id,
-                route: driver.record.route ?? "least_load", failure: failure, quota: quota))
+                route: driver.record.route ?? "least_load", failure: failure, quota: quota, streamSlot: streamSlot))
     }
 
     /// Not expected (the fast path serves no preemptible lane): the request waits in its lane again.

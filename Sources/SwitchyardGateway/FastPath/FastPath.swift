@@ -96,6 +96,11 @@ final class FastPath: Sendable {
             pool.release(lease, outcome: .neutral)
             return nil
         }
+        // A tenant at its concurrent-stream limit: the router answers (and counts) the refusal.
+        if proxy.takeStreamSlot(&request, countRefusal: false) != nil {
+            pool.release(lease, outcome: .neutral)
+            return nil
+        }
         // The tenant's quotas: a refusal is answered by the router (it decides again, and
         // nothing was charged here).
         var quotaHeaders = HTTPHeaders()
@@ -105,6 +110,7 @@ final class FastPath: Sendable {
                     tenant: tenant, lane: request.lane, tokens: ticket.inputTokens + ticket.maxOutputTokens)
             else {
                 pool.release(lease, outcome: .neutral)
+                if request.streamSlot { proxy.streams.release(tenant) }
                 return nil
             }
             request.quota = grant

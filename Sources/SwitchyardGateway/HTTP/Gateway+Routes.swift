@@ -168,6 +168,11 @@ extension Gateway {
         }
         var quotaHeaders: HTTPFields?
         let prior = fastPath.withLock { $0 }?.takeHandBack(context.channel)
+        if prior?.streamSlot == true {
+            parsed.streamSlot = true
+        } else if let refusal = proxy.takeStreamSlot(&parsed) {
+            return proxy.reject(refusal, requestID: requestID, logger: logger)
+        }
         if let grant = prior?.quota {
             // Charged on the fast path before it handed the request over.
             parsed.quota = grant
@@ -179,6 +184,7 @@ extension Gateway {
                 quotaHeaders = Quotas.headers(grant.status)
             case .refused(let refusal):
                 metrics.quotaRefused(tenant: tenant, limit: refusal.limit)
+                if parsed.streamSlot { proxy.streams.release(tenant) }
                 let error = APIError(
                     status: 429, message: refusal.message,
                     type: refusal.limit == "requests" ? "requests" : refusal.limit == "daily_tokens" ? "insufficient_quota" : "tokens",

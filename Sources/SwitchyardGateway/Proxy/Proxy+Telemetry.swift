@@ -42,6 +42,7 @@ extension Proxy {
             return
         }
         metrics.requestFinished(model: record.request.model, lane: lane, code: record.status, duration: total)
+        if record.request.streamSlot { streams.release(record.request.tenant) }
         if let grant = record.request.quota {
             // What the answer really used replaces the charge (a failed request uses nothing).
             let used = record.status < 400 ? (record.promptTokens ?? 0) + (record.completionTokens ?? 0) : 0

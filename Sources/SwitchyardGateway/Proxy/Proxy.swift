@@ -22,6 +22,8 @@ package final class Proxy: Sendable {
     var config: GatewayConfig { live.current.config }
     let watch: ClientConnectionWatch
     let quotas: Quotas?
+    /// Streams in flight per tenant, released when each ends (``log(_:logger:)``).
+    let streams = StreamCounts()
     /// Fired when the shutdown grace runs out (see ``Gateway``).
     let shutdownNotice = ShutdownNotice()
     /// Each event loop's keep-alive connections to the backends, used by both paths.
@@ -111,6 +113,8 @@ package final class Proxy: Sendable {
         let id: String
         /// The quota charged at admission, reconciled with `usage` when the request ends.
         var quota: QuotaBook.Grant?
+        /// Holds one of its tenant's concurrent-stream slots, given back when it ends.
+        var streamSlot = false
         var tenant = "anonymous"
         let model: String
         let lane: String
@@ -129,6 +133,22 @@ package final class Proxy: Sendable {
         let failure: RetryableFailure
         /// The quota the fast path charged: the router continues under it (no second charge).
         var quota: QuotaBook.Grant?
+        /// The stream slot the fast path took.
+        var streamSlot = false
+    }
+
+    /// Takes a concurrent-stream slot for a streaming request of a tenant that has a limit;
+    /// the refusal when it has none left.
+    func takeStreamSlot(_ request: inout ProxyRequest, countRefusal: Bool = true) -> APIError? {
+        guard request.stream, let limit = live.current.streamLimits[request.tenant] else { return nil }
+        guard streams.acquire(request.tenant, limit: limit) else {
+            if countRefusal { metrics.refused(reason: "streams_per_tenant") }
+            return APIError(
+                status: 429, message: "Tenant \(request.tenant) already has \(limit) streams open (limits.concurrent_streams); wait for one to end.",
+                type: "requests", code: "too_many_streams", retryAfterSeconds: 1)
+        }
+        request.streamSlot = true
+        return nil
     }
 
     func handle(_ request: ProxyRequest, channel: (any Channel)?, prior: PriorAttempt? = nil, logger: Logger) async -> Response {
@@ -144,7 +164,8 @@ package final class Proxy: Sendable {
         var record = Record(
             start: start,
             request: ProxyRequestSummary(
-                id: request.requestID, quota: request.quota, tenant: request.tenant, model: request.model, lane: request.lane,
+                id: request.requestID, quota: request.quota, streamSlot: request.streamSlot, tenant: request.tenant, model: request.model,
+                lane: request.lane,
                 stream: request.stream, coalescedInputs: request.coalesced?.inputs),
             model: request.model)
         record.sink = request.coalesced

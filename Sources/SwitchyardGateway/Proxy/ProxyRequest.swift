@@ -21,6 +21,8 @@ package struct ProxyRequest: Sendable {
     package var tenant = "anonymous"
     /// What the tenant's quotas charged for it at admission.
     package var quota: QuotaBook.Grant?
+    /// It holds one of its tenant's concurrent-stream slots.
+    package var streamSlot = false
 
     /// From `x-switchyard-lane`, else `streaming` for `"stream": true`, else `realtime`.
     package var lane: String

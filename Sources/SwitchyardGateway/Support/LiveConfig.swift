@@ -16,6 +16,8 @@ package final class ActiveConfig: Sendable {
     package let loadedAt: Date
     /// API keys (by their SHA-256) → tenant names.
     let tenantKeys: TenantKeys
+    /// Tenants' `limits.concurrent_streams`.
+    let streamLimits: [String: Int]
 
     init(config: GatewayConfig, text: String, origin: String, loadedAt: Date = Date()) {
         self.config = config
@@ -24,6 +26,8 @@ package final class ActiveConfig: Sendable {
         self.loadedAt = loadedAt
         hash = Self.hash(text.isEmpty ? String(describing: config) : text)
         tenantKeys = TenantKeys(config.tenants)
+        streamLimits = Dictionary(
+            config.tenants.compactMap { t in t.maxConcurrentStreams.map { (t.name, $0) } }, uniquingKeysWith: { a, _ in a })
     }
 
     static func hash(_ text: String) -> String { String(Digest.sha256Hex(text).prefix(16)) }
@@ -64,4 +68,28 @@ final class LiveConfig: Sendable {
     func replace(with next: ActiveConfig) {
         state.withLock { $0 = (next, $0.current) }
     }
+}
+
+/// Streaming requests in flight per tenant (`limits.concurrent_streams`).
+final class StreamCounts: Sendable {
+    private let counts = Mutex<[String: Int]>([:])
+
+    /// Takes a slot for `tenant`; false (nothing taken) when it already has `limit` streams.
+    func acquire(_ tenant: String, limit: Int) -> Bool {
+        counts.withLock { map in
+            let now = map[tenant, default: 0]
+            guard now < limit else { return false }
+            map[tenant] = now + 1
+            return true
+        }
+    }
+
+    func release(_ tenant: String) {
+        counts.withLock { map in
+            let left = map[tenant, default: 1] - 1
+            map[tenant] = left > 0 ? left : nil
+        }
+    }
+
+    func count(_ tenant: String) -> Int { counts.withLock { $0[tenant] ?? 0 } }
 }
