@@ -93,7 +93,7 @@ package struct DNSResolver: Sendable {
     /// Every address of `name` (A and AAAA), each with `port`.
     package func addresses(_ name: String, port: Int) async throws(Failure) -> Resolution {
         let (records, _) = try await lookup(name, types: [.a, .aaaa])
-        return Self.resolution(records, port: { _ in port })
+        return Self.resolution(records, port: port)
     }
 
     /// Every target of `name`'s SRV records with its port; targets' addresses from the answer's
@@ -118,12 +118,12 @@ package struct DNSResolver: Sendable {
         return Resolution(endpoints: Array(Set(endpoints)).sorted(), ttl: .seconds(ttl == .max ? 0 : Int64(ttl)))
     }
 
-    static func resolution(_ records: [DNSMessage.Record], port: (String) -> Int) -> Resolution {
+    static func resolution(_ records: [DNSMessage.Record], port: Int) -> Resolution {
         var endpoints: Set<Resolution.Endpoint> = []
         var ttl = UInt32.max
         for record in records {
             guard case .address(let host) = record.data else { continue }
-            endpoints.insert(.init(host: host, port: port(host)))
+            endpoints.insert(.init(host: host, port: port))
             ttl = min(ttl, record.ttl)
         }
         return Resolution(endpoints: endpoints.sorted(), ttl: .seconds(ttl == .max ? 0 : Int64(ttl)))

@@ -104,11 +104,8 @@ final class FastPath: Sendable {
         // The tenant's quotas: a refusal is answered by the router (it decides again, and
         // nothing was charged here).
         var quotaHeaders = HTTPHeaders()
-        if gateway.quotas.applies(to: tenant) {
-            guard
-                case .admitted(let grant) = gateway.quotas.admit(
-                    tenant: tenant, lane: request.lane, tokens: ticket.inputTokens + ticket.maxOutputTokens)
-            else {
+        if let decision = gateway.quotas.admit(tenant: tenant, lane: request.lane, tokens: ticket.inputTokens + ticket.maxOutputTokens) {
+            guard case .admitted(let grant) = decision else {
                 pool.release(lease, outcome: .neutral)
                 if request.streamSlot { proxy.streams.release(tenant) }
                 return nil

@@ -178,12 +178,8 @@ struct ConfigWatcher: Service {
                     }
                 }
             }
-            await gracefulShutdownSignal()
+            try? await gracefulShutdown()
             group.cancelAll()
         }
-    }
-
-    private func gracefulShutdownSignal() async {
-        try? await gracefulShutdown()
     }
 }

@@ -177,8 +177,8 @@ extension Gateway {
             // Charged on the fast path before it handed the request over.
             parsed.quota = grant
             quotaHeaders = Quotas.headers(grant.status)
-        } else if quotas.applies(to: tenant) {
-            switch quotas.admit(tenant: tenant, lane: parsed.lane, tokens: parsed.estimatedInputTokens + parsed.maxOutputTokens) {
+        } else if let decision = quotas.admit(tenant: tenant, lane: parsed.lane, tokens: parsed.estimatedInputTokens + parsed.maxOutputTokens) {
+            switch decision {
             case .admitted(let grant):
                 parsed.quota = grant
                 quotaHeaders = Quotas.headers(grant.status)

@@ -20,13 +20,14 @@ package final class Quotas: Sendable {
 
     func replan(_ plan: QuotaBook.Plan) { book.withLock { $0.replan(plan) } }
 
-    /// True when `tenant` has any limit (its requests then take the router path).
-    func applies(to tenant: String) -> Bool { book.withLock { $0.plan.hasLimits(tenant) } }
-
-    func admit(tenant: String, lane: String, tokens: Int) -> QuotaBook.Decision {
+    /// The quotas' decision for a request; nil when `tenant` has no limits (one lock either way).
+    func admit(tenant: String, lane: String, tokens: Int) -> QuotaBook.Decision? {
         let (day, left) = Self.day(wallClock())
         let now = ContinuousClock.now - origin
-        return book.withLock { $0.admit(tenant: tenant, lane: lane, tokens: tokens, now: now, day: day, secondsLeftToday: left) }
+        return book.withLock { book in
+            guard book.plan.hasLimits(tenant) else { return nil }
+            return book.admit(tenant: tenant, lane: lane, tokens: tokens, now: now, day: day, secondsLeftToday: left)
+        }
     }
 
     func reconcile(_ grant: QuotaBook.Grant, usedTokens: Int) {
