@@ -185,6 +185,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 "SwitchyardEvidence",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -200,6 +202,7 @@ let package = Package(
         .testTarget(
             name: "SwitchyardGatewayTests",
             dependencies: [
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 "SwitchyardGateway",
                 "SwitchyardBatch",
                 "SwitchyardTestSupport",

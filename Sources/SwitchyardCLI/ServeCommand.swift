@@ -86,7 +86,9 @@ struct ServeCommand: AsyncParsableCommand {
         let gateway = Gateway(config: config, logger: logger, batch: batch, source: source)
         let worker = BatchWorker(service: batch, executor: gateway, logger: logger)
         let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
-        let announcer = ReadyAnnouncer(host: config.server.host, models: config.models.map(\.name), started: started, waiting: !replicas.isEmpty)
+        let announcer = ReadyAnnouncer(
+            host: config.server.host, https: config.server.tls != nil, models: config.models.map(\.name), started: started,
+            waiting: !replicas.isEmpty)
         let supervisors = ManagedServers.supervisors(replicas, gateway: gateway, directory: directory, client: client, logger: logger) {
             announcer.ready()
         }
@@ -146,11 +148,13 @@ struct ServeCommand: AsyncParsableCommand {
 final class ReadyAnnouncer: Sendable {
     private let state: Mutex<(port: Int?, ready: Bool, printed: Bool)>
     let host: String
+    let scheme: String
     let models: [String]
     let started: ContinuousClock.Instant
 
-    init(host: String, models: [String], started: ContinuousClock.Instant, waiting: Bool) {
+    init(host: String, https: Bool = false, models: [String], started: ContinuousClock.Instant, waiting: Bool) {
         self.host = host
+        scheme = https ? "https" : "http"
         self.models = models
         self.started = started
         state = Mutex((nil, !waiting, false))
@@ -167,7 +171,7 @@ final class ReadyAnnouncer: Sendable {
             return port
         }
         guard let port else { return }
-        let base = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+        let base = "\(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(port)"
         let elapsed = String(format: "%.1f", (ContinuousClock.now - started).seconds)
         let text = """
             switchyard: ready in \(elapsed)s, serving \(models.joined(separator: ", ")) at \(base)/v1

@@ -49,6 +49,8 @@ package final class Gateway: Sendable {
     package let quotas: Quotas
     /// Open connections per client address (`server.limits.max_connections_per_client`).
     let clientConnections = ClientConnectionCounts()
+    /// The listener's TLS context (`server.tls`), set when `run` starts; read again on SIGHUP.
+    let listenerTLS = Mutex<ListenerTLS?>(nil)
     /// The Files and Batches APIs; nil: not served.
     package let batch: BatchService?
 
@@ -134,11 +136,15 @@ package final class Gateway: Sendable {
     ) async throws {
         let fastPath = config.server.fastPath ? FastPath(gateway: self) : nil
         self.fastPath.withLock { $0 = fastPath }
+        let tls = try config.server.tls.map(ListenerTLS.init)
+        listenerTLS.withLock { $0 = tls }
+        if let tls { metrics.tlsCertificateExpiry(tls.notAfter) }
         let app = Application(
             router: makeRouter(),
             server: HTTPServerBuilder { [config, metrics, clientConnections] responder in
                 GatewayChannel(
-                    responder: responder, fastPath: fastPath, limits: config.server.limits, metrics: metrics, connections: clientConnections)
+                    responder: responder, fastPath: fastPath, limits: config.server.limits, metrics: metrics, connections: clientConnections,
+                    tls: tls)
             },
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "switchyard"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import SwitchyardCore
@@ -57,6 +58,30 @@ import Testing
                 "models[1].routing.policy", "models[1].timeouts.idle", "models[1].fallback[0]",
             ]
         }
+    }
+
+    @Test func tlsFilesMustBeReadableAndAdminCertificatesNeedAClientCA() throws {
+        let file = "/tmp/sy-config-tls-\(UInt32.random(in: 0...UInt32.max)).pem"
+        try "x".write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let models = "models:\n  - { name: a, backends: [{ url: 'http://127.0.0.1:1/v1' }] }\n"
+        let on = try ConfigLoader.load(yaml: "server: { tls: { cert: \(file), key: \(file), client_ca: \(file) } }\n" + models)
+        #expect(on.server.tls == ListenerTLSConfig(certFile: file, keyFile: file, clientCAFile: file))
+        #expect(on.admin.clientCertificate, "a client CA puts client certificates on the admin API by default")
+        let off = try ConfigLoader.load(
+            yaml: "server: { tls: { cert: \(file), key: \(file), client_ca: \(file) } }\nadmin: { client_certificate: off }\n" + models)
+        #expect(!off.admin.clientCertificate)
+        let error = try #require(throws: ConfigError.self) {
+            try ConfigLoader.load(
+                yaml: """
+                    server: { tls: { cert: /nonexistent/cert.pem } }
+                    admin: { client_certificate: required, client_subjects: [ops] }
+                    upstream: { ca_file: /nonexistent/ca.pem }
+
+                    """ + models)
+        }
+        #expect(Set(error.issues.map(\.path)) == ["server.tls.cert", "server.tls.key", "admin.client_certificate", "upstream.ca_file"])
+        #expect(error.description.contains("cannot read '/nonexistent/cert.pem'"))
     }
 
     @Test func messagesSayWhatIsAllowed() throws {

@@ -42,7 +42,7 @@ import Testing
             }
             guard
                 let url = banner.split(whereSeparator: { $0 == " " || $0 == "\n" }).first(where: {
-                    $0.hasPrefix("http://127.0.0.1:") && $0.hasSuffix("/v1")
+                    ($0.hasPrefix("http://127.0.0.1:") || $0.hasPrefix("https://127.0.0.1:")) && $0.hasSuffix("/v1")
                 })
             else {
                 process.terminate()

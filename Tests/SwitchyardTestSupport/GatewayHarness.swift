@@ -62,7 +62,7 @@ package enum GatewayHarness {
             guard let port = await iterator.next() else { throw CancellationError() }
             if waitForDiscovery { await gateway.startDiscoveryFinished() }
             do {
-                let result = try await body(gateway, "http://127.0.0.1:\(port)")
+                let result = try await body(gateway, "\(config.server.tls == nil ? "http" : "https")://127.0.0.1:\(port)")
                 await gateway.shutdown()
                 try await group.waitForAll()
                 return result

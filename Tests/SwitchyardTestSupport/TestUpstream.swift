@@ -1,9 +1,11 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdTLS
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import SwitchyardCore
 import SwitchyardEvidence
 import Synchronization
@@ -276,10 +278,12 @@ package final class TestUpstream: Sendable {
     }
 
     /// Runs the upstream on a free loopback port for the duration of `body`.
-    package func run<T: Sendable>(_ body: @escaping @Sendable (Int) async throws -> T) async throws -> T {
+    /// - Parameter tls: serve HTTPS with this configuration.
+    package func run<T: Sendable>(tls: TLSConfiguration? = nil, _ body: @escaping @Sendable (Int) async throws -> T) async throws -> T {
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
         let app = Application(
-            router: router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            router: router(), server: try tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             onServerRunning: { portContinuation.yield($0.localAddress?.port ?? 0) },
             logger: {
                 var l = Logger(label: "test-upstream")

@@ -44,6 +44,15 @@ package struct ConfigDiff: Sendable, Equatable {
                 old.admin.token == nil ? "token set (admin API on)" : new.admin.token == nil ? "token removed (admin API off)" : "token replaced"
             add("admin.token", "admin", text, restart: false)
         }
+        if old.admin.clientCertificate != new.admin.clientCertificate {
+            add(
+                "admin.client_certificate", "admin",
+                new.admin.clientCertificate ? "client certificate now required" : "client certificate no longer required", restart: false)
+        }
+        if old.admin.clientSubjects != new.admin.clientSubjects {
+            let names = new.admin.clientSubjects.isEmpty ? "any the client CA issued" : new.admin.clientSubjects.joined(separator: ", ")
+            add("admin.client_subjects", "admin", "allowed certificate subjects: \(names)", restart: false)
+        }
         tenants(old.tenants, new.tenants)
         lanes(old.lanes, new.lanes)
         models(old.models, new.models)

@@ -105,16 +105,20 @@ package enum ConfigLoader {
                 config.tenants.append(tenant)
             }
         }
-        if let node = top["admin"], let m = r.mapping(node, "admin", allowed: ["token"]) {
-            if let n = m["token"], let v = r.secret(n, "admin.token") {
-                if v.count < 16 { r.fail("admin.token", "must be at least 16 characters", n) } else { config.admin.token = v }
-            }
-        }
         if let node = top["server"],
             let m = r.mapping(
-                node, "server", allowed: ["host", "port", "max_body_bytes", "shutdown_grace", "drain_delay", "fast_path", "limits"])
+                node, "server", allowed: ["host", "port", "max_body_bytes", "shutdown_grace", "drain_delay", "fast_path", "limits", "tls"])
         {
             if let n = m["limits"] { decodeLimits(n, into: &config.server.limits, reader: &r) }
+            if let n = m["tls"], let t = r.mapping(n, "server.tls", allowed: ["cert", "key", "client_ca"]) {
+                for field in ["cert", "key"] where t[field] == nil { r.fail("server.tls.\(field)", "required (a PEM file)", n) }
+                if let c = t["cert"].flatMap({ r.readableFile($0, "server.tls.cert") }),
+                    let k = t["key"].flatMap({ r.readableFile($0, "server.tls.key") })
+                {
+                    config.server.tls = ListenerTLSConfig(
+                        certFile: c, keyFile: k, clientCAFile: t["client_ca"].flatMap { r.readableFile($0, "server.tls.client_ca") })
+                }
+            }
             if let n = m["host"], let v = r.string(n, "server.host") { config.server.host = v }
             if let n = m["port"], let v = r.int(n, "server.port", min: 0, max: 65535) { config.server.port = v }
             if let n = m["max_body_bytes"], let v = r.int(n, "server.max_body_bytes", min: 1024) { config.server.maxBodyBytes = v }
@@ -122,14 +126,39 @@ package enum ConfigLoader {
             if let n = m["drain_delay"], let v = r.duration(n, "server.drain_delay", allowZero: true) { config.server.drainDelay = v }
             if let n = m["fast_path"], let v = r.bool(n, "server.fast_path") { config.server.fastPath = v }
         }
+        // After `server`: whether a client certificate can be asked for depends on its `tls`.
+        config.admin.clientCertificate = config.server.tls?.clientCAFile != nil
+        if let node = top["admin"], let m = r.mapping(node, "admin", allowed: ["token", "client_certificate", "client_subjects"]) {
+            if let n = m["token"], let v = r.secret(n, "admin.token") {
+                if v.count < 16 { r.fail("admin.token", "must be at least 16 characters", n) } else { config.admin.token = v }
+            }
+            if let n = m["client_certificate"], let v = r.string(n, "admin.client_certificate") {
+                switch v {
+                case "required":
+                    if config.server.tls?.clientCAFile == nil {
+                        r.fail("admin.client_certificate", "'required' needs server.tls.client_ca (the CA that issues client certificates)", n)
+                    }
+                    config.admin.clientCertificate = true
+                case "off": config.admin.clientCertificate = false
+                default: r.fail("admin.client_certificate", "expected required or off, got '\(v)'", n)
+                }
+            }
+            if let n = m["client_subjects"], let list = r.sequence(n, "admin.client_subjects") {
+                config.admin.clientSubjects = list.enumerated().compactMap { r.string($1, "admin.client_subjects[\($0)]") }
+            }
+        }
+        if !config.admin.clientCertificate && !config.admin.clientSubjects.isEmpty {
+            r.fail("admin.client_subjects", "needs client certificates (server.tls.client_ca)", nil)
+        }
         if let node = top["upstream"],
             let m = r.mapping(
                 node, "upstream",
                 allowed: [
                     "connect_timeout", "timeouts", "max_connections_per_backend", "idle_connection_timeout",
-                    "default_max_inflight", "discovery_timeout",
+                    "default_max_inflight", "discovery_timeout", "ca_file",
                 ])
         {
+            if let n = m["ca_file"] { config.upstream.caFile = r.readableFile(n, "upstream.ca_file") }
             if let n = m["idle_connection_timeout"], let v = r.duration(n, "upstream.idle_connection_timeout") {
                 config.upstream.idleConnectionTimeout = v
             }

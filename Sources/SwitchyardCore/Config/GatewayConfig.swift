@@ -40,7 +40,25 @@ package struct ServerConfig: Sendable, Equatable {
     /// sends every request through the router.
     package var fastPath = true
     package var limits = ClientLimits()
+    /// HTTPS on the listener; nil: plain HTTP.
+    package var tls: ListenerTLSConfig?
     package init() {}
+}
+
+/// The listener's certificate and key (PEM files, read again on SIGHUP) and, optionally, the CA
+/// whose client certificates it asks for (mTLS; see ``AdminConfig/clientCertificate``).
+package struct ListenerTLSConfig: Sendable, Equatable {
+    /// The certificate chain, leaf first.
+    package var certFile: String
+    package var keyFile: String
+    /// Client certificates are asked for and, when presented, must chain to this CA; a
+    /// connection presenting another is refused in the handshake.
+    package var clientCAFile: String?
+    package init(certFile: String, keyFile: String, clientCAFile: String? = nil) {
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.clientCAFile = clientCAFile
+    }
 }
 
 /// What one client connection may cost: limits against slow or hostile clients. Each refusal is
@@ -99,6 +117,12 @@ package struct RateLimits: Sendable, Equatable {
 package struct AdminConfig: Sendable, Equatable {
     /// Bearer token for `/admin/*`; admin endpoints answer 403 while it is unset.
     package var token: String?
+    /// A client certificate from `server.tls.client_ca` is required on `/admin/*` (beside the
+    /// token, when one is set). On by default once `client_ca` is set.
+    package var clientCertificate = false
+    /// Common names allowed on `/admin/*` when a client certificate is required; empty: any
+    /// certificate the client CA issued.
+    package var clientSubjects: [String] = []
     package init() {}
 }
 
@@ -125,6 +149,9 @@ package struct UpstreamConfig: Sendable, Equatable {
     package var defaultMaxInflight = 256
     /// Limit of each capacity-discovery request (`/props`, `/get_server_info`, `/info`, `/metrics`).
     package var discoveryTimeout: Duration = .seconds(2)
+    /// PEM file of the CA(s) that `https://` backends' certificates must chain to (instead of
+    /// the system's roots); the host name is checked either way.
+    package var caFile: String?
     package init() {}
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Yams
 
 /// Reads typed values out of a YAML node tree, recording every problem with its path instead of
@@ -18,6 +19,16 @@ package struct YAMLReader {
             fail(path, error.description, node)
             return nil
         }
+    }
+
+    /// A path to a file this process can read (a certificate, a key, a CA bundle).
+    package mutating func readableFile(_ node: Node, _ path: String) -> String? {
+        guard let file = string(node, path) else { return nil }
+        guard FileManager.default.isReadableFile(atPath: file) else {
+            fail(path, "cannot read '\(file)'", node)
+            return nil
+        }
+        return file
     }
 
     package mutating func fail(_ path: String, _ message: String, _ node: Node?) {

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import NIOSSL
 import SwitchyardCore
 
 /// The admin API: replica status, drain/resume, rollout, registration. Token-protected.
@@ -166,17 +167,38 @@ extension Gateway {
     }
 
     /// 403 unless the request carries `Authorization: Bearer <admin.token>` (compared in constant time).
-    func authorizeAdmin(_ request: Request) -> Response? {
-        guard let token = config.admin.token else {
+    /// Who may call `/admin/*`: the bearer token (`admin.token`) and, with
+    /// `admin.client_certificate`, a client certificate the client CA issued (its common name
+    /// among `admin.client_subjects` when those are listed). Nil: allowed.
+    func authorizeAdmin(_ request: Request, certificate: NIOSSLCertificate?) -> Response? {
+        let admin = config.admin
+        guard admin.token != nil || admin.clientCertificate else {
             return GatewayResponses.error(
                 APIError(
-                    status: 403, message: "The admin API is disabled: set admin.token in the configuration.",
+                    status: 403, message: "The admin API is disabled: set admin.token (or server.tls.client_ca) in the configuration.",
                     type: "permission_error", code: "admin_disabled"))
         }
-        let given = request.headers[.authorization].map { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : $0 } ?? ""
-        guard TenantKeys.constantTimeEqual(Array(given.utf8), Array(token.utf8)) else {
-            return GatewayResponses.error(
-                APIError(status: 401, message: "Missing or wrong admin token.", type: "authentication_error", code: "invalid_admin_token"))
+        if admin.clientCertificate {
+            guard let certificate else {
+                return GatewayResponses.error(
+                    APIError(
+                        status: 401, message: "The admin API requires a client certificate issued by the gateway's client CA.",
+                        type: "authentication_error", code: "client_certificate_required"))
+            }
+            let name = ListenerTLS.commonName(certificate) ?? ""
+            if !admin.clientSubjects.isEmpty && !admin.clientSubjects.contains(name) {
+                return GatewayResponses.error(
+                    APIError(
+                        status: 403, message: "The client certificate's subject (CN=\(name)) is not among admin.client_subjects.",
+                        type: "permission_error", code: "client_certificate_not_allowed"))
+            }
+        }
+        if let token = admin.token {
+            let given = request.headers[.authorization].map { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : $0 } ?? ""
+            guard TenantKeys.constantTimeEqual(Array(given.utf8), Array(token.utf8)) else {
+                return GatewayResponses.error(
+                    APIError(status: 401, message: "Missing or wrong admin token.", type: "authentication_error", code: "invalid_admin_token"))
+            }
         }
         return nil
     }
@@ -233,12 +255,19 @@ struct AdminAuditMiddleware: RouterMiddleware {
         guard path == "/admin" || path.hasPrefix("/admin/") else { return try await next(request, context) }
         let client = context.channel.remoteAddress?.ipAddress ?? "?"
         let what = "\(request.method) \(path)"
-        if let denied = gateway.authorizeAdmin(request) {
+        let overTLS = gateway.listenerTLS.withLock { $0 } != nil
+        let certificate = overTLS ? await ListenerTLS.peerCertificate(of: context.channel) : nil
+        let subject = certificate.map { "cert:CN=" + (ListenerTLS.commonName($0) ?? "") }
+        if let denied = gateway.authorizeAdmin(request, certificate: certificate) {
             gateway.logger.warning(
-                "admin call refused", metadata: ["audit": "admin", "client": "\(client)", "call": "\(what)", "status": "\(denied.status.code)"])
+                "admin call refused",
+                metadata: [
+                    "audit": "admin", "who": "\(subject ?? "?")", "client": "\(client)", "call": "\(what)", "status": "\(denied.status.code)",
+                ])
             return denied
         }
-        let who = gateway.config.admin.token.map { "token:" + Digest.sha256Hex($0).prefix(8) } ?? "?"
+        let token = gateway.config.admin.token.map { "token:" + Digest.sha256Hex($0).prefix(8) }
+        let who = [subject, token].compactMap { $0 }.joined(separator: " ")
         let response = try await next(request, context)
         let status = response.status.code
         let routine = request.method == .get || (request.method == .post && path == "/admin/backends" && status == 200)

@@ -112,6 +112,21 @@ extension Gateway {
         return reload(text: text, origin: origin)
     }
 
+    /// Reads the listener's certificate, key and client CA again (SIGHUP): new connections get
+    /// them; a failure is logged and the ones in force keep serving.
+    package func reloadTLS() {
+        guard let tls = listenerTLS.withLock({ $0 }) else { return }
+        do {
+            let notAfter = try tls.reload()
+            metrics.tlsReload(result: "applied")
+            metrics.tlsCertificateExpiry(notAfter)
+            logger.notice("TLS certificate reloaded", metadata: ["cert": "\(tls.config.certFile)", "not_after": "\(notAfter)"])
+        } catch {
+            metrics.tlsReload(result: "failed")
+            logger.error("TLS certificate reload failed; the one in force keeps serving", metadata: ["error": "\(error)"])
+        }
+    }
+
     static func readConfigFile(_ path: String) -> String? {
         FileManager.default.contents(atPath: path).flatMap { String(data: $0, encoding: .utf8) }
     }
@@ -161,7 +176,8 @@ struct ConfigWatcher: Service {
             group.addTask {
                 for await _ in await UnixSignalsSequence(trapping: .sighup) {
                     gateway.logger.info("SIGHUP: reading the configuration again")
-                    gateway.reloadFile(origin: "sighup")
+                    gateway.reloadTLS()
+                    if file != nil { gateway.reloadFile(origin: "sighup") }
                 }
             }
             if let file {

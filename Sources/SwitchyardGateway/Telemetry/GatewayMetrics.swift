@@ -65,6 +65,19 @@ package final class GatewayMetrics: Sendable {
     }
 
     /// A configuration reload: `applied`, `unchanged` or `refused`.
+    package func tlsCertificateExpiry(_ notAfter: Date) {
+        gauge(
+            "switchyard_tls_certificate_expiry_timestamp_seconds", help: "When the listener's certificate in force expires (Unix time).", []
+        ).set(notAfter.timeIntervalSince1970)
+    }
+
+    package func tlsReload(result: String) {
+        counter(
+            "switchyard_tls_reloads_total", help: "Reloads of the listener's certificate and key, by result: applied, failed.", [("result", result)]
+        )
+        .increment()
+    }
+
     package func configReload(result: String) {
         counter("switchyard_config_reloads_total", help: "Configuration reloads by result: applied, unchanged, refused.", [("result", result)])
             .increment()

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import SwitchyardCore
 
 /// The HTTP client of the gateway's own GETs to backends (health checks, capacity discovery,
@@ -21,6 +22,8 @@ package final class UpstreamClient: Sendable {
         configuration.redirectConfiguration = .disallow
         // No request spans: computing their attributes costs a URL parse per request.
         configuration.tracing.tracer = nil
+        // A CA file that cannot be read was refused when the configuration was loaded.
+        configuration.tlsConfiguration = try? UpstreamTLS.configuration(config)
         http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 

@@ -82,11 +82,14 @@ final class UpstreamConnections: @unchecked Sendable {
     private let idleTimeout: TimeAmount
     private let maxIdlePerBackend: Int
     private var idle: [String: [UpstreamConnection]] = [:]
-    /// For `https://` backends: the system's trust roots, the certificate checked against the host.
-    private lazy var tls: Result<NIOSSLContext, any Error> = Result { try NIOSSLContext(configuration: .makeClientConfiguration()) }
+    private let config: UpstreamConfig
+    /// For `https://` backends: `upstream.ca_file` or the system's trust roots, the certificate
+    /// checked against the host.
+    private lazy var tls: Result<NIOSSLContext, any Error> = Result { try NIOSSLContext(configuration: UpstreamTLS.configuration(self.config)) }
 
     init(eventLoop: any EventLoop, config: UpstreamConfig) {
         self.eventLoop = eventLoop
+        self.config = config
         connectTimeout = .nanoseconds(Int64(config.connectTimeout.seconds * 1e9))
         idleTimeout = .nanoseconds(Int64(config.idleConnectionTimeout.seconds * 1e9))
         maxIdlePerBackend = max(1, config.maxConnectionsPerBackend)
