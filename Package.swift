@@ -187,6 +187,7 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -250,4 +251,18 @@ if ProcessInfo.processInfo.environment["SWITCHYARD_BENCHMARKS"] != nil {
             path: "Benchmarks/RelayCost",
             swiftSettings: swiftSettings
         ))
+}
+
+// libFuzzer targets stay off the default graph too: SWITCHYARD_FUZZ=1 adds them, built with
+// `-sanitize=fuzzer` in their own scratch folder (scripts/fuzz.sh). libFuzzer supplies `main`.
+if ProcessInfo.processInfo.environment["SWITCHYARD_FUZZ"] != nil {
+    for name in ["FuzzJSON", "FuzzSSE", "FuzzConfig"] {
+        package.targets.append(
+            .executableTarget(
+                name: name,
+                dependencies: ["SwitchyardCore"],
+                path: "Fuzz/\(name)",
+                swiftSettings: swiftSettings + [.unsafeFlags(["-parse-as-library"])]
+            ))
+    }
 }

@@ -134,7 +134,12 @@ import Testing
         #expect(Duration.parse("3") == .seconds(3))
         #expect(Duration.parse("-1s") == nil)
         #expect(Duration.parse("soon") == nil)
+        // Found by the FuzzConfig target: past Int64 nanoseconds it trapped; now it is invalid.
+        #expect(Duration.parse("99999999999999999999s") == nil)
+        #expect(Duration.parse("1e300h") == nil)
+        #expect(Duration.parse("100000h") == .seconds(360_000_000))
     }
+
     @Test func lanesOverrideDefaultsAndModelsCarrySchedulingPolicy() throws {
         let config = try ConfigLoader.load(
             yaml: """

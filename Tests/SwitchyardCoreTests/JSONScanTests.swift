@@ -34,6 +34,26 @@ import Testing
         #expect(scan(#"{"a":\#(deep)}"#, ["a"]) == nil, "nesting past maxDepth goes to the parser")
     }
 
+    /// Found by the FuzzJSON target: the scanner took invalid UTF-8 the parser refuses, so the fast
+    /// path would have forwarded a request the router refuses.
+    @Test func stringsAreWellFormedUnicodeAsTheParserRequires() {
+        let cases: [([UInt8], Bool)] = [
+            (Array(#"{"a":"\#u{e9}\#u{4e2d}\#u{1F600}"}"#.utf8), true),
+            ([0x7B, 0x22] + Array(repeating: 0xFF, count: 27) + Array(#"":{}}"#.utf8), false),
+            (Array(#"{"a":""#.utf8) + [0xC0, 0xAF] + Array(#""}"#.utf8), false),  // overlong
+            (Array(#"{"a":""#.utf8) + [0xED, 0xA0, 0x80] + Array(#""}"#.utf8), false),  // a surrogate in UTF-8
+            (Array(#"{"a":""#.utf8) + [0xE4, 0xB8] + Array(#""}"#.utf8), false),  // cut short
+            (Array(#"{"a":"\ud83d\ude00"}"#.utf8), true),
+            (Array(#"{"a":"\ud83d x"}"#.utf8), false),
+            (Array(#"{"a":"\ude00"}"#.utf8), false),
+        ]
+        for (bytes, valid) in cases {
+            let scanned = bytes.withUnsafeBytes { JSONScan.topLevelValues($0, keys: ["a"]) } != nil
+            let parsed = (try? JSONParser.parse(bytes)) != nil
+            #expect(scanned == valid && parsed == valid, "\(bytes): scanned \(scanned), parsed \(parsed)")
+        }
+    }
+
     @Test func longStringsEndWhereTheParserSays() {
         let text = #"{"a":"0123456789\"quoted\" and \\ é 😀 abcdefghijklmnop","model":"m"}"#
         #expect(scan(text, ["model"]) == [#""m""#])

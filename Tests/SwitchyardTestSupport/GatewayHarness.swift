@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
+import NIOHTTP1
 import ServiceLifecycle
 import SwitchyardBatch
 import SwitchyardCore
@@ -144,11 +145,18 @@ package struct TestClient {
     }
 
     package static func get(_ url: String, headers: [String: String] = [:]) async throws -> Reply {
+        try await send(.GET, url, headers: headers)
+    }
+
+    package static func send(_ method: HTTPMethod, _ url: String, headers: [String: String] = [:]) async throws -> Reply {
         var request = HTTPClientRequest(url: url)
+        request.method = method
         for (k, v) in headers { request.headers.add(name: k, value: v) }
         let response = try await http.execute(request, timeout: .seconds(30))
         let bytes = try await response.body.collect(upTo: 16 << 20)
-        return Reply(status: Int(response.status.code), headers: [:], body: String(buffer: bytes))
+        var h: [String: String] = [:]
+        for field in response.headers { h[field.name.lowercased()] = field.value }
+        return Reply(status: Int(response.status.code), headers: h, body: String(buffer: bytes))
     }
 
     package static func chat(stream: Bool = false, model: String = "m", extra: String = "") -> String {

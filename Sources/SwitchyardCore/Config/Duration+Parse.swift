@@ -6,11 +6,17 @@ extension Duration {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         let units: [(String, Double)] = [("ms", 1e-3), ("us", 1e-6), ("µs", 1e-6), ("ns", 1e-9), ("s", 1), ("m", 60), ("h", 3600)]
         for (suffix, scale) in units where trimmed.hasSuffix(suffix) {
-            guard let value = Double(trimmed.dropLast(suffix.count)), value >= 0, value.isFinite else { return nil }
-            return .nanoseconds(Int64((value * scale * 1e9).rounded()))
+            guard let value = Double(trimmed.dropLast(suffix.count)) else { return nil }
+            return nanoseconds(value * scale * 1e9)
         }
-        guard let seconds = Double(trimmed), seconds >= 0, seconds.isFinite else { return nil }
-        return .nanoseconds(Int64((seconds * 1e9).rounded()))
+        return Double(trimmed).flatMap { nanoseconds($0 * 1e9) }
+    }
+
+    /// Nil for what no duration is: negative, not finite, or past ~292 years (Int64 nanoseconds;
+    /// found by the FuzzConfig target, where `total: 99999…s` trapped).
+    private static func nanoseconds(_ value: Double) -> Duration? {
+        guard value >= 0, value.isFinite, value.rounded() < 9.2e18 else { return nil }
+        return .nanoseconds(Int64(value.rounded()))
     }
 
     /// Seconds as a Double, for metrics and arithmetic.

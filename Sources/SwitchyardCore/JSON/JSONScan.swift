@@ -134,11 +134,25 @@ package enum JSONScan {
                     UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
                     i += 2
                 case UInt8(ascii: "u"):
-                    guard i + 5 < bytes.count, (2...5).allSatisfy({ isHex(bytes[i + $0]) }) else { return nil }
+                    // As the parser: a high surrogate only with a low one after it.
+                    guard let code = hex4(bytes, i + 2) else { return nil }
                     i += 6
+                    if (0xD800..<0xDC00).contains(code) {
+                        guard i + 1 < bytes.count, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u"),
+                            let low = hex4(bytes, i + 2), (0xDC00..<0xE000).contains(low)
+                        else { return nil }
+                        i += 6
+                    } else if (0xDC00..<0xE000).contains(code) {
+                        return nil
+                    }
                 default:
                     return nil
                 }
+                continue
+            }
+            if byte >= 0x80 {
+                guard let n = utf8Length(bytes, i) else { return nil }
+                i += n
                 continue
             }
             i += 1
@@ -146,14 +160,48 @@ package enum JSONScan {
         return nil
     }
 
-    /// Whether any of eight bytes is `"`, `\\` or below 0x20 (SWAR: a zero byte after XOR means
-    /// equal, and a borrow into the high bit means below).
+    /// The four hex digits at `i` as a number.
+    static func hex4(_ bytes: UnsafeRawBufferPointer, _ i: Int) -> Int? {
+        guard i + 3 < bytes.count else { return nil }
+        var code = 0
+        for k in 0..<4 {
+            let b = bytes[i + k]
+            guard isHex(b) else { return nil }
+            code = code << 4 | Int(b <= 0x39 ? b - 0x30 : (b | 0x20) - 0x61 + 10)
+        }
+        return code
+    }
+
+    /// The length of the well-formed UTF-8 sequence at `i` (Unicode's table 3-7: no overlong
+    /// forms, no surrogates, nothing past U+10FFFF); nil when it is not one.
+    static func utf8Length(_ bytes: UnsafeRawBufferPointer, _ i: Int) -> Int? {
+        let lead = bytes[i]
+        let (n, second): (Int, ClosedRange<UInt8>) =
+            switch lead {
+            case 0xC2...0xDF: (2, 0x80...0xBF)
+            case 0xE0: (3, 0xA0...0xBF)
+            case 0xE1...0xEC, 0xEE...0xEF: (3, 0x80...0xBF)
+            case 0xED: (3, 0x80...0x9F)
+            case 0xF0: (4, 0x90...0xBF)
+            case 0xF1...0xF3: (4, 0x80...0xBF)
+            case 0xF4: (4, 0x80...0x8F)
+            default: (0, 0...0)
+            }
+        guard n > 0, i + n <= bytes.count, second.contains(bytes[i + 1]) else { return nil }
+        for k in 2..<max(2, n) where !(0x80...0xBF).contains(bytes[i + k]) { return nil }
+        return n
+    }
+
+    /// Whether any of eight bytes is `"`, `\\`, below 0x20 or above 0x7F (non-ASCII: its UTF-8
+    /// is checked) (SWAR: a zero byte after XOR means equal, and a borrow into the high bit
+    /// means below).
     @inline(__always)
     static func mayEndString(_ word: UInt64) -> Bool {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let highs: UInt64 = 0x8080_8080_8080_8080
         func hasZero(_ x: UInt64) -> Bool { (x &- ones) & ~x & highs != 0 }
-        return hasZero(word ^ (ones &* 0x22)) || hasZero(word ^ (ones &* 0x5C)) || (word &- ones &* 0x20) & ~word & highs != 0
+        return word & highs != 0 || hasZero(word ^ (ones &* 0x22)) || hasZero(word ^ (ones &* 0x5C))
+            || (word &- ones &* 0x20) & ~word & highs != 0
     }
 
     static func isHex(_ byte: UInt8) -> Bool {

@@ -9,7 +9,7 @@ import Synchronization
 /// The Files and Batches APIs (``BatchService``), and the gateway as the batch worker's way to
 /// the model servers: items go through the batch lane like any request.
 extension Gateway: BatchExecutor {
-    func addBatchRoutes(to router: Router<GatewayContext>) {
+    func addBatchRoutes(to router: RouteRecorder<GatewayContext>) {
         router.post("/v1/files") { [self] request, _ in
             await withBatch(request) { service, tenant in
                 await service.upload(tenant: tenant, contentType: request.headers[.contentType], body: request.body)

@@ -12,8 +12,12 @@ import UnixSignals
 
 /// The routes: the OpenAI endpoints (through the proxy), models, health and readiness.
 extension Gateway {
-    func makeRouter() -> Router<GatewayContext> {
-        let router = Router(context: GatewayContext.self)
+    func makeRouter() -> Router<GatewayContext> { makeRoutes().router }
+
+    /// The router, with the list of what it serves (`OpenAPITests` compares it with the
+    /// OpenAPI document).
+    func makeRoutes() -> RouteRecorder<GatewayContext> {
+        let router = RouteRecorder(Router(context: GatewayContext.self))
         router.add(middleware: OpenAIErrorMiddleware())
         // Every /admin call: the token checked, then the call written to the audit log.
         router.add(middleware: AdminAuditMiddleware(gateway: self))
@@ -75,6 +79,10 @@ extension Gateway {
         }
         router.post("/admin/rollout") { [self] request, _ in
             return await rollout()
+        }
+        let openAPI = ByteBuffer(bytes: OpenAPIDocument.json(models: config.models.map(\.name)))
+        router.get("/openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: openAPI))
         }
         router.get("/metrics") { [self] _, _ in
             var text = ByteBuffer(bytes: metrics.render())
@@ -198,5 +206,25 @@ extension Gateway {
         var response = await proxy.handle(parsed, channel: context.channel, prior: prior, logger: logger)
         if let quotaHeaders { for field in quotaHeaders { response.headers.append(field) } }
         return response
+    }
+}
+
+/// Passes routes on to a Hummingbird router and remembers each as `METHOD /path/{param}`.
+final class RouteRecorder<Context: RequestContext>: RouterMethods {
+    let router: Router<Context>
+    private(set) var routes: [String] = []
+
+    init(_ router: Router<Context>) { self.router = router }
+
+    @discardableResult func on<Responder: HTTPResponder>(_ path: RouterPath, method: HTTPRequest.Method, responder: Responder) -> Self
+    where Responder.Context == Context {
+        routes.append("\(method) \(path)")
+        router.on(path, method: method, responder: responder)
+        return self
+    }
+
+    @discardableResult func add(middleware: any MiddlewareProtocol<Request, Response, Context>) -> Self {
+        router.add(middleware: middleware)
+        return self
     }
 }
