@@ -112,3 +112,85 @@ import Testing
         return channel
     }
 }
+
+/// The request-head handling (NIO's HTTP/1 decoder with the gateway's limits in front and its
+/// fast path behind) under mutated heads: bytes flipped, inserted, deleted, header lines
+/// doubled, long tokens, stray CR/LF/NUL. Seeded, so a failure replays. Every answer is a 4xx or
+/// a success, never a 5xx; every error body that arrives whole is OpenAI's shape; the gateway
+/// serves normally afterwards. (libFuzzer targets cover the parsers below it: scripts/fuzz.sh.)
+@Suite(.tags(.timing)) struct RequestHeadMutationTests {
+    static let seeds: [[UInt8]] = [
+        Array(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 56\r\nx-switchyard-lane: realtime\r\n\r\n{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}"
+                .utf8),
+        Array("GET /v1/models HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer sk-x\r\nx-switchyard-timeout-ms: 500\r\n\r\n".utf8),
+        Array("POST /v1/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n{\"model\":\"m\",\"p\"\r\n0\r\n\r\n".utf8),
+    ]
+
+    static func mutate(_ input: [UInt8], _ rng: inout SplitMix64) -> [UInt8] {
+        var bytes = input
+        let specials: [UInt8] = [0x0D, 0x0A, 0x00, 0x3A, 0x20, 0x09, 0x7F, 0xFF, 0x22, 0x2F]
+        for _ in 0..<Int.random(in: 1...4, using: &rng) {
+            let i = Int.random(in: 0..<max(1, bytes.count), using: &rng)
+            switch Int.random(in: 0..<6, using: &rng) {
+            case 0: bytes[i] ^= UInt8.random(in: 1...255, using: &rng)
+            case 1: bytes.insert(specials.randomElement(using: &rng)!, at: i)
+            case 2: if !bytes.isEmpty { bytes.remove(at: i) }
+            case 3:
+                // Double a header line.
+                if let end = bytes[i...].firstIndex(of: 0x0A), let start = bytes[..<i].lastIndex(of: 0x0A) {
+                    bytes.insert(contentsOf: bytes[(start + 1)...end], at: end + 1)
+                }
+            case 4: bytes.insert(contentsOf: Array(repeating: UInt8(ascii: "A"), count: Int.random(in: 100...5000, using: &rng)), at: i)
+            default: bytes[i] = UInt8.random(in: 0...255, using: &rng)
+            }
+        }
+        return bytes
+    }
+
+    @Test func mutatedRequestHeadsGetA4xxOrAnAnswerNeverA5xx() async throws {
+        let upstream = TestUpstream()
+        try await upstream.run { up in
+            let config = ClientLimitsTests.config(port: up) {
+                $0.headerReadTimeout = .milliseconds(300)
+                $0.bodyIdleTimeout = .milliseconds(300)
+            }
+            try await GatewayHarness.with(config) { _, base in
+                let port = ClientLimitsTests.port(base)
+                var rng = SplitMix64(seed: 18)
+                var statuses: [Int: Int] = [:]
+                for round in 0..<300 {
+                    let bytes = Self.mutate(Self.seeds[round % Self.seeds.count], &rng)
+                    let answer =
+                        (try? await RawHTTP.exchange(port: port, bytes: bytes, timeout: .seconds(5)) { text in
+                            guard let head = text.range(of: "\r\n\r\n") else { return false }
+                            let length = text[..<head.lowerBound].split(separator: "\r\n")
+                                .first { $0.lowercased().hasPrefix("content-length:") }
+                                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }
+                            return length.map { text.utf8.count - text.utf8.distance(from: text.startIndex, to: head.upperBound) >= $0 } ?? false
+                        }) ?? ""
+                    // The server may close without an answer (a connection it cannot parse at all).
+                    guard !answer.isEmpty else {
+                        statuses[0, default: 0] += 1
+                        continue
+                    }
+                    let status = answer.hasPrefix("HTTP/1.1 ") ? Int(answer.dropFirst(9).prefix(3)) ?? -1 : -1
+                    statuses[status, default: 0] += 1
+                    #expect(
+                        (200..<500).contains(status),
+                        "round \(round): \(answer.prefix(300)) for \(String(decoding: bytes.prefix(300), as: UTF8.self))")
+                    if status >= 400, let head = answer.range(of: "\r\n\r\n"), answer.contains("application/json") {
+                        let body = String(answer[head.upperBound...])
+                        if let json = try? JSONParser.parse(body) {
+                            #expect(json["error"]?["message"]?.stringValue != nil && json["error"]?["type"] != nil, "round \(round): \(body)")
+                        }
+                    }
+                }
+                if ProcessInfo.processInfo.environment["SWITCHYARD_TEST_LOG"] != nil { print("statuses:", statuses.sorted { $0.key < $1.key }) }
+                #expect(statuses.keys.contains { (400..<500).contains($0) }, "\(statuses)")
+                let fine = try await TestClient.post("\(base)/v1/chat/completions", TestClient.chat())
+                #expect(fine.status == 200, "served normally after: \(statuses)")
+            }
+        }
+    }
+}

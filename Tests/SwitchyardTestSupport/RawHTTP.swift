@@ -12,6 +12,14 @@ package enum RawHTTP {
     package static func exchange(
         port: Int, _ text: String, timeout: Duration = .seconds(10), until done: @escaping @Sendable (String) -> Bool = { _ in false }
     ) async throws -> String {
+        try await exchange(port: port, bytes: Array(text.utf8), timeout: timeout, until: done)
+    }
+
+    /// The same with any bytes (not necessarily UTF-8).
+    package static func exchange(
+        port: Int, bytes: [UInt8], timeout: Duration = .seconds(10), until done: @escaping @Sendable (String) -> Bool = { _ in false }
+    ) async throws -> String {
+        let text = ByteBuffer(bytes: bytes)
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
@@ -19,7 +27,7 @@ package enum RawHTTP {
         return try await withThrowingTaskGroup(of: String.self) { group in
             group.addTask {
                 try await channel.executeThenClose { inbound, outbound in
-                    try await outbound.write(ByteBuffer(string: text))
+                    try await outbound.write(text)
                     var received = ""
                     for try await chunk in inbound {
                         received += String(buffer: chunk)
