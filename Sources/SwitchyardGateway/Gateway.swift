@@ -150,6 +150,18 @@ package final class Gateway: Sendable {
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger
         )
+        var helpers = services
+        if let shared = config.limits {
+            // Decisions stay per replica until the first round with PostgreSQL succeeded.
+            let target = try PostgresDatabase.Target(
+                url: shared.url, field: "limits.shared", passwordFile: shared.passwordFile, passwordField: "limits.password_file",
+                environment: ProcessInfo.processInfo.environment)
+            quotas.recordUsage()
+            helpers.append(
+                SharedQuotaSync(
+                    quotas: quotas, db: try PostgresDatabase(target, logger: logger), interval: shared.syncInterval, logger: logger, metrics: metrics)
+            )
+        }
         let server = config.server
         let graceTimer = Mutex<Task<Void, Never>?>(nil)
         let drain = DrainSignal(delay: server.drainDelay) { [self] in
@@ -174,7 +186,7 @@ package final class Gateway: Sendable {
         var configuration = ServiceGroupConfiguration(
             // Shut down in reverse: readiness off and the drain delay first, then the listener
             // (in-flight requests finish), then the pools' helpers and the managed servers.
-            services: services.map { .init(service: $0, successTerminationBehavior: .ignore) } + [
+            services: helpers.map { .init(service: $0, successTerminationBehavior: .ignore) } + [
                 .init(service: healthChecker, successTerminationBehavior: .ignore),
                 .init(service: capacityDiscovery, successTerminationBehavior: .ignore),
                 .init(service: PoolTicker(pools: Array(pools.values), metrics: metrics, logger: logger), successTerminationBehavior: .ignore),

@@ -84,6 +84,18 @@ import Testing
         #expect(error.description.contains("cannot read '/nonexistent/cert.pem'"))
     }
 
+    @Test func sharedLimitsNeedAPostgresURLWithoutALiteralPassword() throws {
+        let models = "models:\n  - { name: a, backends: [{ url: 'http://127.0.0.1:1/v1' }] }\n"
+        let on = try ConfigLoader.load(yaml: "limits: { shared: 'postgres://sy:${PGPASS}@db:5432/quotas', sync_interval: 500ms }\n" + models)
+        #expect(on.limits?.url == "postgres://sy:${PGPASS}@db:5432/quotas" && on.limits?.syncInterval == .milliseconds(500))
+        let error = try #require(throws: ConfigError.self) {
+            try ConfigLoader.load(yaml: "limits: { shared: 'postgres://sy:hunter2@db/quotas', sync_interval: 5ms }\n" + models)
+        }
+        #expect(Set(error.issues.map(\.path)) == ["limits.shared", "limits.sync_interval"])
+        #expect(!error.description.contains("hunter2"))
+        #expect(ConfigDiff(from: GatewayConfig(), to: on).restartIssues.map(\.path).contains { $0.hasPrefix("limits") })
+    }
+
     @Test func messagesSayWhatIsAllowed() throws {
         let error = try #require(throws: ConfigError.self) {
             try ConfigLoader.load(yaml: "models:\n  - name: a\n    backends: [{ url: 'localhost:8000' }]\n")

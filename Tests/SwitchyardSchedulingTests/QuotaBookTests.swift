@@ -88,3 +88,48 @@ import Testing
         }
     }
 }
+
+/// Shared limits: what one replica admitted, drained and charged to another, counts there.
+@Suite struct SharedQuotaBookTests {
+    static func plan() -> QuotaBook.Plan {
+        var plan = QuotaBook.Plan()
+        var limits = RateLimits()
+        limits.requestsPerMinute = 6
+        limits.tokensPerDay = 1000
+        plan.tenants["a"] = limits
+        return plan
+    }
+
+    @Test func usageDrainedOnOneReplicaIsChargedOnAnother() {
+        var one = QuotaBook(plan: Self.plan())
+        var two = QuotaBook(plan: Self.plan())
+        one.recordsUsage = true
+        for _ in 0..<4 {
+            guard case .admitted(let grant) = one.admit(tenant: "a", lane: "realtime", tokens: 100, now: .zero, day: 7, secondsLeftToday: 100) else {
+                Issue.record("admitted")
+                return
+            }
+            one.reconcile(grant, usedTokens: 50, day: 7)
+        }
+        let usage = one.drainUsage()
+        #expect(usage == [QuotaBook.Usage(tenant: "a", lane: "", requests: 4, tokens: 200, day: 7)])
+        #expect(one.drainUsage().isEmpty, "drained once")
+        for u in usage { two.chargeForeign(u, now: .zero, day: 7) }
+        #expect(two.requestsLeft(tenant: "a", now: .zero) == 2)
+        var admitted = 0
+        for _ in 0..<4 {
+            if case .admitted = two.admit(tenant: "a", lane: "realtime", tokens: 100, now: .zero, day: 7, secondsLeftToday: 100) { admitted += 1 }
+        }
+        #expect(admitted == 2, "6 per minute across both")
+        // Daily budgets: 200 used elsewhere + 2×100 here; 600 left, so 800 more is refused.
+        let big = two.admit(tenant: "a", lane: "realtime", tokens: 800, now: .seconds(60), day: 7, secondsLeftToday: 100)
+        guard case .refused(let refusal) = big else {
+            Issue.record("the day's budget counts the other replica's usage")
+            return
+        }
+        #expect(refusal.limit == "daily_tokens")
+        // A record of what could not be shared is kept for the next round.
+        one.restoreUsage(usage)
+        #expect(one.drainUsage() == usage)
+    }
+}

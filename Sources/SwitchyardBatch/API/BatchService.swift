@@ -31,17 +31,8 @@ package final class BatchService: Sendable {
     ) async throws -> BatchService {
         let db: any SQLDatabase
         if let url = config.store {
-            let (expanded, missing) = BatchConfig.expand(url, environment: environment)
-            guard missing.isEmpty else {
-                throw SQLError("batch.store names environment variables that are not set: \(missing.joined(separator: ", "))")
-            }
-            guard var target = PostgresDatabase.Target(url: expanded) else { throw SQLError("batch.store is not a postgres:// URL") }
-            if let file = config.passwordFile {
-                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-                    throw SQLError("batch.password_file \(file) cannot be read")
-                }
-                target.password = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            }
+            let target = try PostgresDatabase.Target(
+                url: url, field: "batch.store", passwordFile: config.passwordFile, passwordField: "batch.password_file", environment: environment)
             db = try PostgresDatabase(target, logger: logger)
             logger.info("batch store: PostgreSQL", metadata: ["host": "\(target.host):\(target.port)", "database": "\(target.database)"])
         } else {

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import PostgresNIO
+import SwitchyardCore
 
 /// PostgreSQL through postgres-nio's connection pool. `?` placeholders become `$1…`.
 package final class PostgresDatabase: SQLDatabase {
@@ -20,6 +21,23 @@ package final class PostgresDatabase: SQLDatabase {
         package var database: String
         /// disable, prefer (default) or require.
         package var sslMode = "prefer"
+
+        /// A configured URL (`field`): `${ENV}` references filled in, the password from
+        /// `passwordFile` when given.
+        package init(url: String, field: String, passwordFile: String?, passwordField: String, environment: [String: String]) throws {
+            let (expanded, missing) = BatchConfig.expand(url, environment: environment)
+            guard missing.isEmpty else {
+                throw SQLError("\(field) names environment variables that are not set: \(missing.joined(separator: ", "))")
+            }
+            guard let target = Target(url: expanded) else { throw SQLError("\(field) is not a postgres:// URL") }
+            self = target
+            if let file = passwordFile {
+                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                    throw SQLError("\(passwordField) \(file) cannot be read")
+                }
+                password = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+        }
 
         package init?(url: String) {
             guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme ?? ""),

@@ -55,12 +55,8 @@ extension ConfigLoader {
                 node, "batch", allowed: ["store", "password_file", "max_inflight_share", "lease", "max_file_bytes", "max_file_lines", "concurrency"])
         else { return }
         if let n = m["store"], let v = r.string(n, "batch.store") {
-            if let components = URLComponents(string: v), ["postgres", "postgresql"].contains(components.scheme ?? ""), components.host != nil {
-                if let password = components.password, !(password.hasPrefix("${") && password.hasSuffix("}")) {
-                    r.fail("batch.store", "has a password in it; give it as ${ENV_VAR} in the URL or in batch.password_file, never in the YAML", n)
-                } else {
-                    config.batch.store = v
-                }
+            if isPostgresURL(v) {
+                if postgresURLHasNoPassword(v, "batch.store", "batch.password_file", n, reader: &r) { config.batch.store = v }
             } else if v == "sqlite" {
                 config.batch.store = nil
             } else {
@@ -77,5 +73,39 @@ extension ConfigLoader {
         if let n = m["max_file_bytes"], let v = r.int(n, "batch.max_file_bytes", min: 1024) { config.batch.maxFileBytes = v }
         if let n = m["max_file_lines"], let v = r.int(n, "batch.max_file_lines", min: 1) { config.batch.maxFileLines = v }
         if let n = m["concurrency"], let v = r.int(n, "batch.concurrency", min: 1, max: 10_000) { config.batch.concurrency = v }
+    }
+
+    static func isPostgresURL(_ text: String) -> Bool {
+        guard let components = URLComponents(string: text) else { return false }
+        return ["postgres", "postgresql"].contains(components.scheme ?? "") && components.host != nil
+    }
+
+    /// False (after saying so) when a PostgreSQL URL carries a literal password.
+    static func postgresURLHasNoPassword(_ text: String, _ path: String, _ fileField: String, _ node: Node, reader r: inout YAMLReader) -> Bool {
+        guard let password = URLComponents(string: text)?.password, !(password.hasPrefix("${") && password.hasSuffix("}")) else { return true }
+        r.fail(path, "has a password in it; give it as ${ENV_VAR} in the URL or in \(fileField), never in the YAML", node)
+        return false
+    }
+
+    static func decodeSharedLimits(_ node: Node, into config: inout GatewayConfig, reader r: inout YAMLReader) {
+        guard let m = r.mapping(node, "limits", allowed: ["shared", "password_file", "sync_interval"]) else { return }
+        var interval = Duration.seconds(1)
+        if let n = m["sync_interval"], let v = r.duration(n, "limits.sync_interval") {
+            if v < .milliseconds(100) || v > .seconds(60) { r.fail("limits.sync_interval", "must be between 100ms and 60s", n) } else { interval = v }
+        }
+        let passwordFile = m["password_file"].flatMap { r.readableFile($0, "limits.password_file") }
+        guard let n = m["shared"], let url = r.string(n, "limits.shared") else {
+            if m["shared"] == nil { r.fail("limits.shared", "required: the postgres:// URL the replicas share", node) }
+            return
+        }
+        guard isPostgresURL(url) else {
+            r.fail("limits.shared", "expected postgres://user@host:port/database, got '\(url)'", n)
+            return
+        }
+        guard postgresURLHasNoPassword(url, "limits.shared", "limits.password_file", n, reader: &r) else { return }
+        var shared = SharedLimitsConfig(url: url)
+        shared.passwordFile = passwordFile
+        shared.syncInterval = interval
+        config.limits = shared
     }
 }

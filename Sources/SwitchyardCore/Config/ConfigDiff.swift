@@ -35,7 +35,7 @@ package struct ConfigDiff: Sendable, Equatable {
     /// Compares two configurations. Backends Switchyard starts itself (`managed`) are left out:
     /// they follow the model's `managed` section.
     package init(from old: GatewayConfig, to new: GatewayConfig) {
-        for section in ["server", "upstream", "health", "outlier", "batch"] {
+        for section in ["server", "upstream", "health", "outlier", "batch", "limits"] {
             compare(Self.child(old, section), Self.child(new, section), path: section, scope: section, restart: true)
         }
         compare(old.retry, new.retry, path: "retry", scope: "retry", restart: false)

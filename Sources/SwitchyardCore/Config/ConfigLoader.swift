@@ -58,10 +58,11 @@ package enum ConfigLoader {
     static func decode(_ root: Node, into config: inout GatewayConfig, reader r: inout YAMLReader) {
         guard
             let top = r.mapping(
-                root, "", allowed: ["server", "upstream", "health", "outlier", "retry", "admin", "tenants", "lanes", "models", "batch"])
+                root, "", allowed: ["server", "upstream", "health", "outlier", "retry", "admin", "tenants", "lanes", "models", "batch", "limits"])
         else { return }
         if let node = top["lanes"] { decodeLanes(node, into: &config, reader: &r) }
         if let node = top["batch"] { decodeBatch(node, into: &config, reader: &r) }
+        if let node = top["limits"] { decodeSharedLimits(node, into: &config, reader: &r) }
         if let node = top["tenants"], let list = r.sequence(node, "tenants") {
             for (i, item) in list.enumerated() {
                 let path = "tenants[\(i)]"

@@ -8,6 +8,8 @@ package struct GatewayConfig: Sendable, Equatable {
     package var outlier = OutlierConfig()
     package var retry = RetryConfig()
     package var admin = AdminConfig()
+    /// Tenants' quotas kept in PostgreSQL across gateway replicas; nil: per replica.
+    package var limits: SharedLimitsConfig?
     /// API keys → tenants. Empty: no authentication, one anonymous tenant.
     package var tenants: [TenantConfig] = []
     /// realtime, streaming, batch (always present) and any others configured, by priority.
@@ -248,4 +250,15 @@ package struct ModelConfig: Sendable, Equatable {
         self.name = name
         self.backends = backends
     }
+}
+
+/// `limits: { shared: postgres://…, sync_interval: 1s }`: the replicas trade their tenants' usage
+/// through PostgreSQL every `sync_interval`, so a quota holds across all of them (approximately:
+/// what others admitted in the last interval is not seen yet).
+package struct SharedLimitsConfig: Sendable, Equatable {
+    /// `postgres://user@host:port/database?sslmode=…` (a password only as `${ENV}`).
+    package var url: String
+    package var passwordFile: String?
+    package var syncInterval: Duration = .seconds(1)
+    package init(url: String) { self.url = url }
 }

@@ -20,6 +20,30 @@ package final class Quotas: Sendable {
 
     func replan(_ plan: QuotaBook.Plan) { book.withLock { $0.replan(plan) } }
 
+    // MARK: - Shared limits (see ``SharedQuotaSync``)
+
+    func recordUsage() { book.withLock { $0.recordsUsage = true } }
+    func drainUsage() -> [QuotaBook.Usage] { book.withLock { $0.drainUsage() } }
+    func restoreUsage(_ usage: [QuotaBook.Usage]) { book.withLock { $0.restoreUsage(usage) } }
+
+    /// Other replicas' usage; `buckets: false` counts it only against daily budgets.
+    func chargeForeign(_ usage: [QuotaBook.Usage], buckets: Bool = true) {
+        let (day, _) = Self.day(wallClock())
+        let now = ContinuousClock.now - origin
+        book.withLock { book in
+            for u in usage { book.chargeForeign(u, now: now, day: day, buckets: buckets) }
+        }
+    }
+
+    /// Requests left now in `tenant`'s tenant-wide bucket (tests and diagnostics).
+    func requestsLeft(tenant: String) -> Double? {
+        let now = ContinuousClock.now - origin
+        return book.withLock { $0.requestsLeft(tenant: tenant, now: now) }
+    }
+
+    /// Today's UTC day number.
+    var today: Int { Self.day(wallClock()).0 }
+
     /// The quotas' decision for a request; nil when `tenant` has no limits (one lock either way).
     func admit(tenant: String, lane: String, tokens: Int) -> QuotaBook.Decision? {
         let (day, left) = Self.day(wallClock())

@@ -65,6 +65,11 @@ package final class GatewayMetrics: Sendable {
     }
 
     /// A configuration reload: `applied`, `unchanged` or `refused`.
+    package func quotaSyncError() {
+        counter("switchyard_quota_sync_errors_total", help: "Failed rounds of sharing quota usage through PostgreSQL (limits.shared).", [])
+            .increment()
+    }
+
     package func tlsCertificateExpiry(_ notAfter: Date) {
         gauge(
             "switchyard_tls_certificate_expiry_timestamp_seconds", help: "When the listener's certificate in force expires (Unix time).", []

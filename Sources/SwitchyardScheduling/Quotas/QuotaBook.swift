@@ -95,7 +95,81 @@ package struct QuotaBook: Sendable {
     /// By tenant: one lookup per request, no keys built.
     var states: [String: TenantState] = [:]
 
+    /// Usage counted in one scope since the last ``drainUsage()`` (shared limits: the replicas
+    /// trade these through PostgreSQL). `lane` is empty for the tenant-wide scope.
+    package struct Usage: Sendable, Equatable, Hashable {
+        package var tenant: String
+        package var lane: String
+        package var requests: Int
+        package var tokens: Int
+        package var day: Int
+        package init(tenant: String, lane: String, requests: Int, tokens: Int, day: Int) {
+            (self.tenant, self.lane, self.requests, self.tokens, self.day) = (tenant, lane, requests, tokens, day)
+        }
+    }
+
+    /// Whether usage is kept for ``drainUsage()`` (only with shared limits).
+    package var recordsUsage = false
+    private var pending: [String: [String: Usage]] = [:]
+
     package init(plan: Plan) { self.plan = plan }
+
+    private mutating func record(tenant: String, lane: String, requests: Int, tokens: Int, day: Int) {
+        guard recordsUsage else { return }
+        var usage = pending[tenant, default: [:]][lane] ?? Usage(tenant: tenant, lane: lane, requests: 0, tokens: 0, day: day)
+        if usage.day != day { usage = Usage(tenant: tenant, lane: lane, requests: 0, tokens: 0, day: day) }
+        usage.requests += requests
+        usage.tokens += tokens
+        pending[tenant, default: [:]][lane] = usage
+    }
+
+    /// Requests left in `tenant`'s tenant-wide bucket at `now` (nil: no such limit yet).
+    package func requestsLeft(tenant: String, now: Duration) -> Double? {
+        guard var bucket = states[tenant]?.all.requests else { return nil }
+        bucket.refill(now)
+        return bucket.level
+    }
+
+    /// This replica's usage since the last call, per scope; the counters start again.
+    package mutating func drainUsage() -> [Usage] {
+        defer { pending = [:] }
+        return pending.values.flatMap(\.values).filter { $0.requests != 0 || $0.tokens != 0 }
+    }
+
+    /// Usage that could not be shared yet (the store was unreachable): kept for the next try.
+    package mutating func restoreUsage(_ usage: [Usage]) {
+        for u in usage { record(tenant: u.tenant, lane: u.lane, requests: u.requests, tokens: u.tokens, day: u.day) }
+    }
+
+    /// Usage of other replicas, charged here as if it had been admitted here: the buckets at
+    /// `now` (a debt of at most one bucket is kept, so a burst elsewhere slows this replica down
+    /// too) when `buckets`, and the daily budget when it is today's.
+    package mutating func chargeForeign(_ usage: Usage, now: Duration, day: Int, buckets: Bool = true) {
+        let limits = usage.lane.isEmpty ? plan.tenants[usage.tenant] : plan.lanes[usage.tenant]?[usage.lane]
+        guard let limits else { return }
+        var state = states[usage.tenant] ?? TenantState()
+        var scope = usage.lane.isEmpty ? state.all : (state.lanes[usage.lane] ?? Scope())
+        if buckets {
+            if let rpm = limits.requestsPerMinute {
+                var bucket = Self.resized(scope.requests, capacity: Double(rpm), now: now)
+                bucket.refill(now)
+                bucket.level = max(-bucket.capacity, bucket.level - Double(usage.requests))
+                scope.requests = bucket
+            }
+            if let tpm = limits.tokensPerMinute {
+                var bucket = Self.resized(scope.tokens, capacity: Double(tpm), now: now)
+                bucket.refill(now)
+                bucket.level = max(-bucket.capacity, bucket.level - Double(usage.tokens))
+                scope.tokens = bucket
+            }
+        }
+        if limits.tokensPerDay != nil, usage.day == day {
+            if scope.day != day { (scope.day, scope.usedToday) = (day, 0) }
+            scope.usedToday = max(0, scope.usedToday + usage.tokens)
+        }
+        if usage.lane.isEmpty { state.all = scope } else { state.lanes[usage.lane] = scope }
+        states[usage.tenant] = state
+    }
 
     /// New limits (a reload): buckets keep their level, capped by a smaller new size.
     package mutating func replan(_ plan: Plan) {
@@ -125,10 +199,14 @@ package struct QuotaBook: Sendable {
             states[tenant] = state
             return .refused(refusal)
         }
-        if tenantLimits != nil { Self.charge(&state.all, tokens: tokens, day: day) }
+        if tenantLimits != nil {
+            Self.charge(&state.all, tokens: tokens, day: day)
+            record(tenant: tenant, lane: "", requests: 1, tokens: tokens, day: day)
+        }
         if laneLimits != nil {
             Self.charge(&laneScope, tokens: tokens, day: day)
             state.lanes[lane] = laneScope
+            record(tenant: tenant, lane: lane, requests: 1, tokens: tokens, day: day)
         }
         states[tenant] = state
         return .admitted(Grant(tenant: tenant, lane: lane, tokens: tokens, status: status))
@@ -193,9 +271,11 @@ package struct QuotaBook: Sendable {
         let delta = usedTokens - grant.tokens
         guard delta != 0, var state = states[grant.tenant] else { return }
         Self.adjust(&state.all, by: delta, day: day)
+        if plan.tenants[grant.tenant] != nil { record(tenant: grant.tenant, lane: "", requests: 0, tokens: delta, day: day) }
         if var lane = state.lanes[grant.lane] {
             Self.adjust(&lane, by: delta, day: day)
             state.lanes[grant.lane] = lane
+            record(tenant: grant.tenant, lane: grant.lane, requests: 0, tokens: delta, day: day)
         }
         states[grant.tenant] = state
     }
