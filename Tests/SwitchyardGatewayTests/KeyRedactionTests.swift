@@ -33,6 +33,9 @@ import Testing
                 #expect(drain.status == 200, "\(drain.body)")
                 let refused = try await TestClient.post("\(base)/admin/backends/m-0/resume", "", headers: ["authorization": "Bearer \(wrongKey)"])
                 #expect(refused.status == 401)
+                // A tenant's own valid key opens nothing on the admin API.
+                let tenantOnAdmin = try await TestClient.get("\(base)/admin/backends", headers: ["authorization": "Bearer \(key)"])
+                #expect(tenantOnAdmin.status == 401 && tenantOnAdmin.body.contains("invalid_admin_token"))
                 let metrics = String(decoding: gateway.metrics.render(), as: UTF8.self)
                 let text = log.text
                 for secret in [key, wrongKey, token] {
