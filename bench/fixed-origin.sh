@@ -32,3 +32,38 @@ http {
 NGINX
   nginx -c "$dir/nginx.conf" -p "$dir"
 }
+
+# Writes $1/post.lua: wrk POSTs one small chat completion for model "bench".
+write_post_lua() {
+  cat > "$1/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"model":"bench","messages":[{"role":"user","content":"Say something"}],"max_tokens":16}'
+LUA
+}
+
+# CPU (utime+stime) process $1 spent, in clock ticks.
+proc_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+
+# wrk against $3 with script $4 (CONNS connections, DURATION s) while timing process $2's CPU;
+# wrk's report goes to $1. Prints "req/s CPU-us-per-request non-2xx".
+wrk_cpu_run() {
+  local out="$1" pid="$2" url="$3" script="$4" before cpu
+  before=$(proc_ticks "$pid")
+  wrk -t2 -c"$CONNS" -d"${DURATION}s" -s "$script" "$url" >"$out" 2>&1
+  cpu=$(( $(proc_ticks "$pid") - before ))
+  awk -v cpu="$cpu" -v hz="$(getconf CLK_TCK)" '/Requests\/sec/ { rps=$2 } / requests in / { n=$1 } /Non-2xx/ { bad=$NF }
+    END { printf "%.0f %.1f %s\n", rps, cpu*1e6/hz/n, (bad==""?0:bad) }' "$out"
+}
+
+# A/B summary: $1 and $2 name the sides; $3/$4 their req/s lists, $5/$6 their CPU lists
+# (space-separated, one per round). Prints the ratios of A to B.
+ab_summary() {
+  python3 - "$@" <<'PY'
+import sys
+a, b = sys.argv[1], sys.argv[2]
+ar, br, ac, bc = ([float(x) for x in s.split()] for s in sys.argv[3:7])
+print(f"{a} / {b} throughput: {sum(ar)/sum(br):.3f}")
+print(f"CPU per request {a} / {b}: {sum(ac)/len(ac):.1f} / {sum(bc)/len(bc):.1f} us = {sum(ac)/sum(bc):.3f}")
+PY
+}

@@ -46,33 +46,19 @@ done
 for port in "$ON" "$OFF"; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 done
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-HZ=$(getconf CLK_TCK)
-run() { # mode round -> "rps cpu_us_per_request non2xx"
-  local pid port before
-  pid=$(cat "$work/$1.pid"); port=$([ "$1" = on ] && echo "$ON" || echo "$OFF")
-  before=$(ticks "$pid")
-  wrk -t2 -c"$CONNS" -d"${DURATION}s" -s "$work/keys.lua" "http://127.0.0.1:$port/v1/chat/completions" >"$work/$1-$2.txt" 2>&1
-  local cpu=$(( $(ticks "$pid") - before ))
-  awk -v cpu="$cpu" -v hz="$HZ" '/Requests\/sec/ { rps=$2 } / requests in / { n=$1 } /Non-2xx/ { bad=$NF }
-    END { printf "%.0f %.1f %s\n", rps, cpu*1e6/hz/n, (bad==""?0:bad) }' "$work/$1-$2.txt"
-}
 echo "== $TENANTS tenants, random key per request, wrk -c$CONNS, ${DURATION}s per run"
 printf "%-10s %10s %12s %8s\n" quotas "req/s" "CPU us/req" "non-2xx"
 declare -a on_rps off_rps on_cpu off_cpu
 for round in 1 2; do
   for mode in off on; do
-    read -r rps cpu bad < <(run $mode $round)
+    port=$([ $mode = on ] && echo "$ON" || echo "$OFF")
+    read -r rps cpu bad < <(wrk_cpu_run "$work/$mode-$round.txt" "$(cat "$work/$mode.pid")" "http://127.0.0.1:$port/v1/chat/completions" "$work/keys.lua")
     printf "%-10s %10s %12s %8s\n" "$mode" "$rps" "$cpu" "$bad"
     if [ $mode = on ]; then on_rps+=("$rps"); on_cpu+=("$cpu"); else off_rps+=("$rps"); off_cpu+=("$cpu"); fi
   done
 done
-python3 - "${on_rps[*]}" "${off_rps[*]}" "${on_cpu[*]}" "${off_cpu[*]}" <<'PY'
-import sys
-on, off, onc, offc = ([float(x) for x in a.split()] for a in sys.argv[1:])
-print(f"quotas on / off throughput: {sum(on)/sum(off):.3f}  (target >= 0.95)")
-print(f"CPU per request on / off: {sum(onc)/len(onc):.1f} / {sum(offc)/len(offc):.1f} us = {sum(onc)/sum(offc):.3f}")
-PY
+ab_summary "quotas on" off "${on_rps[*]}" "${off_rps[*]}" "${on_cpu[*]}" "${off_cpu[*]}"
+echo "(target: quotas on / off throughput >= 0.95)"
 for mode in off on; do
   port=$([ $mode = on ] && echo "$ON" || echo "$OFF")
   echo "$mode: $(curl -s "http://127.0.0.1:$port/metrics" | grep '^switchyard_fast_path_total' | tr '\n' ' ')"

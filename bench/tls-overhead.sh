@@ -40,38 +40,18 @@ url() { [ "$1" = tls ] && echo "https://127.0.0.1:$TLS" || echo "http://127.0.0.
 for mode in tls plain; do
   for _ in $(seq 100); do curl -sf --cacert "$work/ca.pem" "$(url $mode)/readyz" >/dev/null && break; sleep 0.1; done
 done
-cat > "$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"model":"bench","messages":[{"role":"user","content":"Say something"}],"max_tokens":16}'
-LUA
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-HZ=$(getconf CLK_TCK)
-run() { # mode round -> "rps cpu_us_per_request non2xx"
-  local pid before
-  pid=$(cat "$work/$1.pid")
-  before=$(ticks "$pid")
-  wrk -t2 -c"$CONNS" -d"${DURATION}s" -s "$work/post.lua" "$(url "$1")/v1/chat/completions" >"$work/$1-$2.txt" 2>&1
-  local cpu=$(( $(ticks "$pid") - before ))
-  awk -v cpu="$cpu" -v hz="$HZ" '/Requests\/sec/ { rps=$2 } / requests in / { n=$1 } /Non-2xx/ { bad=$NF }
-    END { printf "%.0f %.1f %s\n", rps, cpu*1e6/hz/n, (bad==""?0:bad) }' "$work/$1-$2.txt"
-}
+write_post_lua "$work"
 echo "== keep-alive, wrk -c$CONNS, ${DURATION}s per run, ECDSA P-256, TLS 1.3"
 printf "%-10s %10s %12s %8s\n" listener "req/s" "CPU us/req" "non-2xx"
 declare -a tls_rps plain_rps tls_cpu plain_cpu
 for round in 1 2; do
   for mode in plain tls; do
-    read -r rps cpu bad < <(run $mode $round)
+    read -r rps cpu bad < <(wrk_cpu_run "$work/$mode-$round.txt" "$(cat "$work/$mode.pid")" "$(url $mode)/v1/chat/completions" "$work/post.lua")
     printf "%-10s %10s %12s %8s\n" "$mode" "$rps" "$cpu" "$bad"
     if [ $mode = tls ]; then tls_rps+=("$rps"); tls_cpu+=("$cpu"); else plain_rps+=("$rps"); plain_cpu+=("$cpu"); fi
   done
 done
-python3 - "${tls_rps[*]}" "${plain_rps[*]}" "${tls_cpu[*]}" "${plain_cpu[*]}" <<'PY'
-import sys
-t, p, tc, pc = ([float(x) for x in a.split()] for a in sys.argv[1:])
-print(f"TLS / plain throughput: {sum(t)/sum(p):.3f}")
-print(f"CPU per request TLS / plain: {sum(tc)/len(tc):.1f} / {sum(pc)/len(pc):.1f} us = {sum(tc)/sum(pc):.3f}")
-PY
+ab_summary TLS plain "${tls_rps[*]}" "${plain_rps[*]}" "${tls_cpu[*]}" "${plain_cpu[*]}"
 # New connections: one request each, the handshake included (curl, sequential).
 for mode in plain tls; do
   start=$(date +%s%N)
