@@ -49,9 +49,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "SwitchyardHTTPGuard",
+            dependencies: [
+                "SwitchyardCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "SwitchyardGateway",
             dependencies: [
                 "SwitchyardCore",
+                "SwitchyardHTTPGuard",
                 "SwitchyardScheduling",
                 "SwitchyardBatch",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -256,6 +266,13 @@ if ProcessInfo.processInfo.environment["SWITCHYARD_BENCHMARKS"] != nil {
 // libFuzzer targets stay off the default graph too: SWITCHYARD_FUZZ=1 adds them, built with
 // `-sanitize=fuzzer` in their own scratch folder (scripts/fuzz.sh). libFuzzer supplies `main`.
 if ProcessInfo.processInfo.environment["SWITCHYARD_FUZZ"] != nil {
+    package.targets.append(
+        .executableTarget(
+            name: "FuzzRequestHead",
+            dependencies: ["SwitchyardHTTPGuard", .product(name: "NIOEmbedded", package: "swift-nio")],
+            path: "Fuzz/FuzzRequestHead",
+            swiftSettings: swiftSettings + [.unsafeFlags(["-parse-as-library"])]
+        ))
     for name in ["FuzzJSON", "FuzzSSE", "FuzzConfig"] {
         package.targets.append(
             .executableTarget(

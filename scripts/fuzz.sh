@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # libFuzzer runs of the parsers that take outside input: JSON (parser and scanner, checked
-# against each other), SSE (decoder, checked against any cut of the stream) and the config loader
-# (YAML → validated config). Built with `--sanitize=fuzzer` in .build/fuzz (SWITCHYARD_FUZZ=1 adds
+# against each other), SSE (decoder, checked against any cut of the stream), the config loader
+# (YAML → validated config) and the request head (the client guard and NIO's HTTP/1 decoder with
+# the gateway's limits: only 2xx/4xx answers, refusals in OpenAI's shape). Built with `--sanitize=fuzzer` in .build/fuzz (SWITCHYARD_FUZZ=1 adds
 # the targets to the package), each run for SECONDS (default 60) from the seeds in Fuzz/corpus.
 # A crash leaves its input in .build/fuzz/artifacts and fails the script.
-# Usage: scripts/fuzz.sh [SECONDS] [FuzzJSON FuzzSSE FuzzConfig]
+# Usage: scripts/fuzz.sh [SECONDS] [FuzzJSON FuzzSSE FuzzConfig FuzzRequestHead]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH="${1:-60}"
 shift || true
-TARGETS=("${@:-FuzzJSON FuzzSSE FuzzConfig}")
+TARGETS=("${@:-FuzzJSON FuzzSSE FuzzConfig FuzzRequestHead}")
 read -r -a TARGETS <<< "${TARGETS[*]}"
 for t in "${TARGETS[@]}"; do
   SWITCHYARD_FUZZ=1 swift build -c release --sanitize=fuzzer --scratch-path .build/fuzz --product "$t" 2>&1 | grep -E "error|warning: unre|Compiling|complete" | grep -v Compiling || true

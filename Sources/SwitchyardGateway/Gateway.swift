@@ -7,6 +7,7 @@ import NIOCore
 import ServiceLifecycle
 import SwitchyardBatch
 import SwitchyardCore
+import SwitchyardHTTPGuard
 import SwitchyardScheduling
 import Synchronization
 import UnixSignals

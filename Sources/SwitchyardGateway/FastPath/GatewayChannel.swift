@@ -7,6 +7,7 @@ import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOSSL
 import SwitchyardCore
+import SwitchyardHTTPGuard
 
 /// The gateway's HTTP/1.1 connection setup: Hummingbird's, with the ``FastPathHandler`` right
 /// after NIO's HTTP/1 codec, so the requests it serves skip the conversion to HTTPTypes and back
@@ -27,16 +28,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
         channel.eventLoop.makeCompletedFuture {
             let pipeline = channel.pipeline.syncOperations
             if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls.current)) }
-            let guardian = ClientGuard(limits: limits, metrics: metrics, connections: connections)
-            try pipeline.addHandler(ClientBytesHandler(guardian))
-            var decoderLimits = NIOHTTPDecoderLimitConfiguration()
-            decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
-            decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
-            try pipeline.configureHTTPServerPipeline(
-                withPipeliningAssistance: false, withErrorHandling: false,
-                withOutboundHeaderValidation: false, withEncoderConfiguration: .init(),
-                withDecoderLimitConfiguration: decoderLimits)
-            try pipeline.addHandler(ClientRequestHandler(guardian))
+            try ClientGuard(limits: limits, connections: connections) { [metrics] in metrics.refused(reason: $0) }.install(on: pipeline)
             if let fastPath { try pipeline.addHandler(fastPath.makeHandler(for: channel)) }
             try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: tls != nil))
             try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))

@@ -4,11 +4,13 @@ import SwitchyardCore
 import Synchronization
 
 /// Open connections per client address, across the event loops (`max_connections_per_client`).
-final class ClientConnectionCounts: Sendable {
+package final class ClientConnectionCounts: Sendable {
+    package init() {}
+
     private let counts = Mutex<[String: Int]>([:])
 
     /// Counts a new connection from `address`; false (and not counted) when it is over `limit`.
-    func open(_ address: String, limit: Int) -> Bool {
+    package func open(_ address: String, limit: Int) -> Bool {
         counts.withLock { map in
             let now = map[address, default: 0]
             guard limit == 0 || now < limit else { return false }
@@ -18,9 +20,9 @@ final class ClientConnectionCounts: Sendable {
     }
 
     /// Connections open from `address` now.
-    func count(_ address: String) -> Int { counts.withLock { $0[address] ?? 0 } }
+    package func count(_ address: String) -> Int { counts.withLock { $0[address] ?? 0 } }
 
-    func close(_ address: String) {
+    package func close(_ address: String) {
         counts.withLock { map in
             let left = map[address, default: 1] - 1
             map[address] = left > 0 ? left : nil
@@ -37,7 +39,7 @@ final class ClientConnectionCounts: Sendable {
 ///   or its body paused for `body_idle_timeout` → 408, closed;
 /// - headers over `max_header_bytes` / `max_headers` → 431; unparseable → 400; closed;
 /// - more than `max_connections_per_client` from one address → 429, closed.
-final class ClientGuard {
+package final class ClientGuard {
     enum Phase {
         case idle
         case readingHead
@@ -47,7 +49,8 @@ final class ClientGuard {
     }
 
     let limits: ClientLimits
-    let metrics: GatewayMetrics
+    /// Counts a refusal by reason (`switchyard_refused_total{reason}`).
+    let countRefusal: (String) -> Void
     let connections: ClientConnectionCounts
     var phase = Phase.idle
     var timer: Scheduled<Void>?
@@ -56,10 +59,25 @@ final class ClientGuard {
     var raw: ChannelHandlerContext?
     var refused = false
 
-    init(limits: ClientLimits, metrics: GatewayMetrics, connections: ClientConnectionCounts) {
+    package init(limits: ClientLimits, connections: ClientConnectionCounts, countRefusal: @escaping (String) -> Void) {
         self.limits = limits
-        self.metrics = metrics
+        self.countRefusal = countRefusal
         self.connections = connections
+    }
+
+    /// The request-head handling of a server connection: this guard's bytes handler, NIO's
+    /// HTTP/1 codec with the header limits, then its request handler. What comes after
+    /// (the gateway's fast path and Hummingbird) is added by the caller.
+    package func install(on pipeline: ChannelPipeline.SynchronousOperations) throws {
+        try pipeline.addHandler(ClientBytesHandler(self))
+        var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+        decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
+        decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
+        try pipeline.configureHTTPServerPipeline(
+            withPipeliningAssistance: false, withErrorHandling: false,
+            withOutboundHeaderValidation: false, withEncoderConfiguration: .init(),
+            withDecoderLimitConfiguration: decoderLimits)
+        try pipeline.addHandler(ClientRequestHandler(self))
     }
 
     func arm(_ after: Duration, _ action: @escaping () -> Void) {
@@ -91,7 +109,7 @@ final class ClientGuard {
         guard !refused, let raw else { return }
         refused = true
         timer?.cancel()
-        metrics.refused(reason: reason)
+        countRefusal(reason)
         let type = status == 429 ? "rate_limit_error" : "invalid_request_error"
         let body = APIError(status: status, message: message, type: type, code: code, retryAfterSeconds: retryAfter).json.serialized()
         var head =
@@ -120,21 +138,21 @@ final class ClientGuard {
 }
 
 /// First in the pipeline: sees raw bytes arrive (a slow client's trickle included).
-final class ClientBytesHandler: ChannelDuplexHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+package final class ClientBytesHandler: ChannelDuplexHandler {
+    package typealias InboundIn = ByteBuffer
+    package typealias InboundOut = ByteBuffer
+    package typealias OutboundIn = ByteBuffer
+    package typealias OutboundOut = ByteBuffer
 
     let guardian: ClientGuard
 
-    init(_ guardian: ClientGuard) { self.guardian = guardian }
+    package init(_ guardian: ClientGuard) { self.guardian = guardian }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    package func handlerAdded(context: ChannelHandlerContext) {
         guardian.raw = context
     }
 
-    func channelActive(context: ChannelHandlerContext) {
+    package func channelActive(context: ChannelHandlerContext) {
         let g = guardian
         if let address = context.remoteAddress?.ipAddress {
             if g.connections.open(address, limit: g.limits.maxConnectionsPerClient) {
@@ -151,14 +169,14 @@ final class ClientBytesHandler: ChannelDuplexHandler {
         context.fireChannelActive()
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    package func channelInactive(context: ChannelHandlerContext) {
         guardian.timer?.cancel()
         if let address = guardian.address { guardian.connections.close(address) }
         guardian.address = nil
         context.fireChannelInactive()
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let g = guardian
         guard !g.refused else { return }
         switch g.phase {
@@ -181,17 +199,17 @@ final class ClientBytesHandler: ChannelDuplexHandler {
 
 /// Right after the HTTP decoder: where requests begin and end, when responses are done, and
 /// the decoder's errors (headers too large, unparseable requests).
-final class ClientRequestHandler: ChannelDuplexHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias InboundOut = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+package final class ClientRequestHandler: ChannelDuplexHandler {
+    package typealias InboundIn = HTTPServerRequestPart
+    package typealias InboundOut = HTTPServerRequestPart
+    package typealias OutboundIn = HTTPServerResponsePart
+    package typealias OutboundOut = HTTPServerResponsePart
 
     let guardian: ClientGuard
 
-    init(_ guardian: ClientGuard) { self.guardian = guardian }
+    package init(_ guardian: ClientGuard) { self.guardian = guardian }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let g = guardian
         switch unwrapInboundIn(data) {
         case .head(let head):
@@ -212,14 +230,14 @@ final class ClientRequestHandler: ChannelDuplexHandler {
         context.fireChannelRead(data)
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+    package func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = unwrapOutboundIn(data), guardian.phase == .answering {
             guardian.idle()
         }
         context.write(data, promise: promise)
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    package func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard let parser = error as? HTTPParserError else {
             context.fireErrorCaught(error)
             return
