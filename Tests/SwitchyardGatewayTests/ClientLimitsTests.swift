@@ -104,11 +104,11 @@ import Testing
         }
     }
 
-    /// A connection that has sent a request head and keeps its body coming slowly enough to stay
-    /// within the limits (it is held open until closed).
+    /// A connection that has sent a request head and owes its body: held open (within the 30 s
+    /// body idle timeout, far beyond the short idle timeout of the test) until closed.
     static func hold(_ port: Int) async throws -> any Channel {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
-        try await channel.writeAndFlush(ByteBuffer(string: "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).get()
+        try await channel.writeAndFlush(ByteBuffer(string: "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")).get()
         return channel
     }
 }
