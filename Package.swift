@@ -214,6 +214,8 @@ let package = Package(
             name: "SwitchyardGatewayTests",
             dependencies: [
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                "SwitchyardHTTPGuard",
                 "SwitchyardGateway",
                 "SwitchyardBatch",
                 "SwitchyardTestSupport",

@@ -152,6 +152,15 @@ package final class ClientBytesHandler: ChannelDuplexHandler {
         guardian.raw = context
     }
 
+    /// The guard holds this handler's context and the handlers hold the guard: NIO leaves both
+    /// in place when a pipeline is torn down, so the cycle is cut here (found by the
+    /// FuzzRequestHead target as memory growing with every connection).
+    package func handlerRemoved(context: ChannelHandlerContext) {
+        guardian.timer?.cancel()
+        guardian.timer = nil
+        guardian.raw = nil
+    }
+
     package func channelActive(context: ChannelHandlerContext) {
         let g = guardian
         if let address = context.remoteAddress?.ipAddress {

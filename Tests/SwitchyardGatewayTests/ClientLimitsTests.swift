@@ -1,7 +1,9 @@
 import Foundation
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 import SwitchyardCore
+import SwitchyardHTTPGuard
 import SwitchyardTestSupport
 import Testing
 
@@ -192,5 +194,23 @@ import Testing
                 #expect(fine.status == 200, "served normally after: \(statuses)")
             }
         }
+    }
+}
+
+/// Found by FuzzRequestHead (memory growing run after run): the guard and its handler's context
+/// held each other past the connection's end, so every connection leaked them.
+@Suite struct ClientGuardLifetimeTests {
+    @Test func aClosedConnectionLeavesNoGuardBehind() throws {
+        weak var weakGuard: ClientGuard?
+        try {
+            let channel = EmbeddedChannel()
+            let guardian = ClientGuard(limits: ClientLimits(), connections: ClientConnectionCounts()) { _ in }
+            weakGuard = guardian
+            try guardian.install(on: channel.pipeline.syncOperations)
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
+            try channel.writeInbound(ByteBuffer(string: "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+            _ = try channel.finish(acceptAlreadyClosed: true)
+        }()
+        #expect(weakGuard == nil)
     }
 }

@@ -323,7 +323,11 @@ enum OpenAPIDocument {
               description: The completion; with "stream" true, server-sent events ending with data [DONE]
               content:
                 application/json: { schema: { $ref: "#/components/schemas/Completion" } }
-                text/event-stream: { schema: { type: string } }
+                text/event-stream:
+                  schema:
+                    description: "One server-sent event: data is a JSON chunk, an error object, or [DONE]"
+                    type: object
+                    properties: { data: { type: string }, event: { type: string }, id: { type: string } }
           schemas:
             Error:
               type: object
