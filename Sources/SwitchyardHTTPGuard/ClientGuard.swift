@@ -220,6 +220,10 @@ package final class ClientRequestHandler: ChannelDuplexHandler {
 
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let g = guardian
+        // After a refusal nothing more goes on: not the refused request's body and end, nor the
+        // requests pipelined behind it in the same read (found by FuzzRequestHead: a 431 was
+        // followed by the app's 200 to the refused request's end).
+        guard !g.refused else { return }
         switch unwrapInboundIn(data) {
         case .head(let head):
             if head.headers.count > g.limits.maxHeaders {

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOEmbedded
+import NIOHTTP1
 import NIOPosix
 import SwitchyardCore
 import SwitchyardHTTPGuard
@@ -212,5 +213,40 @@ import Testing
             _ = try channel.finish(acceptAlreadyClosed: true)
         }()
         #expect(weakGuard == nil)
+    }
+}
+
+extension ClientGuardLifetimeTests {
+    /// Counts the request parts that get past the guard.
+    final class Parts: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        var seen: [String] = []
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let head): seen.append("head \(head.uri)")
+            case .body: seen.append("body")
+            case .end: seen.append("end")
+            }
+        }
+    }
+
+    /// Found by FuzzRequestHead: after a 431 the refused request's end (and a request pipelined
+    /// behind it) still reached the app, which answered 200 after the refusal.
+    @Test func nothingPassesAfterARefusal() throws {
+        var limits = ClientLimits()
+        limits.maxHeaders = 3
+        let channel = EmbeddedChannel()
+        let parts = Parts()
+        try ClientGuard(limits: limits, connections: ClientConnectionCounts()) { _ in }.install(on: channel.pipeline.syncOperations)
+        try channel.pipeline.syncOperations.addHandler(parts)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
+        let many = (0..<5).map { "x-\($0): 1\r\n" }.joined()
+        try? channel.writeInbound(
+            ByteBuffer(string: "POST /a HTTP/1.1\r\nHost: x\r\n\(many)Content-Length: 2\r\n\r\nhiGET /b HTTP/1.1\r\nHost: x\r\n\r\n"))
+        var answer = ""
+        while let out = try channel.readOutbound(as: ByteBuffer.self) { answer += String(buffer: out) }
+        #expect(answer.hasPrefix("HTTP/1.1 431"))
+        #expect(parts.seen.isEmpty, "\(parts.seen)")
+        _ = try? channel.finish(acceptAlreadyClosed: true)
     }
 }
