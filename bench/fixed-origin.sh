@@ -67,3 +67,18 @@ print(f"{a} / {b} throughput: {sum(ar)/sum(br):.3f}")
 print(f"CPU per request {a} / {b}: {sum(ac)/len(ac):.1f} / {sum(bc)/len(bc):.1f} us = {sum(ac)/sum(bc):.3f}")
 PY
 }
+
+# The prologue of the nginx-fronted gateway benchmarks: nginx and wrk from Debian when missing,
+# the release binary, a work folder in $work whose *.pid processes are killed (and the folder
+# removed) on exit, and free_port.
+bench_prologue() {
+  command -v nginx >/dev/null && command -v wrk >/dev/null || {
+    echo "installing nginx and wrk from Debian" >&2
+    apt-get update -qq && apt-get install -y -qq nginx wrk >/dev/null
+  }
+  [ -x .build/release/switchyard ] || swift build -c release --product switchyard >&2
+  work="$(mktemp -d)"
+  chmod 755 "$work"
+  trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

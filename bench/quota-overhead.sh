@@ -9,17 +9,9 @@ cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10}"
 CONNS="${CONNS:-32}"
 TENANTS="${TENANTS:-1000}"
-command -v nginx >/dev/null && command -v wrk >/dev/null || {
-  echo "installing nginx and wrk from Debian" >&2
-  apt-get update -qq && apt-get install -y -qq nginx wrk >/dev/null
-}
-[ -x .build/release/switchyard ] || swift build -c release --product switchyard >&2
-trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
-work="$(mktemp -d)"
-chmod 755 "$work"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(free_port); ON=$(free_port); OFF=$(free_port)
 source bench/fixed-origin.sh
+bench_prologue
+UP=$(free_port); ON=$(free_port); OFF=$(free_port)
 start_fixed_nginx "$work" "$UP"
 # 1,000 tenants with their keys; the same tenants with and without limits.
 python3 - "$work" "$TENANTS" "$UP" <<'PY'

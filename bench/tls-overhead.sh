@@ -9,17 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10}"
 CONNS="${CONNS:-32}"
-command -v nginx >/dev/null && command -v wrk >/dev/null || {
-  echo "installing nginx and wrk from Debian" >&2
-  apt-get update -qq && apt-get install -y -qq nginx wrk >/dev/null
-}
-[ -x .build/release/switchyard ] || swift build -c release --product switchyard >&2
-trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
-work="$(mktemp -d)"
-chmod 755 "$work"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(free_port); TLS=$(free_port); PLAIN=$(free_port)
 source bench/fixed-origin.sh
+bench_prologue
+UP=$(free_port); TLS=$(free_port); PLAIN=$(free_port)
 start_fixed_nginx "$work" "$UP"
 ec() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "$@" 2>/dev/null; }
 ec -x509 -keyout "$work/ca.key" -out "$work/ca.pem" -days 1 -subj "/CN=bench CA"

@@ -7,16 +7,7 @@ import Testing
 /// consistent with its requests, and a report.html that headless Chromium renders with charts.
 @Suite(.serialized, .tags(.timing)) struct BenchCommandTests {
     static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try TestProcess.run(executable, arguments)
     }
 
     /// ``run(_:_:)`` on a dispatch thread, so a long process does not hold a task thread.

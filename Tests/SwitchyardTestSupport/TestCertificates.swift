@@ -41,18 +41,24 @@ package struct TestCertificates: Sendable {
     }
 
     private func openssl(_ arguments: [String]) throws {
+        let (status, output) = try TestProcess.run("/usr/bin/openssl", arguments)
+        guard status == 0 else { throw TestCertificateError(message: "openssl \(arguments.first ?? ""): \(output)") }
+    }
+}
+
+/// Runs a program to its end; its exit status and its stdout and stderr together.
+package enum TestProcess {
+    package static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
         try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw TestCertificateError(message: "openssl \(arguments.first ?? ""): \(String(decoding: output, as: UTF8.self))")
-        }
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }
 
