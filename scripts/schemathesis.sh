@@ -33,7 +33,9 @@ status=0
 .venv/bin/schemathesis run "http://127.0.0.1:$PORT/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --phases examples,coverage,fuzzing,stateful --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME" --seed 1 \
-  --request-timeout 20 --workers 2 --no-color || status=$?
+  --request-timeout 20 --workers 1 --no-color || status=$?
+# One worker: with two, hypothesis (under schemathesis 4.32.5, CPython 3.11) once failed in its
+# own source parsing ("AST constructor recursion depth mismatch") while describing a strategy.
 if ! kill -0 "${pids[1]}" 2>/dev/null; then
   echo "schemathesis: the gateway died during the run" >&2; tail -50 "$work/serve.log" >&2; exit 1
 fi
