@@ -46,7 +46,10 @@ struct SharedQuotaSync: Service {
                 started = true
             } catch {
                 failed("cannot start", error)
-                guard await pause() else { return }
+                guard await pause() else {
+                    await db.close()
+                    return
+                }
             }
         }
         while await pause() {
@@ -54,6 +57,7 @@ struct SharedQuotaSync: Service {
         }
         // What was admitted since the last round is shared before the replica goes.
         await round(&cursor, &applied)
+        await db.close()
     }
 
     /// Waits one interval; false when the gateway is shutting down.
