@@ -69,6 +69,9 @@ package final class ChaosProxy: Sendable {
         var configuration = HTTPClient.Configuration()
         configuration.decompression = .disabled
         configuration.tracing.tracer = nil
+        // Closed before llama.cpp's and uvicorn's 5 s keep-alive timeout, as the gateway does:
+        // a pooled connection the server just closed must not turn into an injected-looking 502.
+        configuration.connectionPool = .init(idleTimeout: .seconds(4))
         client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 
@@ -121,7 +124,14 @@ package final class ChaosProxy: Sendable {
         if request.method == .post { upstreamRequest.body = .bytes(body) }
         let response: HTTPClientResponse
         do {
-            response = try await client.execute(upstreamRequest, timeout: .seconds(600))
+            do {
+                response = try await client.execute(upstreamRequest, timeout: .seconds(600))
+            } catch {
+                // Once more on a fresh connection: a keep-alive connection can still lose the race
+                // with the server closing it, and only faults the proxy injects should show.
+                count("upstream_retry")
+                response = try await client.execute(upstreamRequest, timeout: .seconds(600))
+            }
         } catch {
             count("upstream_error")
             return Response(

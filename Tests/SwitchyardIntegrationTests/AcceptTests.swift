@@ -8,13 +8,14 @@ import Testing
 @Suite(.serialized, .tags(.timing)) struct AcceptTests {
     /// `switchyard serve` with `replicas` managed llama.cpp servers (2 slots each) and the admin
     /// API; the gateway and its origin URL.
-    static func serve(replicas: Int, dataDir: URL) async throws -> (ManagedServeTests.Served, String) {
+    static func serve(replicas: Int, dataDir: URL, extra: String = "") async throws -> (ManagedServeTests.Served, String) {
         try #require(FileManager.default.isExecutableFile(atPath: ServeProcessTests.binary), "build the package first (swift build)")
         try ManagedServeTests.prepareDataDir(dataDir)
         let config = dataDir.appendingPathComponent("serve.yaml")
         try """
         \(try ManagedServeTests.adminSection(dataDir))
         health: { interval: 500ms }
+        \(extra)
         models:
           - name: smollm2
             managed:
@@ -117,7 +118,13 @@ import Testing
     @Test func backendResetsAreAbsorbedByTheGateway() async throws {
         let dataDir = ManagedServeTests.tempDir()
         defer { try? FileManager.default.removeItem(at: dataDir) }
-        let (served, origin) = try await Self.serve(replicas: 2, dataDir: dataDir)
+        // Every call to smollm2-0 is reset until it is ejected: each such request spends a
+        // retry, some two (a reset before the response may be a stale keep-alive connection, so
+        // that replica is tried once more). The default budget (20% of requests, at least 3 per
+        // window) is meant to stop retry storms and at this rate can run out before the
+        // ejection (seen in CI as "All attempts failed"); this test is about the absorption.
+        let (served, origin) = try await Self.serve(
+            replicas: 2, dataDir: dataDir, extra: "retry: { budget_ratio: 1, min_retries_per_window: 20 }")
         let spec = dataDir.appendingPathComponent("accept.yaml")
         try """
         target: { url: "\(served.base)", model: smollm2, metrics_url: "\(origin)/metrics", admin_url: "\(origin)", admin_token: \(ManagedServeTests.adminToken) }
@@ -142,10 +149,14 @@ import Testing
         let requests = try String(contentsOfFile: out + "/requests.jsonl", encoding: .utf8).split(separator: "\n")
             .map { try JSONParser.parse(Array($0.utf8)) }
         #expect(requests.count >= 30)
-        #expect(requests.allSatisfy { $0["ok"] == .bool(true) && $0["resent"] == .bool(false) }, "no client request failed or was resent")
+        let hurt = requests.filter { $0["ok"] != .bool(true) || $0["resent"] != .bool(false) }
+        #expect(hurt.isEmpty, "no client request failed or was resent: \(hurt.map { String(decoding: $0.serialized(), as: UTF8.self) })")
         let summary = try JSONParser.parse(Array(try String(contentsOfFile: out + "/summary.json", encoding: .utf8).utf8))
         let recovery = try #require(summary["verdicts"]?.arrayValue?.first?["recoveries"]?.arrayValue?.first)
-        #expect(recovery["hurt"] == .number(0))
+        #expect(
+            recovery["hurt"] == .number(0),
+            "\(recovery)\n\(served.logText.split(separator: "\n").filter { $0.contains("warning") || $0.contains("error") }.suffix(20).joined(separator: "\n"))"
+        )
         #expect((recovery["gateway"]?["retries"]?.intValue ?? 0) > 0, "the gateway's retries show: \(recovery)")
         #expect((summary["chaos_proxy"]?["smollm2-0 reset"]?.intValue ?? 0) > 0, "\(summary["chaos_proxy"] ?? .null)")
         let report = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
