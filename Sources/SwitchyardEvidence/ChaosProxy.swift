@@ -77,7 +77,8 @@ package final class ChaosProxy: Sendable {
 
     package var current: ChaosFaults { faults.withLock { $0 } }
     package func set(_ new: ChaosFaults) { faults.withLock { $0 = new } }
-    /// Requests by what happened to them: forwarded, reset, status503, stalled, upstream_error.
+    /// Requests by what happened to them: forwarded, reset, status503, stalled, upstream_error
+    /// (upstream_retry: sent again after losing a pooled connection).
     package var injected: [String: Int] { counts.withLock { $0 } }
 
     private func roll(_ rate: Double) -> Bool {
