@@ -138,6 +138,9 @@ package final class Gateway: Sendable {
         let fastPath = config.server.fastPath ? FastPath(gateway: self) : nil
         self.fastPath.withLock { $0 = fastPath }
         let tls = try config.server.tls.map(ListenerTLS.init)
+        // A CA file that is readable but not PEM stops the start here, with its field named,
+        // rather than failing every https:// backend later (the health client would fall back).
+        if config.upstream.caFile != nil { _ = try UpstreamTLS.configuration(config.upstream) }
         listenerTLS.withLock { $0 = tls }
         if let tls { metrics.tlsCertificateExpiry(tls.notAfter) }
         let app = Application(

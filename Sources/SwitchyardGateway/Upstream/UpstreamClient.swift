@@ -22,7 +22,7 @@ package final class UpstreamClient: Sendable {
         configuration.redirectConfiguration = .disallow
         // No request spans: computing their attributes costs a URL parse per request.
         configuration.tracing.tracer = nil
-        // A CA file that cannot be read was refused when the configuration was loaded.
+        // A CA file that cannot be used was refused when the gateway started (Gateway.run).
         configuration.tlsConfiguration = try? UpstreamTLS.configuration(config)
         http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
