@@ -26,6 +26,7 @@ import Testing
         }
         func capacity(_ i: Int) -> M.CapacityStatus? { m.capacity(i) }
         func queued(lane: String) -> Int { m.queued(lane: lane) }
+        func observe(_ l: M.Lease, ttft: Duration, promptTokens: Int) { m.observe(l, ttft: ttft, promptTokens: promptTokens) }
     }
 
     static func machine(
@@ -119,6 +120,30 @@ import Testing
             Issue.record("expected a queue timeout, got \(effects.decided[0].result)")
             return
         }
+    }
+
+    /// CI saw short requests refused as "estimated wait 31.1s" on a loaded host: a 4-token prompt
+    /// whose first token took a second had been read as a prefill rate of 4 tokens/s.
+    @Test func onlyLongPromptsTeachThePrefillRateThatRefusesUnreachableDeadlines() throws {
+        let m = Self.machine(slots: [1, 1], lanes: LaneConfig.defaults.filter { $0.name == "realtime" })
+        func ticket(_ tokens: Int) -> M.Ticket {
+            M.Ticket(
+                lane: "realtime", tenant: "t", inputTokens: tokens, maxOutputTokens: 10, startBy: Self.origin + .seconds(3),
+                giveUpAt: Self.origin + .seconds(60))
+        }
+        let a = try #require(Self.lease(m.arrive(ticket(4), now: .zero)))
+        let b = try #require(Self.lease(m.arrive(ticket(4), now: .zero)))
+        m.observe(a, ttft: .seconds(1), promptTokens: 4)
+        for _ in 0..<5 { _ = try #require(Self.queuedID(m.arrive(ticket(10), now: .zero)), "overhead is not a prefill rate") }
+        // 1,000 tokens in 1 s per request, two replicas: 2,000 tokens a second. 50 queued tokens
+        // leave the deadline reachable; 6,050 put it three seconds away.
+        m.observe(b, ttft: .seconds(1), promptTokens: 1000)
+        _ = try #require(Self.queuedID(m.arrive(ticket(6000), now: .zero)))
+        guard case .done(.failure(.rejected(let error, reason: "deadline"))) = m.arrive(ticket(10), now: .zero) else {
+            Issue.record("a deadline over three seconds of prefill away was admitted")
+            return
+        }
+        #expect(error.status == 503)
     }
 
     @Test func theTotalTimeoutEndsWaitingInADelayLane() throws {

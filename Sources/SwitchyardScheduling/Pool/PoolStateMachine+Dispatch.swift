@@ -284,16 +284,20 @@ extension PoolStateMachine {
         guard prefillTokensPerSecond != nil || serviceSeconds != nil else { return nil }
         var slots = 0
         var free = false
+        var eligible = 0
         for r in replicas where isEligible(r, now: now) {
             let cap = limit(r)
             if cap == 0 || r.inflight < cap { free = true }
             slots += cap
+            eligible += 1
         }
         var toSlot = Duration.zero
         if !free, slots > 0, let service = serviceSeconds {
             let ahead = scheduler.queued(atOrAbove: priority)
             toSlot = .seconds(service * Double(ahead + 1) / Double(slots))
         }
-        return LaneScheduler.Capacity(prefillTokensPerSecond: prefillTokensPerSecond ?? .infinity, timeToFreeSlot: toSlot)
+        // The rate is measured per request; every eligible replica prefills its share of the queue.
+        let poolRate = prefillTokensPerSecond.map { $0 * Double(max(eligible, 1)) } ?? .infinity
+        return LaneScheduler.Capacity(prefillTokensPerSecond: poolRate, timeToFreeSlot: toSlot)
     }
 }

@@ -38,11 +38,16 @@ extension PoolStateMachine {
 
     /// Feeds adaptive concurrency and the prefill-rate estimate: server-side time to first token
     /// (from the request being sent), time per output token, a 429/503 from the backend.
+    /// Prompt tokens a first-token time must cover to count as a prefill-rate sample.
+    package static let minimumPrefillSample = 256
+
     package mutating func observe(_ lease: Lease, ttft: Duration? = nil, tpot: Duration? = nil, promptTokens: Int? = nil, overloaded: Bool = false) {
         let i = lease.index
         if let ttft {
             replicas[i].samples.ttft.append(ttft.seconds)
-            if let n = promptTokens, n > 0, ttft > .zero {
+            // A short prompt's first token time is the engine's fixed overhead (and, on a loaded
+            // host, scheduling noise), not prefill throughput: 4 tokens in 1 s is not a rate of 4/s.
+            if let n = promptTokens, n >= Self.minimumPrefillSample, ttft > .zero {
                 let rate = Double(n) / ttft.seconds
                 prefillTokensPerSecond = prefillTokensPerSecond.map { 0.8 * $0 + 0.2 * rate } ?? rate
             }
