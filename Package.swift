@@ -132,9 +132,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "SwitchyardPlan",
+            dependencies: [
+                "SwitchyardCore", "SwitchyardScheduling", .product(name: "Yams", package: "Yams"),
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "SwitchyardCLI",
             dependencies: [
                 "SwitchyardCore",
+                "SwitchyardPlan",
                 "SwitchyardBatch",
                 "SwitchyardGateway",
                 "SwitchyardProbe",
@@ -180,6 +189,11 @@ let package = Package(
         .testTarget(
             name: "SwitchyardProbeTests",
             dependencies: ["SwitchyardProbe", "SwitchyardCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SwitchyardPlanTests",
+            dependencies: ["SwitchyardPlan", "SwitchyardScheduling", "SwitchyardCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -99,21 +99,26 @@ package enum HTMLReport {
             body += chart(title: "Gateway queue depth", xLabel: "s", yLabel: "requests", series: series, markers: markers, xMax: timeEnd)
         }
         body += "</div>\n"
-        return """
-            <!doctype html>
-            <html lang=en><head><meta charset=utf-8><title>Switchyard evidence</title>
-            <style>
-            body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1280px}
-            h1{font-size:22px}h2{font-size:17px;margin-top:28px}.meta{color:#555;font-size:12px}
-            table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}
-            td:first-child,th:first-child{text-align:left}.row{display:flex;flex-wrap:wrap;gap:16px}
-            .pass{color:#1a7f37;font-weight:bold}.fail{color:#cf222e;font-weight:bold}.warn{color:#9a6700}
-            svg{background:#fff;border:1px solid #ddd}
-            </style></head><body>
-            \(body)
-            </body></html>
+        return page(title: "Switchyard evidence", body: body)
+    }
 
-            """
+    /// A self-contained page around `body`, in the evidence reports' style.
+    package static func page(title: String, body: String) -> String {
+        """
+        <!doctype html>
+        <html lang=en><head><meta charset=utf-8><title>\(escape(title))</title>
+        <style>
+        body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1280px}
+        h1{font-size:22px}h2{font-size:17px;margin-top:28px}.meta{color:#555;font-size:12px}
+        table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}
+        td:first-child,th:first-child{text-align:left}.row{display:flex;flex-wrap:wrap;gap:16px}
+        .pass{color:#1a7f37;font-weight:bold}.fail{color:#cf222e;font-weight:bold}.warn{color:#9a6700}
+        svg{background:#fff;border:1px solid #ddd}
+        </style></head><body>
+        \(body)
+        </body></html>
+
+        """
     }
 
     static func laneSection(_ s: LaneSummary, color: String) -> String {
@@ -141,7 +146,7 @@ package enum HTMLReport {
     /// A line (or dot) chart: 1-2-5 ticks, the y unit along its axis, faults as shaded bands
     /// labelled above the plot (in rows that do not overlap), moments as dashed lines, and the
     /// legend below the plot.
-    static func chart(
+    package static func chart(
         title: String, xLabel: String, yLabel: String, series: [(String, String, [(Double, Double)])],
         markers: [TimelineMarker] = [], yMax: Double? = nil, xMax: Double? = nil, step: Bool = false, dots: Bool = false,
         dashed: (String) -> Bool = { _ in false }
@@ -229,7 +234,7 @@ package enum HTMLReport {
         return svg + "</svg>\n"
     }
 
-    static func escape(_ s: String) -> String {
+    package static func escape(_ s: String) -> String {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }

@@ -65,6 +65,15 @@ package struct LaneConfig: Sendable, Equatable {
         self.priority = priority
     }
 
+    /// How long after arrival a request of this lane may still start: its queue timeout (else
+    /// the pool's `queue_timeout`), no later than its TTFT SLO, nor than the request's own timeout.
+    package func startWithin(poolQueueTimeout: Duration, requestTimeout: Duration? = nil) -> Duration {
+        var latest = queue.timeout ?? poolQueueTimeout
+        if let ttft = slo.ttft { latest = min(latest, ttft) }
+        if let requestTimeout { latest = min(latest, requestTimeout) }
+        return latest
+    }
+
     package static let realtime = "realtime"
     package static let streaming = "streaming"
     package static let batch = "batch"

@@ -309,10 +309,7 @@ package final class Proxy: Sendable {
     /// Latest start of a request: the lane's queue timeout (else the model's), its TTFT SLO, and
     /// the client's own `x-switchyard-timeout-ms`, whichever comes first.
     func startBy(lane: LaneConfig, pool: ModelPool, arrival: ContinuousClock.Instant, request: ProxyRequest) -> ContinuousClock.Instant {
-        var latest = arrival + (lane.queue.timeout ?? pool.config.queueTimeout)
-        if let ttft = lane.slo.ttft { latest = min(latest, arrival + ttft) }
-        if let timeout = request.timeout { latest = min(latest, arrival + timeout) }
-        return latest
+        arrival + lane.startWithin(poolQueueTimeout: pool.config.queueTimeout, requestTimeout: request.timeout)
     }
 
     /// Counts a request for the retry budget (retries may add at most its ratio of requests).

@@ -74,7 +74,7 @@ extension PoolStateMachine {
     func deadline(of w: Waiting) -> Duration {
         var t = w.giveUpAt
         if urgentLanes.contains(w.request.lane), !w.preemptionAsked, let startBy = w.request.deadline {
-            t = Swift.min(t, startBy - config.preemptionLead - slack * 2)
+            t = Swift.min(t, Swift.max(startBy - config.preemptionLead - slack * 2, w.recheckAt ?? .zero))
         }
         return t
     }
@@ -108,8 +108,16 @@ extension PoolStateMachine {
                     }
                 }
             }
-            guard now + (soonestFree ?? .zero) + lead >= startBy || (soonestFree == nil && now + lead >= startBy) else { continue }
-            guard let victim, let signal = replicas[victim.replica].leases[victim.lease]?.signal else { continue }
+            guard now + (soonestFree ?? .zero) + lead >= startBy || (soonestFree == nil && now + lead >= startBy) else {
+                if now >= startBy - lead { waiting[id]!.recheckAt = now + slack }
+                continue
+            }
+            guard let victim, let signal = replicas[victim.replica].leases[victim.lease]?.signal else {
+                // Nothing to stop now: look again after the timer's slack, not at once (the
+                // check's time has passed, so without this the timer would spin until the deadline).
+                waiting[id]!.recheckAt = now + slack
+                continue
+            }
             waiting[id]!.preemptionAsked = true
             effects.preempt.append((id, signal))
         }

@@ -28,7 +28,8 @@ package struct PoolStateMachine: Sendable {
     /// Waiting requests of urgent lanes with a deadline (checked for preemption).
     var urgent: Set<UInt64> = []
     var nextID: UInt64 = 0
-    var rng = SystemRandomNumberGenerator()
+    /// Breaks the balancer's ties; seeded for a reproducible simulation, random otherwise.
+    var rng: SplitMix64
     /// Moving average of a request's time on a replica (seconds).
     var serviceSeconds: Double?
     /// The same per lane: how long a request of that lane usually holds its slot.
@@ -139,6 +140,8 @@ package struct PoolStateMachine: Sendable {
         var priority: Int
         var giveUpAt: Duration
         var preemptionAsked = false
+        /// The preemption check found nothing to do past its time: the next one is not before this.
+        var recheckAt: Duration?
     }
 
     /// What the scheduler needs to know about a request.
@@ -216,8 +219,10 @@ package struct PoolStateMachine: Sendable {
     package init(
         config: ModelConfig, health: HealthCheckConfig, outlier: OutlierConfig, lanes: [LaneConfig] = LaneConfig.defaults,
         tenantWeights: [String: Double] = [:], slack: Duration = .milliseconds(10), origin: ContinuousClock.Instant,
-        defaultMaxInflight: Int = UpstreamConfig().defaultMaxInflight
+        defaultMaxInflight: Int = UpstreamConfig().defaultMaxInflight, seed: UInt64? = nil
     ) {
+        var system = SystemRandomNumberGenerator()
+        rng = SplitMix64(seed: seed ?? system.next())
         self.config = config
         self.origin = origin
         self.defaultMaxInflight = defaultMaxInflight

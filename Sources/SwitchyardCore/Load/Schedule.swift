@@ -1,5 +1,4 @@
 import Foundation
-import SwitchyardCore
 
 /// How open-loop arrivals are spaced.
 package enum ArrivalProcess: Sendable, Equatable {
@@ -34,7 +33,7 @@ package enum Schedule {
         return times
     }
 
-    static func gap(rate: Double, process: ArrivalProcess, rng: inout SplitMix64) -> Double {
+    package static func gap(rate: Double, process: ArrivalProcess, rng: inout SplitMix64) -> Double {
         switch process {
         case .constant: return 1 / rate
         case .poisson: return -log(uniform(&rng)) / rate
@@ -43,16 +42,16 @@ package enum Schedule {
     }
 
     /// Uniform in (0, 1].
-    static func uniform(_ rng: inout SplitMix64) -> Double {
+    package static func uniform(_ rng: inout SplitMix64) -> Double {
         (Double(rng.next() >> 11) + 1) / 9007199254740992.0
     }
 
-    static func normal(_ rng: inout SplitMix64) -> Double {
+    package static func normal(_ rng: inout SplitMix64) -> Double {
         sqrt(-2 * log(uniform(&rng))) * cos(2 * Double.pi * uniform(&rng))
     }
 
     /// Marsaglia–Tsang sampling of Gamma(shape, 1); shapes below 1 use the boost u^(1/shape).
-    static func gamma(shape: Double, rng: inout SplitMix64) -> Double {
+    package static func gamma(shape: Double, rng: inout SplitMix64) -> Double {
         if shape < 1 {
             return gamma(shape: shape + 1, rng: &rng) * pow(uniform(&rng), 1 / shape)
         }

@@ -1,0 +1,168 @@
+import Foundation
+import SwitchyardCore
+
+/// Fits a ``ReplicaProfile`` to measured requests (a bench bundle's `requests.jsonl`, taken
+/// straight at the model server or through a gateway whose queue it then leaves out).
+package enum ProfileFit {
+    /// One measured request: client times in seconds from the run's start.
+    package struct Observation: Sendable {
+        package var send: Double
+        package var first: Double
+        package var last: Double
+        package var prompt: Int
+        package var output: Int
+        package init(send: Double, first: Double, last: Double, prompt: Int, output: Int) {
+            self.send = send
+            self.first = first
+            self.last = last
+            self.prompt = prompt
+            self.output = output
+        }
+    }
+
+    /// - Parameters:
+    ///   - slots: requests a replica runs at once (llama.cpp `/props` `total_slots`); requests
+    ///     that found more in flight at their send waited in a queue, so their TTFT is left out.
+    ///   - source: names the evidence (bundle folders) in every number's source.
+    package static func fit(
+        _ all: [Observation], slots: Int, name: String, source: String, accelerator: String = "cpu", gpusPerReplica: Int = 0
+    ) throws -> ReplicaProfile {
+        let usable = all.filter { $0.first >= $0.send && $0.last >= $0.first && $0.prompt > 0 && $0.output >= 2 }
+        guard usable.count >= 20 else {
+            throw PlanError(
+                "\(source): \(usable.count) streamed requests with first and last token times and token counts; a fit needs at least 20 (run bench with --stream and enough requests)"
+            )
+        }
+        let sends = usable.map(\.send).sorted()
+        let lasts = usable.map(\.last).sorted()
+        // Requests in service at t (sent, not finished), from the two sorted lists.
+        func inService(_ t: Double) -> Int { upperBound(sends, t) - upperBound(lasts, t) }
+
+        // Decode: TPOT against the requests in flight at the middle of the decode.
+        var decode: [(k: Double, y: Double)] = []
+        for o in usable {
+            let k = min(slots, max(1, inService((o.first + o.last) / 2)))
+            decode.append((Double(k - 1), (o.last - o.first) / Double(o.output - 1)))
+        }
+        // Prefill: TTFT of requests that found a free slot, against prompt and requests in flight.
+        var prefill: [(p: Double, k: Double, y: Double)] = []
+        for o in usable {
+            let k = inService(o.send)
+            if k <= slots { prefill.append((Double(o.prompt), Double(max(0, k - 1)), o.first - o.send)) }
+        }
+        guard prefill.count >= 10 else {
+            throw PlanError(
+                "\(source): only \(prefill.count) requests found a free slot (at most \(slots) in flight when sent): the load was above the replica's capacity throughout; add a lower-rate run"
+            )
+        }
+        let measured = "measured: \(source)"
+        let tpotFit = linear(decode.map { [$0.k] }, decode.map(\.y))
+        let prompts = prefill.map(\.p)
+        let promptSpread = (prompts.max() ?? 0) / max(1, prompts.min() ?? 1)
+        var notes = [
+            "\(usable.count) requests (\(prefill.count) found a free slot); \(slots) slots",
+            String(format: "TPOT fit: R² %.2f over 1–%d in flight", tpotFit.r2, slots),
+        ]
+        let ttftFit: (coefficients: [Double], r2: Double)
+        let perToken: Sourced
+        if promptSpread >= 1.5 {
+            ttftFit = linear(prefill.map { [$0.p, $0.k] }, prefill.map(\.y))
+            perToken = Sourced(ttftFit.coefficients[1], "\(measured) (prompts \(Int(prompts.min()!))–\(Int(prompts.max()!)) tokens)")
+            notes.append(String(format: "TTFT fit: R² %.2f", ttftFit.r2))
+        } else {
+            let fit = linear(prefill.map { [$0.k] }, prefill.map(\.y))
+            ttftFit = (coefficients: [fit.coefficients[0], 0, fit.coefficients[1]], r2: fit.r2)
+            perToken = Sourced(
+                0,
+                "assumption: every prompt in the evidence had \(Int(prompts.min()!))–\(Int(prompts.max()!)) tokens, so TTFT's dependence on prompt length was not measured (it is in the base)"
+            )
+            notes.append(String(format: "TTFT fit: R² %.2f (prompt length not varied)", fit.r2))
+        }
+        var profile = ReplicaProfile(
+            name: name, gpusPerReplica: gpusPerReplica, accelerator: accelerator,
+            slots: Sourced(Double(slots), "given: the engine's slot count"),
+            ttftBase: Sourced(ttftFit.coefficients[0], measured), ttftPerPromptToken: perToken,
+            ttftPerConcurrent: Sourced(ttftFit.coefficients[2], measured),
+            tpotBase: Sourced(tpotFit.coefficients[0], measured), tpotPerConcurrent: Sourced(tpotFit.coefficients[1], measured),
+            notes: notes)
+        // The spread: measured over fitted, as percentiles.
+        profile.ttftSpread = .quantiles(
+            percentiles(prefill.map { $0.y / max(1e-6, profile.ttft(prompt: Int($0.p), inflight: Int($0.k) + 1)) }))
+        profile.tpotSpread = .quantiles(percentiles(decode.map { $0.y / max(1e-6, profile.tpot(inflight: Int($0.k) + 1)) }))
+        return profile
+    }
+
+    /// Ordinary least squares of `y` on an intercept and `x`; coefficients below zero (noise
+    /// against a cost that cannot be negative) are set to zero and the rest refitted.
+    package static func linear(_ x: [[Double]], _ y: [Double]) -> (coefficients: [Double], r2: Double) {
+        let width = (x.first?.count ?? 0) + 1
+        var active = Array(repeating: true, count: width)
+        var beta = Array(repeating: 0.0, count: width)
+        for _ in 0..<width {
+            let columns = (0..<width).filter { active[$0] }
+            let rows = x.map { row in columns.map { $0 == 0 ? 1 : row[$0 - 1] } }
+            let solved = solve(rows, y) ?? Array(repeating: 0, count: columns.count)
+            beta = Array(repeating: 0, count: width)
+            for (i, c) in columns.enumerated() { beta[c] = solved[i] }
+            guard let negative = (1..<width).first(where: { active[$0] && beta[$0] < 0 }) else { break }
+            active[negative] = false
+        }
+        let mean = y.reduce(0, +) / Double(max(1, y.count))
+        var ssRes = 0.0, ssTot = 0.0
+        for (row, v) in zip(x, y) {
+            let fitted = beta[0] + zip(row, beta.dropFirst()).reduce(0) { $0 + $1.0 * $1.1 }
+            ssRes += (v - fitted) * (v - fitted)
+            ssTot += (v - mean) * (v - mean)
+        }
+        return (beta, ssTot > 0 ? max(0, 1 - ssRes / ssTot) : 1)
+    }
+
+    /// Least squares by the normal equations (a handful of columns); nil when singular.
+    static func solve(_ rows: [[Double]], _ y: [Double]) -> [Double]? {
+        let n = rows.first?.count ?? 0
+        guard n > 0 else { return [] }
+        var a = Array(repeating: Array(repeating: 0.0, count: n + 1), count: n)
+        for (row, v) in zip(rows, y) {
+            for i in 0..<n {
+                for j in 0..<n { a[i][j] += row[i] * row[j] }
+                a[i][n] += row[i] * v
+            }
+        }
+        for col in 0..<n {
+            let pivot = (col..<n).max { abs(a[$0][col]) < abs(a[$1][col]) }!
+            guard abs(a[pivot][col]) > 1e-12 else {
+                // A column without variance: drop it (coefficient 0) by fixing its equation.
+                for j in 0...n { a[col][j] = j == col ? 1 : 0 }
+                for i in 0..<n where i != col { a[i][col] = 0 }
+                continue
+            }
+            a.swapAt(col, pivot)
+            for i in 0..<n where i != col {
+                let f = a[i][col] / a[col][col]
+                if f != 0 { for j in col...n { a[i][j] -= f * a[col][j] } }
+            }
+        }
+        return (0..<n).map { a[$0][n] / a[$0][$0] }
+    }
+
+    /// Percentiles 0, 1, …, 100 of the values.
+    static func percentiles(_ values: [Double]) -> [Double] {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return [1, 1] }
+        return (0...100).map { p in
+            let x = Double(p) / 100 * Double(sorted.count - 1)
+            let i = Int(x)
+            return i + 1 < sorted.count ? sorted[i] + (sorted[i + 1] - sorted[i]) * (x - Double(i)) : sorted[i]
+        }
+    }
+
+    /// Elements ≤ t in a sorted array.
+    static func upperBound(_ a: [Double], _ t: Double) -> Int {
+        var lo = 0, hi = a.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if a[mid] <= t { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+}

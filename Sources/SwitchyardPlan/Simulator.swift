@@ -1,0 +1,528 @@
+import Foundation
+import HeapModule
+import SwitchyardCore
+import SwitchyardScheduling
+
+/// A lane's offered load in a simulation.
+package struct LaneLoad: Sendable, Equatable {
+    package var lane: String
+    /// Requests per second (at the peak of `daily`).
+    package var rate: Double
+    package var arrival: ArrivalProcess = .poisson
+    /// Share of the peak rate in each hour of the day (24 values); nil: the rate all day.
+    package var daily: [Double]?
+    package var prompt: TokenDistribution = .fixed(128)
+    package var output: TokenDistribution = .fixed(64)
+    package var tenants = 1
+    package var slo = PlanSLO()
+    /// Share of requests that must meet the SLO.
+    package var attainment = 0.99
+
+    package init(lane: String, rate: Double) {
+        self.lane = lane
+        self.rate = rate
+    }
+}
+
+/// Per-request SLO in seconds (TTFT and E2E from arrival at the gateway).
+package struct PlanSLO: Sendable, Equatable {
+    package var ttft: Double?
+    package var tpot: Double?
+    package var e2e: Double?
+    package init(ttft: Double? = nil, tpot: Double? = nil, e2e: Double? = nil) {
+        self.ttft = ttft
+        self.tpot = tpot
+        self.e2e = e2e
+    }
+    package var isEmpty: Bool { ttft == nil && tpot == nil && e2e == nil }
+}
+
+/// One request of a recorded trace (a bundle's `requests.jsonl`).
+package struct TraceRequest: Sendable, Equatable {
+    package var at: Double
+    package var lane: String
+    package var prompt: Int
+    package var output: Int
+    package var tenant: String
+    package init(at: Double, lane: String, prompt: Int, output: Int, tenant: String = "t0") {
+        self.at = at
+        self.lane = lane
+        self.prompt = prompt
+        self.output = output
+        self.tenant = tenant
+    }
+}
+
+/// The pool a simulation runs: replicas of one profile behind the gateway's own lanes and model
+/// policy, driven through the real ``PoolStateMachine`` (lane scheduler, fairness, admission,
+/// deadlines, preemption, balancer) on a virtual clock.
+package struct SimulationSetup: Sendable {
+    package var profile: ReplicaProfile
+    package var replicas: Int
+    package var lanes: [LaneConfig] = LaneConfig.defaults
+    /// The model's policy (batching, routing, queue timeout); its backends are replaced by the
+    /// simulated replicas.
+    package var model = ModelConfig(name: "model", backends: [])
+    package var totalTimeout: Duration = .seconds(600)
+    package var seed: UInt64 = 1
+    /// Simulated time during which requests arrive (a trace ends at its last request).
+    package var duration: Duration = .seconds(600)
+    /// Queue depth is sampled this many times over the run.
+    package var samples = 240
+    /// Stop as soon as some lane has certainly missed its attainment target (a planner's
+    /// search needs no more than that, and an overloaded pool's queue only grows).
+    package var stopOnceMissed = false
+
+    package init(profile: ReplicaProfile, replicas: Int) {
+        self.profile = profile
+        self.replicas = replicas
+    }
+}
+
+/// The outcome of a simulation, per lane.
+package struct SimulationResult: Sendable {
+    package struct Lane: Sendable {
+        package var lane: String
+        package var slo: PlanSLO
+        package var target: Double
+        package var offered = 0
+        package var completed = 0
+        /// Completed within every SLO.
+        package var met = 0
+        /// Refused at arrival or timed out in the queue, by reason.
+        package var shed: [String: Int] = [:]
+        /// Times one of its requests was stopped for a more urgent one (and went back to its queue).
+        package var preempted = 0
+        package var outputTokens = 0
+        package var queueWaitSum = 0.0
+        package var ttft = LogHistogram()
+        package var e2e = LogHistogram()
+        package var tpot = LogHistogram()
+        package var queueDepth: [Int] = []
+
+        package var shedTotal: Int { shed.values.reduce(0, +) }
+        /// Met ÷ offered (a shed request misses).
+        package var attainment: Double { offered == 0 ? 1 : Double(met) / Double(offered) }
+        package var meetsTarget: Bool { slo.isEmpty ? shedTotal == 0 : attainment >= target }
+        package var meanQueueWait: Double { completed == 0 ? 0 : queueWaitSum / Double(completed) }
+    }
+
+    package var lanes: [Lane]
+    package var replicas: Int
+    package var slotsPerReplica: Int
+    /// Simulated seconds from the first arrival to the last completion.
+    package var span: Double
+    /// Slot-seconds held by requests (utilization = busy ÷ (slots × replicas × span)).
+    package var busySlotSeconds: Double
+    /// Seconds at which queue depth was sampled.
+    package var sampleTimes: [Double]
+    package var events: Int
+    /// Stopped early: a lane had certainly missed its target (see ``SimulationSetup/stopOnceMissed``).
+    package var stoppedEarly = false
+
+    package var utilization: Double { busySlotSeconds / max(1e-9, Double(slotsPerReplica * replicas) * span) }
+    package var meetsEveryTarget: Bool { !stoppedEarly && lanes.allSatisfy(\.meetsTarget) }
+    package var completed: Int { lanes.reduce(0) { $0 + $1.completed } }
+    package var outputTokens: Int { lanes.reduce(0) { $0 + $1.outputTokens } }
+}
+
+/// Values on a logarithmic grid (1% apart, 10 µs to 10⁵ s): percentiles within 0.5%, in constant
+/// memory however many requests run.
+package struct LogHistogram: Sendable {
+    static let floor = 1e-5
+    static let ratio = log(1.01)
+    static let buckets = Int(log(1e5 / floor) / ratio) + 2
+    var counts: [Int] = []
+    package private(set) var count = 0
+    package private(set) var sum = 0.0
+    package private(set) var max = 0.0
+
+    package init() {}
+
+    package mutating func add(_ value: Double) {
+        if counts.isEmpty { counts = Array(repeating: 0, count: Self.buckets) }
+        let i = value <= Self.floor ? 0 : Swift.min(Self.buckets - 1, Int(log(value / Self.floor) / Self.ratio) + 1)
+        counts[i] += 1
+        count += 1
+        sum += value
+        max = Swift.max(max, value)
+    }
+
+    package var mean: Double { count == 0 ? 0 : sum / Double(count) }
+
+    /// The `q` quantile (0…1): the geometric middle of its bucket.
+    package func quantile(_ q: Double) -> Double {
+        guard count > 0 else { return 0 }
+        let rank = Swift.max(1, Int((q * Double(count)).rounded(.up)))
+        var seen = 0
+        for (i, c) in counts.enumerated() where c > 0 {
+            seen += c
+            if seen >= rank {
+                if i == 0 { return Self.floor }
+                return Swift.min(max, Self.floor * exp((Double(i) - 0.5) * Self.ratio))
+            }
+        }
+        return max
+    }
+}
+
+/// The discrete-event simulation: arrivals, the pool's decisions and timer, the replicas'
+/// service, in virtual time. Same setup and seed → the same result, bit for bit.
+package struct Simulator {
+    let setup: SimulationSetup
+    var pool: PoolStateMachine
+    let origin: ContinuousClock.Instant
+    let laneIndex: [String: Int]
+    let laneConfigs: [LaneConfig]
+    var result: SimulationResult
+    var events = Heap<Event>()
+    var seq: UInt64 = 0
+    var now: Int64 = 0
+    var serviceRNG: SplitMix64
+    var slab: [Request] = []
+    var free: [Int] = []
+    var queued: [UInt64: Int] = [:]
+    var preemptible: [ObjectIdentifier: Int] = [:]
+    var timerAt: Int64?
+    var busy = 0.0
+    var lastCompletion: Int64 = 0
+    var lastArrival: Int64 = 0
+    var eventCount = 0
+    /// Misses each lane may have and still meet its target (from its expected requests).
+    var allowedMisses: [Double] = []
+
+    struct Event: Comparable {
+        var t: Int64
+        var seq: UInt64
+        var kind: Kind
+        var ref: Int
+        var generation: UInt32
+
+        enum Kind: UInt8 { case arrival, completion, timer, sample }
+        static func < (a: Event, b: Event) -> Bool { a.t != b.t ? a.t < b.t : a.seq < b.seq }
+        static func == (a: Event, b: Event) -> Bool { a.t == b.t && a.seq == b.seq }
+    }
+
+    struct Request {
+        var lane: Int
+        var arrival: Int64
+        var prompt: Int
+        var output: Int
+        var ticket: PoolStateMachine.Ticket
+        var lease: PoolStateMachine.Lease?
+        var started: Int64 = 0
+        var ttft = 0.0
+        var tpot = 0.0
+        var generation: UInt32 = 0
+    }
+
+    /// Runs open-loop arrivals per lane for `setup.duration`.
+    package static func run(_ setup: SimulationSetup, loads: [LaneLoad]) throws -> SimulationResult {
+        var sim = try Simulator(setup, lanes: loads.map { ($0.lane, $0.slo, $0.attainment) })
+        sim.allowedMisses = loads.map { l in
+            let share = l.daily.map { d in d.reduce(0, +) / 24 / max(1e-9, d.max() ?? 1) } ?? 1
+            return l.slo.isEmpty ? .infinity : (1 - l.attainment) * l.rate * share * setup.duration.seconds
+        }
+        try sim.runLoads(loads)
+        return sim.finish()
+    }
+
+    /// Replays a recorded trace (requests at their recorded offsets).
+    package static func run(_ setup: SimulationSetup, trace: [TraceRequest], slos: [String: (PlanSLO, Double)] = [:]) throws -> SimulationResult {
+        var names: [String] = []
+        for r in trace where !names.contains(r.lane) { names.append(r.lane) }
+        var sim = try Simulator(setup, lanes: names.map { ($0, slos[$0]?.0 ?? PlanSLO(), slos[$0]?.1 ?? 0.99) })
+        sim.runTrace(trace.sorted { $0.at < $1.at })
+        return sim.finish()
+    }
+
+    init(_ setup: SimulationSetup, lanes: [(String, PlanSLO, Double)]) throws {
+        guard setup.replicas >= 1 else { throw PlanError("replicas must be at least 1, got \(setup.replicas)") }
+        let known = Dictionary(setup.lanes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var configs: [LaneConfig] = []
+        for (name, _, _) in lanes {
+            guard let lane = known[name] else {
+                throw PlanError("lane '\(name)' is not configured; lanes: \(setup.lanes.map(\.name).joined(separator: ", "))")
+            }
+            configs.append(lane)
+        }
+        self.setup = setup
+        laneConfigs = configs
+        laneIndex = Dictionary(uniqueKeysWithValues: lanes.enumerated().map { ($1.0, $0) })
+        origin = ContinuousClock.now
+        var model = setup.model
+        let slots = setup.profile.slotCount
+        model.backends = (0..<setup.replicas).map { BackendConfig(url: "http://replica-\($0).sim/v1", maxInflight: slots) }
+        var health = HealthCheckConfig()
+        health.enabled = false
+        pool = PoolStateMachine(
+            config: model, health: health, outlier: OutlierConfig(), lanes: setup.lanes, origin: origin, seed: SplitMix64.mix(setup.seed))
+        serviceRNG = SplitMix64(seed: SplitMix64.mix(setup.seed ^ 0x5EED_5EED))
+        result = SimulationResult(
+            lanes: lanes.map { SimulationResult.Lane(lane: $0.0, slo: $0.1, target: $0.2) }, replicas: setup.replicas,
+            slotsPerReplica: slots, span: 0, busySlotSeconds: 0, sampleTimes: [], events: 0)
+    }
+
+    static func ns(_ seconds: Double) -> Int64 { Int64((seconds * 1e9).rounded()) }
+    var nowDuration: Duration { .nanoseconds(now) }
+
+    mutating func push(_ t: Int64, _ kind: Event.Kind, _ ref: Int, generation: UInt32 = 0) {
+        seq += 1
+        events.insert(Event(t: t, seq: seq, kind: kind, ref: ref, generation: generation))
+    }
+
+    mutating func runLoads(_ loads: [LaneLoad]) throws {
+        let end = Self.ns(setup.duration.seconds)
+        var rngs = loads.indices.map { SplitMix64(seed: SplitMix64.mix(setup.seed &+ UInt64($0) &* 0x9E37_79B9)) }
+        var next = Array(repeating: Int64(0), count: loads.count)
+        func draw(_ i: Int, after t: Int64) -> Int64? {
+            let load = loads[i]
+            guard load.rate > 0 else { return nil }
+            var at = Double(t) / 1e9
+            let peak = load.daily?.max() ?? 1
+            while true {
+                at += Schedule.gap(rate: load.rate, process: load.arrival, rng: &rngs[i])
+                guard let daily = load.daily, peak > 0 else { break }
+                // Thinning: keep an arrival at the peak rate with the hour's share.
+                let hour = Int(at / 3600) % 24
+                if Schedule.uniform(&rngs[i]) * peak <= daily[hour] { break }
+            }
+            let ns = Self.ns(at)
+            return ns < end ? ns : nil
+        }
+        for i in loads.indices {
+            // A constant process starts at 0; the others after a first gap.
+            if let t = loads[i].arrival == .constant ? 0 : draw(i, after: 0) {
+                next[i] = t
+                push(t, .arrival, i)
+            }
+        }
+        scheduleSamples(until: end)
+        while !result.stoppedEarly, let e = events.popMin() {
+            eventCount += 1
+            now = e.t
+            if e.kind == .arrival {
+                lastArrival = now
+                let load = loads[e.ref]
+                let prompt = load.prompt.sample(&rngs[e.ref])
+                let output = load.output.sample(&rngs[e.ref])
+                let tenant = load.tenants <= 1 ? "t0" : "t\(rngs[e.ref].next() % UInt64(load.tenants))"
+                arrive(lane: e.ref, prompt: prompt, output: output, tenant: tenant)
+                if let t = draw(e.ref, after: e.t) { push(t, .arrival, e.ref) }
+            } else {
+                handle(e)
+            }
+        }
+    }
+
+    mutating func runTrace(_ trace: [TraceRequest]) {
+        var i = 0
+        let end = Self.ns(trace.last?.at ?? 0)
+        scheduleSamples(until: end)
+        if !trace.isEmpty { push(Self.ns(trace[0].at), .arrival, 0) }
+        while let e = events.popMin() {
+            eventCount += 1
+            now = e.t
+            if e.kind == .arrival {
+                lastArrival = now
+                let r = trace[i]
+                arrive(lane: laneIndex[r.lane]!, prompt: r.prompt, output: r.output, tenant: r.tenant)
+                i += 1
+                if i < trace.count { push(Self.ns(trace[i].at), .arrival, i) }
+            } else {
+                handle(e)
+            }
+        }
+    }
+
+    mutating func scheduleSamples(until end: Int64) {
+        guard setup.samples > 0, end > 0 else { return }
+        for s in 0..<setup.samples { push(end * Int64(s) / Int64(setup.samples), .sample, s) }
+    }
+
+    mutating func handle(_ e: Event) {
+        switch e.kind {
+        case .arrival: break
+        case .completion:
+            guard slab[e.ref].generation == e.generation else { return }
+            complete(e.ref)
+        case .timer:
+            guard timerAt == e.t else { return }
+            timerAt = nil
+            tickPool()
+            settle()
+        case .sample:
+            result.sampleTimes.append(Double(now) / 1e9)
+            for i in result.lanes.indices { result.lanes[i].queueDepth.append(pool.queued(lane: result.lanes[i].lane)) }
+            if setup.stopOnceMissed, !allowedMisses.isEmpty { stopIfMissed() }
+        }
+    }
+
+    /// Certain misses: shed, completed late, or still queued past the lane's TTFT or E2E SLO.
+    mutating func stopIfMissed() {
+        var late = Array(repeating: 0, count: result.lanes.count)
+        for ref in queued.values {
+            let r = slab[ref]
+            let waited = Double(now - r.arrival) / 1e9
+            let slo = result.lanes[r.lane].slo
+            if let limit = [slo.ttft, slo.e2e].compactMap({ $0 }).min(), waited > limit { late[r.lane] += 1 }
+        }
+        for (i, lane) in result.lanes.enumerated() {
+            let misses = lane.shedTotal + (lane.completed - lane.met) + late[i]
+            if Double(misses) > allowedMisses[i] { result.stoppedEarly = true }
+        }
+    }
+
+    mutating func arrive(lane: Int, prompt: Int, output: Int, tenant: String) {
+        result.lanes[lane].offered += 1
+        let config = laneConfigs[lane]
+        let startWithin = config.startWithin(poolQueueTimeout: setup.model.queueTimeout)
+        let at = origin + nowDuration
+        let ticket = PoolStateMachine.Ticket(
+            lane: config.name, tenant: tenant, inputTokens: prompt, maxOutputTokens: output, startBy: at + startWithin,
+            giveUpAt: at + setup.totalTimeout)
+        var request = Request(lane: lane, arrival: now, prompt: prompt, output: output, ticket: ticket)
+        let ref: Int
+        if let reused = free.popLast() {
+            request.generation = slab[reused].generation &+ 1
+            slab[reused] = request
+            ref = reused
+        } else {
+            slab.append(request)
+            ref = slab.count - 1
+        }
+        submit(ref)
+    }
+
+    /// Hands the request (new or preempted) to the pool.
+    mutating func submit(_ ref: Int) {
+        switch pool.arrive(slab[ref].ticket, now: nowDuration) {
+        case .done(.success(let lease)): start(ref, lease)
+        case .done(.failure(let error)): refuse(ref, error)
+        case .queued(let id): queued[id] = ref
+        }
+        settle()
+    }
+
+    mutating func start(_ ref: Int, _ lease: PoolStateMachine.Lease) {
+        let profile = setup.profile
+        let k = lease.inflight
+        let ttft = profile.ttft(prompt: slab[ref].prompt, inflight: k) * profile.ttftSpread.sample(&serviceRNG)
+        let tpot = profile.tpot(inflight: k) * profile.tpotSpread.sample(&serviceRNG)
+        slab[ref].lease = lease
+        slab[ref].started = now
+        slab[ref].ttft = ttft
+        slab[ref].tpot = tpot
+        if let signal = lease.preemption { preemptible[ObjectIdentifier(signal)] = ref }
+        let end = now + Self.ns(ttft + Double(max(0, slab[ref].output - 1)) * tpot)
+        push(end, .completion, ref, generation: slab[ref].generation)
+    }
+
+    mutating func complete(_ ref: Int) {
+        let r = slab[ref]
+        guard let lease = r.lease else { return }
+        if let signal = lease.preemption {
+            signal.commit()
+            preemptible[ObjectIdentifier(signal)] = nil
+        }
+        let wait = Double(r.started - r.arrival) / 1e9
+        let ttft = wait + r.ttft
+        let e2e = Double(now - r.arrival) / 1e9
+        var lane = result.lanes[r.lane]
+        lane.completed += 1
+        lane.outputTokens += r.output
+        lane.queueWaitSum += wait
+        lane.ttft.add(ttft)
+        lane.e2e.add(e2e)
+        if r.output > 1 { lane.tpot.add(r.tpot) }
+        let slo = lane.slo
+        if (slo.ttft.map { ttft <= $0 } ?? true) && (slo.tpot.map { r.output <= 1 || r.tpot <= $0 } ?? true) && (slo.e2e.map { e2e <= $0 } ?? true) {
+            lane.met += 1
+        }
+        result.lanes[r.lane] = lane
+        busy += Double(now - r.started) / 1e9
+        lastCompletion = max(lastCompletion, now)
+        pool.observe(lease, ttft: .seconds(r.ttft), tpot: .seconds(r.tpot), promptTokens: r.prompt)
+        _ = pool.release(lease, outcome: .success, usage: .init(promptTokens: r.prompt, completionTokens: r.output), now: nowDuration)
+        slab[ref].lease = nil
+        slab[ref].generation &+= 1
+        free.append(ref)
+        settle()
+    }
+
+    mutating func refuse(_ ref: Int, _ error: PoolStateMachine.AcquireError) {
+        let reason: String
+        switch error {
+        case .rejected(_, let why): reason = why
+        case .queueTimeout: reason = "queue_timeout"
+        case .noReplica: reason = "no_replica"
+        case .cancelled: reason = "cancelled"
+        case .shuttingDown: reason = "shutting_down"
+        }
+        result.lanes[slab[ref].lane].shed[reason, default: 0] += 1
+        slab[ref].generation &+= 1
+        free.append(ref)
+    }
+
+    /// Carries out the pool's effects until there are none: leases to start, refusals,
+    /// preemptions (the victim stops and goes back first in its queue), the timer.
+    mutating func settle() {
+        while true {
+            let effects = pool.takeEffects()
+            if effects.decided.isEmpty && effects.preempt.isEmpty && !effects.wake { return }
+            for (id, outcome) in effects.decided {
+                guard let ref = queued.removeValue(forKey: id) else { continue }
+                switch outcome {
+                case .success(let lease): start(ref, lease)
+                case .failure(let error): refuse(ref, error)
+                }
+            }
+            for (_, signal) in effects.preempt {
+                let key = ObjectIdentifier(signal)
+                guard signal.fire(), let victim = preemptible.removeValue(forKey: key), let lease = slab[victim].lease else {
+                    continue
+                }
+                busy += Double(now - slab[victim].started) / 1e9
+                slab[victim].lease = nil
+                slab[victim].generation &+= 1
+                result.lanes[slab[victim].lane].preempted += 1
+                _ = pool.release(lease, outcome: .neutral, preempted: true, now: nowDuration)
+                slab[victim].ticket.requeue = true
+                slab[victim].ticket.preemptions += 1
+                switch pool.arrive(slab[victim].ticket, now: nowDuration) {
+                case .done(.success(let lease)): start(victim, lease)
+                case .done(.failure(let error)): refuse(victim, error)
+                case .queued(let id): queued[id] = victim
+                }
+            }
+            if effects.wake { tickPool() }
+        }
+    }
+
+    /// The pool's timer: its work now, then the next time it has work.
+    mutating func tickPool() {
+        let report = pool.tick(now: nowDuration)
+        if let next = report.next {
+            let t = max(now, next.nanoseconds)
+            if timerAt.map({ t < $0 }) ?? true {
+                timerAt = t
+                push(t, .timer, 0)
+            }
+        }
+    }
+
+    mutating func finish() -> SimulationResult {
+        // From zero to the last arrival or completion (a stray timer after both does not count).
+        result.span = Double(max(lastCompletion, lastArrival)) / 1e9
+        result.busySlotSeconds = busy
+        result.events = eventCount
+        return result
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (s, atto) = components
+        return s * 1_000_000_000 + atto / 1_000_000_000
+    }
+}
