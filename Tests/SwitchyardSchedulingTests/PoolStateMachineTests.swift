@@ -146,6 +146,27 @@ import Testing
         #expect(error.status == 503)
     }
 
+    /// An urgent request past its preemption check with nothing preemptible in flight: the
+    /// timer looks again after its slack, not at once (it used to spin until the deadline).
+    @Test func anUrgentRequestWithNothingToPreemptDoesNotSpinTheTimer() throws {
+        var realtime = LaneConfig(name: "realtime", priority: 0)
+        realtime.queue.timeout = .seconds(5)
+        var batch = LaneConfig(name: "batch", priority: 1)
+        batch.preemptible = true
+        let m = Self.machine(lanes: [realtime, batch])
+        _ = try #require(Self.lease(m.arrive(Self.ticket(), now: .zero)), "realtime holds the only slot: nothing to preempt")
+        _ = try #require(Self.queuedID(m.arrive(Self.ticket(startBy: .seconds(2)), now: .zero)))
+        // The check is due at 2 s − 1 s lead − 2 × 10 ms slack.
+        let check = Duration.milliseconds(980)
+        var now = check
+        for _ in 0..<5 {
+            let next = try #require(m.tick(now: now).next)
+            #expect(next > now, "the timer would fire again at once")
+            now = next
+        }
+        #expect(now >= check + .milliseconds(50))
+    }
+
     @Test func theTotalTimeoutEndsWaitingInADelayLane() throws {
         let m = Self.machine()
         _ = try #require(Self.lease(m.arrive(Self.ticket(), now: .zero)))

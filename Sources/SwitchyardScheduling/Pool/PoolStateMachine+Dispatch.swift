@@ -21,7 +21,7 @@ extension PoolStateMachine {
         // No replica takes work now: wait for one that comes back (a cooldown ends, a first
         // health check passes) within the request's deadline, rather than failing at once.
         var comesBack: Duration?
-        if eligibleReplicas(excluding: ticket.excluding, now: now).isEmpty {
+        if !hasEligibleReplica(excluding: ticket.excluding, now: now) {
             guard let back = comeback(excluding: ticket.excluding, now: now) else { return .done(.failure(.noReplica)) }
             let limit = min(ticket.giveUpAt - origin, ticket.startBy.map { $0 - origin } ?? ticket.giveUpAt - origin)
             guard back <= limit else {
@@ -209,10 +209,11 @@ extension PoolStateMachine {
         return slots > 0 && held >= max(1, Int(share * Double(slots)))
     }
 
-    func eligibleReplicas(excluding: Set<Int>, now: Duration) -> [Int] {
-        var result: [Int] = []
-        for (i, r) in replicas.enumerated() where !excluding.contains(i) && isEligible(r, now: now) { result.append(i) }
-        return result
+    /// Whether some replica not in `excluding` takes work now (stops at the first).
+    func hasEligibleReplica(excluding: Set<Int>, now: Duration) -> Bool {
+        // By index: iterating the array would copy every replica (and retain its fields).
+        for i in replicas.indices where (excluding.isEmpty || !excluding.contains(i)) && isEligible(at: i, now: now) { return true }
+        return false
     }
 
     /// The earliest moment a replica that takes no work now may take some again without anyone
@@ -233,10 +234,23 @@ extension PoolStateMachine {
     /// Fails the waiting requests no replica will take (every one they may use is down for good
     /// now, e.g. its first health checks failed).
     mutating func failHopeless(now: Duration) {
-        for (id, w) in waiting where eligibleReplicas(excluding: w.ticket.excluding, now: now).isEmpty {
+        for (id, w) in waiting where !hasEligibleReplica(excluding: w.ticket.excluding, now: now) {
             if comeback(excluding: w.ticket.excluding, now: now) == nil { fail(id, .noReplica) }
         }
     }
+
+    /// ``isEligible(_:now:)`` of `replicas[i]`, reading its fields in place: the hot loops over a
+    /// large pool must not copy each replica (a copy retains every field it holds).
+    func isEligible(at i: Int, now: Duration) -> Bool {
+        guard replicas[i].active.isHealthy, replicas[i].gateOpen, !replicas[i].removed else { return false }
+        if let expiry = replicas[i].expiresAt, expiry <= now { return false }
+        if replicas[i].outlier.admission(now: now) == .refuse { return false }
+        if let until = replicas[i].coolingUntil, until > now { return false }
+        return true
+    }
+
+    /// ``limit(_:)`` of `replicas[i]`, in place.
+    func limit(at i: Int) -> Int { limit(capacity: replicas[i].capacity, window: replicas[i].window) }
 
     func isEligible(_ r: Replica, now: Duration) -> Bool {
         guard r.active.isHealthy, r.gateOpen, !r.removed else { return false }
@@ -252,16 +266,19 @@ extension PoolStateMachine {
     func dispatchable(excluding: Set<Int>, tokens: Int, now: Duration) -> [Balancer.Replica] {
         var result: [Balancer.Replica] = []
         result.reserveCapacity(replicas.count)
-        for (i, r) in replicas.enumerated() where !excluding.contains(i) && isEligible(r, now: now) {
-            if r.inflight > 0 {
-                if let budget = config.batching.maxBatchTokens, r.inflightTokens + tokens > budget { continue }
-                if let headroom = config.memoryHeadroom, !r.metricsUnsupported, let signals = r.signals,
+        let budget = config.batching.maxBatchTokens
+        let headroom = config.memoryHeadroom
+        for i in replicas.indices where (excluding.isEmpty || !excluding.contains(i)) && isEligible(at: i, now: now) {
+            let inflight = replicas[i].inflight
+            if inflight > 0 {
+                if let budget, replicas[i].inflightTokens + tokens > budget { continue }
+                if let headroom, !replicas[i].metricsUnsupported, let signals = replicas[i].signals,
                     !signals.hasMemoryHeadroom(now: now, kvCacheMax: headroom.kvCacheMax, staleAfter: headroom.metricsStaleAfter)
                 {
                     continue
                 }
             }
-            result.append(Balancer.Replica(id: i, weight: r.backend.weight, inflight: r.inflight, maxInflight: limit(r)))
+            result.append(Balancer.Replica(id: i, weight: replicas[i].backend.weight, inflight: inflight, maxInflight: limit(at: i)))
         }
         return result
     }
@@ -285,9 +302,9 @@ extension PoolStateMachine {
         var slots = 0
         var free = false
         var eligible = 0
-        for r in replicas where isEligible(r, now: now) {
-            let cap = limit(r)
-            if cap == 0 || r.inflight < cap { free = true }
+        for i in replicas.indices where isEligible(at: i, now: now) {
+            let cap = limit(at: i)
+            if cap == 0 || replicas[i].inflight < cap { free = true }
             slots += cap
             eligible += 1
         }

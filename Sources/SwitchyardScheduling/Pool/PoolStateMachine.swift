@@ -293,15 +293,19 @@ package struct PoolStateMachine: Sendable {
 
     /// Slots of a replica before adaptation: its capacity in force capped by
     /// `batching.max_batch_size` (0 = unlimited).
-    func slotLimit(_ r: Replica) -> Int {
-        var cap = r.capacity.limit
+    func slotLimit(_ r: Replica) -> Int { slotLimit(r.capacity) }
+
+    func slotLimit(_ capacity: Capacity) -> Int {
+        var cap = capacity.limit
         if let size = config.batching.maxBatchSize { cap = cap == 0 ? size : min(cap, size) }
         return cap
     }
 
-    func limit(_ r: Replica) -> Int {
-        let cap = slotLimit(r)
-        guard cap > 0, let window = r.window else { return cap }
+    func limit(_ r: Replica) -> Int { limit(capacity: r.capacity, window: r.window) }
+
+    func limit(capacity: Capacity, window: AdaptiveConcurrency?) -> Int {
+        let cap = slotLimit(capacity)
+        guard cap > 0, let window else { return cap }
         return min(cap, window.window)
     }
 
