@@ -114,6 +114,7 @@ package final class AcceptRunner: Sendable {
             options.duration = total
             options.seed = spec.seed &+ UInt64(i) &* 7919
             options.workload.inputTokens = lane.inputTokens
+            options.workload.ignoreEOS = lane.ignoreEOS
             options.workload.outputTokens = lane.outputTokens
             options.stream = lane.stream
             options.lane = lane.header

@@ -45,6 +45,8 @@ package struct AcceptSpec: Sendable {
         package var header: String?
         package var load: BenchOptions.Load
         package var stream = true
+        /// Ask for exactly `output_tokens` (llama.cpp and vLLM `ignore_eos`).
+        package var ignoreEOS = false
         package var api: BenchOptions.API = .chat
         package var inputTokens: TokenDistribution = .fixed(64)
         package var outputTokens: TokenDistribution = .fixed(32)
@@ -199,7 +201,10 @@ package struct AcceptSpec: Sendable {
     static func decodeLane(_ node: Node, _ path: String, _ r: inout YAMLReader) -> Lane? {
         guard
             let m = r.mapping(
-                node, path, allowed: ["name", "header", "load", "stream", "api", "input_tokens", "output_tokens", "api_key", "slo", "attainment"])
+                node, path,
+                allowed: [
+                    "name", "header", "load", "stream", "ignore_eos", "api", "input_tokens", "output_tokens", "api_key", "slo", "attainment",
+                ])
         else { return nil }
         guard let nameNode = m["name"], let name = r.string(nameNode, "\(path).name") else {
             if m["name"] == nil { r.fail("\(path).name", "required", node) }
@@ -231,6 +236,7 @@ package struct AcceptSpec: Sendable {
             r.fail("\(path).load", "required: { rate: R } or { concurrency: C }", node)
         }
         if let v = m["stream"], let x = r.bool(v, "\(path).stream") { lane.stream = x }
+        if let v = m["ignore_eos"], let x = r.bool(v, "\(path).ignore_eos") { lane.ignoreEOS = x }
         if let v = m["api"], let x = r.oneOf(v, "\(path).api", BenchOptions.API.self) { lane.api = x }
         for (key, keyPath) in [("input_tokens", \Lane.inputTokens), ("output_tokens", \Lane.outputTokens)] {
             guard let v = m[key] else { continue }

@@ -112,15 +112,19 @@ package struct SimulationResult: Sendable {
     package var slotsPerReplica: Int
     /// Simulated seconds from the first arrival to the last completion.
     package var span: Double
-    /// Slot-seconds held by requests (utilization = busy ÷ (slots × replicas × span)).
+    /// Slot-seconds held by requests.
     package var busySlotSeconds: Double
+    /// The arrival window (seconds from zero to the last arrival) and the slot-seconds held within
+    /// it: utilization leaves out the drain after the last arrival.
+    package var window = 0.0
+    package var busyInWindow = 0.0
     /// Seconds at which queue depth was sampled.
     package var sampleTimes: [Double]
     package var events: Int
     /// Stopped early: a lane had certainly missed its target (see ``SimulationSetup/stopOnceMissed``).
     package var stoppedEarly = false
 
-    package var utilization: Double { busySlotSeconds / max(1e-9, Double(slotsPerReplica * replicas) * span) }
+    package var utilization: Double { busyInWindow / max(1e-9, Double(slotsPerReplica * replicas) * window) }
     package var meetsEveryTarget: Bool { !stoppedEarly && lanes.allSatisfy(\.meetsTarget) }
     package var completed: Int { lanes.reduce(0) { $0 + $1.completed } }
     package var outputTokens: Int { lanes.reduce(0) { $0 + $1.outputTokens } }
@@ -185,6 +189,9 @@ package struct Simulator {
     var preemptible: [ObjectIdentifier: Int] = [:]
     var timerAt: Int64?
     var busy = 0.0
+    var busyInWindow = 0.0
+    /// The end of arrivals (ns): the utilization window.
+    var windowEnd: Int64 = 0
     var lastCompletion: Int64 = 0
     var lastArrival: Int64 = 0
     var eventCount = 0
@@ -273,6 +280,7 @@ package struct Simulator {
 
     mutating func runLoads(_ loads: [LaneLoad]) throws {
         let end = Self.ns(setup.duration.seconds)
+        windowEnd = end
         var rngs = loads.indices.map { SplitMix64(seed: SplitMix64.mix(setup.seed &+ UInt64($0) &* 0x9E37_79B9)) }
         var next = Array(repeating: Int64(0), count: loads.count)
         func draw(_ i: Int, after t: Int64) -> Int64? {
@@ -318,6 +326,7 @@ package struct Simulator {
     mutating func runTrace(_ trace: [TraceRequest]) {
         var i = 0
         let end = Self.ns(trace.last?.at ?? 0)
+        windowEnd = end
         scheduleSamples(until: end)
         if !trace.isEmpty { push(Self.ns(trace[0].at), .arrival, 0) }
         while let e = events.popMin() {
@@ -440,7 +449,7 @@ package struct Simulator {
             lane.met += 1
         }
         result.lanes[r.lane] = lane
-        busy += Double(now - r.started) / 1e9
+        held(since: r.started)
         lastCompletion = max(lastCompletion, now)
         pool.observe(lease, ttft: .seconds(r.ttft), tpot: .seconds(r.tpot), promptTokens: r.prompt)
         _ = pool.release(lease, outcome: .success, usage: .init(promptTokens: r.prompt, completionTokens: r.output), now: nowDuration)
@@ -448,6 +457,12 @@ package struct Simulator {
         slab[ref].generation &+= 1
         free.append(ref)
         settle()
+    }
+
+    /// A request held its slot from `started` until now.
+    mutating func held(since started: Int64) {
+        busy += Double(now - started) / 1e9
+        busyInWindow += Double(max(0, min(now, windowEnd) - started)) / 1e9
     }
 
     mutating func refuse(_ ref: Int, _ error: PoolStateMachine.AcquireError) {
@@ -482,7 +497,7 @@ package struct Simulator {
                 guard signal.fire(), let victim = preemptible.removeValue(forKey: key), let lease = slab[victim].lease else {
                     continue
                 }
-                busy += Double(now - slab[victim].started) / 1e9
+                held(since: slab[victim].started)
                 slab[victim].lease = nil
                 slab[victim].generation &+= 1
                 result.lanes[slab[victim].lane].preempted += 1
@@ -515,6 +530,8 @@ package struct Simulator {
         // From zero to the last arrival or completion (a stray timer after both does not count).
         result.span = Double(max(lastCompletion, lastArrival)) / 1e9
         result.busySlotSeconds = busy
+        result.busyInWindow = busyInWindow
+        result.window = Double(result.stoppedEarly ? min(now, windowEnd) : windowEnd) / 1e9
         result.events = eventCount
         return result
     }
