@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # `switchyard plan` against reality on the real llama.cpp (SmolLM2-135M on CPU, 4 slots):
-#   1. calibrate: `bench` straight at llama.cpp at two rates (prompts 32–512 tokens, outputs
-#      16–96, ignore_eos) → `plan profile --slots 4`;
+#   1. calibrate: closed-loop `bench` with 1, 2 and 4 clients (prompts 32–384 tokens, outputs
+#      16–64, ignore_eos) through the gateway, so the host is as busy as in the measured run (on
+#      2 cores the client and gateway take CPU from llama.cpp; calibrating straight at llama.cpp
+#      made the model 40–60% optimistic) → `plan profile --slots 4`;
 #   2. measure another load, with lanes, through `switchyard serve` (`accept`): realtime at RT_RATE
-#      (prompts 64–256, 48 out) and a preemptible batch lane at BATCH_RATE (prompt 400, 96 out);
+#      (prompts 64–256, 32 out) and a preemptible batch lane at BATCH_RATE (prompt 300, 64 out);
 #   3. predict that load with `plan whatif` (the same gateway config) and print prediction
 #      error of p50 and p99 TTFT (from the schedule) and throughput per lane (target ≤ 15%).
-# Knobs: CAL_SECONDS (per calibration rate, default 40), SECONDS_RUN (measured run, default 90),
-# RT_RATE (default 0.8), BATCH_RATE (default 0.3), CAL_RATES (default "0.5 1.5").
+# Knobs: CAL_SECONDS (per calibration level, default 45), SECONDS_RUN (measured run, default 180),
+# RT_RATE (default 0.3), BATCH_RATE (default 0.1), CAL_CLIENTS (default "1 2 4").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CAL_SECONDS="${CAL_SECONDS:-40}"
-SECONDS_RUN="${SECONDS_RUN:-90}"
-RT_RATE="${RT_RATE:-0.8}"
-BATCH_RATE="${BATCH_RATE:-0.3}"
-CAL_RATES="${CAL_RATES:-0.5 1.5}"
+CAL_SECONDS="${CAL_SECONDS:-45}"
+SECONDS_RUN="${SECONDS_RUN:-180}"
+RT_RATE="${RT_RATE:-0.3}"
+BATCH_RATE="${BATCH_RATE:-0.1}"
+CAL_CLIENTS="${CAL_CLIENTS:-1 2 4}"
 scripts/bootstrap.sh >&2
 swift build -c release --product switchyard >&2
 bin=.build/release/switchyard
@@ -29,15 +31,6 @@ for _ in $(seq 600); do grep -q PORT "$work/llama.out" && break; sleep 0.1; done
 lport=$(awk '/PORT/{print $2}' "$work/llama.out")
 for _ in $(seq 600); do curl -sf "http://127.0.0.1:$lport/health" >/dev/null && break; sleep 0.1; done
 slots=$(curl -s "http://127.0.0.1:$lport/props" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["total_slots"])')
-
-bundles=()
-for rate in $CAL_RATES; do
-    echo "calibration: $rate req/s for $CAL_SECONDS s straight at llama.cpp ($slots slots) ..." >&2
-    "$bin" bench --url "http://127.0.0.1:$lport/v1" --model smollm2 --rate "$rate" --duration "${CAL_SECONDS}s" --warmup 5s \
-        --input-tokens uniform:32:512 --output-tokens uniform:16:96 --ignore-eos --threads 1 --seed 11 --out "$work/cal-$rate" >/dev/null
-    bundles+=(--bundle "$work/cal-$rate")
-done
-"$bin" plan profile "${bundles[@]}" --slots "$slots" --name "llama.cpp SmolLM2-135M, $slots slots (this host)" --out "$work/profile.json"
 
 cat >"$work/gateway.yaml" <<YAML
 server: { host: 127.0.0.1, port: 0 }
@@ -54,12 +47,24 @@ for _ in $(seq 600); do grep -q "ready in" "$work/gw.out" && break; sleep 0.1; d
 gport=$(grep "ready in" "$work/gw.out" | grep -oE "127\.0\.0\.1:[0-9]+" | head -1 | cut -d: -f2)
 for _ in $(seq 600); do curl -sf "http://127.0.0.1:$gport/readyz" >/dev/null && break; sleep 0.1; done
 
+bundles=()
+for clients in $CAL_CLIENTS; do
+    # A reused WORK folder keeps its calibration runs.
+    [ -f "$work/cal-$clients/requests.jsonl" ] || {
+    echo "calibration: $clients closed-loop clients for $CAL_SECONDS s through the gateway ($slots slots, so nothing queues in it) ..." >&2
+    "$bin" bench --url "http://127.0.0.1:$gport/v1" --model smollm2 --concurrency "$clients" --duration "${CAL_SECONDS}s" --warmup 5s \
+        --input-tokens uniform:32:384 --output-tokens uniform:16:64 --ignore-eos --threads 1 --seed 11 --out "$work/cal-$clients" >/dev/null 2>&1
+    }
+    bundles+=(--bundle "$work/cal-$clients")
+done
+"$bin" plan profile "${bundles[@]}" --slots "$slots" --name "llama.cpp SmolLM2-135M, $slots slots (this host)" --out "$work/profile.json"
+
 cat >"$work/accept.yaml" <<YAML
 target: { url: "http://127.0.0.1:$gport/v1", model: smollm2 }
 seed: 5
 lanes:
-  - { name: realtime, load: { rate: $RT_RATE, arrival: poisson }, input_tokens: uniform:64:256, output_tokens: 48, ignore_eos: true }
-  - { name: batch, load: { rate: $BATCH_RATE, arrival: poisson }, input_tokens: 400, output_tokens: 96, ignore_eos: true }
+  - { name: realtime, load: { rate: $RT_RATE, arrival: poisson }, input_tokens: uniform:64:256, output_tokens: 32, ignore_eos: true }
+  - { name: batch, load: { rate: $BATCH_RATE, arrival: poisson }, input_tokens: 300, output_tokens: 64, ignore_eos: true }
 phases:
   - { name: steady, duration: ${SECONDS_RUN}s }
 YAML
@@ -69,8 +74,8 @@ echo "measured: realtime $RT_RATE req/s + batch $BATCH_RATE req/s for $SECONDS_R
 cat >"$work/demand.yaml" <<YAML
 duration: $((SECONDS_RUN * 20))s
 lanes:
-  realtime: { rate: $RT_RATE, arrival: poisson, prompt_tokens: uniform:64:256, output_tokens: 48 }
-  batch: { rate: $BATCH_RATE, arrival: poisson, prompt_tokens: 400, output_tokens: 96 }
+  realtime: { rate: $RT_RATE, arrival: poisson, prompt_tokens: uniform:64:256, output_tokens: 32 }
+  batch: { rate: $BATCH_RATE, arrival: poisson, prompt_tokens: 300, output_tokens: 64 }
 YAML
 "$bin" plan whatif --profile "$work/profile.json" --demand "$work/demand.yaml" --config "$work/gateway.yaml" --format json >"$work/predicted.json"
 

@@ -248,7 +248,7 @@ extension PlanCommand {
                     profile = try e.profile()
                 } else {
                     var observations: [ProfileFit.Observation] = []
-                    for b in bundle { observations += try Self.observations(b) }
+                    for (run, b) in bundle.enumerated() { observations += try Self.observations(b, run: run) }
                     let parts = accelerator.split(separator: ":")
                     profile = try ProfileFit.fit(
                         observations, slots: slots ?? 1,
@@ -278,7 +278,7 @@ extension PlanCommand {
         }
 
         /// Successful streamed requests of a bundle (warmup left out), times from its start.
-        static func observations(_ folder: String) throws -> [ProfileFit.Observation] {
+        static func observations(_ folder: String, run: Int) throws -> [ProfileFit.Observation] {
             let file = folder + "/requests.jsonl"
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw PlanError("--bundle: cannot read \(file)") }
             var out: [ProfileFit.Observation] = []
@@ -287,7 +287,7 @@ extension PlanCommand {
                     let send = v["t_send"]?.doubleValue, let first = v["t_first"]?.doubleValue, let last = v["t_last"]?.doubleValue,
                     let prompt = v["prompt_tokens"]?.intValue, let output = v["n_out_server"]?.intValue ?? v["n_out_client"]?.intValue
                 else { continue }
-                out.append(.init(send: send, first: first, last: last, prompt: prompt, output: output))
+                out.append(.init(send: send, first: first, last: last, prompt: prompt, output: output, run: run))
             }
             return out
         }

@@ -11,7 +11,11 @@ package enum ProfileFit {
         package var last: Double
         package var prompt: Int
         package var output: Int
-        package init(send: Double, first: Double, last: Double, prompt: Int, output: Int) {
+        /// Which run (bundle) it belongs to: each run's clock starts at zero, so requests in
+        /// flight are counted within a run.
+        package var run: Int
+        package init(send: Double, first: Double, last: Double, prompt: Int, output: Int, run: Int = 0) {
+            self.run = run
             self.send = send
             self.first = first
             self.last = last
@@ -33,21 +37,28 @@ package enum ProfileFit {
                 "\(source): \(usable.count) streamed requests with first and last token times and token counts; a fit needs at least 20 (run bench with --stream and enough requests)"
             )
         }
-        let sends = usable.map(\.send).sorted()
-        let lasts = usable.map(\.last).sorted()
-        // Requests in service at t (sent, not finished), from the two sorted lists.
-        func inService(_ t: Double) -> Int { upperBound(sends, t) - upperBound(lasts, t) }
+        var sends: [Int: [Double]] = [:], lasts: [Int: [Double]] = [:]
+        for o in usable {
+            sends[o.run, default: []].append(o.send)
+            lasts[o.run, default: []].append(o.last)
+        }
+        for run in sends.keys {
+            sends[run]!.sort()
+            lasts[run]!.sort()
+        }
+        // Requests of the same run in service at t (sent, not finished), from its sorted lists.
+        func inService(_ t: Double, _ run: Int) -> Int { upperBound(sends[run]!, t) - upperBound(lasts[run]!, t) }
 
         // Decode: TPOT against the requests in flight at the middle of the decode.
         var decode: [(k: Double, y: Double)] = []
         for o in usable {
-            let k = min(slots, max(1, inService((o.first + o.last) / 2)))
+            let k = min(slots, max(1, inService((o.first + o.last) / 2, o.run)))
             decode.append((Double(k - 1), (o.last - o.first) / Double(o.output - 1)))
         }
         // Prefill: TTFT of requests that found a free slot, against prompt and requests in flight.
         var prefill: [(p: Double, k: Double, y: Double)] = []
         for o in usable {
-            let k = inService(o.send)
+            let k = inService(o.send, o.run)
             if k <= slots { prefill.append((Double(o.prompt), Double(max(0, k - 1)), o.first - o.send)) }
         }
         guard prefill.count >= 10 else {
@@ -93,7 +104,8 @@ package enum ProfileFit {
     }
 
     /// Ordinary least squares of `y` on an intercept and `x`; coefficients below zero (noise
-    /// against a cost that cannot be negative) are set to zero and the rest refitted.
+    /// against a time that cannot be negative), the intercept included, are set to zero and the
+    /// rest refitted.
     package static func linear(_ x: [[Double]], _ y: [Double]) -> (coefficients: [Double], r2: Double) {
         let width = (x.first?.count ?? 0) + 1
         var active = Array(repeating: true, count: width)
@@ -104,7 +116,8 @@ package enum ProfileFit {
             let solved = solve(rows, y) ?? Array(repeating: 0, count: columns.count)
             beta = Array(repeating: 0, count: width)
             for (i, c) in columns.enumerated() { beta[c] = solved[i] }
-            guard let negative = (1..<width).first(where: { active[$0] && beta[$0] < 0 }) else { break }
+            // The intercept too: a fixed time below zero is noise as much as a negative slope.
+            guard let negative = (0..<width).first(where: { active[$0] && beta[$0] < 0 }) else { break }
             active[negative] = false
         }
         let mean = y.reduce(0, +) / Double(max(1, y.count))

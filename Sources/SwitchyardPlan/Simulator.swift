@@ -187,6 +187,8 @@ package struct Simulator {
     var free: [Int] = []
     var queued: [UInt64: Int] = [:]
     var preemptible: [ObjectIdentifier: Int] = [:]
+    /// The requests on each replica: decoding ones share its step time (TPOT at its count).
+    var active: [[Int]] = []
     var timerAt: Int64?
     var busy = 0.0
     var busyInWindow = 0.0
@@ -219,8 +221,17 @@ package struct Simulator {
         var lease: PoolStateMachine.Lease?
         var started: Int64 = 0
         var ttft = 0.0
+        /// Average time per output token, set when it finishes.
         var tpot = 0.0
         var generation: UInt32 = 0
+        var replica = 0
+        /// Decoding (past its first token): output tokens left, their time scale (the spread),
+        /// and when the progress was last brought up to date.
+        var decoding = false
+        var tokensLeft = 0.0
+        var tokenScale = 1.0
+        var decodeStart: Int64 = 0
+        var lastUpdate: Int64 = 0
     }
 
     /// Runs open-loop arrivals per lane for `setup.duration`.
@@ -265,6 +276,7 @@ package struct Simulator {
         pool = PoolStateMachine(
             config: model, health: health, outlier: OutlierConfig(), lanes: setup.lanes, origin: origin, seed: SplitMix64.mix(setup.seed))
         serviceRNG = SplitMix64(seed: SplitMix64.mix(setup.seed ^ 0x5EED_5EED))
+        active = Array(repeating: [], count: setup.replicas)
         result = SimulationResult(
             lanes: lanes.map { SimulationResult.Lane(lane: $0.0, slo: $0.1, target: $0.2) }, replicas: setup.replicas,
             slotsPerReplica: slots, span: 0, busySlotSeconds: 0, sampleTimes: [], events: 0)
@@ -353,8 +365,8 @@ package struct Simulator {
         switch e.kind {
         case .arrival: break
         case .completion:
-            guard slab[e.ref].generation == e.generation else { return }
-            complete(e.ref)
+            guard slab[e.ref].generation == e.generation, slab[e.ref].lease != nil else { return }
+            if slab[e.ref].decoding { complete(e.ref) } else { firstToken(e.ref) }
         case .timer:
             guard timerAt == e.t else { return }
             timerAt = nil
@@ -413,21 +425,70 @@ package struct Simulator {
         settle()
     }
 
+    /// A request starts on its replica: its prefill takes TTFT at the replica's count then; its
+    /// decode is processor-shared, each token taking TPOT at however many requests the replica
+    /// runs at the time, so a request slows down as others join and speeds up as they leave.
     mutating func start(_ ref: Int, _ lease: PoolStateMachine.Lease) {
         let profile = setup.profile
-        let k = lease.inflight
+        let i = lease.index
+        advance(replica: i)
+        active[i].append(ref)
+        let k = active[i].count
         let ttft = profile.ttft(prompt: slab[ref].prompt, inflight: k) * profile.ttftSpread.sample(&serviceRNG)
-        let tpot = profile.tpot(inflight: k) * profile.tpotSpread.sample(&serviceRNG)
         slab[ref].lease = lease
+        slab[ref].replica = i
         slab[ref].started = now
         slab[ref].ttft = ttft
-        slab[ref].tpot = tpot
+        slab[ref].decoding = false
+        slab[ref].tokensLeft = Double(max(0, slab[ref].output - 1))
+        slab[ref].tokenScale = profile.tpotSpread.sample(&serviceRNG)
         if let signal = lease.preemption { preemptible[ObjectIdentifier(signal)] = ref }
-        let end = now + Self.ns(ttft + Double(max(0, slab[ref].output - 1)) * tpot)
-        push(end, .completion, ref, generation: slab[ref].generation)
+        push(now + Self.ns(ttft), .completion, ref, generation: slab[ref].generation)
+        reschedule(replica: i)
+    }
+
+    /// Brings the decoding requests of a replica up to now, at the count they ran at.
+    mutating func advance(replica i: Int) {
+        let step = setup.profile.tpot(inflight: active[i].count)
+        for ref in active[i] where slab[ref].decoding {
+            let elapsed = Double(now - slab[ref].lastUpdate) / 1e9
+            if step > 0 { slab[ref].tokensLeft = max(0, slab[ref].tokensLeft - elapsed / (step * slab[ref].tokenScale)) }
+            slab[ref].lastUpdate = now
+        }
+    }
+
+    /// New finish times for a replica's decoding requests at its count now.
+    mutating func reschedule(replica i: Int) {
+        let step = setup.profile.tpot(inflight: active[i].count)
+        for ref in active[i] where slab[ref].decoding {
+            slab[ref].generation &+= 1
+            push(now + Self.ns(slab[ref].tokensLeft * step * slab[ref].tokenScale), .completion, ref, generation: slab[ref].generation)
+        }
+    }
+
+    /// Its first token: the decode starts.
+    mutating func firstToken(_ ref: Int) {
+        let i = slab[ref].replica
+        advance(replica: i)
+        slab[ref].decoding = true
+        slab[ref].decodeStart = now
+        slab[ref].lastUpdate = now
+        let step = setup.profile.tpot(inflight: active[i].count)
+        slab[ref].generation &+= 1
+        push(now + Self.ns(slab[ref].tokensLeft * step * slab[ref].tokenScale), .completion, ref, generation: slab[ref].generation)
+    }
+
+    /// Leaves its replica (finished or preempted); the others decode at the new count.
+    mutating func leave(_ ref: Int) {
+        let i = slab[ref].replica
+        advance(replica: i)
+        if let at = active[i].firstIndex(of: ref) { active[i].remove(at: at) }
+        reschedule(replica: i)
     }
 
     mutating func complete(_ ref: Int) {
+        leave(ref)
+        if slab[ref].output > 1 { slab[ref].tpot = Double(now - slab[ref].decodeStart) / 1e9 / Double(slab[ref].output - 1) }
         let r = slab[ref]
         guard let lease = r.lease else { return }
         if let signal = lease.preemption {
@@ -498,6 +559,7 @@ package struct Simulator {
                     continue
                 }
                 held(since: slab[victim].started)
+                leave(victim)
                 slab[victim].lease = nil
                 slab[victim].generation &+= 1
                 result.lanes[slab[victim].lane].preempted += 1
