@@ -135,12 +135,7 @@ package struct AcceptSpec: Sendable {
     }
 
     package static func load(yaml text: String) throws(ConfigError) -> AcceptSpec {
-        let root: Node?
-        do {
-            root = try Yams.compose(yaml: text)
-        } catch {
-            throw ConfigError(issues: [ConfigIssue(path: "", message: "not valid YAML: \(error)")])
-        }
+        let root = try YAMLReader.compose(text)
         var r = YAMLReader()
         var spec = AcceptSpec(target: Target(url: "", model: ""))
         spec.sha256 = Digest.sha256Hex(text)

@@ -27,12 +27,7 @@ package struct Demand: Sendable {
     static let laneFields = ["rate", "daily", "arrival", "prompt_tokens", "output_tokens", "tenants", "slo", "attainment"]
 
     package static func load(yaml text: String) throws(ConfigError) -> Demand {
-        let root: Node?
-        do {
-            root = try Yams.compose(yaml: text)
-        } catch {
-            throw ConfigError(issues: [ConfigIssue(path: "", message: "not valid YAML: \(error)")])
-        }
+        let root = try YAMLReader.compose(text)
         var r = YAMLReader()
         var demand = Demand()
         guard let root, let top = r.mapping(root, "", allowed: ["lanes", "price_per_gpu_hour", "price_per_replica_hour", "duration"]) else {

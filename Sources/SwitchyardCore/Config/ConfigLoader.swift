@@ -13,12 +13,7 @@ import Yams
 package enum ConfigLoader {
     /// - Parameter secrets: where `${ENV}` and `file:` references (`admin.token`) are resolved.
     package static func load(yaml text: String, secrets: SecretSource = SecretSource()) throws(ConfigError) -> GatewayConfig {
-        let root: Node?
-        do {
-            root = try Yams.compose(yaml: text)
-        } catch {
-            throw ConfigError(issues: [ConfigIssue(path: "", message: "not valid YAML: \(error)")])
-        }
+        let root = try YAMLReader.compose(text)
         var config = GatewayConfig()
         var reader = YAMLReader(secrets: secrets)
         if let root {

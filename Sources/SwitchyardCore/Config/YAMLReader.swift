@@ -10,6 +10,15 @@ package struct YAMLReader {
 
     package init(secrets: SecretSource = SecretSource()) { self.secrets = secrets }
 
+    /// The document's root node (nil when empty), or the parse error as a config issue.
+    package static func compose(_ text: String) throws(ConfigError) -> Node? {
+        do {
+            return try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigError(issues: [ConfigIssue(path: "", message: "not valid YAML: \(error)")])
+        }
+    }
+
     /// A secret given by reference (see ``SecretSource``), resolved; nil after reporting why not.
     package mutating func secret(_ node: Node, _ path: String) -> String? {
         guard let reference = string(node, path) else { return nil }
