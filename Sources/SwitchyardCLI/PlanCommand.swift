@@ -307,7 +307,9 @@ enum PlanHTML {
     static func queueChart(_ r: SimulationResult) -> String {
         HTMLReport.chart(
             title: "Queue depth over time (\(r.replicas) replicas)", xLabel: "s", yLabel: "requests waiting",
-            series: r.lanes.enumerated().map { i, l in (l.lane, color(i), Array(zip(r.sampleTimes, l.queueDepth.map(Double.init)))) })
+            series: r.lanes.enumerated().map { i, l in (l.lane, color(i), Array(zip(r.sampleTimes, l.queueDepth.map(Double.init)))) },
+            // Whole requests: an empty queue still gets an axis up to one.
+            yMax: Double(max(1, r.lanes.flatMap(\.queueDepth).max() ?? 0)))
     }
 
     static func attainmentChart(_ results: [SimulationResult]) -> String {
