@@ -98,8 +98,8 @@ extension PoolStateMachine {
             guard let w = waiting[id], !w.preemptionAsked, let startBy = w.request.deadline else { continue }
             var soonestFree: Duration?
             var victim: (replica: Int, lease: UInt64, started: Duration)?
-            for (i, r) in replicas.enumerated() where !w.ticket.excluding.contains(i) && isEligible(r, now: now) {
-                for (leaseID, lease) in r.leases {
+            for i in replicas.indices where !w.ticket.excluding.contains(i) && isEligible(at: i, now: now) {
+                for (leaseID, lease) in replicas[i].leases {
                     let expected = serviceByLane[lease.lane] ?? serviceSeconds
                     let remaining = expected.map { Swift.max(.zero, .seconds($0) - (now - lease.started)) }
                     if let remaining { soonestFree = soonestFree.map { Swift.min($0, remaining) } ?? remaining }

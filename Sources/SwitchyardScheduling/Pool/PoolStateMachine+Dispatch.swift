@@ -200,11 +200,11 @@ extension PoolStateMachine {
         guard let share = lane.maxInflightShare else { return false }
         var slots = 0
         var held = 0
-        for r in replicas where isEligible(r, now: now) {
-            let cap = limit(r)
+        for i in replicas.indices where isEligible(at: i, now: now) {
+            let cap = limit(at: i)
             if cap == 0 { return false }
             slots += cap
-            for lease in r.leases.values where lease.lane == lane.name { held += 1 }
+            for lease in replicas[i].leases.values where lease.lane == lane.name { held += 1 }
         }
         return slots > 0 && held >= max(1, Int(share * Double(slots)))
     }
@@ -239,8 +239,9 @@ extension PoolStateMachine {
         }
     }
 
-    /// ``isEligible(_:now:)`` of `replicas[i]`, reading its fields in place: the hot loops over a
-    /// large pool must not copy each replica (a copy retains every field it holds).
+    /// Whether `replicas[i]` takes work now: healthy, open, not removed or expired, not ejected or
+    /// cooling down. By index, reading its fields in place: loops over a large pool must not copy
+    /// each replica (a copy retains every field it holds).
     func isEligible(at i: Int, now: Duration) -> Bool {
         guard replicas[i].active.isHealthy, replicas[i].gateOpen, !replicas[i].removed else { return false }
         if let expiry = replicas[i].expiresAt, expiry <= now { return false }
@@ -251,14 +252,6 @@ extension PoolStateMachine {
 
     /// ``limit(_:)`` of `replicas[i]`, in place.
     func limit(at i: Int) -> Int { limit(capacity: replicas[i].capacity, window: replicas[i].window) }
-
-    func isEligible(_ r: Replica, now: Duration) -> Bool {
-        guard r.active.isHealthy, r.gateOpen, !r.removed else { return false }
-        if let expiry = r.expiresAt, expiry <= now { return false }
-        if r.outlier.admission(now: now) == .refuse { return false }
-        if let until = r.coolingUntil, until > now { return false }
-        return true
-    }
 
     /// Eligible replicas that can take `tokens` more within their token budget and KV-cache
     /// headroom; the balancer then checks their slot windows. A replica with nothing in flight
@@ -288,8 +281,8 @@ extension PoolStateMachine {
     func saturation(now: Duration) -> Double? {
         guard let headroom = config.memoryHeadroom else { return nil }
         var levels: [Double] = []
-        for r in replicas where isEligible(r, now: now) && !r.metricsUnsupported {
-            guard let signals = r.signals else { continue }
+        for i in replicas.indices where isEligible(at: i, now: now) && !replicas[i].metricsUnsupported {
+            guard let signals = replicas[i].signals else { continue }
             levels.append(signals.saturation(now: now, staleAfter: headroom.metricsStaleAfter))
         }
         guard !levels.isEmpty else { return nil }
