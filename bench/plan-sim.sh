@@ -59,8 +59,11 @@ top = term * c / (c - a)
 wq = top / (total + top) / (c * mu - lam)
 print(f"{name}: {lane['completed']:,} requests, {run['events']:,} events in {wall:.1f} s on one core "
       f"({run['events'] / wall:,.0f} events/s, {lane['completed'] / wall:,.0f} requests/s); utilization {run['utilization']:.3f} (λ/cμ {lam / (c * mu):.3f})")
-print(f"  mean queue wait {lane['mean_queue_wait'] * 1000:.3f} ms, Erlang C {wq * 1000:.3f} ms: "
-      f"{(lane['mean_queue_wait'] - wq) / wq * 100:+.2f}%")
+if math.isfinite(wq) and wq > 0:
+    print(f"  mean queue wait {lane['mean_queue_wait'] * 1000:.3f} ms, Erlang C {wq * 1000:.3f} ms: "
+          f"{(lane['mean_queue_wait'] - wq) / wq * 100:+.2f}%")
+else:
+    print(f"  mean queue wait {lane['mean_queue_wait'] * 1000:.3f} ms (Erlang C not computed: {c} servers overflow its terms)")
 PY
 }
 echo "simulating $requests requests per case"
