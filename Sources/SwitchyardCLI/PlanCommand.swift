@@ -167,20 +167,14 @@ extension PlanCommand {
             let cheapest = results.first(where: \.meetsEveryTarget)?.replicas
             var text = "", markdown = ""
             if results.count > 1 {
-                let rows = results.map { r in
-                    [
-                        "\(r.replicas)", r.lanes.map { String(format: "%@ %.2f%%", $0.lane, $0.attainment * 100) }.joined(separator: ", "),
-                        String(format: "%.0f%%", r.utilization * 100),
-                        r.meetsEveryTarget ? (r.replicas == cheapest ? "meets ← cheapest" : "meets") : "misses",
-                    ]
-                }
-                let header = ["replicas", "attainment", "utilization", ""]
+                let rows = PlanReport.sweepRows(results, cheapest: cheapest)
+                let header = PlanReport.sweepHeader
                 text = PlanReport.table(header, rows) + "\n\n"
                 markdown = "## Attainment against replicas\n\n" + PlanReport.markdownTable(header, rows) + "\n\n"
             }
             let shown = results.first { $0.replicas == cheapest } ?? results.last!
             text += PlanReport.whatIf(shown, markdown: false)
-            markdown = "# What-if\n\n" + markdown + PlanReport.whatIf(shown, markdown: true).replacingOccurrences(of: "# What-if\n\n", with: "")
+            markdown = "# What-if\n\n" + markdown + PlanReport.whatIf(shown, markdown: true)
             let json = JSONValue.object([
                 ("cheapest_meeting_every_target", cheapest.map { .number($0) } ?? .null),
                 ("runs", .array(results.map(PlanReport.resultJSON))),
@@ -328,7 +322,7 @@ enum PlanHTML {
             body += "<h2>Lanes at the peak</h2>\n" + table(PlanReport.laneHeader, PlanReport.laneRows(peak))
             body += "<div class=row>" + queueChart(peak) + attainmentChart(plan.points.map(\.result)) + "</div>\n"
         }
-        body += "<h2>Replicas tried</h2>\n" + table(["replicas", "attainment", "utilization", ""], PlanReport.sweepRows(plan))
+        body += "<h2>Replicas tried</h2>\n" + table(PlanReport.sweepHeader, PlanReport.sweepRows(plan.points.map(\.result), cheapest: plan.replicas))
         body += "<h2>Replica profile</h2>\n" + table(["", "value", "source"], PlanReport.profileRows(plan.profile))
         body += "<ul>" + plan.profile.notes.map { "<li>\(HTMLReport.escape($0))</li>" }.joined() + "</ul>\n"
         return HTMLReport.page(title: "Switchyard capacity plan", body: body)

@@ -87,13 +87,16 @@ package enum PlanReport {
         return out
     }
 
-    package static func sweepRows(_ plan: Planner.Plan) -> [[String]] {
-        plan.points.map { p in
+    package static let sweepHeader = ["replicas", "attainment", "utilization", ""]
+
+    /// One row per replica count tried: each lane's attainment, utilization, and whether it
+    /// meets every target (the cheapest that does is marked).
+    package static func sweepRows(_ results: [SimulationResult], cheapest: Int?) -> [[String]] {
+        results.map { r in
             [
-                "\(p.replicas)",
-                p.result.lanes.map { String(format: "%@ %.2f%%", $0.lane, $0.attainment * 100) }.joined(separator: ", "),
-                String(format: "%.0f%%", p.result.utilization * 100),
-                p.result.meetsEveryTarget ? (p.replicas == plan.replicas ? "meets ← cheapest" : "meets") : "misses",
+                "\(r.replicas)", r.lanes.map { String(format: "%@ %.2f%%", $0.lane, $0.attainment * 100) }.joined(separator: ", "),
+                String(format: "%.0f%%", r.utilization * 100),
+                r.meetsEveryTarget ? (r.replicas == cheapest ? "meets ← cheapest" : "meets") : "misses",
             ]
         }
     }
@@ -103,7 +106,9 @@ package enum PlanReport {
         var out = markdown ? "# Capacity plan: \(plan.profile.name)\n\n" : "capacity plan: \(plan.profile.name)\n\n"
         out += t(["", ""], summary(plan).map { [$0.0, $0.1] }) + "\n\n"
         if let peak = plan.peak { out += (markdown ? "## Lanes at the peak\n\n" : "lanes at the peak\n") + t(laneHeader, laneRows(peak)) + "\n\n" }
-        out += (markdown ? "## Replicas tried\n\n" : "replicas tried\n") + t(["replicas", "attainment", "utilization", ""], sweepRows(plan)) + "\n\n"
+        out +=
+            (markdown ? "## Replicas tried\n\n" : "replicas tried\n") + t(sweepHeader, sweepRows(plan.points.map(\.result), cheapest: plan.replicas))
+            + "\n\n"
         out += (markdown ? "## Replica profile\n\n" : "replica profile\n") + t(["", "value", "source"], profileRows(plan.profile)) + "\n"
         for note in plan.profile.notes { out += (markdown ? "- " : "  ") + note + "\n" }
         return out
@@ -155,10 +160,10 @@ package enum PlanReport {
         return .object(fields)
     }
 
-    /// A what-if run as text.
+    /// A what-if run as text (the caller puts a title above it).
     package static func whatIf(_ r: SimulationResult, markdown: Bool) -> String {
         let t = markdown ? markdownTable : table
-        var out = markdown ? "# What-if\n\n" : ""
+        var out = ""
         out += String(
             format: "%d replicas × %d slots, %.0f s simulated, %d events, utilization %.0f%%\n\n", r.replicas, r.slotsPerReplica, r.span,
             r.events, r.utilization * 100)

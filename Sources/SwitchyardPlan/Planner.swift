@@ -174,7 +174,7 @@ package struct PlanEconomics: Sendable {
         price = gpu ? plan.demand.pricePerGPUHour : plan.demand.pricePerReplicaHour
         var rate = 0.0, tokens = 0.0, peakRate = 0.0
         for l in plan.demand.loads {
-            let share = l.daily.map { d in d.reduce(0, +) / 24 / max(1e-9, d.max() ?? 1) } ?? 1
+            let share = l.dailyShare
             rate += l.rate * share
             tokens += l.rate * share * l.output.mean
             peakRate += l.rate

@@ -20,6 +20,9 @@ package struct LaneLoad: Sendable, Equatable {
         self.lane = lane
         self.rate = rate
     }
+
+    /// The day's average rate as a share of the peak (1 without `daily`).
+    package var dailyShare: Double { daily.map { d in d.reduce(0, +) / 24 / max(1e-9, d.max() ?? 1) } ?? 1 }
 }
 
 /// Per-request SLO in seconds (TTFT and E2E from arrival at the gateway).

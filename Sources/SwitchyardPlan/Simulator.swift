@@ -71,7 +71,7 @@ package struct Simulator {
     package static func run(_ setup: SimulationSetup, loads: [LaneLoad]) throws -> SimulationResult {
         var sim = try Simulator(setup, lanes: loads.map { ($0.lane, $0.slo, $0.attainment) })
         sim.allowedMisses = loads.map { l in
-            let share = l.daily.map { d in d.reduce(0, +) / 24 / max(1e-9, d.max() ?? 1) } ?? 1
+            let share = l.dailyShare
             return l.slo.isEmpty ? .infinity : (1 - l.attainment) * l.rate * share * setup.duration.seconds
         }
         try sim.runLoads(loads)
