@@ -19,7 +19,7 @@ profile() { # slots mean-seconds
  "slots": {"value": $1, "source": "bench"}, "ttft_base": {"value": $2, "source": "bench"},
  "ttft_per_prompt_token": {"value": 0, "source": "bench"}, "ttft_per_concurrent": {"value": 0, "source": "bench"},
  "tpot_base": {"value": 0, "source": "bench"}, "tpot_per_concurrent": {"value": 0, "source": "bench"},
- "ttft_spread": "exponential", "tpot_spread": "none", "notes": []}
+ "ttft_spread": "exponential", "tpot_spread": "none", "prefill": "parallel", "notes": []}
 JSON
 }
 # One lane that never refuses: an unbounded queue and an hour to start.

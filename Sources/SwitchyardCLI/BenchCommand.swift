@@ -199,6 +199,9 @@ extension BenchCommand {
         func probe(_ options: BenchOptions, rate: Double, slo: RequestSLO) async throws -> ([RequestRecord], LaneSummary) {
             var options = options
             if case .rate(_, let process) = options.load { options.load = .rate(rate, process) }
+            // Other prompts at every rate: an engine's prompt cache (llama.cpp, vLLM's prefix
+            // caching) would otherwise answer the later probes' prompts from memory.
+            options.seed = options.seed &+ UInt64(rate.bitPattern % 1_000_003) &* 7919
             let records: [RequestRecord]
             do {
                 records = try await LoadRunner(options: options, threads: threads ?? System.coreCount).run()

@@ -37,17 +37,21 @@ package enum ProfileFit {
                 "\(source): \(usable.count) streamed requests with first and last token times and token counts; a fit needs at least 20 (run bench with --stream and enough requests)"
             )
         }
-        var sends: [Int: [Double]] = [:], lasts: [Int: [Double]] = [:]
+        var sends: [Int: [Double]] = [:], firsts: [Int: [Double]] = [:], lasts: [Int: [Double]] = [:]
         for o in usable {
             sends[o.run, default: []].append(o.send)
+            firsts[o.run, default: []].append(o.first)
             lasts[o.run, default: []].append(o.last)
         }
         for run in sends.keys {
             sends[run]!.sort()
+            firsts[run]!.sort()
             lasts[run]!.sort()
         }
         // Requests of the same run in service at t (sent, not finished), from its sorted lists.
         func inService(_ t: Double, _ run: Int) -> Int { upperBound(sends[run]!, t) - upperBound(lasts[run]!, t) }
+        // … and those still before their first token (prefilling or waiting to).
+        func inPrefill(_ t: Double, _ run: Int) -> Int { upperBound(sends[run]!, t) - upperBound(firsts[run]!, t) }
 
         // Decode: TPOT against the requests in flight at the middle of the decode.
         var decode: [(k: Double, y: Double)] = []
@@ -55,15 +59,17 @@ package enum ProfileFit {
             let k = min(slots, max(1, inService((o.first + o.last) / 2, o.run)))
             decode.append((Double(k - 1), (o.last - o.first) / Double(o.output - 1)))
         }
-        // Prefill: TTFT of requests that found a free slot, against prompt and requests in flight.
+        // Prefill: TTFT of requests that found a free slot and no other prompt before its first
+        // token (prefill is serial: a prompt behind another waits for it, which the simulator
+        // models, so such a wait is not prefill time), against prompt and requests in flight.
         var prefill: [(p: Double, k: Double, y: Double)] = []
         for o in usable {
             let k = inService(o.send, o.run)
-            if k <= slots { prefill.append((Double(o.prompt), Double(max(0, k - 1)), o.first - o.send)) }
+            if k <= slots, inPrefill(o.send, o.run) <= 1 { prefill.append((Double(o.prompt), Double(max(0, k - 1)), o.first - o.send)) }
         }
         guard prefill.count >= 10 else {
             throw PlanError(
-                "\(source): only \(prefill.count) requests found a free slot (at most \(slots) in flight when sent): the load was above the replica's capacity throughout; add a lower-rate run"
+                "\(source): only \(prefill.count) requests found a free slot (at most \(slots) in flight when sent) and no other prompt being prefilled: the load was too high throughout; add a run with fewer clients"
             )
         }
         let measured = "measured: \(source)"
@@ -71,7 +77,7 @@ package enum ProfileFit {
         let prompts = prefill.map(\.p)
         let promptSpread = (prompts.max() ?? 0) / max(1, prompts.min() ?? 1)
         var notes = [
-            "\(usable.count) requests (\(prefill.count) found a free slot); \(slots) slots",
+            "\(usable.count) requests (\(prefill.count) found a free slot and no prompt ahead); \(slots) slots; prefill serial",
             String(format: "TPOT fit: R² %.2f over 1–%d in flight", tpotFit.r2, slots),
         ]
         let ttftFit: (coefficients: [Double], r2: Double)
@@ -100,6 +106,14 @@ package enum ProfileFit {
         profile.ttftSpread = .quantiles(
             percentiles(prefill.map { $0.y / max(1e-6, profile.ttft(prompt: Int($0.p), inflight: Int($0.k) + 1)) }))
         profile.tpotSpread = .quantiles(percentiles(decode.map { $0.y / max(1e-6, profile.tpot(inflight: Int($0.k) + 1)) }))
+        // A first token far sooner than prefill allows: the engine had the prompt cached (the same
+        // prompts sent again, e.g. runs with the same seed), which makes every prompt look cheap.
+        let cached = prefill.filter { $0.y < 0.25 * profile.ttft(prompt: Int($0.p), inflight: Int($0.k) + 1) }.count
+        if cached * 20 > prefill.count {
+            profile.notes.append(
+                "warning: \(cached) of \(prefill.count) requests had their first token in under a quarter of the fitted time: prompt-cache hits? (repeated prompts, e.g. runs with the same --seed); the fit is then optimistic"
+            )
+        }
         return profile
     }
 

@@ -20,7 +20,10 @@ package struct Sourced: Sendable, Equatable, Codable {
 ///     TPOT = tpot_base + tpot_per_concurrent · (k − 1)
 ///
 /// each multiplied by a draw from its spread (the measured ratio of actual to fitted time), and
-/// holds its slot for TTFT + (output − 1) · TPOT.
+/// holds its slot for TTFT + (output − 1) · TPOT. With `prefill: serial` (the default) a replica
+/// prefills one prompt at a time, first come first served, so a request's TTFT also covers the
+/// prompts ahead of it (llama.cpp, and a compute-bound GPU engine, process prefill as one stream
+/// of work); `parallel` starts each prefill at once (the M/M/c model).
 package struct ReplicaProfile: Sendable, Equatable, Codable {
     package var name: String
     /// GPUs one replica takes (tensor-parallel size); 0 for a CPU replica.
@@ -38,13 +41,15 @@ package struct ReplicaProfile: Sendable, Equatable, Codable {
     package var kvTokens: Sourced?
     package var ttftSpread: Spread
     package var tpotSpread: Spread
+    /// Nil: serial.
+    package var prefill: Prefill?
     /// How the profile was made, in a line (the bundles and fit quality, or the estimate's inputs).
     package var notes: [String]
 
     package init(
         name: String, gpusPerReplica: Int, accelerator: String, slots: Sourced, ttftBase: Sourced, ttftPerPromptToken: Sourced,
         ttftPerConcurrent: Sourced, tpotBase: Sourced, tpotPerConcurrent: Sourced, kvTokens: Sourced? = nil,
-        ttftSpread: Spread = .none, tpotSpread: Spread = .none, notes: [String] = []
+        ttftSpread: Spread = .none, tpotSpread: Spread = .none, prefill: Prefill? = .serial, notes: [String] = []
     ) {
         self.name = name
         self.gpusPerReplica = gpusPerReplica
@@ -58,17 +63,25 @@ package struct ReplicaProfile: Sendable, Equatable, Codable {
         self.kvTokens = kvTokens
         self.ttftSpread = ttftSpread
         self.tpotSpread = tpotSpread
+        self.prefill = prefill
         self.notes = notes
     }
 
-    /// The fitted TTFT and TPOT (seconds) before the spread.
-    package func ttft(prompt: Int, inflight k: Int) -> Double {
-        max(0, ttftBase.value + ttftPerPromptToken.value * Double(prompt) + ttftPerConcurrent.value * Double(max(0, k - 1)))
+    package enum Prefill: String, Sendable, Equatable, Codable {
+        case serial, parallel
     }
 
-    package func tpot(inflight k: Int) -> Double {
-        max(0, tpotBase.value + tpotPerConcurrent.value * Double(max(0, k - 1)))
+    /// The numbers alone, for the simulator's event loop (which must not copy the sources).
+    package var model: ServiceModel {
+        ServiceModel(
+            ttftBase: ttftBase.value, ttftPerPromptToken: ttftPerPromptToken.value, ttftPerConcurrent: ttftPerConcurrent.value,
+            tpotBase: tpotBase.value, tpotPerConcurrent: tpotPerConcurrent.value, ttftSpread: ttftSpread, tpotSpread: tpotSpread,
+            serialPrefill: (prefill ?? .serial) == .serial)
     }
+
+    /// The fitted TTFT and TPOT (seconds) before the spread.
+    package func ttft(prompt: Int, inflight k: Int) -> Double { model.ttft(prompt: prompt, inflight: k) }
+    package func tpot(inflight k: Int) -> Double { model.tpot(inflight: k) }
 
     package var slotCount: Int { max(1, Int(slots.value.rounded())) }
 
@@ -134,6 +147,25 @@ package struct ReplicaProfile: Sendable, Equatable, Codable {
         encoder.keyEncodingStrategy = .convertToSnakeCase
         return (try? encoder.encode(self)) ?? Data()
     }
+}
+
+/// The formulas of a ``ReplicaProfile`` on plain numbers.
+package struct ServiceModel: Sendable {
+    let ttftBase: Double
+    let ttftPerPromptToken: Double
+    let ttftPerConcurrent: Double
+    let tpotBase: Double
+    let tpotPerConcurrent: Double
+    let ttftSpread: ReplicaProfile.Spread
+    let tpotSpread: ReplicaProfile.Spread
+    let serialPrefill: Bool
+
+    /// Seconds from a prefill's start to the first token, with `k` requests in flight.
+    package func ttft(prompt: Int, inflight k: Int) -> Double {
+        max(0, ttftBase + ttftPerPromptToken * Double(prompt) + ttftPerConcurrent * Double(max(0, k - 1)))
+    }
+
+    package func tpot(inflight k: Int) -> Double { max(0, tpotBase + tpotPerConcurrent * Double(max(0, k - 1))) }
 }
 
 /// A planning input that cannot be used, with what and where.

@@ -16,6 +16,10 @@ package struct Simulator {
     var seq: UInt64 = 0
     var now: Int64 = 0
     var serviceRNG: SplitMix64
+    /// The profile's numbers (read on every event; the profile itself carries strings).
+    let service: ServiceModel
+    /// Serial prefill: when each replica's prefill stream is free again (ns).
+    var prefillFreeAt: [Int64] = []
     var slab: [Request] = []
     var free: [Int] = []
     var queued: [UInt64: Int] = [:]
@@ -34,11 +38,12 @@ package struct Simulator {
     var allowedMisses: [Double] = []
 
     struct Event: Comparable {
+        // In this order the event takes 32 bytes (the heap moves fewer).
         var t: Int64
         var seq: UInt64
-        var kind: Kind
         var ref: Int
         var generation: UInt32
+        var kind: Kind
 
         enum Kind: UInt8 { case arrival, completion, timer, sample }
         static func < (a: Event, b: Event) -> Bool { a.t != b.t ? a.t < b.t : a.seq < b.seq }
@@ -110,6 +115,8 @@ package struct Simulator {
             config: model, health: health, outlier: OutlierConfig(), lanes: setup.lanes, origin: origin, seed: SplitMix64.mix(setup.seed))
         serviceRNG = SplitMix64(seed: SplitMix64.mix(setup.seed ^ 0x5EED_5EED))
         active = Array(repeating: [], count: setup.replicas)
+        prefillFreeAt = Array(repeating: 0, count: setup.replicas)
+        service = setup.profile.model
         result = SimulationResult(
             lanes: lanes.map { SimulationResult.Lane(lane: $0.0, slo: $0.1, target: $0.2) }, replicas: setup.replicas,
             slotsPerReplica: slots, span: 0, busySlotSeconds: 0, sampleTimes: [], events: 0)
@@ -120,7 +127,7 @@ package struct Simulator {
 
     mutating func push(_ t: Int64, _ kind: Event.Kind, _ ref: Int, generation: UInt32 = 0) {
         seq += 1
-        events.insert(Event(t: t, seq: seq, kind: kind, ref: ref, generation: generation))
+        events.insert(Event(t: t, seq: seq, ref: ref, generation: generation, kind: kind))
     }
 
     mutating func runLoads(_ loads: [LaneLoad]) throws {
@@ -258,23 +265,28 @@ package struct Simulator {
         settle()
     }
 
-    /// A request starts on its replica: its prefill takes TTFT at the replica's count then; its
-    /// decode is processor-shared, each token taking TPOT at however many requests the replica
-    /// runs at the time, so a request slows down as others join and speeds up as they leave.
+    /// A request starts on its replica: its prefill takes TTFT at the replica's count then (after
+    /// the prompts ahead of it when prefill is serial); its decode is processor-shared, each token
+    /// taking TPOT at however many requests the replica runs at the time, so a request slows down
+    /// as others join and speeds up as they leave.
     mutating func start(_ ref: Int, _ lease: PoolStateMachine.Lease) {
-        let profile = setup.profile
         let i = lease.index
         advance(replica: i)
         active[i].append(ref)
         let k = active[i].count
-        let ttft = profile.ttft(prompt: slab[ref].prompt, inflight: k) * profile.ttftSpread.sample(&serviceRNG)
+        var ttft = service.ttft(prompt: slab[ref].prompt, inflight: k) * service.ttftSpread.sample(&serviceRNG)
+        if service.serialPrefill {
+            let begin = max(now, prefillFreeAt[i])
+            prefillFreeAt[i] = begin + Self.ns(ttft)
+            ttft = Double(prefillFreeAt[i] - now) / 1e9
+        }
         slab[ref].lease = lease
         slab[ref].replica = i
         slab[ref].started = now
         slab[ref].ttft = ttft
         slab[ref].decoding = false
         slab[ref].tokensLeft = Double(max(0, slab[ref].output - 1))
-        slab[ref].tokenScale = profile.tpotSpread.sample(&serviceRNG)
+        slab[ref].tokenScale = service.tpotSpread.sample(&serviceRNG)
         if let signal = lease.preemption { preemptible[ObjectIdentifier(signal)] = ref }
         push(now + Self.ns(ttft), .completion, ref, generation: slab[ref].generation)
         reschedule(replica: i)
@@ -282,7 +294,7 @@ package struct Simulator {
 
     /// Brings the decoding requests of a replica up to now, at the count they ran at.
     mutating func advance(replica i: Int) {
-        let step = setup.profile.tpot(inflight: active[i].count)
+        let step = service.tpot(inflight: active[i].count)
         for ref in active[i] where slab[ref].decoding {
             let elapsed = Double(now - slab[ref].lastUpdate) / 1e9
             if step > 0 { slab[ref].tokensLeft = max(0, slab[ref].tokensLeft - elapsed / (step * slab[ref].tokenScale)) }
@@ -292,21 +304,22 @@ package struct Simulator {
 
     /// New finish times for a replica's decoding requests at its count now.
     mutating func reschedule(replica i: Int) {
-        let step = setup.profile.tpot(inflight: active[i].count)
+        let step = service.tpot(inflight: active[i].count)
         for ref in active[i] where slab[ref].decoding {
             slab[ref].generation &+= 1
             push(now + Self.ns(slab[ref].tokensLeft * step * slab[ref].tokenScale), .completion, ref, generation: slab[ref].generation)
         }
     }
 
-    /// Its first token: the decode starts.
+    /// Its first token: the decode starts (or it is done: one output token).
     mutating func firstToken(_ ref: Int) {
+        if slab[ref].tokensLeft == 0 { return complete(ref) }
         let i = slab[ref].replica
         advance(replica: i)
         slab[ref].decoding = true
         slab[ref].decodeStart = now
         slab[ref].lastUpdate = now
-        let step = setup.profile.tpot(inflight: active[i].count)
+        let step = service.tpot(inflight: active[i].count)
         slab[ref].generation &+= 1
         push(now + Self.ns(slab[ref].tokensLeft * step * slab[ref].tokenScale), .completion, ref, generation: slab[ref].generation)
     }
@@ -322,35 +335,39 @@ package struct Simulator {
     mutating func complete(_ ref: Int) {
         leave(ref)
         if slab[ref].output > 1 { slab[ref].tpot = Double(now - slab[ref].decodeStart) / 1e9 / Double(slab[ref].output - 1) }
-        let r = slab[ref]
-        guard let lease = r.lease else { return }
+        // Its fields one by one: a copy of the request would retain its ticket.
+        guard let lease = slab[ref].lease else { return }
+        slab[ref].lease = nil
         if let signal = lease.preemption {
             signal.commit()
             preemptible[ObjectIdentifier(signal)] = nil
         }
-        let wait = Double(r.started - r.arrival) / 1e9
-        let ttft = wait + r.ttft
-        let e2e = Double(now - r.arrival) / 1e9
-        var lane = result.lanes[r.lane]
-        lane.completed += 1
-        lane.outputTokens += r.output
-        lane.queueWaitSum += wait
-        lane.ttft.add(ttft)
-        lane.e2e.add(e2e)
-        if r.output > 1 { lane.tpot.add(r.tpot) }
-        let slo = lane.slo
-        if (slo.ttft.map { ttft <= $0 } ?? true) && (slo.tpot.map { r.output <= 1 || r.tpot <= $0 } ?? true) && (slo.e2e.map { e2e <= $0 } ?? true) {
-            lane.met += 1
-        }
-        result.lanes[r.lane] = lane
-        held(since: r.started)
+        let (prompt, output, started, serverTTFT, tpot) = (slab[ref].prompt, slab[ref].output, slab[ref].started, slab[ref].ttft, slab[ref].tpot)
+        let wait = Double(started - slab[ref].arrival) / 1e9
+        let ttft = wait + serverTTFT
+        let e2e = Double(now - slab[ref].arrival) / 1e9
+        // In place: a copy of the lane would copy its histograms on every completion.
+        Self.record(into: &result.lanes[slab[ref].lane], wait: wait, ttft: ttft, e2e: e2e, output: output, tpot: tpot)
+        held(since: started)
         lastCompletion = max(lastCompletion, now)
-        pool.observe(lease, ttft: .seconds(r.ttft), tpot: .seconds(r.tpot), promptTokens: r.prompt)
-        _ = pool.release(lease, outcome: .success, usage: .init(promptTokens: r.prompt, completionTokens: r.output), now: nowDuration)
-        slab[ref].lease = nil
+        pool.observe(lease, ttft: .seconds(serverTTFT), tpot: .seconds(tpot), promptTokens: prompt)
+        _ = pool.release(lease, outcome: .success, usage: .init(promptTokens: prompt, completionTokens: output), now: nowDuration)
         slab[ref].generation &+= 1
         free.append(ref)
         settle()
+    }
+
+    static func record(into lane: inout SimulationResult.Lane, wait: Double, ttft: Double, e2e: Double, output: Int, tpot: Double) {
+        lane.completed += 1
+        lane.outputTokens += output
+        lane.queueWaitSum += wait
+        lane.ttft.add(ttft)
+        lane.e2e.add(e2e)
+        if output > 1 { lane.tpot.add(tpot) }
+        let slo = lane.slo
+        if (slo.ttft.map { ttft <= $0 } ?? true) && (slo.tpot.map { output <= 1 || tpot <= $0 } ?? true) && (slo.e2e.map { e2e <= $0 } ?? true) {
+            lane.met += 1
+        }
     }
 
     /// A request held its slot from `started` until now.

@@ -97,6 +97,26 @@ import Testing
         #expect(result.lanes[0].completed > 0)
     }
 
+    /// Serial prefill: prompts that arrive together on one replica are prefilled one after the
+    /// other (the second's first token waits for the first's prefill); parallel: side by side.
+    @Test func aSerialPrefillMakesTheSecondPromptWait() throws {
+        func meanTTFT(_ prefill: ReplicaProfile.Prefill) throws -> Double {
+            var profile = ReplicaProfile(
+                name: "two slots", gpusPerReplica: 1, accelerator: "test", slots: Sourced(2, "test"), ttftBase: Sourced(0.1, "test"),
+                ttftPerPromptToken: Sourced(0.001, "test"), ttftPerConcurrent: Sourced(0, "test"), tpotBase: Sourced(0.01, "test"),
+                tpotPerConcurrent: Sourced(0, "test"))
+            profile.prefill = prefill
+            let setup = SimulationSetup(profile: profile, replicas: 1)
+            let trace = [
+                TraceRequest(at: 0, lane: "realtime", prompt: 400, output: 2), TraceRequest(at: 0, lane: "realtime", prompt: 400, output: 2),
+            ]
+            return try Simulator.run(setup, trace: trace).lanes[0].ttft.mean
+        }
+        // Each prefill takes 0.1 + 0.4 = 0.5 s: serial first tokens at 0.5 and 1.0 s, parallel both at 0.5 s.
+        #expect(abs(try meanTTFT(.serial) - 0.75) < 0.01)
+        #expect(abs(try meanTTFT(.parallel) - 0.5) < 0.01)
+    }
+
     @Test func anUnknownLaneIsNamed() {
         #expect(throws: PlanError.self) {
             try Simulator.run(SimulationSetup(profile: Self.exponential(mean: 1), replicas: 1), loads: [LaneLoad(lane: "gold", rate: 1)])

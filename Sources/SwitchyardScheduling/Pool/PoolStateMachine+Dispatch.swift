@@ -112,11 +112,9 @@ extension PoolStateMachine {
     /// decide, and fairness counters only matter between backlogged tenants, so nothing is charged.
     mutating func uncontendedLease(_ request: LaneScheduler.Request, ticket: Ticket, lane: LaneConfig, now: Duration) -> Lease? {
         guard scheduler.queuedTotal == 0, !ticket.requeue, !atShareCap(lane, now: now) else { return nil }
-        let candidates = dispatchable(excluding: ticket.excluding, tokens: request.inputTokens + request.maxOutputTokens, now: now)
         guard
-            case .replica(let index, let affinity) = Balancer.choose(
-                candidates, affinityKey: ticket.affinityKey,
-                balanceFactor: config.routing.balanceFactor, using: &rng)
+            let (index, affinity) = choose(
+                excluding: ticket.excluding, tokens: request.inputTokens + request.maxOutputTokens, affinityKey: ticket.affinityKey, now: now)
         else { return nil }
         return lease(request, ticket: ticket, priority: lane.priority, index: index, affinity: affinity, charged: false, now: now)
     }
@@ -153,17 +151,13 @@ extension PoolStateMachine {
         while scheduler.queuedTotal > 0 {
             var choice: (index: Int, affinity: Bool)?
             let picked = scheduler.dispatch(now: now) { request in
-                guard let w = waiting[request.id] else { return true }
+                // Read in place: a copy of the waiting entry retains every field of its ticket.
+                guard let at = waiting.index(forKey: request.id) else { return true }
                 if let lane = lanes[request.lane], atShareCap(lane, now: now) { return false }
-                let candidates = dispatchable(excluding: w.ticket.excluding, tokens: request.inputTokens + request.maxOutputTokens, now: now)
-                if case .replica(let id, let affinity) = Balancer.choose(
-                    candidates, affinityKey: w.ticket.affinityKey,
-                    balanceFactor: config.routing.balanceFactor, using: &rng)
-                {
-                    choice = (id, affinity)
-                    return true
-                }
-                return false
+                choice = choose(
+                    excluding: waiting.values[at].ticket.excluding, tokens: request.inputTokens + request.maxOutputTokens,
+                    affinityKey: waiting.values[at].ticket.affinityKey, now: now)
+                return choice != nil
             }
             guard let request = picked else { break }
             guard let (index, affinity) = choice, let w = waiting.removeValue(forKey: request.id) else { continue }
@@ -186,6 +180,7 @@ extension PoolStateMachine {
         let preemptible = (lane?.preemptible ?? false) && ticket.preemptions < (lane?.maxPreemptions ?? 0)
         let signal = preemptible ? PreemptionSignal() : nil
         replicas[index].inflight += 1
+        loadIndex.set(index, inflight: replicas[index].inflight)
         replicas[index].peakInflight = max(replicas[index].peakInflight, replicas[index].inflight)
         replicas[index].inflightTokens += request.inputTokens + request.maxOutputTokens
         replicas[index].leases[request.id] = ActiveLease(lane: request.lane, priority: priority, started: now, signal: signal)
@@ -253,25 +248,100 @@ extension PoolStateMachine {
     /// ``limit(_:)`` of `replicas[i]`, in place.
     func limit(at i: Int) -> Int { limit(capacity: replicas[i].capacity, window: replicas[i].window) }
 
+    /// The replica a request goes to (nil: none can take it now): the least loaded eligible one
+    /// with room that can take `tokens` more, or its prefix's home (``Balancer``). With equal
+    /// weights and no affinity the load index answers without reading every replica; the
+    /// balancer's scan decides otherwise. Both ask ``accepts(_:excluding:tokens:now:)``.
+    mutating func choose(excluding: Set<Int>, tokens: Int, affinityKey: UInt64?, now: Duration) -> (index: Int, affinity: Bool)? {
+        if affinityKey == nil {
+            if !loadIndex.isCurrent(replicaCount: replicas.count) { rebuildLoadIndex() }
+            if loadIndex.uniform { return leastLoaded(excluding: excluding, tokens: tokens, now: now).map { ($0, false) } }
+        }
+        let candidates = dispatchable(excluding: excluding, tokens: tokens, now: now)
+        guard
+            case .replica(let id, let affinity) = Balancer.choose(
+                candidates, affinityKey: affinityKey, balanceFactor: config.routing.balanceFactor, using: &rng)
+        else { return nil }
+        return (id, affinity)
+    }
+
+    /// The least loaded replica that ``accepts(_:excluding:tokens:now:)`` the request, uniformly
+    /// among the equally loaded ones (as the balancer's two draws among ties do when weights are
+    /// equal), from the load index; removed replicas met on the way leave it. Nil: none accepts.
+    /// A loop here rather than a closure handed to the index: a closure reading the pool would
+    /// copy it on every call.
+    mutating func leastLoaded(excluding: Set<Int>, tokens: Int, now: Duration) -> Int? {
+        for k in 0..<loadIndex.bucketCount where loadIndex.size(of: k) > 0 {
+            // Draws first in a large bucket: uniform among the acceptable when they are most of
+            // it, and cheap. A small bucket, or one mostly refusing, is read in full.
+            if loadIndex.size(of: k) > 8 {
+                for _ in 0..<8 {
+                    let i = loadIndex.member(Int.random(in: 0..<loadIndex.size(of: k), using: &rng), of: k)
+                    if accepts(i, excluding: excluding, tokens: tokens, now: now) { return i }
+                }
+            }
+            var n = 0
+            var j = 0
+            while j < loadIndex.size(of: k) {
+                let i = loadIndex.member(j, of: k)
+                if replicas[i].removed {
+                    loadIndex.remove(i)
+                    continue
+                }
+                if accepts(i, excluding: excluding, tokens: tokens, now: now) { n += 1 }
+                j += 1
+            }
+            guard n > 0 else { continue }
+            var rank = Int.random(in: 0..<n, using: &rng)
+            for j in 0..<loadIndex.size(of: k) {
+                let i = loadIndex.member(j, of: k)
+                guard accepts(i, excluding: excluding, tokens: tokens, now: now) else { continue }
+                if rank == 0 { return i }
+                rank -= 1
+            }
+        }
+        return nil
+    }
+
+    mutating func rebuildLoadIndex() {
+        var members: [(index: Int, inflight: Int)] = []
+        var uniform = true
+        for i in replicas.indices where !replicas[i].removed {
+            if let first = members.first, replicas[first.index].backend.weight != replicas[i].backend.weight { uniform = false }
+            members.append((i, replicas[i].inflight))
+        }
+        loadIndex = LoadIndex(count: replicas.count, members: members, uniform: uniform)
+    }
+
+    /// Whether replica `i` may take a request of `tokens` now: eligible, not excluded, with a
+    /// free slot, and (unless idle: an idle replica always takes one, so a large prompt or
+    /// stale metrics cannot wedge the pool) within its token budget and KV-cache headroom.
+    func accepts(_ i: Int, excluding: Set<Int>, tokens: Int, now: Duration) -> Bool {
+        guard excluding.isEmpty || !excluding.contains(i), isEligible(at: i, now: now) else { return false }
+        let cap = limit(at: i)
+        return (cap == 0 || replicas[i].inflight < cap) && fits(at: i, tokens: tokens, now: now)
+    }
+
+    /// Within replica `i`'s token budget and KV-cache headroom, or idle.
+    func fits(at i: Int, tokens: Int, now: Duration) -> Bool {
+        guard replicas[i].inflight > 0 else { return true }
+        if let budget = config.batching.maxBatchTokens, replicas[i].inflightTokens + tokens > budget { return false }
+        if let headroom = config.memoryHeadroom, !replicas[i].metricsUnsupported, let signals = replicas[i].signals,
+            !signals.hasMemoryHeadroom(now: now, kvCacheMax: headroom.kvCacheMax, staleAfter: headroom.metricsStaleAfter)
+        {
+            return false
+        }
+        return true
+    }
+
     /// Eligible replicas that can take `tokens` more within their token budget and KV-cache
-    /// headroom; the balancer then checks their slot windows. A replica with nothing in flight
-    /// always takes one request, so a large prompt or stale metrics cannot wedge the pool.
+    /// headroom (``fits(at:tokens:now:)``); the balancer then checks their slot windows.
     func dispatchable(excluding: Set<Int>, tokens: Int, now: Duration) -> [Balancer.Replica] {
         var result: [Balancer.Replica] = []
         result.reserveCapacity(replicas.count)
-        let budget = config.batching.maxBatchTokens
-        let headroom = config.memoryHeadroom
-        for i in replicas.indices where (excluding.isEmpty || !excluding.contains(i)) && isEligible(at: i, now: now) {
-            let inflight = replicas[i].inflight
-            if inflight > 0 {
-                if let budget, replicas[i].inflightTokens + tokens > budget { continue }
-                if let headroom, !replicas[i].metricsUnsupported, let signals = replicas[i].signals,
-                    !signals.hasMemoryHeadroom(now: now, kvCacheMax: headroom.kvCacheMax, staleAfter: headroom.metricsStaleAfter)
-                {
-                    continue
-                }
-            }
-            result.append(Balancer.Replica(id: i, weight: replicas[i].backend.weight, inflight: inflight, maxInflight: limit(at: i)))
+        for i in replicas.indices
+        where (excluding.isEmpty || !excluding.contains(i)) && isEligible(at: i, now: now) && fits(at: i, tokens: tokens, now: now) {
+            result.append(Balancer.Replica(id: i, weight: replicas[i].backend.weight, inflight: replicas[i].inflight, maxInflight: limit(at: i)))
         }
         return result
     }

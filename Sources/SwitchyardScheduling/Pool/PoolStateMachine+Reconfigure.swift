@@ -66,6 +66,8 @@ extension PoolStateMachine {
             if let i = replicas.indices.first(where: { among(replicas[$0]) && replicas[$0].backend.id == backend.id }) {
                 let capacityChanged = replicas[i].backend.maxInflight != backend.maxInflight
                 replicas[i].backend = backend
+                // Its weight may have changed: the load index orders by it.
+                loadIndex.invalidate()
                 if capacityChanged {
                     let fresh = makeReplica(backend, now: now)
                     replicas[i].capacity = fresh.capacity

@@ -12,6 +12,7 @@ extension PoolStateMachine {
     /// reconciles the tenant's fairness counter. The slot goes to the next queued request.
     package mutating func release(_ lease: Lease, outcome: AttemptOutcome, usage: Usage? = nil, preempted: Bool = false, now: Duration) -> Released {
         replicas[lease.index].inflight -= 1
+        loadIndex.set(lease.index, inflight: replicas[lease.index].inflight)
         replicas[lease.index].inflightTokens -= lease.request.inputTokens + lease.request.maxOutputTokens
         // Left out of a reload and now idle: it leaves the pool.
         if replicas[lease.index].retiring, replicas[lease.index].inflight == 0 { replicas[lease.index].removed = true }
@@ -43,8 +44,10 @@ extension PoolStateMachine {
 
     package mutating func observe(_ lease: Lease, ttft: Duration? = nil, tpot: Duration? = nil, promptTokens: Int? = nil, overloaded: Bool = false) {
         let i = lease.index
+        // Only an adaptive window or a learned capacity reads the samples.
+        let sampled = replicas[i].window != nil || replicas[i].capacity.learned != nil
         if let ttft {
-            replicas[i].samples.ttft.append(ttft.seconds)
+            if sampled { replicas[i].samples.ttft.append(ttft.seconds) }
             // A short prompt's first token time is the engine's fixed overhead (and, on a loaded
             // host, scheduling noise), not prefill throughput: 4 tokens in 1 s is not a rate of 4/s.
             if let n = promptTokens, n >= Self.minimumPrefillSample, ttft > .zero {
@@ -52,9 +55,8 @@ extension PoolStateMachine {
                 prefillTokensPerSecond = prefillTokensPerSecond.map { 0.8 * $0 + 0.2 * rate } ?? rate
             }
         }
-        if let tpot { replicas[i].samples.tpot.append(tpot.seconds) }
-        // Read and cleared by the adaptive window and the learned capacity; bounded for
-        // replicas that use neither.
+        if sampled, let tpot { replicas[i].samples.tpot.append(tpot.seconds) }
+        // Read and cleared by the adaptive window and the learned capacity; bounded.
         if replicas[i].samples.ttft.count > 1024 { replicas[i].samples.ttft.removeFirst(512) }
         if replicas[i].samples.tpot.count > 1024 { replicas[i].samples.tpot.removeFirst(512) }
         if overloaded { replicas[i].samples.overloads += 1 }

@@ -22,6 +22,8 @@ package struct PoolStateMachine: Sendable {
     let replicaTemplate: Replica
 
     var replicas: [Replica] = []
+    /// The replicas by requests in flight (``choose(excluding:tokens:affinityKey:now:)``).
+    var loadIndex = LoadIndex()
     var scheduler: LaneScheduler
     /// Requests queued in the scheduler, by id.
     var waiting: [UInt64: Waiting] = [:]
