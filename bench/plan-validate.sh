@@ -6,7 +6,8 @@
 #      made the model 40–60% optimistic) → `plan profile --slots 4`;
 #   2. measure another load, with lanes, through `switchyard serve` (`accept`): realtime at RT_RATE
 #      (prompts 64–256, 32 out) and a preemptible batch lane at BATCH_RATE (prompt 300, 64 out);
-#   3. predict that load with `plan whatif` (the same gateway config) and print prediction
+#   3. predict that load with `plan whatif` (the same gateway config, prompts in server tokens:
+#      the chat template's tokens added) and print prediction
 #      error of p50 and p99 TTFT (from the schedule) and throughput per lane (target ≤ 15%).
 # Knobs: CAL_SECONDS (per calibration level, default 45), SECONDS_RUN (measured run, default 180),
 # RT_RATE (default 0.3), BATCH_RATE (default 0.1), CAL_CLIENTS (default "1 2 4").
@@ -53,7 +54,7 @@ for clients in $CAL_CLIENTS; do
     [ -f "$work/cal-$clients/requests.jsonl" ] || {
     echo "calibration: $clients closed-loop clients for $CAL_SECONDS s through the gateway ($slots slots, so nothing queues in it) ..." >&2
     "$bin" bench --url "http://127.0.0.1:$gport/v1" --model smollm2 --concurrency "$clients" --duration "${CAL_SECONDS}s" --warmup 5s \
-        --input-tokens uniform:32:384 --output-tokens uniform:16:64 --ignore-eos --threads 1 --seed 11 --out "$work/cal-$clients" >/dev/null 2>&1
+        --input-tokens uniform:32:384 --output-tokens uniform:16:64 --ignore-eos --threads 1 --seed "$((100 + clients))" --out "$work/cal-$clients" >/dev/null 2>&1
     }
     bundles+=(--bundle "$work/cal-$clients")
 done
@@ -71,11 +72,18 @@ YAML
 echo "measured: realtime $RT_RATE req/s + batch $BATCH_RATE req/s for $SECONDS_RUN s through switchyard serve ..." >&2
 "$bin" accept "$work/accept.yaml" --out "$work/measured" >"$work/accept.out" 2>&1 || true
 
+# Demand is in tokens as the server counts them: the bench's prompts (one word per token) plus
+# what the chat template adds, measured once with a 96-word prompt.
+words=$(for _ in 1 2 3 4; do printf 'time river stone light paper green house music cloud table north bread glass metal field train sound water horse plant night dream smile earth '; done)
+template=$(curl -s "http://127.0.0.1:$gport/v1/chat/completions" -H 'content-type: application/json' \
+    -d "{\"model\": \"smollm2\", \"max_tokens\": 1, \"messages\": [{\"role\": \"user\", \"content\": \"${words% }\"}]}" |
+    "$py" -c 'import json,sys; print(json.load(sys.stdin)["usage"]["prompt_tokens"] - 96)')
+echo "chat template: $template tokens per prompt" >&2
 cat >"$work/demand.yaml" <<YAML
 duration: $((SECONDS_RUN * 20))s
 lanes:
-  realtime: { rate: $RT_RATE, arrival: poisson, prompt_tokens: uniform:64:256, output_tokens: 32 }
-  batch: { rate: $BATCH_RATE, arrival: poisson, prompt_tokens: 300, output_tokens: 64 }
+  realtime: { rate: $RT_RATE, arrival: poisson, prompt_tokens: uniform:$((64 + template)):$((256 + template)), output_tokens: 32 }
+  batch: { rate: $BATCH_RATE, arrival: poisson, prompt_tokens: $((300 + template)), output_tokens: 64 }
 YAML
 "$bin" plan whatif --profile "$work/profile.json" --demand "$work/demand.yaml" --config "$work/gateway.yaml" --format json >"$work/predicted.json"
 

@@ -30,7 +30,10 @@ package struct Workload: Sendable {
 
     /// The prompt and output length of request `index` (deterministic from the seed).
     package func request(_ index: Int, seed: UInt64) -> (prompt: String, maxTokens: Int) {
-        var rng = SplitMix64(seed: SplitMix64.mix(seed &+ UInt64(index)))
+        // The seed mixed before the index is added: with `seed + index`, seed 2's first prompt
+        // was seed 1's second, so runs with neighbouring seeds sent the same prompts (and an
+        // engine's prompt cache answered them).
+        var rng = SplitMix64(seed: SplitMix64.mix(SplitMix64.mix(seed) &+ UInt64(index)))
         let maxTokens = outputTokens.sample(&rng)
         if !prompts.isEmpty { return (prompts[index % prompts.count], maxTokens) }
         let total = inputTokens.sample(&rng)

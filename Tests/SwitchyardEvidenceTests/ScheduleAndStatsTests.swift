@@ -63,6 +63,13 @@ import Testing
         #expect(a.count == 20)
         #expect(a.prefix(8) == b.prefix(8))
         #expect(a != b)
+        // Runs with neighbouring seeds send other prompts (an engine's prompt cache must not
+        // answer one run's prompts from the previous run).
+        w.sharedPrefix = 0
+        let run1 = Set((0..<200).map { w.request($0, seed: 101).prompt })
+        let run2 = Set((0..<200).map { w.request($0, seed: 102).prompt })
+        let shared = run1.intersection(run2).count
+        #expect(shared == 0, "\(shared) of 200 prompts sent again")
         let prompts = try Workload.loadDataset(
             """
             {"prompt": "one"}
