@@ -53,11 +53,15 @@ package enum ProfileFit {
         // … and those still before their first token (prefilling or waiting to).
         func inPrefill(_ t: Double, _ run: Int) -> Int { upperBound(sends[run]!, t) - upperBound(firsts[run]!, t) }
 
-        // Decode: TPOT against the requests in flight at the middle of the decode.
+        // Decode: TPOT against the requests in flight at the middle of the decode, less the time
+        // the replica spent prefilling others meanwhile (serial prefill holds decoding up; the
+        // simulator adds that back from its own prefills).
+        let prefilling = Dictionary(grouping: usable, by: \.run).mapValues { Intervals($0.map { ($0.send, $0.first) }) }
         var decode: [(k: Double, y: Double)] = []
         for o in usable {
             let k = min(slots, max(1, inService((o.first + o.last) / 2, o.run)))
-            decode.append((Double(k - 1), (o.last - o.first) / Double(o.output - 1)))
+            let held = prefilling[o.run]!.covered(from: o.first, to: o.last)
+            decode.append((Double(k - 1), max(0, o.last - o.first - held) / Double(o.output - 1)))
         }
         // Prefill: TTFT of requests that found a free slot and no other prompt before its first
         // token (prefill is serial: a prompt behind another waits for it, which the simulator
@@ -181,6 +185,35 @@ package enum ProfileFit {
             let i = Int(x)
             return i + 1 < sorted.count ? sorted[i] + (sorted[i + 1] - sorted[i]) * (x - Double(i)) : sorted[i]
         }
+    }
+
+    /// The union of time intervals, and how much of a span it covers.
+    struct Intervals {
+        var starts: [Double] = []
+        var ends: [Double] = []
+        /// Covered length before each merged interval.
+        var before: [Double] = []
+
+        init(_ spans: [(Double, Double)]) {
+            for (a, b) in spans.sorted(by: { $0.0 < $1.0 }) where b > a {
+                if let last = ends.last, a <= last {
+                    ends[ends.count - 1] = max(last, b)
+                } else {
+                    before.append((before.last ?? 0) + ((ends.last ?? 0) - (starts.last ?? 0)))
+                    starts.append(a)
+                    ends.append(b)
+                }
+            }
+        }
+
+        /// Covered length of [0, t].
+        func covered(upTo t: Double) -> Double {
+            let i = upperBound(starts, t)
+            guard i > 0 else { return 0 }
+            return before[i - 1] + min(t, ends[i - 1]) - starts[i - 1]
+        }
+
+        func covered(from a: Double, to b: Double) -> Double { b > a ? covered(upTo: b) - covered(upTo: a) : 0 }
     }
 
     /// Elements ≤ t in a sorted array.

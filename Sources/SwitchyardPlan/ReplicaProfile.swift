@@ -22,8 +22,9 @@ package struct Sourced: Sendable, Equatable, Codable {
 /// each multiplied by a draw from its spread (the measured ratio of actual to fitted time), and
 /// holds its slot for TTFT + (output − 1) · TPOT. With `prefill: serial` (the default) a replica
 /// prefills one prompt at a time, first come first served, so a request's TTFT also covers the
-/// prompts ahead of it (llama.cpp, and a compute-bound GPU engine, process prefill as one stream
-/// of work); `parallel` starts each prefill at once (the M/M/c model).
+/// prompts ahead of it, and its decoding requests wait while it prefills (llama.cpp runs a
+/// prompt's batch before the next decode step; a compute-bound engine has one stream of work);
+/// `parallel` starts each prefill at once and never holds decoding up (the M/M/c model).
 package struct ReplicaProfile: Sendable, Equatable, Codable {
     package var name: String
     /// GPUs one replica takes (tensor-parallel size); 0 for a CPU replica.

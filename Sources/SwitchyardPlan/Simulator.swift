@@ -292,11 +292,14 @@ package struct Simulator {
         reschedule(replica: i)
     }
 
-    /// Brings the decoding requests of a replica up to now, at the count they ran at.
+    /// Brings the decoding requests of a replica up to now, at the count they ran at. With serial
+    /// prefill they made no progress while the replica prefilled: whether it did holds from their
+    /// last update until now (prefill starts and ends are events that call this).
     mutating func advance(replica i: Int) {
         let step = service.tpot(inflight: active[i].count)
+        let stalled = service.serialPrefill && prefillFreeAt[i] >= now
         for ref in active[i] where slab[ref].decoding {
-            let elapsed = Double(now - slab[ref].lastUpdate) / 1e9
+            let elapsed = stalled ? 0 : Double(now - slab[ref].lastUpdate) / 1e9
             if step > 0 { slab[ref].tokensLeft = max(0, slab[ref].tokensLeft - elapsed / (step * slab[ref].tokenScale)) }
             slab[ref].lastUpdate = now
         }
@@ -305,11 +308,16 @@ package struct Simulator {
     /// New finish times for a replica's decoding requests at its count now.
     mutating func reschedule(replica i: Int) {
         let step = service.tpot(inflight: active[i].count)
+        let resume = decodeResumes(replica: i)
         for ref in active[i] where slab[ref].decoding {
             slab[ref].generation &+= 1
-            push(now + Self.ns(slab[ref].tokensLeft * step * slab[ref].tokenScale), .completion, ref, generation: slab[ref].generation)
+            push(resume + Self.ns(slab[ref].tokensLeft * step * slab[ref].tokenScale), .completion, ref, generation: slab[ref].generation)
         }
     }
+
+    /// When a replica's decoding goes on: now, or with serial prefill once the prompts it is
+    /// prefilling are done (llama.cpp runs a prompt's batch before the next decode step).
+    func decodeResumes(replica i: Int) -> Int64 { service.serialPrefill ? max(now, prefillFreeAt[i]) : now }
 
     /// Its first token: the decode starts (or it is done: one output token).
     mutating func firstToken(_ ref: Int) {
@@ -321,7 +329,9 @@ package struct Simulator {
         slab[ref].lastUpdate = now
         let step = service.tpot(inflight: active[i].count)
         slab[ref].generation &+= 1
-        push(now + Self.ns(slab[ref].tokensLeft * step * slab[ref].tokenScale), .completion, ref, generation: slab[ref].generation)
+        push(
+            decodeResumes(replica: i) + Self.ns(slab[ref].tokensLeft * step * slab[ref].tokenScale), .completion, ref,
+            generation: slab[ref].generation)
     }
 
     /// Leaves its replica (finished or preempted); the others decode at the new count.

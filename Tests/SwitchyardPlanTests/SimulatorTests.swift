@@ -117,6 +117,31 @@ import Testing
         #expect(abs(try meanTTFT(.parallel) - 0.5) < 0.01)
     }
 
+    /// Serial prefill holds decoding up: a request decoding 10 tokens (0.1 s) from 0.5 s is
+    /// stopped by another prompt's prefill from 0.55 to 1.05 s and finishes at 1.10 s.
+    @Test func aSerialPrefillHoldsDecodingUp() throws {
+        func longestE2E(_ prefill: ReplicaProfile.Prefill) throws -> Double {
+            var profile = ReplicaProfile(
+                name: "two slots", gpusPerReplica: 1, accelerator: "test", slots: Sourced(2, "test"), ttftBase: Sourced(0.1, "test"),
+                ttftPerPromptToken: Sourced(0.001, "test"), ttftPerConcurrent: Sourced(0, "test"), tpotBase: Sourced(0.01, "test"),
+                tpotPerConcurrent: Sourced(0, "test"))
+            profile.prefill = prefill
+            let trace = [
+                TraceRequest(at: 0, lane: "realtime", prompt: 400, output: 11), TraceRequest(at: 0.55, lane: "realtime", prompt: 400, output: 11),
+            ]
+            return try Simulator.run(SimulationSetup(profile: profile, replicas: 1), trace: trace).lanes[0].e2e.max
+        }
+        #expect(abs(try longestE2E(.serial) - 1.10) < 0.001)
+        #expect(abs(try longestE2E(.parallel) - 0.60) < 0.001)
+    }
+
+    @Test func prefillTimeIsTakenOutOfTheDecodeItHeldUp() {
+        let prefilling = ProfileFit.Intervals([(0, 1), (0.5, 2), (3, 4), (10, 10)])
+        #expect(prefilling.covered(from: 0, to: 5) == 3)
+        #expect(prefilling.covered(from: 1.5, to: 3.5) == 1)
+        #expect(prefilling.covered(from: 2, to: 3) == 0)
+    }
+
     @Test func anUnknownLaneIsNamed() {
         #expect(throws: PlanError.self) {
             try Simulator.run(SimulationSetup(profile: Self.exponential(mean: 1), replicas: 1), loads: [LaneLoad(lane: "gold", rate: 1)])
