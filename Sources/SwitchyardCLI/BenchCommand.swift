@@ -46,6 +46,11 @@ extension BenchCommand {
         @Option(help: "Stop scheduling after this long (e.g. 60s, 2m).") var duration: String?
         @Option(help: "Send at most this many requests.") var requests: Int?
         @Option(help: "Leave requests scheduled in the first part of the run out of the statistics.") var warmup: String = "0s"
+        @Option(
+            name: .customLong("drain-timeout"),
+            help: "After the load, how long requests still in flight may take; then they are recorded as incomplete (SLO misses). 0: wait for all."
+        )
+        var drainTimeout: String = "30s"
         @Option(help: "Seed of the schedule and the synthetic prompts.") var seed: UInt64 = 1
         @Option(name: .customLong("input-tokens"), help: "Prompt length: N, fixed:N, uniform:LO:HI or normal:MEAN:SD (about one word per token).")
         var inputTokens: String = "128"
@@ -74,6 +79,9 @@ extension BenchCommand {
             guard duration != nil || requests != nil else { throw ValidationError("give --duration and/or --requests: every run is bounded") }
             if let duration, Duration.parse(duration) == nil { throw ValidationError("--duration: not a duration: '\(duration)' (e.g. 30s, 2m)") }
             if Duration.parse(warmup) == nil { throw ValidationError("--warmup: not a duration: '\(warmup)'") }
+            if Duration.parse(drainTimeout) == nil {
+                throw ValidationError("--drain-timeout: not a duration: '\(drainTimeout)' (e.g. 30s, 0 to wait for all)")
+            }
             if TokenDistribution.parse(inputTokens) == nil {
                 throw ValidationError("--input-tokens: expected N, fixed:N, uniform:LO:HI or normal:MEAN:SD, got '\(inputTokens)'")
             }
@@ -127,6 +135,7 @@ extension BenchCommand {
             options.duration = duration.flatMap(Duration.parse)
             options.requests = requests
             options.warmup = Duration.parse(warmup) ?? .zero
+            options.drainTimeout = Duration.parse(drainTimeout).flatMap { $0 > .zero ? $0 : nil }
             options.seed = seed
             options.workload.inputTokens = TokenDistribution.parse(inputTokens)!
             options.workload.outputTokens = TokenDistribution.parse(outputTokens)!

@@ -119,7 +119,6 @@ package final class AcceptRunner: Sendable {
             options.stream = lane.stream
             options.lane = lane.header
             options.apiKey = lane.apiKey
-            options.requestTimeout = .seconds(120)
             options.label = lane.name
             return LoadRunner(options: options, threads: 1, origin: origin)
         }

@@ -32,7 +32,10 @@ package struct BenchOptions: Sendable {
     /// Sent as `x-switchyard-lane`; also the lane name in the records ("default" without).
     package var lane: String?
     package var apiKey: String?
-    package var requestTimeout: Duration = .seconds(600)
+    /// After the load (its duration, or its last request sent), how long requests still in
+    /// flight may take; then they are given up and recorded as incomplete (SLO misses). Nil:
+    /// wait for every one.
+    package var drainTimeout: Duration? = .seconds(30)
 
     package init(baseURL: String, model: String, load: Load) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
@@ -56,12 +59,21 @@ package struct BenchProgress: Sendable {
     package var achievedRate: Double
     package var ttftP50: Double?
     package var ttftP99: Double?
+    /// The load is over and requests are still in flight: how long they may still take (nil:
+    /// without bound); absent while the load runs.
+    package var draining: Duration??
 
     package var line: String {
         func ms(_ v: Double?) -> String { v.map { String(format: "%.0fms", $0 * 1000) } ?? "-" }
-        return String(
+        var line = String(
             format: "%6.1fs  sent %d  in flight %d  done %d  errors %d  %.1f req/s  TTFT p50 %@ p99 %@",
             elapsed.seconds, sent, inFlight, completed, errors, achievedRate, ms(ttftP50), ms(ttftP99))
+        if let draining {
+            line +=
+                "  draining: "
+                + (draining.map { String(format: "%.0f s left, then the rest count as incomplete", max(0, $0.seconds)) } ?? "waiting for all")
+        }
+        return line
     }
 }
 
@@ -71,6 +83,7 @@ package final class LoadRunner: Sendable {
     package let options: BenchOptions
     private let origin: ContinuousClock.Instant
     private let counters = Mutex(Counters())
+    private let drainTimer = Mutex<Task<Void, Never>?>(nil)
     private let threads: Int
 
     struct Counters {
@@ -83,6 +96,12 @@ package final class LoadRunner: Sendable {
         var records: [RequestRecord] = []
         var finished: CheckedContinuation<Void, Never>?
         var expected: Int?
+        /// Requests issued and not finished: id → scheduled time (the incomplete ones' records).
+        var open: [Int: Duration] = [:]
+        /// When the load ended (drain started), on the run clock.
+        var loadEnded: Duration?
+        /// Given up at the drain timeout: late answers are ignored.
+        var closed = false
     }
 
     /// - Parameter threads: event loops (default: the cores).
@@ -103,7 +122,8 @@ package final class LoadRunner: Sendable {
                 elapsed: elapsed, sent: c.sent, inFlight: c.sent - c.completed, completed: c.completed, errors: c.errors,
                 achievedRate: elapsed > .zero ? Double(c.completed) / elapsed.seconds : 0,
                 ttftP50: any ? Double(c.ttfts.valueAtPercentile(50)) / 1e6 : nil,
-                ttftP99: any ? Double(c.ttfts.valueAtPercentile(99)) / 1e6 : nil)
+                ttftP99: any ? Double(c.ttfts.valueAtPercentile(99)) / 1e6 : nil,
+                draining: c.sent > c.completed ? c.loadEnded.map { end in options.drainTimeout.map { end + $0 - elapsed } } : nil)
         }
     }
 
@@ -128,7 +148,8 @@ package final class LoadRunner: Sendable {
         if let key = options.apiKey { headers.add(name: "authorization", value: "Bearer \(key)") }
         let fixedHeaders = headers
         @Sendable func job(_ i: Int, at offset: Duration) -> BenchClient.Job {
-            BenchClient.Job(
+            counters.withLock { $0.open[i] = offset }
+            return BenchClient.Job(
                 id: i, lane: options.laneLabel, warmup: offset < options.warmup, tSched: offset, body: body(for: i), headers: fixedHeaders)
         }
         switch options.load {
@@ -137,11 +158,13 @@ package final class LoadRunner: Sendable {
         }
         // The schedule starts once the connections are up (a few ms after the origin).
         let start = now
+        var scheduleEnd = Duration.zero
         switch options.load {
         case .rate(let rate, let process):
             let schedule = Schedule.make(rate: rate, process: process, seed: options.seed, count: options.requests, duration: options.duration)
                 .map { $0 + start }
             counters.withLock { $0.expected = schedule.count }
+            scheduleEnd = schedule.last ?? start
             // Timers are armed a little ahead, in slices, on the event loops: they fire on time
             // however busy this task is, and memory stays bounded on long runs.
             // Small slices (short bursts of timer arming on the loops), armed well ahead (this
@@ -178,6 +201,7 @@ package final class LoadRunner: Sendable {
                     return n
                 }
                 guard let i else {
+                    loadOver()
                     counters.withLock { c in
                         c.expected = issued.withLock { $0 }
                         if c.completed == c.expected, let k = c.finished {
@@ -195,20 +219,71 @@ package final class LoadRunner: Sendable {
             }
             for c in 0..<max(1, clients) { issue(loop: c) }
         }
+        // The load is over at the end of its duration, or when its last request is sent (open
+        // loop: its scheduled time; closed loop: ``loadOver()`` from the client that ran out).
+        switch options.load {
+        case .rate: try? await Task.sleep(until: origin + max(scheduleEnd, options.duration ?? .zero), clock: .continuous)
+        case .concurrency: if let duration = options.duration { try? await Task.sleep(until: origin + duration, clock: .continuous) }
+        }
+        if case .rate = options.load { loadOver() } else if options.duration != nil { loadOver() }
         await withCheckedContinuation { (k: CheckedContinuation<Void, Never>) in
             let resumeNow = counters.withLock { c -> Bool in
+                if c.closed { return true }
                 if let expected = c.expected, c.completed >= expected { return true }
                 c.finished = k
                 return false
             }
             if resumeNow { k.resume() }
         }
+        drainTimer.withLock { $0?.cancel() }
         await client.shutdown()
         return counters.withLock { $0.records }.sorted { $0.id < $1.id }
     }
 
+    /// The load is over: requests in flight have the drain timeout to finish (once).
+    private func loadOver() {
+        let first = counters.withLock { c -> Bool in
+            guard c.loadEnded == nil else { return false }
+            c.loadEnded = now
+            return true
+        }
+        guard first, let timeout = options.drainTimeout else { return }
+        let deadline = ContinuousClock.now + timeout
+        drainTimer.withLock {
+            $0 = Task { [self] in
+                try? await Task.sleep(until: deadline, clock: .continuous)
+                if !Task.isCancelled { giveUp() }
+            }
+        }
+    }
+
+    /// The drain timeout: every request still open is recorded as incomplete (an error, so an
+    /// SLO miss), and answers that come later are ignored.
+    private func giveUp() {
+        let k = counters.withLock { c -> CheckedContinuation<Void, Never>? in
+            guard !c.closed else { return nil }
+            c.closed = true
+            let seconds = Int((options.drainTimeout ?? .zero).seconds.rounded())
+            for (id, tSched) in c.open {
+                var record = RequestRecord(id: id, lane: options.laneLabel, tSched: tSched)
+                record.warmup = tSched < options.warmup
+                record.phase = record.warmup ? "warmup" : "measured"
+                record.error = "incomplete: no answer \(seconds) s after the load ended (--drain-timeout)"
+                c.records.append(record)
+                c.completed += 1
+                c.errors += 1
+            }
+            c.open = [:]
+            defer { c.finished = nil }
+            return c.finished
+        }
+        k?.resume()
+    }
+
     private func finished(_ record: RequestRecord) {
         let k = counters.withLock { c -> CheckedContinuation<Void, Never>? in
+            guard !c.closed else { return nil }
+            c.open[record.id] = nil
             c.completed += 1
             if !record.succeeded { c.errors += 1 }
             if let ttft = record.ttft, record.succeeded, !record.warmup { _ = c.ttfts.record(UInt64(max(0, ttft) * 1e6)) }

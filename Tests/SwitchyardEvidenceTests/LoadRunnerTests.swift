@@ -49,6 +49,7 @@ enum TimedUpstream {
                     var firstWrite: ContinuousClock.Instant?
                     for k in 0..<tokens {
                         if model == "stall", k == 3 { extra = .milliseconds(300) }
+                        if model == "hang", k == 1 { extra = .seconds(3) }
                         try await Task.sleep(until: arrived + ttft + tpot * k + extra, clock: .continuous)
                         try await writer.write(ByteBuffer(string: chunk("t\(k)")))
                         if k == 0 { firstWrite = .now }
@@ -122,6 +123,28 @@ enum TimedUpstream {
             #expect(records.allSatisfy { $0.outputTokensServer == 8 && $0.outputTokensClient == 8 && !$0.tokenMismatch })
             #expect(records.allSatisfy { ($0.ttftSched ?? 0) >= ($0.ttft ?? 1) }, "TTFT from the schedule includes any send lag")
         }
+    }
+
+    /// A server that stops answering mid-stream: after the load, the run waits the drain timeout
+    /// and no longer; the requests still open are recorded as incomplete (errors, SLO misses).
+    @Test func theDrainIsBoundedAndWhatItLeftIsIncomplete() async throws {
+        try await TimedUpstream.run { url in
+            var options = BenchOptions(baseURL: url, model: "hang", load: .rate(20, .constant))
+            options.duration = .milliseconds(250)
+            options.drainTimeout = .milliseconds(500)
+            let runner = LoadRunner(options: options)
+            let started = ContinuousClock.now
+            let records = try await runner.run()
+            let took = ContinuousClock.now - started
+            #expect(took < .seconds(2.5), "the run took \(took) for a 250 ms load and a 500 ms drain")
+            #expect(records.count == 5 && Set(records.map(\.id)).count == 5)
+            #expect(records.allSatisfy { $0.error?.hasPrefix("incomplete:") == true }, "\(records.map(\.error))")
+            let summary = LaneSummary.compute(lane: "default", records: records, offeredRate: 20, slo: RequestSLO(ttft: 10))
+            #expect(summary.failed == 5 && summary.attainment == 0, "incomplete requests are misses")
+        }
+        let draining = BenchProgress(
+            elapsed: .seconds(70), sent: 9, inFlight: 3, completed: 6, errors: 0, achievedRate: 0.1, draining: .some(.seconds(12)))
+        #expect(draining.line.hasSuffix("draining: 12 s left, then the rest count as incomplete"), "\(draining.line)")
     }
 
     @Test func aStallIsDetectedAndInBandErrorsFail() async throws {
