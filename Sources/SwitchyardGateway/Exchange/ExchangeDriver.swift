@@ -70,6 +70,7 @@ final class ExchangeDriver: UpstreamDelegate {
     func upstreamReceived(_ part: HTTPClientResponsePart) {
         switch part {
         case .head(let head):
+            record.hops.firstByteArrived(at: .now)
             machine.head(
                 status: Int(head.status.code), contentType: head.headers.first(name: "content-type"),
                 retryAfter: head.headers.first(name: "retry-after"), keepAlive: head.isKeepAlive, now: .now)
@@ -161,10 +162,13 @@ final class ExchangeDriver: UpstreamDelegate {
     private func send(fresh: Bool) {
         if fresh { proxy.metrics.retry(reason: "stale_connection") }
         if !fresh, let pooled = connections.take(lease.backend) {
+            record.hops.connect = .zero
             write(on: pooled, reused: true)
             return
         }
+        let connecting = ContinuousClock.now
         connections.connect(lease.backend) { [self] result in
+            record.hops.connect = .now - connecting
             guard machine.phase == .sending else {
                 if case .success(let connection) = result { connection.abandon() }
                 return
@@ -179,6 +183,7 @@ final class ExchangeDriver: UpstreamDelegate {
     private func write(on connection: UpstreamConnection, reused: Bool) {
         self.connection = connection
         connection.handler.delegate = self
+        record.hops.sent = .now
         machine.sent(reused: reused, now: .now)
         var headers = HTTPHeaders()
         headers.add(name: "host", value: lease.backend.hostHeader)

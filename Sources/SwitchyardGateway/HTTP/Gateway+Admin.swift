@@ -235,6 +235,38 @@ extension Gateway {
 
 }
 
+extension Gateway {
+    /// `GET /admin/describe[?format=mermaid|svg|html|json]`: the serving path drawn from the
+    /// configuration in force and the pools' replicas as they are now (``ServingPath``).
+    func adminDescribe(format: String?) -> Response {
+        let config = self.config
+        var live: [String: [ServingPath.Replica]] = [:]
+        for model in config.models {
+            guard let pool = pools[model.name] else { continue }
+            live[model.name] = pool.snapshot().map { r in
+                let limit = r.capacity.limit == 0 ? "unlimited" : "\(r.capacity.limit) slots"
+                return ServingPath.Replica(
+                    id: "\(model.name)-\(r.index)", url: r.backend.id,
+                    detail: "\(limit) (\(r.capacity.source.rawValue))" + (r.backend.managed ? ", managed" : ""), state: r.state.rawValue,
+                    inflight: r.inflight)
+            }
+        }
+        let path = ServingPath(config: config, live: live)
+        func text(_ body: String, _ type: String) -> Response {
+            Response(status: .ok, headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(string: body)))
+        }
+        switch format ?? "mermaid" {
+        case "mermaid": return text(path.mermaid, "text/plain; charset=utf-8")
+        case "svg": return text(path.svg, "image/svg+xml")
+        case "html": return text(path.html(title: "Switchyard serving path"), "text/html; charset=utf-8")
+        case "json": return GatewayResponses.json(.object([("mermaid", .string(path.mermaid)), ("svg", .string(path.svg))]))
+        case let other:
+            return GatewayResponses.error(
+                .invalidRequest("Unknown format '\(other)'; use mermaid, svg, html or json.", param: "format"))
+        }
+    }
+}
+
 extension ModelPool.CapacityStatus {
     /// `{"limit": 4, "source": "props", "tokens": 4096}` (limit 0 = unlimited).
     var json: JSONValue {

@@ -58,6 +58,9 @@ extension Gateway {
         router.delete("/admin/backends/:id") { [self] request, context in
             return await deregister(id: context.parameters.get("id") ?? "")
         }
+        router.get("/admin/describe") { [self] request, _ in
+            return adminDescribe(format: request.uri.queryParameters["format"].map(String.init))
+        }
         router.get("/admin/config") { [self] request, _ in
             return adminConfig()
         }

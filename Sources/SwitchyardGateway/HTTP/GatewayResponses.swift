@@ -19,6 +19,8 @@ package enum GatewayHeaders {
     package static let preemptions = HTTPField.Name("x-switchyard-preemptions")!
     /// Response: inputs in the upstream embeddings request this one was merged into.
     package static let coalesced = HTTPField.Name("x-switchyard-coalesced")!
+    /// Response: where the time went, hop by hop (``HopTiming``).
+    package static let serverTiming = HTTPField.Name("server-timing")!
 }
 
 /// Response headers the gateway adds, in whichever header type the path writes. They go into

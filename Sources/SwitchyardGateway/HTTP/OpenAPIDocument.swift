@@ -246,6 +246,22 @@ enum OpenAPIDocument {
                 "200": { description: A heartbeat of a registered backend, content: { application/json: { schema: { $ref: "#/components/schemas/Object" } } } }
                 "201": { description: Registered, content: { application/json: { schema: { $ref: "#/components/schemas/Object" } } } }
                 default: { $ref: "#/components/responses/Error" }
+          /admin/describe:
+            get:
+              operationId: adminDescribe
+              tags: [admin]
+              security: [{ adminToken: [] }, { clientCertificate: [] }]
+              parameters:
+                - { name: format, in: query, required: false, schema: { type: string, enum: [mermaid, svg, html, json] } }
+              responses:
+                "200":
+                  description: The serving path (listener, lanes, pools, live replicas, fallbacks, telemetry)
+                  content:
+                    text/plain: { schema: { type: string } }
+                    image/svg+xml: { schema: { type: string } }
+                    text/html: { schema: { type: string } }
+                    application/json: { schema: { $ref: "#/components/schemas/Object" } }
+                default: { $ref: "#/components/responses/Error" }
           /admin/backends/{id}:
             parameters: [{ $ref: "#/components/parameters/Id" }]
             delete:

@@ -129,6 +129,7 @@ extension Proxy {
         headers.setGatewayField(GatewayHeaders.attempts, String(record.attempts))
         if record.request.lane != "-" { headers.setGatewayField(GatewayHeaders.servedLane, record.request.lane) }
         if record.preemptions > 0 { headers.setGatewayField(GatewayHeaders.preemptions, String(record.preemptions)) }
+        headers.setGatewayField(GatewayHeaders.serverTiming, record.hops.parts(start: record.start, queue: record.queueWait, now: .now).serverTiming)
     }
 
     /// The end of a committed stream: how it ended, the lease settled, metrics and the access log.

@@ -64,6 +64,7 @@ extension Proxy {
         }
         if let n = record.promptTokens, n > 0 { metrics.tenantTokens(tenant: record.request.tenant, kind: "input", n) }
         guard logger.logLevel <= .info else { return }
+        let hops = record.hops.parts(start: record.start, queue: record.queueWait, now: end)
         var metadata: Logger.Metadata = [
             "request_id": "\(record.request.id)",
             "tenant": "\(record.request.tenant)",
@@ -75,6 +76,10 @@ extension Proxy {
             "attempts": "\(record.attempts)",
             "preemptions": "\(record.preemptions)",
             "queue_ms": "\(Int((record.queueWait.seconds * 1000).rounded()))",
+            "connect_ms": "\(hops.connect.map(HopTiming.ms) ?? "-")",
+            "ttfb_ms": "\(hops.ttfb.map(HopTiming.ms) ?? "-")",
+            "upstream_ms": "\(hops.upstream.map(HopTiming.ms) ?? "-")",
+            "gateway_ms": "\(HopTiming.ms(hops.gateway))",
             "ttft_ms": "\(ttftMs)",
             "total_ms": "\(Int((total * 1000).rounded()))",
             "prompt_tokens": "\(record.promptTokens.map(String.init) ?? "-")",

@@ -99,6 +99,8 @@ package final class Proxy: Sendable {
         var connectRequeues = 0
         /// Time spent waiting for a free slot on a replica.
         var queueWait: Duration = .zero
+        /// The last attempt's hops: connecting, writing, the backend's first byte.
+        var hops = HopTiming()
         var status = 0
         /// When the stream's token-bearing chunks passed.
         var tokens = TokenTiming()
