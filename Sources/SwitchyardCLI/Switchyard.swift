@@ -9,7 +9,7 @@ package struct Switchyard: AsyncParsableCommand {
         version: SwitchyardVersion.current,
         subcommands: [
             ServeCommand.self, BatchCommand.self, BenchCommand.self, AcceptCommand.self, ChaosProxyCommand.self, ConfigCommand.self, TopoCommand.self,
-            ClusterCommand.self, KeysCommand.self, PlanCommand.self, DescribeCommand.self,
+            ClusterCommand.self, KeysCommand.self, PlanCommand.self, DescribeCommand.self, ProbeCommand.self,
         ]
     )
 

@@ -1,0 +1,288 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NIOTLS
+import SwitchyardCore
+
+/// `switchyard probe path`: what each hop of the serving path costs, measured.
+struct ProbeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "probe",
+        abstract: "Measure the serving path.",
+        subcommands: [Path.self]
+    )
+
+    struct Path: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "DNS, TCP connect, TLS and time to first byte, straight to a server and through the gateway: what each hop adds.",
+            discussion: """
+                Each sample opens a new connection and sends a one-token chat completion (POST
+                BASE/chat/completions, max_tokens 1). With --via, the same request through the gateway:
+                the difference is what the gateway adds, and its Server-Timing header says where (queue,
+                connect, backend, gateway overhead). Medians over --samples.
+                """
+        )
+
+        @Argument(help: "A model server's OpenAI base URL (http[s]://host:port/v1).") var url: String
+        @Option(help: "The gateway's OpenAI base URL, to compare with.") var via: String?
+        @Option(help: "Model name to ask for (the gateway's public name with --via).") var model: String = "default"
+        @Option(name: .customLong("backend-model"), help: "Model name the server itself expects (default: --model).") var backendModel: String?
+        @Option(help: "Requests per path.") var samples: Int = 5
+        @Option(help: "table or json.") var format: String = "table"
+        @Flag(help: "Accept any TLS certificate (test servers).") var insecure = false
+
+        func validate() throws {
+            guard (1...1000).contains(samples) else { throw ValidationError("--samples must be 1…1000") }
+            guard ["table", "json"].contains(format) else { throw ValidationError("--format must be table or json") }
+        }
+
+        func run() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            var paths: [(String, PathTiming)] = []
+            do {
+                paths.append(
+                    ("direct", try await PathTiming.measure(url, model: backendModel ?? model, samples: samples, insecure: insecure, group: group)))
+                if let via {
+                    paths.append(("via gateway", try await PathTiming.measure(via, model: model, samples: samples, insecure: insecure, group: group)))
+                }
+                try? await group.shutdownGracefully()
+            } catch let error as PathTiming.Failure {
+                try? await group.shutdownGracefully()
+                throw ValidationError(error.description)
+            }
+            if format == "json" {
+                let json = JSONValue.object(paths.map { ($0.0.replacingOccurrences(of: " ", with: "_"), $0.1.json) })
+                print(json.serializedString)
+                return
+            }
+            print(Self.table(paths))
+        }
+
+        static func table(_ paths: [(String, PathTiming)]) -> String {
+            func ms(_ v: Double?) -> String { v.map { String(format: "%.2f ms", $0 * 1000) } ?? "-" }
+            var rows = [["hop"] + paths.map(\.0)]
+            if paths.count == 2 { rows[0].append("added") }
+            for (name, key) in [
+                ("DNS", \PathTiming.dns), ("TCP connect", \.connect), ("TLS", \.tls), ("time to first byte", \.ttfb), ("total", \.total),
+            ] {
+                var row = [name] + paths.map { ms($0.1[keyPath: key]) }
+                if paths.count == 2 {
+                    let a = paths[0].1[keyPath: key], b = paths[1].1[keyPath: key]
+                    row.append(a != nil && b != nil ? ms(b! - a!) : "-")
+                }
+                rows.append(row)
+            }
+            let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
+            var lines = rows.map { row in row.enumerated().map { $1.padding(toLength: widths[$0] + 2, withPad: " ", startingAt: 0) }.joined() }
+            if let via = paths.last, paths.count == 2, !via.1.serverTiming.isEmpty {
+                lines.append("")
+                lines.append(
+                    "the gateway's Server-Timing (medians): "
+                        + via.1.serverTiming.map { String(format: "%@ %.2f ms", $0.0, $0.1 * 1000) }.joined(separator: ", "))
+            }
+            return lines.joined(separator: "\n")
+        }
+    }
+}
+
+/// Median hop times of one path (seconds), over fresh connections.
+struct PathTiming: Sendable {
+    var dns: Double?
+    var connect: Double?
+    /// Nil without TLS.
+    var tls: Double?
+    var ttfb: Double?
+    var total: Double?
+    /// The answer's `Server-Timing` entries (a gateway's), medians in seconds, in its order.
+    var serverTiming: [(String, Double)] = []
+    var status: Int?
+
+    struct Failure: Error, CustomStringConvertible { let description: String }
+
+    var json: JSONValue {
+        func num(_ v: Double?) -> JSONValue { v.map { .number(String(format: "%.6f", $0)) } ?? .null }
+        return .object([
+            ("dns", num(dns)), ("connect", num(connect)), ("tls", num(tls)), ("ttfb", num(ttfb)), ("total", num(total)),
+            ("status", status.map { .number($0) } ?? .null),
+            ("server_timing", .object(serverTiming.map { ($0.0, num($0.1)) })),
+        ])
+    }
+
+    static func measure(_ base: String, model: String, samples: Int, insecure: Bool, group: MultiThreadedEventLoopGroup) async throws -> PathTiming {
+        guard let url = URL(string: base), let scheme = url.scheme, ["http", "https"].contains(scheme), let host = url.host else {
+            throw Failure(description: "\(base): not an http(s) base URL")
+        }
+        let tls = scheme == "https"
+        let port = url.port ?? (tls ? 443 : 80)
+        let path = (url.path.hasSuffix("/") ? String(url.path.dropLast()) : url.path) + "/chat/completions"
+        let body = #"{"model":"\#(model)","messages":[{"role":"user","content":"hi"}],"max_tokens":1}"#
+        var samplesTaken: [Sample] = []
+        for _ in 0..<samples {
+            samplesTaken.append(try await Sample.take(host: host, port: port, tls: tls, insecure: insecure, path: path, body: body, group: group))
+        }
+        func median(_ values: [Double]) -> Double? {
+            guard !values.isEmpty else { return nil }
+            let s = values.sorted()
+            return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        }
+        var timing = PathTiming(
+            dns: median(samplesTaken.map(\.dns)), connect: median(samplesTaken.map(\.connect)),
+            tls: tls ? median(samplesTaken.compactMap(\.tls)) : nil, ttfb: median(samplesTaken.map(\.ttfb)), total: median(samplesTaken.map(\.total)),
+            status: samplesTaken.last?.status)
+        let names = samplesTaken.first?.serverTiming.map(\.0) ?? []
+        timing.serverTiming = names.compactMap { name in
+            median(samplesTaken.compactMap { s in s.serverTiming.first { $0.0 == name }?.1 }).map { (name, $0) }
+        }
+        return timing
+    }
+
+    /// One request on a new connection.
+    struct Sample: Sendable {
+        var dns: Double
+        var connect: Double
+        var tls: Double?
+        var ttfb: Double
+        var total: Double
+        var status: Int
+        var serverTiming: [(String, Double)]
+
+        static func take(
+            host: String, port: Int, tls: Bool, insecure: Bool, path: String, body: String, group: MultiThreadedEventLoopGroup
+        ) async throws -> Sample {
+            let start = ContinuousClock.now
+            let address: SocketAddress
+            do {
+                address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+            } catch {
+                throw Failure(description: "DNS: cannot resolve \(host): \(error)")
+            }
+            let resolved = ContinuousClock.now
+            let handler = TimingHandler(eventLoop: group.next())
+            let sslContext: NIOSSLContext? =
+                tls
+                ? try NIOSSLContext(
+                    configuration: {
+                        var c = TLSConfiguration.makeClientConfiguration()
+                        if insecure { c.certificateVerification = .none }
+                        return c
+                    }()) : nil
+            let channel: any Channel
+            do {
+                channel = try await ClientBootstrap(group: handler.eventLoop)
+                    .connectTimeout(.seconds(10))
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            if let sslContext {
+                                try channel.pipeline.syncOperations.addHandler(
+                                    try NIOSSLClientHandler(context: sslContext, serverHostname: host.first?.isNumber == true ? nil : host))
+                            }
+                            try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                            try channel.pipeline.syncOperations.addHandler(handler)
+                        }
+                    }
+                    .connect(to: address).get()
+            } catch {
+                handler.fail(error)
+                throw Failure(description: "connect to \(host):\(port): \(error)")
+            }
+            let connected = ContinuousClock.now
+            defer { channel.close(promise: nil) }
+            var handshaken = connected
+            if tls {
+                do {
+                    try await handler.handshake.futureResult.get()
+                } catch {
+                    throw Failure(description: "TLS with \(host):\(port): \(error)")
+                }
+                handshaken = ContinuousClock.now
+            }
+            var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: path)
+            head.headers.add(name: "host", value: "\(host):\(port)")
+            head.headers.add(name: "content-type", value: "application/json")
+            head.headers.add(name: "content-length", value: String(body.utf8.count))
+            head.headers.add(name: "connection", value: "close")
+            let sent = ContinuousClock.now
+            channel.write(HTTPClientRequestPart.head(head), promise: nil)
+            channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: body))), promise: nil)
+            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+            let response: HTTPResponseHead
+            do {
+                response = try await handler.head.futureResult.get()
+                _ = try await handler.end.futureResult.get()
+            } catch {
+                throw Failure(description: "request to \(host):\(port)\(path): \(error)")
+            }
+            let firstByte = try await handler.firstByteAt.futureResult.get()
+            let done = ContinuousClock.now
+            return Sample(
+                dns: (resolved - start).seconds, connect: (connected - resolved).seconds, tls: tls ? (handshaken - connected).seconds : nil,
+                ttfb: (firstByte - sent).seconds, total: (done - start).seconds, status: Int(response.status.code),
+                serverTiming: Self.serverTiming(response.headers.first(name: "server-timing")))
+        }
+
+        /// `name;dur=1.2;desc="…", …` → (name, seconds).
+        static func serverTiming(_ header: String?) -> [(String, Double)] {
+            (header ?? "").split(separator: ",").compactMap { entry in
+                let fields = entry.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+                guard let name = fields.first, let dur = fields.first(where: { $0.hasPrefix("dur=") }), let ms = Double(dur.dropFirst(4)) else {
+                    return nil
+                }
+                return (name, ms / 1000)
+            }
+        }
+    }
+
+    /// Notes the TLS handshake, the response's first byte, its head and its end.
+    final class TimingHandler: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = HTTPClientResponsePart
+        let eventLoop: any EventLoop
+        let handshake: EventLoopPromise<Void>
+        let firstByteAt: EventLoopPromise<ContinuousClock.Instant>
+        let head: EventLoopPromise<HTTPResponseHead>
+        let end: EventLoopPromise<Void>
+
+        init(eventLoop: any EventLoop) {
+            self.eventLoop = eventLoop
+            handshake = eventLoop.makePromise()
+            firstByteAt = eventLoop.makePromise()
+            head = eventLoop.makePromise()
+            end = eventLoop.makePromise()
+        }
+
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if case .handshakeCompleted = event as? TLSUserEvent { handshake.succeed(()) }
+            context.fireUserInboundEventTriggered(event)
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let h):
+                firstByteAt.succeed(.now)
+                head.succeed(h)
+            case .body: break
+            case .end: end.succeed(())
+            }
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            fail(error)
+            context.close(promise: nil)
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            fail(ChannelError.eof)
+            context.fireChannelInactive()
+        }
+
+        /// Ends every promise not yet kept (a promise left pending is a leak NIO reports).
+        func fail(_ error: any Error) {
+            handshake.fail(error)
+            firstByteAt.fail(error)
+            head.fail(error)
+            end.fail(error)
+        }
+    }
+}
