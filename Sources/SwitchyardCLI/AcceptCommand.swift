@@ -14,6 +14,16 @@ struct AcceptCommand: AsyncParsableCommand {
 
     @Argument(help: "The acceptance spec (YAML).") var spec: String
     @Option(help: "Write the evidence bundle to this folder.") var out: String?
+    @Option(
+        name: .customLong("gpu-hour-price"),
+        help: "Price of one GPU-hour: each lane's verdict gains its cost per 1,000 requests and per million output tokens.")
+    var gpuHourPrice: Double?
+    @Option(help: "GPUs behind the target (with --gpu-hour-price).") var gpus: Double = 1
+
+    func validate() throws {
+        if let gpuHourPrice, !(gpuHourPrice > 0) { throw ValidationError("--gpu-hour-price must be above 0") }
+        guard gpus > 0 else { throw ValidationError("--gpus must be above 0") }
+    }
 
     func run() async throws {
         guard let text = try? String(contentsOfFile: spec, encoding: .utf8) else { throw ValidationError("cannot read '\(spec)'") }
@@ -29,11 +39,21 @@ struct AcceptCommand: AsyncParsableCommand {
             Data("accept: \(parsed.lanes.count) lane(s), \(parsed.phases.count) phase(s), \(total.formatted) against \(parsed.target.url)\n".utf8))
         let started = Date()
         let runner = AcceptRunner(spec: parsed) { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
-        let result: AcceptRunner.Result
+        var result: AcceptRunner.Result
         do {
             result = try await runner.run()
         } catch {
             throw ValidationError("\(error)")
+        }
+        if let price = gpuHourPrice {
+            // The run's span: from the first request scheduled to the last byte.
+            let span = (result.records.compactMap(\.tLast).max() ?? .zero) - (result.records.map(\.tSched).min() ?? .zero)
+            let costs = AcceptCost.compute(records: result.records, gpus: gpus, pricePerGPUHour: price, runSeconds: span.seconds)
+            for i in result.verdicts.indices {
+                if let cost = costs.first(where: { $0.lane == result.verdicts[i].lane }) {
+                    result.verdicts[i].reasons.append(cost.line(gpus: gpus, pricePerGPUHour: price))
+                }
+            }
         }
         for v in result.verdicts {
             print("\(v.lane): \(v.outcome.rawValue)")

@@ -49,9 +49,11 @@ import Testing
           - { name: recovery, duration: 12s }
         """.write(to: spec, atomically: true, encoding: .utf8)
         let out = dataDir.appendingPathComponent("bundle").path
-        let (status, output) = try BenchCommandTests.run(ServeProcessTests.binary, ["accept", spec.path, "--out", out])
+        let (status, output) = try BenchCommandTests.run(
+            ServeProcessTests.binary, ["accept", spec.path, "--out", out, "--gpu-hour-price", "2.5", "--gpus", "1"])
         _ = await served.stop()
         #expect([0, 2].contains(status), "a verdict, not a void run or a crash: \(output)")
+        #expect(output.contains("cost at $2.50/GPU-hour × 1 GPU: $"), "the verdict's cost line: \(output)")
         #expect(
             await Poll.until(.seconds(10)) { ManagedServeTests.modelServerPIDs(dataDir: dataDir).isEmpty },
             "no model server outlives the gateway, the killed one's successor included")
