@@ -199,6 +199,33 @@ package final class AcceptRunner: Sendable {
                     log("  could not inject '\(fault.label)': \(error)")
                     collected.markers.withLock { $0.append(TimelineMarker(at: (ContinuousClock.now - origin).seconds, label: "fault not injected")) }
                 }
+            case .rollout, .reload:
+                // Beside the load (a rollout takes as long as its replicas need); the phase is
+                // judged like a fault's: failures, attainment during it, time back to steady state.
+                guard let admin = adminClient(http) else {
+                    log("  could not start '\(fault.label)': target.admin_url and target.admin_token are needed")
+                    collected.markers.withLock { $0.append(TimelineMarker(at: (ContinuousClock.now - origin).seconds, label: "not started")) }
+                    break
+                }
+                let log = self.log
+                Task {
+                    let started = ContinuousClock.now
+                    do {
+                        let answer: JSONValue
+                        if case .reload(let file) = fault {
+                            answer = try await admin.call(.POST, "/admin/config", text: try String(contentsOfFile: file, encoding: .utf8))
+                        } else {
+                            answer = try await admin.call(.POST, "/admin/rollout", timeout: .seconds(900))
+                        }
+                        let steps = answer["steps"]?.arrayValue.map { " (\($0.count) replica(s) restarted)" } ?? ""
+                        log(String(format: "  %@ done in %.1f s%@", fault.label, (ContinuousClock.now - started).seconds, steps))
+                    } catch {
+                        log("  \(fault.label) failed: \(error)")
+                        collected.markers.withLock {
+                            $0.append(TimelineMarker(at: (ContinuousClock.now - origin).seconds, label: "\(fault.label) failed"))
+                        }
+                    }
+                }
             }
             try? await Task.sleep(until: origin + .seconds(span.end), clock: .continuous)
             switch fault {

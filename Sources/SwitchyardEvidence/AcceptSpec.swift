@@ -1,3 +1,4 @@
+import Foundation
 import SwitchyardCore
 import Yams
 
@@ -88,11 +89,18 @@ package struct AcceptSpec: Sendable {
         case stopBackend(String)
         /// Inject these faults for the phase through the chaos proxy placed `at`.
         case chaos(ChaosFaults, at: ChaosPlacement)
+        /// An upgrade under load: the gateway's rolling restart of its managed replicas
+        /// (`POST /admin/rollout`) at the phase's start.
+        case rollout
+        /// A configuration change under load: this file applied (`POST /admin/config`).
+        case reload(String)
 
         package var label: String {
             switch self {
             case .killBackend(let name): "kill \(name)"
             case .stopBackend(let name): "stop \(name)"
+            case .rollout: "rollout"
+            case .reload(let file): "reload \(file)"
             case .chaos(let f, .client): "chaos client-side: \(f.summary)"
             case .chaos(let f, .backends(let names)): "chaos at \(names.isEmpty ? "every backend" : names.joined(separator: ", ")): \(f.summary)"
             }
@@ -163,31 +171,33 @@ package struct AcceptSpec: Sendable {
         } else if top["lanes"] == nil {
             r.fail("lanes", "required: at least one lane", root)
         }
+        // Where each decoded phase came from (a phase that failed to decode is left out).
+        var sources: [(index: Int, node: Node)] = []
         if let n = top["phases"], let list = r.sequence(n, "phases") {
-            for (i, item) in list.enumerated() { if let phase = decodePhase(item, "phases[\(i)]", &r) { spec.phases.append(phase) } }
+            for (i, item) in list.enumerated() {
+                if let phase = decodePhase(item, "phases[\(i)]", &r) {
+                    spec.phases.append(phase)
+                    sources.append((i, item))
+                }
+            }
         } else if top["phases"] == nil {
             r.fail("phases", "required: at least one phase with a duration", root)
         }
         let names = spec.lanes.map(\.name)
         if Set(names).count != names.count { r.fail("lanes", "lane names must be unique", top["lanes"]) }
-        for (i, phase) in spec.phases.enumerated() {
+        let hasAdmin = spec.target.adminURL != nil && spec.target.adminToken != nil
+        for (phase, source) in zip(spec.phases, sources) where !hasAdmin {
+            let needs: String
             switch phase.fault {
             case .killBackend, .stopBackend:
-                if spec.target.adminURL == nil || spec.target.adminToken == nil {
-                    r.fail(
-                        "phases[\(i)].fault",
-                        "killing or stopping a backend needs target.admin_url and target.admin_token (the gateway's /admin/backends gives its pid)",
-                        top["phases"])
-                }
+                needs = "killing or stopping a backend needs target.admin_url and target.admin_token (the gateway's /admin/backends gives its pid)"
+            case .rollout, .reload: needs = "a rollout or reload needs target.admin_url and target.admin_token (the gateway's admin API)"
             case .chaos(_, .backends):
-                if spec.target.adminURL == nil || spec.target.adminToken == nil {
-                    r.fail(
-                        "phases[\(i)].fault",
-                        "chaos at: backend (the default) re-points backends through the gateway's admin API: give target.admin_url and target.admin_token, or set at: client",
-                        top["phases"])
-                }
-            default: break
+                needs =
+                    "chaos at: backend (the default) re-points backends through the gateway's admin API: give target.admin_url and target.admin_token, or set at: client"
+            default: continue
             }
+            r.fail("phases[\(source.index)].fault", needs, source.node)
         }
         if !r.issues.isEmpty { throw ConfigError(issues: r.issues) }
         return spec
@@ -266,8 +276,20 @@ package struct AcceptSpec: Sendable {
             return nil
         }
         var fault: Fault?
-        if let fn = m["fault"], let fm = r.mapping(fn, "\(path).fault", allowed: ["kill_backend", "stop_backend", "chaos", "at", "backends"]) {
+        if let fn = m["fault"],
+            let fm = r.mapping(fn, "\(path).fault", allowed: ["kill_backend", "stop_backend", "chaos", "at", "backends", "rollout", "reload"])
+        {
             if let v = fm["kill_backend"], let x = r.string(v, "\(path).fault.kill_backend") { fault = .killBackend(x) }
+            if let v = fm["rollout"], let x = r.bool(v, "\(path).fault.rollout") {
+                if x { fault = .rollout } else { r.fail("\(path).fault.rollout", "true, or leave the fault out", v) }
+            }
+            if let v = fm["reload"], let x = r.string(v, "\(path).fault.reload") {
+                if FileManager.default.isReadableFile(atPath: x) {
+                    fault = .reload(x)
+                } else {
+                    r.fail("\(path).fault.reload", "cannot read '\(x)'", v)
+                }
+            }
             if let v = fm["stop_backend"], let x = r.string(v, "\(path).fault.stop_backend") { fault = .stopBackend(x) }
             if let cn = fm["chaos"],
                 let cm = r.mapping(
@@ -284,8 +306,8 @@ package struct AcceptSpec: Sendable {
             } else if fm["at"] != nil || fm["backends"] != nil {
                 r.fail("\(path).fault", "at and backends place a chaos fault; this fault has no chaos", fn)
             }
-            if fm.keys.filter({ ["kill_backend", "stop_backend", "chaos"].contains($0) }).count != 1 {
-                r.fail("\(path).fault", "give exactly one of kill_backend, stop_backend, chaos", fn)
+            if fm.keys.filter({ ["kill_backend", "stop_backend", "chaos", "rollout", "reload"].contains($0) }).count != 1 {
+                r.fail("\(path).fault", "give exactly one of kill_backend, stop_backend, chaos, rollout, reload", fn)
             }
         }
         var judged = fault == nil && name != "warmup" && !name.hasPrefix("recovery")

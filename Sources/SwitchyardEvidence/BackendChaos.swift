@@ -21,13 +21,18 @@ struct AdminClient: Sendable {
 
     /// Sends one admin request; a non-2xx answer throws with the gateway's error message.
     @discardableResult
-    func call(_ method: HTTPMethod, _ path: String, body: JSONValue? = nil, timeout: Duration = .seconds(30)) async throws -> JSONValue {
+    func call(
+        _ method: HTTPMethod, _ path: String, body: JSONValue? = nil, text: String? = nil, timeout: Duration = .seconds(30)
+    ) async throws -> JSONValue {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
         request.headers.add(name: "authorization", value: "Bearer \(token)")
         if let body {
             request.headers.add(name: "content-type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: body.serialized()))
+        } else if let text {
+            request.headers.add(name: "content-type", value: "application/yaml")
+            request.body = .bytes(ByteBuffer(string: text))
         }
         let response = try await http.execute(request, timeout: .seconds(timeout.components.seconds))
         let bytes = try await response.body.collect(upTo: 4 << 20)

@@ -63,12 +63,18 @@ import Testing
                     phases:
                       - { name: fault, duration: 5s, fault: { kill_backend: m-0 } }
                       - { name: x }
+                      - { name: upgrade, duration: 5s, fault: { rollout: true } }
+                      - { name: change, duration: 5s, fault: { reload: /nonexistent/new.yaml } }
+                      - { name: both, duration: 5s, fault: { rollout: true, kill_backend: m-0 } }
                     """)
         } throws: { error in
             let text = "\(error)"
             return text.contains("target.url") && text.contains("lanes[0].load.arrival") && text.contains("lanes[0].slo.ttft")
                 && text.contains("phases[0].fault: killing or stopping a backend needs target.admin_url")
                 && text.contains("phases[1].duration: required")
+                && text.contains("phases[2].fault: a rollout or reload needs target.admin_url") && !text.contains("phases[1].fault")
+                && text.contains("phases[3].fault.reload: cannot read '/nonexistent/new.yaml'")
+                && text.contains("phases[4].fault: give exactly one of")
         }
     }
 

@@ -170,4 +170,50 @@ import Testing
         #expect(listed.map { $0["id"]?.stringValue ?? "" } == ["smollm2-0", "smollm2-1"], "\(listed)")
         #expect(listed.allSatisfy { $0["state"] == .string("serving") }, "\(listed)")
     }
+
+    /// An upgrade under load: the `rollout` phase restarts both managed replicas one at a time
+    /// while the lane keeps its load; the phase is judged like a fault's and the run passes with
+    /// no failed request. A `reload` phase then applies another configuration under the same load.
+    @Test func aRolloutAndAReloadUnderLoadFailNoRequest() async throws {
+        let dataDir = ManagedServeTests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let (served, origin) = try await Self.serve(replicas: 2, dataDir: dataDir)
+        // The same configuration with the realtime lane's SLO changed.
+        let reloaded = dataDir.appendingPathComponent("reloaded.yaml")
+        try String(contentsOf: dataDir.appendingPathComponent("serve.yaml"), encoding: .utf8)
+            .appending("\nlanes:\n  realtime: { slo: { ttft: 20s } }\n").write(to: reloaded, atomically: true, encoding: .utf8)
+        let spec = dataDir.appendingPathComponent("accept.yaml")
+        try """
+        target: { url: "\(served.base)", model: smollm2, metrics_url: "\(origin)/metrics", admin_url: "\(origin)", admin_token: \(ManagedServeTests.adminToken) }
+        lanes:
+          - name: realtime
+            header: none
+            load: { rate: 2, arrival: constant }
+            input_tokens: uniform:8:16
+            output_tokens: 4
+            slo: { e2e: { p90: 30s } }
+        phases:
+          - { name: steady, duration: 3s }
+          - { name: upgrade, duration: 25s, fault: { rollout: true } }
+          - { name: config, duration: 4s, fault: { reload: "\(reloaded.path)" } }
+          - { name: recovery, duration: 3s }
+        """.write(to: spec, atomically: true, encoding: .utf8)
+        let out = dataDir.appendingPathComponent("bundle").path
+        let (status, output) = try BenchCommandTests.run(ServeProcessTests.binary, ["accept", spec.path, "--out", out])
+        let log = served.logText
+        _ = await served.stop()
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("rollout done in") && output.contains("2 replica(s) restarted"), "\(output)")
+        #expect(output.contains("reload \(reloaded.path) done in"), "\(output)")
+        #expect(log.contains("rollout step"), "the gateway restarted its replicas")
+        let requests = try String(contentsOfFile: out + "/requests.jsonl", encoding: .utf8).split(separator: "\n")
+            .map { try JSONParser.parse(Array($0.utf8)) }
+        #expect(requests.count >= 60)
+        let failed = requests.filter { $0["ok"] != .bool(true) }
+        #expect(failed.isEmpty, "no request failed: \(failed.map { String(decoding: $0.serialized(), as: UTF8.self) })")
+        let summary = try JSONParser.parse(Array(try String(contentsOfFile: out + "/summary.json", encoding: .utf8).utf8))
+        let recoveries = try #require(summary["verdicts"]?.arrayValue?.first?["recoveries"]?.arrayValue)
+        #expect(recoveries.map { $0["fault"]?.stringValue ?? "" } == ["rollout", "reload \(reloaded.path)"], "\(recoveries)")
+        #expect(recoveries.allSatisfy { $0["hurt"] == .number(0) }, "\(recoveries)")
+    }
 }
