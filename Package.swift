@@ -190,7 +190,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SwitchyardProbeTests",
-            dependencies: ["SwitchyardProbe", "SwitchyardCore"],
+            dependencies: ["SwitchyardProbe", "SwitchyardCore", "SwitchyardTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

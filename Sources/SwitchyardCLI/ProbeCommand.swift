@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -6,14 +7,131 @@ import NIOPosix
 import NIOSSL
 import NIOTLS
 import SwitchyardCore
+import SwitchyardProbe
 
-/// `switchyard probe path`: what each hop of the serving path costs, measured.
+/// `switchyard probe path|storage|compare`: the serving path's hops and the storage under it, measured.
 struct ProbeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "probe",
         abstract: "Measure the serving path.",
-        subcommands: [Path.self]
+        subcommands: [Path.self, Storage.self, Compare.self]
     )
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case table, markdown, json }
+
+    struct Storage: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "What AI workloads do to a filesystem: model load, checkpoint write, metadata pressure, small random reads.",
+            discussion: """
+                Writes only in a new folder under PATH and removes it afterwards. Model load reads a
+                model-sized file with its page cache dropped (one stream, then --streams shards at once);
+                checkpoint write writes the same size with --streams writers and fsync; metadata creates,
+                stats, opens and unlinks --files small files in a tree; random reads are 4 KiB at random
+                offsets. Each phase stops at --time-limit. --model-load-from puts a gateway's managed
+                replicas' measured cold starts beside the raw read time.
+                """
+        )
+
+        @Argument(help: "A folder on the filesystem to measure.") var path: String
+        @Option(name: .customLong("size-mib"), help: "Model-sized file and checkpoint total, in MiB.") var sizeMiB: Int = 1024
+        @Option(help: "Shards read and writers at once.") var streams: Int = 4
+        @Option(help: "Small files in the metadata phase.") var files: Int = 2000
+        @Option(name: .customLong("random-reads"), help: "4 KiB random reads.") var randomReads: Int = 4000
+        @Option(name: .customLong("time-limit"), help: "Per phase (e.g. 60s).") var timeLimit: String = "60s"
+        @Option(name: .customLong("model-load-from"), help: "A gateway's base URL: its managed replicas' load times beside the raw read.")
+        var modelLoadFrom: String?
+        @Option(name: .customLong("admin-token"), help: "The gateway's admin token (with --model-load-from).") var adminToken: String?
+        @Option(help: "table, markdown or json.") var format: Format = .table
+        @Option(help: "Also write the JSON report here (for probe compare).") var out: String?
+
+        func validate() throws {
+            guard sizeMiB >= 1, sizeMiB <= 1 << 20 else { throw ValidationError("--size-mib must be 1…1048576") }
+            guard (1...256).contains(streams) else { throw ValidationError("--streams must be 1…256") }
+            guard (1...10_000_000).contains(files) else { throw ValidationError("--files must be 1…10000000") }
+            guard randomReads >= 1 else { throw ValidationError("--random-reads must be at least 1") }
+            guard Duration.parse(timeLimit).map({ $0 > .zero }) == true else { throw ValidationError("--time-limit: not a duration: '\(timeLimit)'") }
+        }
+
+        func run() async throws {
+            var settings = StorageProbe.Settings()
+            settings.bytes = Int64(sizeMiB) << 20
+            settings.streams = streams
+            settings.files = files
+            settings.randomReads = randomReads
+            settings.timeLimit = Duration.parse(timeLimit) ?? .seconds(60)
+            var report: StorageReport
+            do {
+                report = try StorageProbe(path: path, settings: settings).run { FileHandle.standardError.write(Data("\($0)\n".utf8)) }
+            } catch {
+                throw ValidationError(error.description)
+            }
+            if let gateway = modelLoadFrom { report.engineLoads = try await Self.engineLoads(gateway, token: adminToken) }
+            switch format {
+            case .table: print(report.table(), terminator: "")
+            case .markdown: print(report.markdown(), terminator: "")
+            case .json: print(report.json.serializedString)
+            }
+            if let out {
+                do {
+                    try report.json.serializedString.write(toFile: out, atomically: true, encoding: .utf8)
+                } catch {
+                    throw ValidationError("--out: cannot write \(out): \(error.localizedDescription)")
+                }
+            }
+        }
+
+        /// Managed replicas' measured load seconds from `/admin/backends`.
+        static func engineLoads(_ gateway: String, token: String?) async throws -> [StorageReport.EngineLoad] {
+            let base = gateway.hasSuffix("/") ? String(gateway.dropLast()) : gateway
+            var request = HTTPClientRequest(url: base + "/admin/backends")
+            if let token { request.headers.add(name: "authorization", value: "Bearer \(token)") }
+            let response: HTTPClientResponse
+            do {
+                response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            } catch {
+                throw ValidationError("--model-load-from: GET \(base)/admin/backends: \(error)")
+            }
+            let body = try await response.body.collect(upTo: 16 << 20)
+            guard response.status.code == 200, let json = try? JSONParser.parse(body.readableBytesView) else {
+                throw ValidationError(
+                    "--model-load-from: GET \(base)/admin/backends answered \(response.status.code): \(String(buffer: body).prefix(200))")
+            }
+            var loads: [StorageReport.EngineLoad] = []
+            for model in json["models"]?.arrayValue ?? [] {
+                for b in model["backends"]?.arrayValue ?? [] {
+                    if let seconds = b["load_seconds"]?.doubleValue {
+                        loads.append(.init(replica: b["name"]?.stringValue ?? b["id"]?.stringValue ?? "?", loadSeconds: seconds))
+                    }
+                }
+            }
+            if loads.isEmpty { FileHandle.standardError.write(Data("warning: no managed replica at \(base) reports a load time\n".utf8)) }
+            return loads
+        }
+    }
+
+    struct Compare: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Storage probe reports side by side (JSON from probe storage --format json or --out).")
+
+        @Argument(help: "Two or more JSON reports.") var reports: [String]
+        @Option(help: "table or markdown.") var format: Format = .table
+
+        func run() async throws {
+            guard reports.count >= 2 else { throw ValidationError("give two or more reports") }
+            var loaded: [StorageReport] = []
+            for file in reports {
+                guard let text = try? String(contentsOfFile: file, encoding: .utf8), let json = try? JSONParser.parse(text) else {
+                    throw ValidationError("\(file): cannot read it as JSON")
+                }
+                do {
+                    loaded.append(try StorageReport.decode(json, source: file))
+                } catch {
+                    throw ValidationError("\(error)")
+                }
+            }
+            print(StorageComparison.table(loaded, markdown: format == .markdown), terminator: "")
+        }
+    }
 
     struct Path: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -10,16 +10,21 @@ import Testing
         var rng = SplitMix64(seed: 3)
         var observations: [ProfileFit.Observation] = []
         var t = 0.0
-        // Batches of 1–4 concurrent requests, one batch at a time; prompts 32–512 tokens.
+        // Batches of 1–4 requests sent together, one batch at a time; prompts 32–512 tokens. As a
+        // serial-prefill engine serves them: prompts one after the other, decoding once the last
+        // prompt is done (the fit takes that wait out of each decode).
         for round in 0..<200 {
             let k = round % 4 + 1
+            var clock = t
+            var started: [(prompt: Int, first: Double)] = []
             for _ in 0..<k {
                 let prompt = 32 + Int(rng.next() % 481)
-                let ttft = 0.05 + 0.0004 * Double(prompt) + 0.01 * Double(k - 1)
-                let tpot = 0.02 + 0.005 * Double(k - 1)
-                observations.append(.init(send: t, first: t + ttft, last: t + ttft + 31 * tpot, prompt: prompt, output: 32))
+                clock += 0.05 + 0.0004 * Double(prompt) + 0.01 * Double(k - 1)
+                started.append((prompt, clock))
             }
-            t += 2
+            let end = clock + 31 * (0.02 + 0.005 * Double(k - 1))
+            for s in started { observations.append(.init(send: t, first: s.first, last: end, prompt: s.prompt, output: 32)) }
+            t += 4
         }
         let p = try ProfileFit.fit(observations, slots: 4, name: "test", source: "bundle-a")
         #expect(abs(p.ttftBase.value - 0.05) < 0.005, "\(p.ttftBase)")
