@@ -19,14 +19,7 @@ struct ConfigCommand: AsyncParsableCommand {
         var file: String
 
         func run() async throws {
-            let config: GatewayConfig
-            do {
-                config = try ConfigCommand.load(file)
-            } catch let error as ConfigError {
-                FileHandle.standardError.write(Data("\(file): \(error)\n".utf8))
-                throw ExitCode(1)
-            }
-            print(EffectiveConfig.render(config))
+            print(EffectiveConfig.render(try ConfigCommand.loadOrExit(file)))
         }
     }
 
@@ -47,15 +40,7 @@ struct ConfigCommand: AsyncParsableCommand {
         var new: String
 
         func run() async throws {
-            var configs: [GatewayConfig] = []
-            for file in [old, new] {
-                do {
-                    configs.append(try ConfigCommand.load(file))
-                } catch let error as ConfigError {
-                    FileHandle.standardError.write(Data("\(file): \(error)\n".utf8))
-                    throw ExitCode(1)
-                }
-            }
+            let configs = try [old, new].map(ConfigCommand.loadOrExit)
             let diff = ConfigDiff(from: configs[0], to: configs[1])
             print(ConfigCommand.describe(diff))
             if !diff.restartIssues.isEmpty { throw ExitCode(3) }
@@ -82,6 +67,16 @@ struct ConfigCommand: AsyncParsableCommand {
 
     static func load(_ path: String) throws -> GatewayConfig {
         try ConfigLoader.load(yaml: read(path))
+    }
+
+    /// ``load(_:)``; an invalid file is reported on stderr with every field named, and exits 1.
+    static func loadOrExit(_ path: String) throws -> GatewayConfig {
+        do {
+            return try load(path)
+        } catch let error as ConfigError {
+            FileHandle.standardError.write(Data("\(path): \(error)\n".utf8))
+            throw ExitCode(1)
+        }
     }
 
     static func read(_ path: String) throws -> String {

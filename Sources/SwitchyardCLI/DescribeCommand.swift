@@ -1,7 +1,5 @@
 import ArgumentParser
-import AsyncHTTPClient
 import Foundation
-import NIOCore
 import SwitchyardCore
 
 /// `switchyard describe`: the serving path as a diagram, from a configuration file or live from a
@@ -32,34 +30,14 @@ struct DescribeCommand: AsyncParsableCommand {
     func run() async throws {
         let text: String
         if let config {
-            let loaded: GatewayConfig
-            do {
-                loaded = try ConfigCommand.load(config)
-            } catch let error as ConfigError {
-                FileHandle.standardError.write(Data("\(config): \(error)\n".utf8))
-                throw ExitCode(1)
-            }
-            let path = ServingPath(config: loaded)
+            let path = ServingPath(config: try ConfigCommand.loadOrExit(config))
             switch format {
             case .mermaid: text = path.mermaid
             case .svg: text = path.svg
             case .html: text = path.html(title: "Switchyard serving path (\(config))")
             }
         } else {
-            let base = (url ?? "").hasSuffix("/") ? String((url ?? "").dropLast()) : (url ?? "")
-            var request = HTTPClientRequest(url: base + "/admin/describe?format=\(format.rawValue)")
-            if let adminToken { request.headers.add(name: "authorization", value: "Bearer \(adminToken)") }
-            let response: HTTPClientResponse
-            do {
-                response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
-            } catch {
-                throw ValidationError("GET \(base)/admin/describe: \(error)")
-            }
-            let body = String(buffer: try await response.body.collect(upTo: 16 << 20))
-            guard response.status.code == 200 else {
-                throw ValidationError("GET \(base)/admin/describe answered \(response.status.code): \(body.prefix(300))")
-            }
-            text = body
+            text = String(buffer: try await AdminGet.fetch(url ?? "", "/admin/describe?format=\(format.rawValue)", token: adminToken))
         }
         if let out {
             do {

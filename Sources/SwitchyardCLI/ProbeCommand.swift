@@ -82,19 +82,9 @@ struct ProbeCommand: AsyncParsableCommand {
 
         /// Managed replicas' measured load seconds from `/admin/backends`.
         static func engineLoads(_ gateway: String, token: String?) async throws -> [StorageReport.EngineLoad] {
-            let base = gateway.hasSuffix("/") ? String(gateway.dropLast()) : gateway
-            var request = HTTPClientRequest(url: base + "/admin/backends")
-            if let token { request.headers.add(name: "authorization", value: "Bearer \(token)") }
-            let response: HTTPClientResponse
-            do {
-                response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
-            } catch {
-                throw ValidationError("--model-load-from: GET \(base)/admin/backends: \(error)")
-            }
-            let body = try await response.body.collect(upTo: 16 << 20)
-            guard response.status.code == 200, let json = try? JSONParser.parse(body.readableBytesView) else {
-                throw ValidationError(
-                    "--model-load-from: GET \(base)/admin/backends answered \(response.status.code): \(String(buffer: body).prefix(200))")
+            let body = try await AdminGet.fetch(gateway, "/admin/backends", token: token, timeout: 10)
+            guard let json = try? JSONParser.parse(body.readableBytesView) else {
+                throw ValidationError("--model-load-from: \(gateway)/admin/backends did not answer JSON")
             }
             var loads: [StorageReport.EngineLoad] = []
             for model in json["models"]?.arrayValue ?? [] {
@@ -104,7 +94,7 @@ struct ProbeCommand: AsyncParsableCommand {
                     }
                 }
             }
-            if loads.isEmpty { FileHandle.standardError.write(Data("warning: no managed replica at \(base) reports a load time\n".utf8)) }
+            if loads.isEmpty { FileHandle.standardError.write(Data("warning: no managed replica at \(gateway) reports a load time\n".utf8)) }
             return loads
         }
     }

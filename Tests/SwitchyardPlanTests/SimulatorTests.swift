@@ -97,16 +97,21 @@ import Testing
         #expect(result.lanes[0].completed > 0)
     }
 
+    /// Two slots; prefill 0.1 s + 1 ms per prompt token; 10 ms per output token.
+    static func twoSlots(_ prefill: ReplicaProfile.Prefill) -> ReplicaProfile {
+        var profile = ReplicaProfile(
+            name: "two slots", gpusPerReplica: 1, accelerator: "test", slots: Sourced(2, "test"), ttftBase: Sourced(0.1, "test"),
+            ttftPerPromptToken: Sourced(0.001, "test"), ttftPerConcurrent: Sourced(0, "test"), tpotBase: Sourced(0.01, "test"),
+            tpotPerConcurrent: Sourced(0, "test"))
+        profile.prefill = prefill
+        return profile
+    }
+
     /// Serial prefill: prompts that arrive together on one replica are prefilled one after the
     /// other (the second's first token waits for the first's prefill); parallel: side by side.
     @Test func aSerialPrefillMakesTheSecondPromptWait() throws {
         func meanTTFT(_ prefill: ReplicaProfile.Prefill) throws -> Double {
-            var profile = ReplicaProfile(
-                name: "two slots", gpusPerReplica: 1, accelerator: "test", slots: Sourced(2, "test"), ttftBase: Sourced(0.1, "test"),
-                ttftPerPromptToken: Sourced(0.001, "test"), ttftPerConcurrent: Sourced(0, "test"), tpotBase: Sourced(0.01, "test"),
-                tpotPerConcurrent: Sourced(0, "test"))
-            profile.prefill = prefill
-            let setup = SimulationSetup(profile: profile, replicas: 1)
+            let setup = SimulationSetup(profile: Self.twoSlots(prefill), replicas: 1)
             let trace = [
                 TraceRequest(at: 0, lane: "realtime", prompt: 400, output: 2), TraceRequest(at: 0, lane: "realtime", prompt: 400, output: 2),
             ]
@@ -121,11 +126,7 @@ import Testing
     /// stopped by another prompt's prefill from 0.55 to 1.05 s and finishes at 1.10 s.
     @Test func aSerialPrefillHoldsDecodingUp() throws {
         func longestE2E(_ prefill: ReplicaProfile.Prefill) throws -> Double {
-            var profile = ReplicaProfile(
-                name: "two slots", gpusPerReplica: 1, accelerator: "test", slots: Sourced(2, "test"), ttftBase: Sourced(0.1, "test"),
-                ttftPerPromptToken: Sourced(0.001, "test"), ttftPerConcurrent: Sourced(0, "test"), tpotBase: Sourced(0.01, "test"),
-                tpotPerConcurrent: Sourced(0, "test"))
-            profile.prefill = prefill
+            let profile = Self.twoSlots(prefill)
             let trace = [
                 TraceRequest(at: 0, lane: "realtime", prompt: 400, output: 11), TraceRequest(at: 0.55, lane: "realtime", prompt: 400, output: 11),
             ]
