@@ -26,6 +26,41 @@ import Testing
         return (served, served.base.replacingOccurrences(of: "/v1", with: ""))
     }
 
+    /// An accept run of one realtime lane (short prompts, 4 tokens out) through `served`, with
+    /// the admin API: its exit status, output, requests.jsonl rows and summary.json.
+    struct Run {
+        /// The evidence bundle's folder.
+        var out: String
+        var status: Int32
+        var output: String
+        var requests: [JSONValue]
+        var summary: JSONValue
+    }
+
+    static func accept(
+        _ served: ManagedServeTests.Served, origin: String, dataDir: URL, load: String, slo: String, phases: String
+    ) throws -> Run {
+        let spec = dataDir.appendingPathComponent("accept.yaml")
+        try """
+        target: { url: "\(served.base)", model: smollm2, metrics_url: "\(origin)/metrics", admin_url: "\(origin)", admin_token: \(ManagedServeTests.adminToken) }
+        lanes:
+          - name: realtime
+            header: none
+            load: \(load)
+            input_tokens: uniform:8:16
+            output_tokens: 4
+            slo: \(slo)
+        phases:
+        \(phases)
+        """.write(to: spec, atomically: true, encoding: .utf8)
+        let out = dataDir.appendingPathComponent("bundle").path
+        let (status, output) = try BenchCommandTests.run(ServeProcessTests.binary, ["accept", spec.path, "--out", out])
+        let requests = try String(contentsOfFile: out + "/requests.jsonl", encoding: .utf8).split(separator: "\n")
+            .map { try JSONParser.parse(Array($0.utf8)) }
+        let summary = try JSONParser.parse(Array(try String(contentsOfFile: out + "/summary.json", encoding: .utf8).utf8))
+        return Run(out: out, status: status, output: output, requests: requests, summary: summary)
+    }
+
     @Test func killedBackendRunGivesAConsistentBundle() async throws {
         let dataDir = ManagedServeTests.tempDir()
         defer { try? FileManager.default.removeItem(at: dataDir) }
@@ -127,33 +162,20 @@ import Testing
         // ejection (seen in CI as "All attempts failed"); this test is about the absorption.
         let (served, origin) = try await Self.serve(
             replicas: 2, dataDir: dataDir, extra: "retry: { budget_ratio: 1, min_retries_per_window: 20 }")
-        let spec = dataDir.appendingPathComponent("accept.yaml")
-        try """
-        target: { url: "\(served.base)", model: smollm2, metrics_url: "\(origin)/metrics", admin_url: "\(origin)", admin_token: \(ManagedServeTests.adminToken) }
-        lanes:
-          - name: realtime
-            header: none
-            load: { rate: 3, arrival: constant }
-            input_tokens: uniform:8:16
-            output_tokens: 4
-            slo: { e2e: { p90: 20s } }
-        phases:
-          - { name: steady, duration: 3s }
-          - { name: fault, duration: 6s, fault: { chaos: { reset_rate: 1.0 }, backends: smollm2-0 } }
-          - { name: recovery, duration: 3s }
-        """.write(to: spec, atomically: true, encoding: .utf8)
-        let out = dataDir.appendingPathComponent("bundle").path
-        let (status, output) = try BenchCommandTests.run(ServeProcessTests.binary, ["accept", spec.path, "--out", out])
+        let run = try Self.accept(
+            served, origin: origin, dataDir: dataDir, load: "{ rate: 3, arrival: constant }", slo: "{ e2e: { p90: 20s } }",
+            phases: """
+                  - { name: steady, duration: 3s }
+                  - { name: fault, duration: 6s, fault: { chaos: { reset_rate: 1.0 }, backends: smollm2-0 } }
+                  - { name: recovery, duration: 3s }
+                """)
+        let (requests, summary, output, out) = (run.requests, run.summary, run.output, run.out)
         let backends = try await ManagedServeTests.admin(served, "/admin/backends")
         _ = await served.stop()
-        #expect(status == 0, "\(output)")
-
-        let requests = try String(contentsOfFile: out + "/requests.jsonl", encoding: .utf8).split(separator: "\n")
-            .map { try JSONParser.parse(Array($0.utf8)) }
+        #expect(run.status == 0, "\(output)")
         #expect(requests.count >= 30)
         let hurt = requests.filter { $0["ok"] != .bool(true) || $0["resent"] != .bool(false) }
         #expect(hurt.isEmpty, "no client request failed or was resent: \(hurt.map { String(decoding: $0.serialized(), as: UTF8.self) })")
-        let summary = try JSONParser.parse(Array(try String(contentsOfFile: out + "/summary.json", encoding: .utf8).utf8))
         let recovery = try #require(summary["verdicts"]?.arrayValue?.first?["recoveries"]?.arrayValue?.first)
         #expect(
             recovery["hurt"] == .number(0),
@@ -182,36 +204,24 @@ import Testing
         let reloaded = dataDir.appendingPathComponent("reloaded.yaml")
         try String(contentsOf: dataDir.appendingPathComponent("serve.yaml"), encoding: .utf8)
             .appending("\nlanes:\n  realtime: { slo: { ttft: 20s } }\n").write(to: reloaded, atomically: true, encoding: .utf8)
-        let spec = dataDir.appendingPathComponent("accept.yaml")
-        try """
-        target: { url: "\(served.base)", model: smollm2, metrics_url: "\(origin)/metrics", admin_url: "\(origin)", admin_token: \(ManagedServeTests.adminToken) }
-        lanes:
-          - name: realtime
-            header: none
-            load: { rate: 2, arrival: constant }
-            input_tokens: uniform:8:16
-            output_tokens: 4
-            slo: { e2e: { p90: 30s } }
-        phases:
-          - { name: steady, duration: 3s }
-          - { name: upgrade, duration: 25s, fault: { rollout: true } }
-          - { name: config, duration: 4s, fault: { reload: "\(reloaded.path)" } }
-          - { name: recovery, duration: 3s }
-        """.write(to: spec, atomically: true, encoding: .utf8)
-        let out = dataDir.appendingPathComponent("bundle").path
-        let (status, output) = try BenchCommandTests.run(ServeProcessTests.binary, ["accept", spec.path, "--out", out])
+        let run = try Self.accept(
+            served, origin: origin, dataDir: dataDir, load: "{ rate: 2, arrival: constant }", slo: "{ e2e: { p90: 30s } }",
+            phases: """
+                  - { name: steady, duration: 3s }
+                  - { name: upgrade, duration: 25s, fault: { rollout: true } }
+                  - { name: config, duration: 4s, fault: { reload: "\(reloaded.path)" } }
+                  - { name: recovery, duration: 3s }
+                """)
         let log = served.logText
         _ = await served.stop()
-        #expect(status == 0, "\(output)")
-        #expect(output.contains("rollout done in") && output.contains("2 replica(s) restarted"), "\(output)")
-        #expect(output.contains("reload \(reloaded.path) done in"), "\(output)")
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.output.contains("rollout done in") && run.output.contains("2 replica(s) restarted"), "\(run.output)")
+        #expect(run.output.contains("reload \(reloaded.path) done in"), "\(run.output)")
         #expect(log.contains("rollout step"), "the gateway restarted its replicas")
-        let requests = try String(contentsOfFile: out + "/requests.jsonl", encoding: .utf8).split(separator: "\n")
-            .map { try JSONParser.parse(Array($0.utf8)) }
-        #expect(requests.count >= 60)
-        let failed = requests.filter { $0["ok"] != .bool(true) }
+        #expect(run.requests.count >= 60)
+        let failed = run.requests.filter { $0["ok"] != .bool(true) }
         #expect(failed.isEmpty, "no request failed: \(failed.map { String(decoding: $0.serialized(), as: UTF8.self) })")
-        let summary = try JSONParser.parse(Array(try String(contentsOfFile: out + "/summary.json", encoding: .utf8).utf8))
+        let summary = run.summary
         let recoveries = try #require(summary["verdicts"]?.arrayValue?.first?["recoveries"]?.arrayValue)
         #expect(recoveries.map { $0["fault"]?.stringValue ?? "" } == ["rollout", "reload \(reloaded.path)"], "\(recoveries)")
         #expect(recoveries.allSatisfy { $0["hurt"] == .number(0) }, "\(recoveries)")

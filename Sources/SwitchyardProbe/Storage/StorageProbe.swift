@@ -63,15 +63,14 @@ package struct StorageProbe: Sendable {
         do {
             log("model load: writing a \(Self.size(settings.bytes)) file")
             let model = work + "/model.bin"
-            _ = try write([model], total: settings.bytes, fsyncEach: true)
+            _ = try write([model], total: settings.bytes, name: "model_file", label: "model file")
             try dropCache(model)
             log("model load: one stream")
             report.results.append(try read([model], name: "model_load_single", label: "model load, 1 stream"))
             let shards = (0..<settings.streams).map { work + "/shard-\($0).bin" }
             log("checkpoint write: \(settings.streams) writers")
             report.results.append(
-                try write(shards, total: settings.bytes, fsyncEach: true).named(
-                    "checkpoint_write", "checkpoint write, \(settings.streams) writers + fsync"))
+                try write(shards, total: settings.bytes, name: "checkpoint_write", label: "checkpoint write, \(settings.streams) writers + fsync"))
             for shard in shards { try dropCache(shard) }
             log("model load: \(settings.streams) shards at once")
             report.results.append(try read(shards, name: "model_load_sharded", label: "model load, \(settings.streams) shards"))
@@ -91,7 +90,7 @@ package struct StorageProbe: Sendable {
     // MARK: Phases
 
     /// Writes `total` bytes spread over `paths` (one writer each, at once), fsync per file.
-    func write(_ paths: [String], total: Int64, fsyncEach: Bool) throws -> StorageResult {
+    func write(_ paths: [String], total: Int64, name: String, label: String) throws -> StorageResult {
         let per = total / Int64(paths.count)
         let block = settings.blockSize
         let deadline = ContinuousClock.now + settings.timeLimit
@@ -111,14 +110,14 @@ package struct StorageProbe: Sendable {
                 guard w > 0 else { return errors.withLock { $0.append("write \(paths[i]): \(String(cString: strerror(errno)))") } }
                 done += Int64(w)
             }
-            if fsyncEach, fsync(fd) != 0 { errors.withLock { $0.append("fsync \(paths[i]): \(String(cString: strerror(errno)))") } }
+            if fsync(fd) != 0 { errors.withLock { $0.append("fsync \(paths[i]): \(String(cString: strerror(errno)))") } }
             written.withLock { $0[i] = done }
         }
         let seconds = (ContinuousClock.now - start).seconds
         if let first = errors.withLock({ $0.first }) { throw Failure(description: first) }
         let bytes = written.withLock { $0.reduce(0, +) }
         return StorageResult(
-            name: "write", label: "write", value: Double(bytes) / seconds / 1e6, unit: "MB/s", bytes: bytes, seconds: seconds,
+            name: name, label: label, value: Double(bytes) / seconds / 1e6, unit: "MB/s", bytes: bytes, seconds: seconds,
             truncated: bytes < per * Int64(paths.count))
     }
 

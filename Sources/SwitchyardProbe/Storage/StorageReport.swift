@@ -15,13 +15,6 @@ package struct StorageResult: Sendable, Equatable {
     package var truncated: Bool
     package var p50: Double?
     package var p99: Double?
-
-    func named(_ name: String, _ label: String) -> StorageResult {
-        var r = self
-        r.name = name
-        r.label = label
-        return r
-    }
 }
 
 /// What the storage probe measured on one path: tables, Markdown and JSON like `topo`, and

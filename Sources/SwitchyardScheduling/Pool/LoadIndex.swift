@@ -65,12 +65,6 @@ struct LoadIndex: Sendable {
         insert(i, inflight: inflight)
     }
 
-    /// Takes replica `i` out for good (it was removed from the pool).
-    mutating func drop(_ i: Int) {
-        guard built, i < count, position[i] >= 0 else { return }
-        remove(i)
-    }
-
     /// Buckets from the least loaded up (some may be empty).
     var bucketCount: Int { buckets.count }
     func size(of k: Int) -> Int { buckets[k].count }
