@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import Foundation
 import NIOCore
 
 /// `GET BASE/PATH` on a gateway's admin API with its token: the body of a 200, else an error
@@ -8,7 +9,10 @@ enum AdminGet {
     static func fetch(_ gateway: String, _ path: String, token: String?, timeout: Int64 = 30) async throws -> ByteBuffer {
         let base = gateway.hasSuffix("/") ? String(gateway.dropLast()) : gateway
         var request = HTTPClientRequest(url: base + path)
-        if let token { request.headers.add(name: "authorization", value: "Bearer \(token)") }
+        // A token on the command line shows in `ps`; the environment is the quieter place for it.
+        if let token = token ?? ProcessInfo.processInfo.environment["SWITCHYARD_ADMIN_TOKEN"] {
+            request.headers.add(name: "authorization", value: "Bearer \(token)")
+        }
         let response: HTTPClientResponse
         do {
             response = try await HTTPClient.shared.execute(request, timeout: .seconds(timeout))

@@ -19,7 +19,8 @@ struct DescribeCommand: AsyncParsableCommand {
 
     @Option(help: "A gateway configuration file.") var config: String?
     @Option(help: "A running gateway's base URL (e.g. http://127.0.0.1:8080).") var url: String?
-    @Option(name: .customLong("admin-token"), help: "The gateway's admin token, when it has one.") var adminToken: String?
+    @Option(name: .customLong("admin-token"), help: "The gateway's admin token, when it has one (default: $SWITCHYARD_ADMIN_TOKEN).") var adminToken:
+        String?
     @Option(help: "mermaid, svg or html.") var format: Format = .mermaid
     @Option(help: "Write here instead of standard output.") var out: String?
 

@@ -40,7 +40,8 @@ struct ProbeCommand: AsyncParsableCommand {
         @Option(name: .customLong("time-limit"), help: "Per phase (e.g. 60s).") var timeLimit: String = "60s"
         @Option(name: .customLong("model-load-from"), help: "A gateway's base URL: its managed replicas' load times beside the raw read.")
         var modelLoadFrom: String?
-        @Option(name: .customLong("admin-token"), help: "The gateway's admin token (with --model-load-from).") var adminToken: String?
+        @Option(name: .customLong("admin-token"), help: "The gateway's admin token (with --model-load-from; default: $SWITCHYARD_ADMIN_TOKEN).")
+        var adminToken: String?
         @Option(help: "table, markdown or json.") var format: Format = .table
         @Option(help: "Also write the JSON report here (for probe compare).") var out: String?
 
@@ -140,21 +141,30 @@ struct ProbeCommand: AsyncParsableCommand {
         @Option(name: .customLong("backend-model"), help: "Model name the server itself expects (default: --model).") var backendModel: String?
         @Option(help: "Requests per path.") var samples: Int = 5
         @Option(help: "table or json.") var format: String = "table"
+        @Option(name: .customLong("cacert"), help: "PEM file of the CA(s) to verify HTTPS servers with (instead of the system roots).")
+        var caFile: String?
         @Flag(help: "Accept any TLS certificate (test servers).") var insecure = false
 
         func validate() throws {
             guard (1...1000).contains(samples) else { throw ValidationError("--samples must be 1…1000") }
             guard ["table", "json"].contains(format) else { throw ValidationError("--format must be table or json") }
+            if let caFile, !FileManager.default.isReadableFile(atPath: caFile) { throw ValidationError("--cacert: cannot read \(caFile)") }
         }
+
+        var trust: PathTiming.Trust { insecure ? .anyCertificate : caFile.map { .caFile($0) } ?? .systemRoots }
 
         func run() async throws {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             var paths: [(String, PathTiming)] = []
             do {
                 paths.append(
-                    ("direct", try await PathTiming.measure(url, model: backendModel ?? model, samples: samples, insecure: insecure, group: group)))
+                    (
+                        "direct",
+                        try await PathTiming.measure(
+                            url, model: backendModel ?? model, samples: samples, trust: trust, group: group)
+                    ))
                 if let via {
-                    paths.append(("via gateway", try await PathTiming.measure(via, model: model, samples: samples, insecure: insecure, group: group)))
+                    paths.append(("via gateway", try await PathTiming.measure(via, model: model, samples: samples, trust: trust, group: group)))
                 }
                 try? await group.shutdownGracefully()
             } catch let error as PathTiming.Failure {
@@ -210,6 +220,33 @@ struct PathTiming: Sendable {
 
     struct Failure: Error, CustomStringConvertible { let description: String }
 
+    /// How an HTTPS server's certificate is checked.
+    enum Trust: Sendable {
+        case systemRoots
+        case caFile(String)
+        /// Not checked at all (`--insecure`).
+        case anyCertificate
+
+        func context() throws(Failure) -> NIOSSLContext {
+            var c = TLSConfiguration.makeClientConfiguration()
+            switch self {
+            case .systemRoots: break
+            case .caFile(let path):
+                do {
+                    c.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))
+                } catch {
+                    throw Failure(description: "--cacert \(path): not a PEM certificate file (\(error))")
+                }
+            case .anyCertificate: c.certificateVerification = .none
+            }
+            do {
+                return try NIOSSLContext(configuration: c)
+            } catch {
+                throw Failure(description: "TLS client: \(error)")
+            }
+        }
+    }
+
     var json: JSONValue {
         func num(_ v: Double?) -> JSONValue { v.map { .number(String(format: "%.6f", $0)) } ?? .null }
         return .object([
@@ -219,7 +256,7 @@ struct PathTiming: Sendable {
         ])
     }
 
-    static func measure(_ base: String, model: String, samples: Int, insecure: Bool, group: MultiThreadedEventLoopGroup) async throws -> PathTiming {
+    static func measure(_ base: String, model: String, samples: Int, trust: Trust, group: MultiThreadedEventLoopGroup) async throws -> PathTiming {
         guard let url = URL(string: base), let scheme = url.scheme, ["http", "https"].contains(scheme), let host = url.host else {
             throw Failure(description: "\(base): not an http(s) base URL")
         }
@@ -227,9 +264,10 @@ struct PathTiming: Sendable {
         let port = url.port ?? (tls ? 443 : 80)
         let path = (url.path.hasSuffix("/") ? String(url.path.dropLast()) : url.path) + "/chat/completions"
         let body = #"{"model":"\#(model)","messages":[{"role":"user","content":"hi"}],"max_tokens":1}"#
+        let sslContext = tls ? try trust.context() : nil
         var samplesTaken: [Sample] = []
         for _ in 0..<samples {
-            samplesTaken.append(try await Sample.take(host: host, port: port, tls: tls, insecure: insecure, path: path, body: body, group: group))
+            samplesTaken.append(try await Sample.take(host: host, port: port, tls: sslContext, path: path, body: body, group: group))
         }
         func median(_ values: [Double]) -> Double? {
             guard !values.isEmpty else { return nil }
@@ -258,8 +296,9 @@ struct PathTiming: Sendable {
         var serverTiming: [(String, Double)]
 
         static func take(
-            host: String, port: Int, tls: Bool, insecure: Bool, path: String, body: String, group: MultiThreadedEventLoopGroup
+            host: String, port: Int, tls sslContext: NIOSSLContext?, path: String, body: String, group: MultiThreadedEventLoopGroup
         ) async throws -> Sample {
+            let tls = sslContext != nil
             let start = ContinuousClock.now
             let address: SocketAddress
             do {
@@ -269,14 +308,6 @@ struct PathTiming: Sendable {
             }
             let resolved = ContinuousClock.now
             let handler = TimingHandler(eventLoop: group.next())
-            let sslContext: NIOSSLContext? =
-                tls
-                ? try NIOSSLContext(
-                    configuration: {
-                        var c = TLSConfiguration.makeClientConfiguration()
-                        if insecure { c.certificateVerification = .none }
-                        return c
-                    }()) : nil
             let channel: any Channel
             do {
                 channel = try await ClientBootstrap(group: handler.eventLoop)
@@ -296,16 +327,17 @@ struct PathTiming: Sendable {
                 handler.fail(error)
                 throw Failure(description: "connect to \(host):\(port): \(error)")
             }
-            let connected = ContinuousClock.now
             defer { channel.close(promise: nil) }
+            // Both instants are taken on the event loop as they happen: this task may resume
+            // after the handshake is already done.
+            let connected = try await handler.activeAt.futureResult.get()
             var handshaken = connected
             if tls {
                 do {
-                    try await handler.handshake.futureResult.get()
+                    handshaken = try await handler.handshake.futureResult.get()
                 } catch {
                     throw Failure(description: "TLS with \(host):\(port): \(error)")
                 }
-                handshaken = ContinuousClock.now
             }
             var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: path)
             head.headers.add(name: "host", value: "\(host):\(port)")
@@ -325,6 +357,9 @@ struct PathTiming: Sendable {
             }
             let firstByte = try await handler.firstByteAt.futureResult.get()
             let done = ContinuousClock.now
+            // Waits for the close (TLS: both close_notify alerts), so the server is not left holding
+            // a half-closed connection when this probe exits.
+            try? await channel.close()
             return Sample(
                 dns: (resolved - start).seconds, connect: (connected - resolved).seconds, tls: tls ? (handshaken - connected).seconds : nil,
                 ttfb: (firstByte - sent).seconds, total: (done - start).seconds, status: Int(response.status.code),
@@ -343,17 +378,20 @@ struct PathTiming: Sendable {
         }
     }
 
-    /// Notes the TLS handshake, the response's first byte, its head and its end.
+    /// Notes when the connection was made, the TLS handshake, the response's first byte, its head
+    /// and its end.
     final class TimingHandler: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = HTTPClientResponsePart
         let eventLoop: any EventLoop
-        let handshake: EventLoopPromise<Void>
+        let activeAt: EventLoopPromise<ContinuousClock.Instant>
+        let handshake: EventLoopPromise<ContinuousClock.Instant>
         let firstByteAt: EventLoopPromise<ContinuousClock.Instant>
         let head: EventLoopPromise<HTTPResponseHead>
         let end: EventLoopPromise<Void>
 
         init(eventLoop: any EventLoop) {
             self.eventLoop = eventLoop
+            activeAt = eventLoop.makePromise()
             handshake = eventLoop.makePromise()
             firstByteAt = eventLoop.makePromise()
             head = eventLoop.makePromise()
@@ -361,7 +399,7 @@ struct PathTiming: Sendable {
         }
 
         func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-            if case .handshakeCompleted = event as? TLSUserEvent { handshake.succeed(()) }
+            if case .handshakeCompleted = event as? TLSUserEvent { handshake.succeed(.now) }
             context.fireUserInboundEventTriggered(event)
         }
 
@@ -380,6 +418,11 @@ struct PathTiming: Sendable {
             context.close(promise: nil)
         }
 
+        func channelActive(context: ChannelHandlerContext) {
+            activeAt.succeed(.now)
+            context.fireChannelActive()
+        }
+
         func channelInactive(context: ChannelHandlerContext) {
             fail(ChannelError.eof)
             context.fireChannelInactive()
@@ -387,6 +430,7 @@ struct PathTiming: Sendable {
 
         /// Ends every promise not yet kept (a promise left pending is a leak NIO reports).
         func fail(_ error: any Error) {
+            activeAt.fail(error)
             handshake.fail(error)
             firstByteAt.fail(error)
             head.fail(error)

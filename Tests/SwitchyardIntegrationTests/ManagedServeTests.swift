@@ -268,6 +268,54 @@ import Testing
         #expect(await served.stop() == 0)
     }
 
+    /// `probe storage --model-load-from`: the managed replica's measured cold start is put beside
+    /// the raw read of a model-sized file on the same disk, by the real binary, token from the
+    /// environment.
+    @Test func probeStoragePutsTheManagedReplicasColdStartBesideTheRawRead() async throws {
+        let dataDir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        try Self.prepareDataDir(dataDir)
+        let config = dataDir.appendingPathComponent("serve.yaml")
+        try """
+        \(try Self.adminSection(dataDir))
+        models:
+          - name: smollm2
+            managed:
+              llamacpp: { parallel: 1, ctx_size: 1024, threads: 1 }
+              replicas: 1
+        """.write(to: config, atomically: true, encoding: .utf8)
+        let served = try await Served(arguments: ["--config", config.path], dataDir: dataDir)
+        defer { kill(served.process.processIdentifier, SIGTERM) }
+        let gateway = served.base.replacingOccurrences(of: "/v1", with: "")
+        let loaded = try await Self.admin(served, "/admin/backends")["models"]?.arrayValue?.first?["backends"]?.arrayValue?.first
+        let loadSeconds = try #require(loaded?["load_seconds"]?.doubleValue, "the gateway measured the replica's load: \(String(describing: loaded))")
+        #expect(loadSeconds > 0)
+
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: ServeProcessTests.binary)
+        let report = dataDir.appendingPathComponent("storage.json")
+        probe.arguments = [
+            "probe", "storage", dataDir.path, "--size-mib", "16", "--streams", "2", "--files", "50", "--random-reads", "50",
+            "--model-load-from", gateway, "--out", report.path,
+        ]
+        probe.environment = ProcessInfo.processInfo.environment.merging(["SWITCHYARD_ADMIN_TOKEN": Self.adminToken]) { $1 }
+        let out = Pipe()
+        probe.standardOutput = out
+        probe.standardError = FileHandle.nullDevice
+        try probe.run()
+        let table = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        probe.waitUntilExit()
+        #expect(probe.terminationStatus == 0, "\(table)")
+        #expect(table.contains("cold start of smollm2-0") && table.contains("raw read of a 16 MiB file"), "\(table)")
+        let json = try JSONParser.parse(try String(contentsOf: report, encoding: .utf8))
+        let loads = json["engine_loads"]?.arrayValue ?? []
+        #expect(loads.count == 1 && loads.first?["replica"] == .string("smollm2-0"), "\(loads)")
+        #expect(abs((loads.first?["load_seconds"]?.doubleValue ?? 0) - loadSeconds) < 0.001, "the gateway's own measurement")
+        let left = try FileManager.default.contentsOfDirectory(atPath: dataDir.path).filter { $0.hasPrefix(".switchyard-probe") }
+        #expect(left.isEmpty, "the probe removed what it wrote: \(left)")
+        #expect(await served.stop() == 0)
+    }
+
     /// The URL of replica `index` as the gateway names it.
     static func replicaURL(_ json: JSONValue, _ index: Int) -> String? {
         json["models"]?.arrayValue?.first?["backends"]?.arrayValue?[index]["url"]?.stringValue

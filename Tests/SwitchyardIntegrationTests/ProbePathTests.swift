@@ -1,5 +1,6 @@
 import Foundation
 import NIOPosix
+import NIOSSL
 import SwitchyardCore
 import SwitchyardTestSupport
 import Testing
@@ -15,8 +16,8 @@ import Testing
             try await GatewayHarness.with(config) { _, base in
                 let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
                 let direct = try await PathTiming.measure(
-                    "http://127.0.0.1:\(port)/delay-30/v1", model: "m", samples: 3, insecure: false, group: group)
-                let via = try await PathTiming.measure("\(base)/v1", model: "m", samples: 3, insecure: false, group: group)
+                    "http://127.0.0.1:\(port)/delay-30/v1", model: "m", samples: 3, trust: .systemRoots, group: group)
+                let via = try await PathTiming.measure("\(base)/v1", model: "m", samples: 3, trust: .systemRoots, group: group)
                 try await group.shutdownGracefully()
                 #expect(direct.status == 200 && via.status == 200)
                 for t in [direct, via] {
@@ -39,6 +40,57 @@ import Testing
                     Issue.record("a closed port was measured")
                 } catch {
                     #expect("\(error)".contains("connect to 127.0.0.1:1"), "\(error)")
+                }
+            }
+        }
+    }
+
+    /// Over HTTPS both ways (a test CA): the handshake is measured on each path, the gateway's
+    /// certificate is checked against `--cacert`, and a server the CA does not vouch for is a
+    /// clear TLS error, not a number.
+    @Test func theTLSHandshakeIsMeasuredStraightAndThroughAnHTTPSGateway() async throws {
+        let pki = try TestCertificates()
+        defer { try? FileManager.default.removeItem(at: pki.dir) }
+        let tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(pki.serverCert).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: pki.serverKey, format: .pem)))
+        let upstream = TestUpstream()
+        try await upstream.run(tls: tls) { port in
+            let server = "https://localhost:\(port)/delay-30/v1"
+            let config = GatewayHarness.config(models: [GatewayHarness.model("m", [server])]) {
+                $0.server.tls = ListenerTLSConfig(certFile: pki.serverCert, keyFile: pki.serverKey)
+                $0.upstream.caFile = pki.caFile
+            }
+            try await GatewayHarness.with(config) { _, base in
+                #expect(base.hasPrefix("https://"))
+                let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+                let trust = PathTiming.Trust.caFile(pki.caFile)
+                let direct: PathTiming, via: PathTiming
+                do {
+                    direct = try await PathTiming.measure(server, model: "m", samples: 3, trust: trust, group: group)
+                    via = try await PathTiming.measure("\(base)/v1", model: "m", samples: 3, trust: trust, group: group)
+                    try await group.shutdownGracefully()
+                } catch {
+                    try? await group.shutdownGracefully()
+                    throw error
+                }
+                for t in [direct, via] {
+                    #expect(t.status == 200)
+                    #expect((t.tls ?? 0) > 0, "a handshake takes time: \(String(describing: t.tls))")
+                    #expect((t.ttfb ?? 0) >= 0.029 && (t.total ?? 0) >= (t.tls ?? 0) + (t.ttfb ?? 0))
+                }
+                #expect(via.serverTiming.map(\.0).contains("upstream"))
+                let table = ProbeCommand.Path.table([("direct", direct), ("via gateway", via)])
+                let tlsRow = try #require(table.split(separator: "\n").first { $0.hasPrefix("TLS") })
+                #expect(!tlsRow.contains("-"), "TLS measured on both paths and the difference shown: \(tlsRow)")
+
+                // The command with --cacert; without it the system roots refuse the test CA.
+                try await ProbeCommand.Path.parse([server, "--via", "\(base)/v1", "--model", "m", "--samples", "1", "--cacert", pki.caFile]).run()
+                do {
+                    try await ProbeCommand.Path.parse([server, "--samples", "1"]).run()
+                    Issue.record("a certificate from an unknown CA was accepted")
+                } catch {
+                    #expect("\(error)".contains("TLS with localhost:\(port)"), "\(error)")
                 }
             }
         }

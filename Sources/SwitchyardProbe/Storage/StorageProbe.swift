@@ -101,8 +101,11 @@ package struct StorageProbe: Sendable {
             let fd = open(paths[i], O_WRONLY | O_CREAT | O_TRUNC, 0o600)
             guard fd >= 0 else { return errors.withLock { $0.append("open \(paths[i]): \(String(cString: strerror(errno)))") } }
             defer { close(fd) }
-            var buffer = [UInt8](repeating: 0, count: block)
-            for j in buffer.indices where j % 512 == 0 { buffer[j] = UInt8(truncatingIfNeeded: j &* 31 &+ i) }
+            // Incompressible bytes, as weights and optimizer state are (and as fio writes): storage
+            // that compresses or skips zeros would otherwise look faster than it is for checkpoints.
+            var rng = SplitMix64(seed: UInt64(i) &+ 1)
+            let words = (block + 7) / 8
+            let buffer = (0..<words).map { _ in rng.next() }
             var done: Int64 = 0
             while done < per, ContinuousClock.now < deadline {
                 let n = Int(min(Int64(block), per - done))
