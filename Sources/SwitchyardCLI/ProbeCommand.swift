@@ -38,6 +38,10 @@ struct ProbeCommand: AsyncParsableCommand {
         @Option(help: "Small files in the metadata phase.") var files: Int = 2000
         @Option(name: .customLong("random-reads"), help: "4 KiB random reads.") var randomReads: Int = 4000
         @Option(name: .customLong("time-limit"), help: "Per phase (e.g. 60s).") var timeLimit: String = "60s"
+        @Option(
+            help: ArgumentHelp(
+                "Only these phases, comma-separated: \(StorageProbe.phaseNames.joined(separator: ", ")).", valueName: "list"))
+        var phases: String?
         @Option(name: .customLong("model-load-from"), help: "A gateway's base URL: its managed replicas' load times beside the raw read.")
         var modelLoadFrom: String?
         @Option(name: .customLong("admin-token"), help: "The gateway's admin token (with --model-load-from; default: $SWITCHYARD_ADMIN_TOKEN).")
@@ -51,6 +55,19 @@ struct ProbeCommand: AsyncParsableCommand {
             guard (1...10_000_000).contains(files) else { throw ValidationError("--files must be 1…10000000") }
             guard randomReads >= 1 else { throw ValidationError("--random-reads must be at least 1") }
             guard Duration.parse(timeLimit).map({ $0 > .zero }) == true else { throw ValidationError("--time-limit: not a duration: '\(timeLimit)'") }
+            if modelLoadFrom != nil, try !selectedPhases().contains("model_load_single") {
+                throw ValidationError("--model-load-from compares with the one-stream model load: keep model_load_single in --phases")
+            }
+        }
+
+        func selectedPhases() throws -> Set<String> {
+            guard let phases else { return Set(StorageProbe.phaseNames) }
+            let names = phases.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            if let unknown = names.first(where: { !StorageProbe.phaseNames.contains($0) }) {
+                throw ValidationError("--phases: no phase '\(unknown)' (known: \(StorageProbe.phaseNames.joined(separator: ", ")))")
+            }
+            guard !names.isEmpty else { throw ValidationError("--phases: name at least one phase") }
+            return Set(names)
         }
 
         func run() async throws {
@@ -60,6 +77,7 @@ struct ProbeCommand: AsyncParsableCommand {
             settings.files = files
             settings.randomReads = randomReads
             settings.timeLimit = Duration.parse(timeLimit) ?? .seconds(60)
+            settings.phases = try selectedPhases()
             var report: StorageReport
             do {
                 report = try StorageProbe(path: path, settings: settings).run { FileHandle.standardError.write(Data("\($0)\n".utf8)) }

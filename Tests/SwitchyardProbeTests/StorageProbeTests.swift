@@ -63,4 +63,22 @@ import Testing
             #expect(error.description.contains("not a directory"), "\(error)")
         }
     }
+
+    /// `--phases`: only the named results are reported; what they need (the model file for random
+    /// reads, the shards for the sharded load) is still written, and removed.
+    @Test func onlyTheChosenPhasesAreReported() throws {
+        let disk = FileManager.default.temporaryDirectory.appendingPathComponent("storage-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: disk, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: disk) }
+        for phases in [["checkpoint_write"], ["model_load_sharded", "random_read_4k"], ["metadata"]] {
+            var settings = Self.settings()
+            settings.bytes = 8 << 20
+            settings.phases = Set(phases)
+            let report = try StorageProbe(path: disk, settings: settings).run()
+            let expected = phases == ["metadata"] ? ["metadata_create", "metadata_stat", "metadata_open_read", "metadata_unlink"] : phases
+            #expect(report.results.map(\.name) == expected)
+            #expect(report.results.allSatisfy { $0.value > 0 && !$0.truncated })
+            #expect(Self.leftovers(disk).isEmpty)
+        }
+    }
 }

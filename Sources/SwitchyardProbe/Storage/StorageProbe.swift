@@ -25,9 +25,16 @@ package struct StorageProbe: Sendable {
         /// Per phase: it stops early past this (and says so).
         package var timeLimit: Duration = .seconds(60)
         package var blockSize = 4 << 20
+        /// Which results to measure (``phaseNames``); what one needs but is not asked for (the
+        /// model file, the shards) is written without being reported.
+        package var phases: Set<String> = Set(StorageProbe.phaseNames)
 
         package init() {}
     }
+
+    /// The results the probe can measure, in the order it measures them; `metadata` stands for
+    /// its four results.
+    package static let phaseNames = ["model_load_single", "checkpoint_write", "model_load_sharded", "random_read_4k", "metadata"]
 
     package struct Failure: Error, CustomStringConvertible {
         package let description: String
@@ -60,25 +67,39 @@ package struct StorageProbe: Sendable {
         }
         defer { try? FileManager.default.removeItem(atPath: work) }
         var report = StorageReport(path: root, filesystem: Self.filesystem(of: base), settings: .init(settings))
+        let wanted = settings.phases
         do {
-            log("model load: writing a \(Self.size(settings.bytes)) file")
             let model = work + "/model.bin"
-            _ = try write([model], total: settings.bytes, name: "model_file", label: "model file")
-            try dropCache(model)
-            log("model load: one stream")
-            report.results.append(try read([model], name: "model_load_single", label: "model load, 1 stream"))
-            let shards = (0..<settings.streams).map { work + "/shard-\($0).bin" }
-            log("checkpoint write: \(settings.streams) writers")
-            report.results.append(
-                try write(shards, total: settings.bytes, name: "checkpoint_write", label: "checkpoint write, \(settings.streams) writers + fsync"))
-            for shard in shards { try dropCache(shard) }
-            log("model load: \(settings.streams) shards at once")
-            report.results.append(try read(shards, name: "model_load_sharded", label: "model load, \(settings.streams) shards"))
-            log("small random reads")
-            try dropCache(model)
-            report.results.append(try randomReads(model))
-            log("metadata: \(settings.files) small files")
-            report.results.append(contentsOf: try metadata(work + "/tree"))
+            if wanted.contains("model_load_single") || wanted.contains("random_read_4k") {
+                log("model load: writing a \(Self.size(settings.bytes)) file")
+                _ = try write([model], total: settings.bytes, name: "model_file", label: "model file")
+            }
+            if wanted.contains("model_load_single") {
+                try dropCache(model)
+                log("model load: one stream")
+                report.results.append(try read([model], name: "model_load_single", label: "model load, 1 stream"))
+            }
+            if wanted.contains("checkpoint_write") || wanted.contains("model_load_sharded") {
+                let shards = (0..<settings.streams).map { work + "/shard-\($0).bin" }
+                log("checkpoint write: \(settings.streams) writers")
+                let written = try write(
+                    shards, total: settings.bytes, name: "checkpoint_write", label: "checkpoint write, \(settings.streams) writers + fsync")
+                if wanted.contains("checkpoint_write") { report.results.append(written) }
+                if wanted.contains("model_load_sharded") {
+                    for shard in shards { try dropCache(shard) }
+                    log("model load: \(settings.streams) shards at once")
+                    report.results.append(try read(shards, name: "model_load_sharded", label: "model load, \(settings.streams) shards"))
+                }
+            }
+            if wanted.contains("random_read_4k") {
+                log("small random reads")
+                try dropCache(model)
+                report.results.append(try randomReads(model))
+            }
+            if wanted.contains("metadata") {
+                log("metadata: \(settings.files) small files")
+                report.results.append(contentsOf: try metadata(work + "/tree"))
+            }
         } catch let error as Failure {
             throw error
         } catch {
