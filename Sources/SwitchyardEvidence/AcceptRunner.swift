@@ -26,6 +26,15 @@ package final class AcceptRunner: Sendable {
         let samples = Mutex<[String: [(t: Double, value: Double)]]>([:])
         /// The gateway's retry, fallback, ejection and error counters at each sample.
         let activity = Mutex<[(t: Double, totals: LaneVerdict.GatewayActivity)]>([])
+        /// Fault phases whose fault was not applied, or failed, by phase name.
+        let faultProblems = Mutex<[String: LaneVerdict.FaultProblem]>([:])
+        /// Rollouts and reloads not answered yet.
+        let pendingCalls = Mutex<[String]>([])
+
+        func problem(_ phase: String, _ problem: LaneVerdict.FaultProblem, at t: Double, label: String) {
+            faultProblems.withLock { $0[phase] = problem }
+            markers.withLock { $0.append(TimelineMarker(at: t, label: label)) }
+        }
     }
 
     /// What the gateway did during each fault phase: counter increases from the last sample
@@ -152,12 +161,13 @@ package final class AcceptRunner: Sendable {
             return r
         }
         let gateway = Self.gatewayActivity(collected.activity.withLock { $0 }, phases: spans)
+        let faultProblems = collected.faultProblems.withLock { $0 }
         let verdicts = spec.lanes.map { lane -> LaneVerdict in
             var offered: Double?
             if case .rate(let r, _) = lane.load { offered = r }
             return LaneVerdict.judge(
                 lane: lane, records: records.filter { $0.lane == lane.name }, phases: spans,
-                recoveryWithin: spec.recoveryWithin?.seconds, offeredRate: offered, gateway: gateway)
+                recoveryWithin: spec.recoveryWithin?.seconds, offeredRate: offered, gateway: gateway, faultProblems: faultProblems)
         }
         let sampled = collected.samples.withLock { s in s.keys.sorted().map { SampledSeries(name: "queue \($0)", points: s[$0]!) } }
         return Result(
@@ -166,11 +176,14 @@ package final class AcceptRunner: Sendable {
             chaosCounts: (chaos?.injected ?? [:]).merging(backendChaos?.injected ?? [:]) { a, _ in a })
     }
 
-    /// Applies each phase's fault at its start and lifts it at its end.
+    /// Applies each phase's fault at its start and lifts it at its end; returns once every
+    /// rollout or reload it started has answered (their outcome is part of the verdict).
     func runPhases(
         origin: ContinuousClock.Instant, spans: [LaneVerdict.PhaseSpan], chaos: ChaosProxy?, backendChaos: BackendChaos?,
         http: HTTPClient, collected: Collected
     ) async {
+        var calls: [Task<Void, Never>] = []
+        func now() -> Double { (ContinuousClock.now - origin).seconds }
         for span in spans {
             try? await Task.sleep(until: origin + .seconds(span.start), clock: .continuous)
             log(String(format: "%6.1fs phase %@%@", span.start, span.name, span.fault.map { " — fault: \($0.label)" } ?? ""))
@@ -197,35 +210,38 @@ package final class AcceptRunner: Sendable {
                     log("  \(isKill ? "killed" : "stopped") \(name) (pid \(pid))")
                 } catch {
                     log("  could not inject '\(fault.label)': \(error)")
-                    collected.markers.withLock { $0.append(TimelineMarker(at: (ContinuousClock.now - origin).seconds, label: "fault not injected")) }
+                    collected.problem(span.name, .notInjected("\(error)"), at: now(), label: "fault not injected")
                 }
             case .rollout, .reload:
                 // Beside the load (a rollout takes as long as its replicas need); the phase is
                 // judged like a fault's: failures, attainment during it, time back to steady state.
                 guard let admin = adminClient(http) else {
                     log("  could not start '\(fault.label)': target.admin_url and target.admin_token are needed")
-                    collected.markers.withLock { $0.append(TimelineMarker(at: (ContinuousClock.now - origin).seconds, label: "not started")) }
+                    collected.problem(
+                        span.name, .notInjected("target.admin_url and target.admin_token are needed"), at: now(), label: "not started")
                     break
                 }
                 let log = self.log
-                Task {
-                    let started = ContinuousClock.now
-                    do {
-                        let answer: JSONValue
-                        if case .reload(let file) = fault {
-                            answer = try await admin.call(.POST, "/admin/config", text: try String(contentsOfFile: file, encoding: .utf8))
-                        } else {
-                            answer = try await admin.call(.POST, "/admin/rollout", timeout: .seconds(900))
+                let phase = span.name
+                collected.pendingCalls.withLock { $0.append(fault.label) }
+                calls.append(
+                    Task {
+                        defer { collected.pendingCalls.withLock { $0.removeAll { $0 == fault.label } } }
+                        let started = ContinuousClock.now
+                        do {
+                            let answer: JSONValue
+                            if case .reload(let file) = fault {
+                                answer = try await admin.call(.POST, "/admin/config", text: try String(contentsOfFile: file, encoding: .utf8))
+                            } else {
+                                answer = try await admin.call(.POST, "/admin/rollout", timeout: .seconds(900))
+                            }
+                            let steps = answer["steps"]?.arrayValue.map { " (\($0.count) replica(s) restarted)" } ?? ""
+                            log(String(format: "  %@ done in %.1f s%@", fault.label, (ContinuousClock.now - started).seconds, steps))
+                        } catch {
+                            log("  \(fault.label) failed: \(error)")
+                            collected.problem(phase, .failed("\(error)"), at: (ContinuousClock.now - origin).seconds, label: "\(fault.label) failed")
                         }
-                        let steps = answer["steps"]?.arrayValue.map { " (\($0.count) replica(s) restarted)" } ?? ""
-                        log(String(format: "  %@ done in %.1f s%@", fault.label, (ContinuousClock.now - started).seconds, steps))
-                    } catch {
-                        log("  \(fault.label) failed: \(error)")
-                        collected.markers.withLock {
-                            $0.append(TimelineMarker(at: (ContinuousClock.now - origin).seconds, label: "\(fault.label) failed"))
-                        }
-                    }
-                }
+                    })
             }
             try? await Task.sleep(until: origin + .seconds(span.end), clock: .continuous)
             switch fault {
@@ -235,6 +251,9 @@ package final class AcceptRunner: Sendable {
             }
             if let pid = stoppedPID { kill(pid, SIGCONT) }
         }
+        try? await Task.sleep(until: origin + .seconds(spans.last?.end ?? 0), clock: .continuous)
+        for label in collected.pendingCalls.withLock({ $0 }) { log("waiting for the \(label) to answer (its outcome is part of the verdict)") }
+        for call in calls { await call.value }
     }
 
     /// Child processes of `pid`, from /proc (Linux).

@@ -49,6 +49,14 @@ package struct LaneVerdict: Sendable {
         }
     }
 
+    /// A fault phase whose fault did not happen as specified: the run cannot vouch for it.
+    package enum FaultProblem: Sendable, Equatable {
+        /// Never applied (no such backend, no admin API): the phase tested nothing; the verdict is VOID.
+        case notInjected(String)
+        /// Applied and it failed (a rollout or reload the gateway refused or did not finish): FAIL.
+        case failed(String)
+    }
+
     package struct Recovery: Sendable {
         package var phase: String
         package var fault: String
@@ -93,7 +101,7 @@ package struct LaneVerdict: Sendable {
 
     package static func judge(
         lane: AcceptSpec.Lane, records all: [RequestRecord], phases: [PhaseSpan], recoveryWithin: Double?,
-        offeredRate: Double?, gateway: [String: GatewayActivity] = [:]
+        offeredRate: Double?, gateway: [String: GatewayActivity] = [:], faultProblems: [String: FaultProblem] = [:]
     ) -> LaneVerdict {
         let slo = lane.requestSLO
         let judged = all.map { r -> RequestRecord in
@@ -139,8 +147,18 @@ package struct LaneVerdict: Sendable {
             failed = true
         }
         var recoveries: [Recovery] = []
+        var notInjected: [String] = []
         for (i, phase) in phases.enumerated() {
             guard let fault = phase.fault else { continue }
+            switch faultProblems[phase.name] {
+            case .notInjected(let why):
+                notInjected.append("\(fault.label) in phase \(phase.name) was not injected (\(why)): the run did not test it")
+                continue
+            case .failed(let why):
+                reasons.append("\(fault.label) in phase \(phase.name) failed: \(why)")
+                failed = true
+            case nil: break
+            }
             let before = phases[..<i].last { $0.judged } ?? (i > 0 ? phases[i - 1] : nil)
             guard let before else { continue }
             let lifted: Double
@@ -178,8 +196,9 @@ package struct LaneVerdict: Sendable {
                 if recoveryWithin != nil || pre > 0 { failed = true }
             }
         }
-        let outcome: Outcome = !summary.invalid.isEmpty ? .void : (failed ? .fail : .pass)
-        if outcome == .void { reasons = summary.invalid.map { "void: \($0)" } + reasons }
+        let invalid = summary.invalid + notInjected
+        let outcome: Outcome = !invalid.isEmpty ? .void : (failed ? .fail : .pass)
+        if outcome == .void { reasons = invalid.map { "void: \($0)" } + reasons }
         return LaneVerdict(lane: lane.name, outcome: outcome, reasons: reasons, summary: summary, recoveries: recoveries)
     }
 

@@ -198,6 +198,31 @@ import Testing
         #expect(unknown.outcome != .pass)
     }
 
+    /// A fault that never happened cannot be passed on ("no impact" of nothing): VOID, naming it;
+    /// a rollout the gateway refused or did not finish fails the lane, whatever clients saw.
+    @Test func aFaultNotInjectedVoidsTheVerdictAndAFailedRolloutFailsIt() throws {
+        var spec = try AcceptSpec.load(yaml: Self.valid)
+        spec.lanes[0].slos = []
+        let spans = LaneVerdict.spans(spec.phases)
+        let records = (0..<70).map { i in Self.record(i, sched: 5 + Double(i), end: 5 + Double(i) + 0.2) }
+        let clean = LaneVerdict.judge(lane: spec.lanes[0], records: records, phases: spans, recoveryWithin: nil, offeredRate: nil)
+        #expect(clean.outcome == .pass, "\(clean.reasons)")
+        let missing = LaneVerdict.judge(
+            lane: spec.lanes[0], records: records, phases: spans, recoveryWithin: nil, offeredRate: nil,
+            faultProblems: ["fault": .notInjected("no managed backend named 'smollm2-0'")])
+        #expect(missing.outcome == .void)
+        #expect(
+            missing.reasons.first
+                == "void: kill smollm2-0 in phase fault was not injected (no managed backend named 'smollm2-0'): the run did not test it",
+            "\(missing.reasons)")
+        #expect(!missing.reasons.contains { $0.contains("no client-visible impact of kill") }, "\(missing.reasons)")
+        let failed = LaneVerdict.judge(
+            lane: spec.lanes[0], records: records, phases: spans, recoveryWithin: nil, offeredRate: nil,
+            faultProblems: ["chaos": .failed("POST /admin/rollout answered 409")])
+        #expect(failed.outcome == .fail)
+        #expect(failed.reasons.contains { $0.hasSuffix("in phase chaos failed: POST /admin/rollout answered 409") }, "\(failed.reasons)")
+    }
+
     @Test func gatewayActivityIsTheCounterIncreaseAcrossTheFault() {
         let metrics = """
             switchyard_retries_total{reason="connect_error"} 2
