@@ -118,11 +118,8 @@ import Testing
     @Test func httpsBackendsAreCheckedAgainstTheConfiguredCA() async throws {
         let pki = try TestCertificates()
         defer { try? FileManager.default.removeItem(at: pki.dir) }
-        let tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: try NIOSSLCertificate.fromPEMFile(pki.serverCert).map { .certificate($0) },
-            privateKey: .privateKey(try NIOSSLPrivateKey(file: pki.serverKey, format: .pem)))
         let upstream = TestUpstream()
-        try await upstream.run(tls: tls) { port in
+        try await upstream.run(tls: try pki.serverTLS()) { port in
             for (caFile, fastPath) in [(pki.caFile, true), (pki.caFile, false), (nil, true)] {
                 let config = GatewayHarness.config(models: [GatewayHarness.model("m", ["https://localhost:\(port)/ok/v1"])]) {
                     $0.upstream.caFile = caFile

@@ -1,4 +1,5 @@
 import Foundation
+import NIOSSL
 
 /// A throwaway PKI made with the openssl CLI in a fresh folder: a CA, a server certificate for
 /// 127.0.0.1 and localhost, and client certificates from that CA or from a stranger CA.
@@ -18,6 +19,13 @@ package struct TestCertificates: Sendable {
     }
 
     package func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+
+    /// A server configuration with the server certificate (for a test upstream over HTTPS).
+    package func serverTLS() throws -> TLSConfiguration {
+        TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(serverCert).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: serverKey, format: .pem)))
+    }
 
     /// Issues `name.pem`/`name.key` (a client certificate unless `extensions` say otherwise),
     /// signed by the CA `by` ("ca" or "stranger-ca").
