@@ -21,10 +21,14 @@ package struct TestCertificates: Sendable {
     package func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
     /// A server configuration with the server certificate (for a test upstream over HTTPS).
+    /// Closes as the gateway's listener does (see `ListenerTLS.load`), so a test server's
+    /// shutdown does not wait 5 s on a client that sent FIN without close_notify.
     package func serverTLS() throws -> TLSConfiguration {
-        TLSConfiguration.makeServerConfiguration(
+        var tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMFile(serverCert).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(file: serverKey, format: .pem)))
+        tls.shutdownTimeout = .milliseconds(250)
+        return tls
     }
 
     /// Issues `name.pem`/`name.key` (a client certificate unless `extensions` say otherwise),

@@ -44,6 +44,11 @@ package final class ListenerTLS: Sendable {
         let key = try read("key", config.keyFile) { try NIOSSLPrivateKey(file: $0, format: .pem) }
         var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
         tls.minimumTLSVersion = .tlsv12
+        // How long a connection the gateway closes waits for the client's close_notify. NIO SSL
+        // keeps waiting even after the client's FIN (a client that just closes, as many do), so
+        // with its 5 s default such sockets sat in CLOSE-WAIT and a graceful shutdown waited 5 s
+        // for them (measured: 5.0 s of a 5.5 s shutdown). Nothing can arrive after a FIN anyway.
+        tls.shutdownTimeout = .milliseconds(250)
         if let ca = config.clientCAFile {
             let roots = try read("client_ca", ca) { try NIOSSLCertificate.fromPEMFile($0) }
             tls.trustRoots = .certificates(roots)
