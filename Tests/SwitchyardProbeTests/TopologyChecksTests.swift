@@ -94,6 +94,36 @@ import Testing
         #expect(bad.first { $0.id == "rdma.nccl_gid_index" }?.hint?.contains("Set NCCL_IB_GID_INDEX to 3") == true)
     }
 
+    /// A link whose attributes are missing (a virtio device, a partial capture) is unknown, named
+    /// in a warning; the pass counts only the links read. With none readable there is no pass.
+    @Test func anUnreadableLinkIsUnknownNeverAPass() throws {
+        let fixture = try SysfsFixture()
+        defer { fixture.remove() }
+        let nic = try #require(fixture.nics.first)
+        let dir = URL(fileURLWithPath: fixture.root.path + "/sys/bus/pci/devices/\(nic)").resolvingSymlinksInPath().path
+        for file in ["current_link_width", "max_link_width", "current_link_speed", "max_link_speed"] {
+            try FileManager.default.removeItem(atPath: "\(dir)/\(file)")
+        }
+        let host = TopologyProbe(root: fixture.root.path).probe(hostname: "hgx-test")
+        let results = TopologyChecks(expectations: Self.expectations).run(host)
+        for id in ["pcie.width", "pcie.speed"] {
+            let warn = try #require(results.first { $0.id == id && $0.status == .warn }, "\(id): \(results)")
+            #expect(warn.subject == nic && warn.message.hasPrefix("unknown:") && warn.message.contains(nic))
+            let pass = try #require(results.first { $0.id == id && $0.status == .pass })
+            let all = try run([]).1.first { $0.id == id && $0.status == .pass }?.message ?? ""
+            #expect(pass.message != all, "one link fewer is counted: \(pass.message) vs \(all)")
+        }
+        var bare = host
+        bare.pciDevices = host.pciDevices.map { d in
+            var d = d
+            d.currentWidth = nil
+            d.currentSpeed = nil
+            return d
+        }
+        let none = TopologyChecks(expectations: Self.expectations).run(bare)
+        #expect(!none.contains { $0.id.hasPrefix("pcie.") && $0.status == .pass }, "nothing read, nothing passed")
+    }
+
     @Test func idleGPUAtGen1IsOnlyAWarning() throws {
         let (_, results) = try run([.idleGPUAtGen1])
         #expect(Self.failing(results).isEmpty)

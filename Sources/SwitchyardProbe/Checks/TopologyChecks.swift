@@ -53,11 +53,26 @@ package struct TopologyChecks: Sendable {
                             : "Check the slot, riser and BIOS PCIe speed setting; the link should train at its maximum."))
             }
         }
-        if !results.contains(where: { $0.id == "pcie.width" }) {
-            results.append(Self.pass("pcie.width", "\(relevant.count) PCIe links at full width"))
-        }
-        if !results.contains(where: { $0.id == "pcie.speed" }) {
-            results.append(Self.pass("pcie.speed", "\(relevant.filter { $0.kind != .bridge }.count) PCIe links at full speed"))
+        // Only links that could be read count toward a pass; the others are named (a virtual
+        // device, e.g. virtio, has no link attributes at all; a capture may have left them out).
+        let readableWidth = relevant.filter { ($0.currentWidth ?? 0) > 0 && ($0.maxWidth ?? 0) > 0 }
+        let readableSpeed = relevant.filter { $0.kind != .bridge && $0.currentGen != nil && $0.maxGen != nil }
+        for (id, readable, files, what) in [
+            ("pcie.width", readableWidth, ["current_link_width", "max_link_width"], "width"),
+            ("pcie.speed", readableSpeed, ["current_link_speed", "max_link_speed"], "speed"),
+        ] {
+            let found = results.contains { $0.id == id }
+            let unreadable = relevant.filter { d in (id == "pcie.width" || d.kind != .bridge) && !readable.contains { $0.address == d.address } }
+            if !unreadable.isEmpty {
+                results.append(
+                    CheckResult(
+                        id: id, status: .warn, subject: unreadable.count == 1 ? unreadable[0].address : host.hostname,
+                        message:
+                            "unknown: link \(what) of \(unreadable.map { "\($0.kind.rawValue) \($0.address)" }.joined(separator: ", ")) not readable",
+                        evidence: unreadable.prefix(4).flatMap { d in files.map { Evidence("\(d.sysfsPath)/\($0)", "missing or unknown") } },
+                        hint: "a virtual device (virtio) has no PCIe link to check; on bare metal, read the files as root or capture them"))
+            }
+            if !found, !readable.isEmpty { results.append(Self.pass(id, "\(readable.count) PCIe links at full \(what)")) }
         }
         return results
     }
