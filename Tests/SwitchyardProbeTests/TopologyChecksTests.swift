@@ -124,6 +124,40 @@ import Testing
         #expect(!none.contains { $0.id.hasPrefix("pcie.") && $0.status == .pass }, "nothing read, nothing passed")
     }
 
+    /// A root with nothing under it (a wrong --root, no /sys) is unknown, never "no GPUs: not
+    /// applicable" passes; expectations still fail against it.
+    @Test func anUnreadableSysfsPassesNothing() {
+        let host = TopologyProbe(root: "/nonexistent-\(UUID().uuidString)").probe(hostname: "h")
+        let results = TopologyChecks().run(host)
+        #expect(results.map(\.id) == ["host.pci_devices"] && results.first?.status == .warn, "\(results)")
+        var expecting = Self.expectations
+        expecting.ncclIBGIDIndex = nil
+        let expected = TopologyChecks(expectations: expecting).run(host)
+        #expect(!expected.contains { $0.status == .pass }, "\(expected)")
+        #expect(expected.contains { $0.id.hasPrefix("expect.") && $0.status == .fail }, "\(expected)")
+    }
+
+    /// Expectations about a fabric that is not there are not met by default: no RDMA NIC means no
+    /// expected MTU confirmed (unknown), no SR-IOV VFs (fail), no RoCE GID (fail).
+    @Test func expectationsOfAMissingFabricAreNotPasses() throws {
+        var (host, _) = try run([])
+        host.rdmaDevices = []
+        host.interfaces = host.interfaces.map { i in
+            var i = i
+            i.rdmaDevices = []
+            return i
+        }
+        var expecting = Self.expectations
+        expecting.mtu = 9000
+        expecting.sriovVfs = 4
+        let results = TopologyChecks(expectations: expecting).run(host)
+        func status(_ id: String) -> [CheckStatus] { results.filter { $0.id == id }.map(\.status) }
+        #expect(status("net.mtu_consistent") == [.warn], "\(results.filter { $0.id == "net.mtu_consistent" })")
+        #expect(status("sriov.vfs") == [.fail])
+        #expect(status("expect.gid_type") == [.fail])
+        #expect(!results.contains { $0.id.hasPrefix("rdma.") && $0.status == .pass }, "no port, no port check passed")
+    }
+
     @Test func idleGPUAtGen1IsOnlyAWarning() throws {
         let (_, results) = try run([.idleGPUAtGen1])
         #expect(Self.failing(results).isEmpty)

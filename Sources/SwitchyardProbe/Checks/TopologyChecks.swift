@@ -11,7 +11,19 @@ package struct TopologyChecks: Sendable {
     }
 
     package func run(_ host: HostTopology) -> [CheckResult] {
-        pcieLinks(host) + gpuNICLocality(host) + nvlinkUniformity(host) + rdmaPorts(host) + roceGIDs(host)
+        // Every host has PCI devices: none read means sysfs was not readable (a wrong --root, a
+        // container without /sys), and "no GPUs, nothing to check" would pass on missing data.
+        // What nvidia-smi's matrix says stands on its own.
+        guard !host.pciDevices.isEmpty else {
+            return [
+                CheckResult(
+                    id: "host.pci_devices", status: .warn, subject: host.hostname,
+                    message: "unknown: no PCI devices could be read, so the PCIe, locality, RDMA and network checks could not run",
+                    evidence: [Evidence("/sys/bus/pci/devices", "missing or empty")],
+                    hint: "run topo on the host itself with /sys mounted, or point --root at a full sysfs capture")
+            ] + (host.nvidiaTopology == nil ? [] : nvlinkUniformity(host)) + expected(host)
+        }
+        return pcieLinks(host) + gpuNICLocality(host) + nvlinkUniformity(host) + rdmaPorts(host) + roceGIDs(host)
             + mtu(host) + sriov(host) + expected(host)
     }
 
@@ -181,11 +193,18 @@ package struct TopologyChecks: Sendable {
                             id: "rdma.rate", status: .fail, subject: subject, message: "port rate \(port.rate), expected \(Int(want)) Gb/sec",
                             evidence: [Evidence("\(port.sysfsPath)/rate", port.rate)],
                             hint: "Link negotiated below its rated speed: check cable, transceiver and switch port configuration."))
+                } else if let want = expectations.nicRateGbps, port.rateGbps == nil {
+                    results.append(
+                        CheckResult(
+                            id: "rdma.rate", status: .warn, subject: subject,
+                            message: "unknown: port rate '\(port.rate)' not readable, expected \(Int(want)) Gb/sec",
+                            evidence: [Evidence("\(port.sysfsPath)/rate", port.rate)], hint: "read the port's rate file on the host itself"))
                 }
             }
         }
         if !results.contains(where: { $0.id == "rdma.port_state" }) {
-            results.append(Self.pass("rdma.port_state", "\(host.rdmaDevices.flatMap(\.ports).count) RDMA ports ACTIVE/LinkUp"))
+            let ports = host.rdmaDevices.flatMap(\.ports).count
+            results.append(Self.pass("rdma.port_state", ports == 0 ? "not applicable: no RDMA ports" : "\(ports) RDMA ports ACTIVE/LinkUp"))
         }
         return results
     }
@@ -232,6 +251,16 @@ package struct TopologyChecks: Sendable {
     func mtu(_ host: HostTopology) -> [CheckResult] {
         let fabric = host.interfaces.filter { !$0.rdmaDevices.isEmpty || ($0.pciAddress.map(host.rdmaNICAddresses.contains) ?? false) }
         guard !fabric.isEmpty else {
+            // An expected fabric MTU with no fabric to read it from is not a pass.
+            if let want = expectations.mtu {
+                return [
+                    CheckResult(
+                        id: "net.mtu_consistent", status: .warn, subject: host.hostname,
+                        message: "unknown: no fabric (RDMA) interface to check the expected MTU \(want) on",
+                        evidence: [Evidence("/sys/class/net/*/device/infiniband", "none")],
+                        hint: "check that the RDMA NICs and their drivers are present")
+                ]
+            }
             return [Self.pass("net.mtu_consistent", "not applicable: no fabric (RDMA) interfaces")]
         }
         var results: [CheckResult] = []
@@ -266,7 +295,15 @@ package struct TopologyChecks: Sendable {
     // SR-IOV: VFs enabled as expected, and the kernel's count agrees with the VF links.
     func sriov(_ host: HostTopology) -> [CheckResult] {
         let pfs = host.pciDevices.filter { ($0.sriovTotalVfs ?? 0) > 0 && host.rdmaNICAddresses.contains($0.address) }
-        guard !pfs.isEmpty else { return [] }
+        guard !pfs.isEmpty else {
+            guard let want = expectations.sriovVfs, want > 0 else { return [] }
+            return [
+                CheckResult(
+                    id: "sriov.vfs", status: .fail, subject: host.hostname, message: "\(want) VFs expected, but no RDMA NIC offers SR-IOV",
+                    evidence: [Evidence("/sys/bus/pci/devices/*/sriov_totalvfs", "none on an RDMA NIC")],
+                    hint: "enable SR-IOV in the NIC's firmware and BIOS, or fix the expectation")
+            ]
+        }
         var results: [CheckResult] = []
         for pf in pfs {
             let num = pf.sriovNumVfs ?? 0
@@ -322,10 +359,14 @@ package struct TopologyChecks: Sendable {
         if let want = e.gidType {
             let ports = host.rdmaDevices.flatMap(\.ports)
             let missing = ports.filter { port in !port.gids.contains { $0.type == want } }
+            // No port at all is not "every port has one".
             check(
-                "expect.gid_type", missing.isEmpty,
-                missing.isEmpty ? "every RDMA port has a \(want) GID" : "\(missing.count) ports have no \(want) GID",
-                missing.map { Evidence("\($0.sysfsPath)/gid_attrs/types", "no \(want)") })
+                "expect.gid_type", !ports.isEmpty && missing.isEmpty,
+                ports.isEmpty
+                    ? "no RDMA port found to carry a \(want) GID"
+                    : missing.isEmpty ? "every RDMA port (\(ports.count)) has a \(want) GID" : "\(missing.count) ports have no \(want) GID",
+                ports.isEmpty
+                    ? [Evidence("/sys/class/infiniband", "no ports")] : missing.map { Evidence("\($0.sysfsPath)/gid_attrs/types", "no \(want)") })
         }
         return results
     }
