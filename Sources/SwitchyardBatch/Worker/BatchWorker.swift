@@ -28,6 +28,8 @@ package final class BatchWorker: Service, Sendable {
     package let owner: String
     private let inflight = Mutex<[String: ClaimedItem]>([:])
     private let stopping = Atomic<Bool>(false)
+    /// The store's failures in the claim loop, logged once, then every 30 s, then when they clear.
+    private let storeFailures = RepeatedFailure()
 
     package init(service: BatchService, executor: any BatchExecutor, logger: Logger) {
         self.service = service
@@ -71,6 +73,7 @@ package final class BatchWorker: Service, Sendable {
                         if free > 0 {
                             let now = WallClock.unixMilliseconds()
                             let items = try await store.claim(owner: owner, limit: free, now: now, leaseUntil: now + leaseMs)
+                            storeAnswered()
                             for item in items {
                                 inflight.withLock { $0[key(item)] = item }
                                 group.addTask { [self] in
@@ -80,9 +83,19 @@ package final class BatchWorker: Service, Sendable {
                                 }
                             }
                             if items.count == free { continue }
+                        } else {
+                            storeAnswered()
                         }
                     } catch {
-                        logger.error("batch worker: store error", metadata: ["error": "\(error)"])
+                        // Once, then a reminder every 30 s (it is retried every 500 ms).
+                        switch storeFailures.failed() {
+                        case .first: logger.error("batch worker: store error; retrying", metadata: ["error": "\(error)"])
+                        case .still(let n, let seconds):
+                            logger.error(
+                                "batch worker: store still failing",
+                                metadata: ["error": "\(error)", "for_s": "\(Int(seconds))", "errors_not_logged": "\(n)"])
+                        case .recovered, nil: break
+                        }
                     }
                     await service.wake.wait(timeout: .milliseconds(500))
                 }
@@ -92,6 +105,13 @@ package final class BatchWorker: Service, Sendable {
         } onGracefulShutdown: { [self] in
             stopping.store(true, ordering: .relaxed)
             service.wake.ring()
+        }
+    }
+
+    /// The store answered: says so once after a run of failures.
+    func storeAnswered() {
+        if case .recovered(let failures, let seconds) = storeFailures.succeeded() {
+            logger.notice("batch worker: store reachable again", metadata: ["errors": "\(failures)", "after_s": "\(Int(seconds))"])
         }
     }
 

@@ -34,6 +34,8 @@ struct SharedQuotaSync: Service {
     /// Rows are read again this far below the last id seen, so one whose insert committed after a
     /// later id's is still counted (at most once: the ids are remembered).
     static let overlap: Int64 = 1000
+    /// Sync failures, logged once, then every 30 s, then when they clear.
+    let failures = RepeatedFailure()
 
     func run() async throws {
         var cursor: Int64 = 0
@@ -120,6 +122,9 @@ struct SharedQuotaSync: Service {
             }
             applied = applied.filter { $0 > cursor - Self.overlap }
             quotas.chargeForeign(others)
+            if case .recovered(let n, let seconds) = failures.succeeded() {
+                logger.notice("shared quotas: PostgreSQL answers again; usage shared", metadata: ["errors": "\(n)", "after_s": "\(Int(seconds))"])
+            }
         } catch {
             failed("cannot read the other replicas' usage", error)
         }
@@ -140,8 +145,15 @@ struct SharedQuotaSync: Service {
         return QuotaBook.Usage(tenant: tenant, lane: lane, requests: int(row[2]), tokens: int(row[3]), day: day)
     }
 
+    /// Every failure is counted; the log says it once, then every 30 s, then when it clears.
     func failed(_ what: String, _ error: any Error) {
         metrics.quotaSyncError()
-        logger.warning("shared quotas: \(what); deciding on this replica's usage meanwhile", metadata: ["error": "\(error)"])
+        switch failures.failed() {
+        case .first: logger.warning("shared quotas: \(what); deciding on this replica's usage meanwhile", metadata: ["error": "\(error)"])
+        case .still(let n, let seconds):
+            logger.warning(
+                "shared quotas: \(what), still", metadata: ["error": "\(error)", "for_s": "\(Int(seconds))", "errors_not_logged": "\(n)"])
+        case .recovered, nil: break
+        }
     }
 }
