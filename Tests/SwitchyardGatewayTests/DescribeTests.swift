@@ -9,7 +9,7 @@ import Testing
 /// HTML page as a real browser reads it.
 @Suite struct DescribeTests {
     @Test func theLivePathShowsADrainedReplicaAndRendersInChromium() async throws {
-        let upstream = TestUpstream()
+        let upstream = TestUpstream(engine: .llamacpp(slots: 4))
         try await upstream.run { port in
             let config = GatewayHarness.config(models: [
                 GatewayHarness.model("m", ["http://127.0.0.1:\(port)/ok/v1", "http://127.0.0.1:\(port)/ok2/v1"], fallback: ["n"]),
@@ -26,6 +26,7 @@ import Testing
                     mermaid.body.contains(#"replica_m_0["m-0<br/>http://127.0.0.1:\#(port)/ok/v1"#)
                         && mermaid.body.contains("serving, 0 in flight\"]:::serving"))
                 #expect(mermaid.body.contains("drained, 0 in flight\"]:::closed"), "the drained replica is drawn as closed: \(mermaid.body)")
+                #expect(mermaid.body.contains("<br/>llama.cpp, 4 slots (props)<br/>"), "the engine its /props answer names: \(mermaid.body)")
                 #expect(mermaid.body.contains(#"pool_m -. "fallback 1" .-> pool_n"#))
                 let bad = try await TestClient.get("\(base)/admin/describe?format=png", headers: admin)
                 #expect(bad.status == 400 && bad.json?["error"]?["param"] == .string("format"))

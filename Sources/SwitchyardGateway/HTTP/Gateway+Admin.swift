@@ -247,7 +247,8 @@ extension Gateway {
                 let limit = r.capacity.limit == 0 ? "unlimited" : "\(r.capacity.limit) slots"
                 return ServingPath.Replica(
                     id: "\(model.name)-\(r.index)", url: r.backend.id,
-                    detail: "\(limit) (\(r.capacity.source.rawValue))" + (r.backend.managed ? ", managed" : ""), state: r.state.rawValue,
+                    detail: (r.capacity.source.engine.map { "\($0), " } ?? "") + "\(limit) (\(r.capacity.source.rawValue))"
+                        + (r.backend.managed ? ", managed" : ""), state: r.state.rawValue,
                     inflight: r.inflight)
             }
         }

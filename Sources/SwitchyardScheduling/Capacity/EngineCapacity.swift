@@ -17,6 +17,16 @@ package enum CapacitySource: String, Sendable, Equatable, CaseIterable {
     case `default`
     /// Discovery has not answered yet: a small provisional window.
     case pending
+
+    /// The engine its answer identifies (each info endpoint is one engine's), when it does.
+    package var engine: String? {
+        switch self {
+        case .props: "llama.cpp"
+        case .serverInfo: "SGLang"
+        case .info: "TGI"
+        case .config, .learned, .default, .pending: nil
+        }
+    }
 }
 
 /// What an engine's info endpoint says about how much it runs at once.
