@@ -7,14 +7,14 @@
 # round runs one probe phase (--phases) and the same fio job back to back, in alternating order,
 # after `sync` and dropping the page cache; the verdict is the median of the rounds' ratios.
 # Usage: bench/storage-fio.sh [PATH] [SIZE_MIB] [STREAMS] [ROUNDS]   (defaults: a temp folder on
-# /var/tmp, 1024, 4, 7)
+# /var/tmp, 1024, 4, 11)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 made=""
 if [ -n "${1:-}" ]; then path="$1"; else path=$(mktemp -d -p /var/tmp) && made="$path"; fi
 size="${2:-1024}"
 streams="${3:-4}"
-rounds="${4:-7}"
+rounds="${4:-11}"
 command -v fio >/dev/null || { echo "installing fio from Debian (once)" >&2; apt-get update -qq && apt-get install -y -qq fio >/dev/null; }
 swift build -c release --product switchyard >/dev/null
 bin=.build/release/switchyard

@@ -119,17 +119,21 @@ package struct StorageProbe: Sendable {
         let errors = Mutex<[String]>([])
         // Incompressible bytes, as weights and optimizer state are (and as fio writes): storage
         // that compresses or skips zeros would otherwise look faster than it is for checkpoints.
-        // Made before the clock starts; every writer writes the same block, as fio's jobs do.
+        // Made before the clock starts, a block per writer as each fio job has its own (writers
+        // sharing one block copy from the CPU cache, faster than a checkpoint's tensors in memory).
         var rng = SplitMix64(seed: 0x5EED)
-        let buffer = [UInt64](unsafeUninitializedCapacity: (block + 7) / 8) { words, count in
-            for j in words.indices { words[j] = rng.next() }
-            count = words.count
+        let buffers = (0..<min(paths.count, 16)).map { _ in
+            [UInt64](unsafeUninitializedCapacity: (block + 7) / 8) { words, count in
+                for j in words.indices { words[j] = rng.next() }
+                count = words.count
+            }
         }
         let start = ContinuousClock.now
         Self.parallel(paths.count) { i in
             let fd = open(paths[i], O_WRONLY | O_CREAT | O_TRUNC, 0o600)
             guard fd >= 0 else { return errors.withLock { $0.append("open \(paths[i]): \(String(cString: strerror(errno)))") } }
             defer { close(fd) }
+            let buffer = buffers[i % buffers.count]
             var done: Int64 = 0
             while done < per, ContinuousClock.now < deadline {
                 let n = Int(min(Int64(block), per - done))
